@@ -1,0 +1,38 @@
+/**
+ * Zero-downtime restarts and systemd socket activation for Deno HTTP servers.
+ *
+ * `serveGraceful` is a drop-in for `Deno.serve` (same handler contract) that
+ * serves on sockets passed through `LISTEN_FDS` (sd_listen_fds(3) semantics),
+ * or opens them itself when none are passed, and drains gracefully.
+ *
+ * Run as a program, this module is the CLI: `deno run -A mod.ts --help`.
+ *
+ * @example Drop-in for Deno.serve
+ * ```ts ignore
+ * import { serveGraceful } from "./mod.ts";
+ *
+ * serveGraceful({ port: 8000 }, (req, info) => {
+ *   return new Response(`Hello ${info.remoteAddr.transport}!`);
+ * });
+ * ```
+ *
+ * @module
+ */
+
+export {
+  type EngineName,
+  type GracefulServeOptions,
+  type GracefulServer,
+  serveGraceful,
+} from "./src/server.ts";
+export type {
+  Addr,
+  ErrorHandler,
+  GracefulHandler,
+  GracefulHandlerInfo,
+} from "./src/types.ts";
+
+if (import.meta.main) {
+  const { main } = await import("./src/cli.ts");
+  Deno.exit(await main(Deno.args));
+}

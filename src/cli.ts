@@ -1,0 +1,207 @@
+/**
+ * The command line: `deno run -A mod.ts [APP.ts] [options]`.
+ *
+ * Without APP.ts it serves the demo app; with it, the module's default export
+ * `{ fetch }` (the `deno serve` convention). Under socket activation no flags
+ * are needed: the inherited sockets are used.
+ *
+ * @module
+ */
+
+import { configure, getConsoleSink, type LogLevel } from "@logtape/logtape";
+import { isAbsolute, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "./args.ts";
+import { inheritedFds } from "./listeners.ts";
+import { demoHandler } from "./demo.ts";
+import { type EngineName, serveGraceful } from "./server.ts";
+import type { GracefulHandler } from "./types.ts";
+import { assertDenoVersion } from "./version.ts";
+import denoJson from "../deno.json" with { type: "json" };
+
+/** The CLI's default port, when nothing is inherited and none is given. */
+export const DEFAULT_PORT = 8199;
+
+const OPTIONS = {
+  port: { type: "string", short: "p" },
+  hostname: { type: "string" },
+  listen: { type: "string", multiple: true },
+  engine: { type: "string" },
+  name: { type: "string" },
+  "drain-timeout": { type: "string" },
+  "log-level": { type: "string" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
+} as const;
+
+const HELP = `serveGraceful ${denoJson.version}: zero-downtime Deno HTTP serving
+
+Usage:
+  deno run -A mod.ts [APP.ts] [options]
+
+  Without APP.ts, serves the demo: / says Hello!, /pid is the serving pid,
+  /sleep?ms=N sleeps N ms (default 10000) and answers with its pid.
+  APP.ts must \`export default { fetch(request, info) { ... } }\`.
+  Under systemd socket activation (LISTEN_FDS) no options are needed.
+
+Options:
+  -p, --port N            port to open when no socket is inherited (default ${DEFAULT_PORT})
+      --hostname H        hostname for --port (default 0.0.0.0)
+      --listen ADDR       address to serve; repeatable: 127.0.0.1:8000,
+                          [::1]:8001, :8002, unix:/run/app.sock
+      --engine E          auto (default), native (Deno's HTTP engine) or node
+      --name NAME         server name; claims inherited fds of that
+                          LISTEN_FDNAMES name (default http)
+      --drain-timeout MS  longest graceful shutdown before cutting (default 30000)
+      --log-level L       debug, info (default), warning, error
+  -h, --help              this help
+  -V, --version           print the version
+
+Signals: SIGTERM, SIGINT and SIGQUIT drain gracefully and exit 0.
+
+Examples:
+  deno run -A mod.ts                                # demo on :${DEFAULT_PORT}
+  deno run -A mod.ts --listen 127.0.0.1:8080 --listen unix:/tmp/app.sock
+  deno run -A mod.ts examples/app.ts --port 8080
+  systemd-socket-activate -l 127.0.0.1:8080 deno run -A mod.ts
+`;
+
+/**
+ * Runs the CLI; resolves to the exit status.
+ *
+ * @example
+ * ```ts ignore
+ * import { main } from "./cli.ts";
+ * Deno.exit(await main(Deno.args));
+ * ```
+ */
+export async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    assertDenoVersion();
+    parsed = parseArgs(args, OPTIONS);
+  } catch (error) {
+    return fail(error);
+  }
+  const values = parsed.values;
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (values.version) {
+    console.log(
+      `serveGraceful ${denoJson.version} (deno ${Deno.version.deno})`,
+    );
+    return 0;
+  }
+  try {
+    await setupLogging(String(values["log-level"] ?? "info"));
+    const handler = parsed.positionals.length > 0
+      ? await loadApp(parsed.positionals[0])
+      : demoHandler;
+    if (parsed.positionals.length > 1) {
+      throw new TypeError(
+        `unexpected argument "${parsed.positionals[1]}" (one APP.ts at most)`,
+      );
+    }
+    const server = serveGraceful({
+      name: values.name as string | undefined,
+      port: values.port !== undefined
+        ? parsePort(values.port as string)
+        : values.listen || inheritedFds().length > 0
+        ? undefined
+        : DEFAULT_PORT,
+      hostname: values.hostname as string | undefined,
+      listen: values.listen as string[] | undefined,
+      engine: parseEngine(values.engine as string | undefined),
+      drainTimeout: values["drain-timeout"] === undefined
+        ? undefined
+        : parseMs("--drain-timeout", values["drain-timeout"] as string),
+    }, handler);
+    await server.finished;
+    return 0;
+  } catch (error) {
+    return fail(error);
+  }
+}
+
+function fail(error: unknown): number {
+  const message = error instanceof Error ? error.message : String(error);
+  console.error(`error: ${message}`);
+  return 1;
+}
+
+function parsePort(raw: string): number {
+  const port = Number(raw);
+  if (!/^\d+$/.test(raw) || port > 65535) {
+    throw new TypeError(`--port "${raw}" is not a port number (0-65535)`);
+  }
+  return port;
+}
+
+function parseMs(flag: string, raw: string): number {
+  const ms = Number(raw);
+  if (!/^\d+$/.test(raw)) {
+    throw new TypeError(`${flag} "${raw}" is not a number of milliseconds`);
+  }
+  return ms;
+}
+
+function parseEngine(raw: string | undefined): EngineName | undefined {
+  if (
+    raw === undefined || raw === "auto" || raw === "native" || raw === "node"
+  ) {
+    return raw;
+  }
+  throw new TypeError(`--engine "${raw}" must be auto, native or node`);
+}
+
+async function loadApp(path: string): Promise<GracefulHandler> {
+  const url = /^[a-z][a-z0-9+.-]*:/i.test(path) && !/^[a-z]:[\\/]/i.test(path)
+    ? path
+    : pathToFileURL(isAbsolute(path) ? path : resolve(path)).href;
+  let mod;
+  try {
+    mod = await import(url);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new Error(`cannot load app module ${path}: ${message}`, {
+      cause: error,
+    });
+  }
+  const fetch = mod.default?.fetch;
+  if (typeof fetch !== "function") {
+    throw new TypeError(
+      `app module ${path} must \`export default { fetch(request, info) {...} }\``,
+    );
+  }
+  return fetch.bind(mod.default);
+}
+
+const LEVELS: Record<string, LogLevel> = {
+  debug: "debug",
+  info: "info",
+  warning: "warning",
+  warn: "warning",
+  error: "error",
+};
+
+async function setupLogging(level: string): Promise<void> {
+  const lowestLevel = LEVELS[level];
+  if (!lowestLevel) {
+    throw new TypeError(
+      `--log-level "${level}" must be debug, info, warning or error`,
+    );
+  }
+  await configure({
+    sinks: { console: getConsoleSink() },
+    loggers: [
+      { category: ["graceful"], lowestLevel, sinks: ["console"] },
+      {
+        category: ["logtape", "meta"],
+        lowestLevel: "warning",
+        sinks: ["console"],
+      },
+    ],
+  });
+}

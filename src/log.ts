@@ -1,0 +1,26 @@
+/**
+ * Logging, behind one small module so that the backend can change in one
+ * place. It stands in for @std/log (JSR is not reachable from where this was
+ * built) with LogTape, which, like @std/log, emits nothing until the
+ * application configures it. Every logger lives under the "graceful" category.
+ *
+ * @module
+ */
+
+import { getLogger, type Logger } from "@logtape/logtape";
+
+export type { Logger };
+
+/**
+ * Returns the logger for one part of the module, e.g. `logger("server")` is
+ * the category `["graceful", "server"]`.
+ *
+ * @example
+ * ```ts
+ * import { logger } from "./log.ts";
+ * logger("server").info("listening on {addr}", { addr: "127.0.0.1:8000" });
+ * ```
+ */
+export function logger(part: string): Logger {
+  return getLogger(["graceful", part]);
+}

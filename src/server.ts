@@ -1,0 +1,373 @@
+/**
+ * `serveGraceful`: a drop-in for Deno.serve that serves on sockets passed via
+ * LISTEN_FDS (or opens them itself), through Deno's own HTTP engine, and drains
+ * gracefully.
+ *
+ * @module
+ */
+
+import type {
+  Addr,
+  Engine,
+  EngineBinding,
+  ErrorHandler,
+  GracefulHandler,
+  Listener,
+  TlsOptions,
+} from "./types.ts";
+import { formatAddr, type ListenSpec, parseListenAddress } from "./address.ts";
+import { acquireListeners, releaseListener } from "./listeners.ts";
+import {
+  canServeNatively,
+  createNativeEngine,
+  detectNativeSupport,
+} from "./engine_native.ts";
+import { createNodeEngine } from "./engine_node.ts";
+import { assertDenoVersion } from "./version.ts";
+import { logger } from "./log.ts";
+import { trackServer } from "./signals.ts";
+
+const log = logger("server");
+
+/** Which HTTP engine serves connections. */
+export type EngineName = "auto" | "native" | "node";
+
+/** Options of {@linkcode serveGraceful}. */
+export interface GracefulServeOptions {
+  /** The handler (alternatively pass it as the second argument, or as `fetch`). */
+  handler?: GracefulHandler;
+  /** The same as `handler`, for `export default { fetch }` style modules. */
+  fetch?: GracefulHandler;
+  /**
+   * The server's name. Inherited sockets whose LISTEN_FDNAMES name (systemd
+   * FileDescriptorName=) equals it belong to this server. Default "http".
+   */
+  name?: string;
+  /** Port to listen on when no socket was inherited. Default 8000, as Deno.serve. */
+  port?: number;
+  /** Hostname for `port`. Default "0.0.0.0". */
+  hostname?: string;
+  /**
+   * Several addresses: `"127.0.0.1:8000"`, `"[::1]:8001"`, `"unix:/run/app.sock"`.
+   * Inherited sockets with a matching address are used instead of opening new ones.
+   */
+  listen?: string[];
+  /** PEM certificate chain; with `key`, serves HTTPS (on the node engine). */
+  cert?: string;
+  /** PEM private key. */
+  key?: string;
+  /** "auto" (default): native where possible, node otherwise. */
+  engine?: EngineName;
+  /** Called once per listener when it is serving. Default: log like Deno.serve. */
+  onListen?: (addr: Addr) => void;
+  /** Turns a handler exception into a response. Default: log it and answer 500. */
+  onError?: ErrorHandler;
+  /** Aborting it shuts the server down gracefully. */
+  signal?: AbortSignal;
+  /** The longest a graceful shutdown may take before connections are cut (ms). Default 30000. */
+  drainTimeout?: number;
+  /** How long idle keep-alive connections may stay once draining starts (ms). Default 500. */
+  idleGrace?: number;
+  /**
+   * Stop gracefully (and exit 0 once every server has drained) on these
+   * signals. Default ["SIGTERM", "SIGINT", "SIGQUIT"]; `false` leaves signals alone.
+   */
+  shutdownSignals?: Deno.Signal[] | false;
+}
+
+/** The server returned by {@linkcode serveGraceful}. */
+export interface GracefulServer extends AsyncDisposable {
+  /** The server's name. */
+  readonly name: string;
+  /** Resolves once every listener serves; rejects when listening failed. */
+  readonly ready: Promise<void>;
+  /** Resolves when the server has shut down; rejects when it could not start. */
+  readonly finished: Promise<void>;
+  /** The addresses served (empty until `ready`). */
+  readonly addrs: Addr[];
+  /** The first address served, like Deno.serve's `addr` (after `ready`). */
+  readonly addr: Addr | undefined;
+  /** The engine serving each listener, in `addrs` order. */
+  readonly engines: ("native" | "node")[];
+  /** Requests being served right now. */
+  readonly inFlight: number;
+  /** Open client connections. */
+  readonly connections: number;
+  /** Graceful shutdown: stop accepting, finish in-flight requests, close. */
+  shutdown(): Promise<void>;
+  /** Keep the process alive while serving (the default). */
+  ref(): void;
+  /** Let the process exit even though this server is serving. */
+  unref(): void;
+}
+
+type ServeArgs =
+  | [GracefulHandler]
+  | [GracefulServeOptions, GracefulHandler]
+  | [
+    & GracefulServeOptions
+    & ({ handler: GracefulHandler } | { fetch: GracefulHandler }),
+  ];
+
+let nodeFallbackWarned = false;
+
+/**
+ * Serves HTTP like `Deno.serve`, on sockets inherited through systemd socket
+ * activation (LISTEN_FDS) or opened here, and drains gracefully on SIGTERM,
+ * SIGINT and SIGQUIT.
+ *
+ * @example Hello world
+ * ```ts ignore
+ * import { serveGraceful } from "./mod.ts";
+ * serveGraceful((_req) => new Response("Hello!"));
+ * ```
+ *
+ * @example Two ports, options first
+ * ```ts ignore
+ * import { serveGraceful } from "./mod.ts";
+ * const server = serveGraceful(
+ *   { name: "s1", listen: ["127.0.0.1:8100", "127.0.0.1:8101"] },
+ *   (req, info) => new Response(`hi ${info.remoteAddr.transport}`),
+ * );
+ * await server.ready;
+ * ```
+ */
+export function serveGraceful(handler: GracefulHandler): GracefulServer;
+export function serveGraceful(
+  options: GracefulServeOptions,
+  handler: GracefulHandler,
+): GracefulServer;
+export function serveGraceful(
+  options:
+    & GracefulServeOptions
+    & ({ handler: GracefulHandler } | { fetch: GracefulHandler }),
+): GracefulServer;
+export function serveGraceful(...args: ServeArgs): GracefulServer {
+  assertDenoVersion();
+  const { options, handler } = normalizeArgs(args);
+  return new Server(options, handler);
+}
+
+function normalizeArgs(args: ServeArgs): {
+  options: GracefulServeOptions;
+  handler: GracefulHandler;
+} {
+  if (typeof args[0] === "function") return { options: {}, handler: args[0] };
+  const options = args[0] ?? {};
+  const handler = args[1] ?? options.handler ?? options.fetch;
+  if (typeof handler !== "function") {
+    throw new TypeError(
+      "serveGraceful needs a handler: serveGraceful(handler), " +
+        "serveGraceful(options, handler) or serveGraceful({ handler })",
+    );
+  }
+  return { options, handler };
+}
+
+function specsOf(options: GracefulServeOptions): {
+  specs: ListenSpec[];
+  fallback: ListenSpec;
+} {
+  const hostname = options.hostname ?? "0.0.0.0";
+  const fallback: ListenSpec = {
+    transport: "tcp",
+    hostname,
+    port: options.port ?? 8000,
+  };
+  const specs = (options.listen ?? []).map(parseListenAddress);
+  if (options.port !== undefined || options.hostname !== undefined) {
+    if (options.listen === undefined) specs.push(fallback);
+  }
+  return { specs, fallback };
+}
+
+function defaultOnError(error: unknown): Response {
+  log.error("handler failed: {error}", { error });
+  console.error(error);
+  return new Response("Internal Server Error", { status: 500 });
+}
+
+function defaultOnListen(addr: Addr): void {
+  if ("path" in addr) {
+    console.log(`Listening on ${addr.path}`);
+  } else {
+    const host = addr.hostname.includes(":")
+      ? `[${addr.hostname}]`
+      : addr.hostname;
+    console.log(`Listening on http://${host}:${addr.port}/`);
+  }
+}
+
+class Server implements GracefulServer {
+  readonly name: string;
+  readonly ready: Promise<void>;
+  readonly finished: Promise<void>;
+  #options: GracefulServeOptions;
+  #handler: GracefulHandler;
+  #listeners: Listener[] = [];
+  #bindings: EngineBinding[] = [];
+  #engines: ("native" | "node")[] = [];
+  #draining = new AbortController();
+  #shutdown: Promise<void> | undefined;
+  #finish = Promise.withResolvers<void>();
+  #refed = true;
+  #untrack: (() => void) | undefined;
+
+  constructor(options: GracefulServeOptions, handler: GracefulHandler) {
+    this.name = options.name ?? "http";
+    this.#options = options;
+    this.#handler = handler;
+    this.finished = this.#finish.promise;
+    this.ready = this.#start();
+    this.ready.catch((error) => this.#finish.reject(error));
+    options.signal?.addEventListener("abort", () => this.shutdown(), {
+      once: true,
+    });
+  }
+
+  get addrs(): Addr[] {
+    return this.#listeners.map((l) => l.addr);
+  }
+
+  get addr(): Addr | undefined {
+    return this.#listeners[0]?.addr;
+  }
+
+  get engines(): ("native" | "node")[] {
+    return [...this.#engines];
+  }
+
+  get inFlight(): number {
+    return this.#bindings.reduce((n, b) => n + b.inFlight, 0);
+  }
+
+  get connections(): number {
+    return this.#bindings.reduce((n, b) => n + b.connections, 0);
+  }
+
+  async #start(): Promise<void> {
+    const options = this.#options;
+    const { specs, fallback } = specsOf(options);
+    const tls = tlsOf(options);
+    const wanted = options.engine ?? "auto";
+    let native: Engine | undefined;
+    if (wanted !== "node") {
+      const support = await detectNativeSupport();
+      if (typeof support === "string") {
+        if (!nodeFallbackWarned) {
+          nodeFallbackWarned = true;
+          log.warn(
+            "the native engine is unavailable ({reason}); serving with node:http",
+            { reason: support },
+          );
+          console.warn(
+            `serveGraceful: native engine unavailable (${support}); using node:http`,
+          );
+        }
+      } else {
+        native = createNativeEngine(support);
+      }
+    }
+    const node = createNodeEngine();
+    const onError = options.onError ?? defaultOnError;
+    const handler = this.#handler;
+    const draining = this.#draining.signal;
+    const attach = (listener: Listener) => {
+      const engine = native && canServeNatively(listener, { tls })
+        ? native
+        : node;
+      this.#bindings.push(
+        engine.serve(listener, { handler, onError, tls, draining }),
+      );
+      this.#engines.push(engine.name);
+      this.#listeners.push(listener);
+    };
+    let listeners;
+    try {
+      listeners = await acquireListeners(
+        { name: this.name, specs, fallback },
+        attach,
+      );
+    } catch (error) {
+      await Promise.all(this.#bindings.map((b) => b.stopAccepting()));
+      this.#bindings = [];
+      this.#listeners = [];
+      this.#engines = [];
+      throw error;
+    }
+    if (this.#shutdown) return;
+    if (!this.#refed) this.unref();
+    this.#untrack = trackServer(this, options.shutdownSignals);
+    const onListen = options.onListen ?? defaultOnListen;
+    for (const listener of listeners) {
+      log.info("listening on {addr} (fd {fd}{how}, {engine} engine)", {
+        addr: formatAddr(listener.addr),
+        fd: listener.fd,
+        how: listener.inherited ? ", inherited" : "",
+        engine: this.#engines[this.#listeners.indexOf(listener)],
+      });
+      onListen(listener.addr);
+    }
+  }
+
+  shutdown(): Promise<void> {
+    this.#shutdown ??= this.#drain();
+    return this.#shutdown;
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      await this.ready;
+    } catch {
+      return; // never started; `finished` already rejected
+    }
+    const drainTimeout = this.#options.drainTimeout ?? 30_000;
+    const idleGrace = this.#options.idleGrace ?? 500;
+    this.#draining.abort();
+    await Promise.all(this.#bindings.map((b) => b.stopAccepting()));
+    for (const listener of this.#listeners) releaseListener(listener);
+    log.info("draining {connections} connections ({inFlight} requests)", {
+      connections: this.connections,
+      inFlight: this.inFlight,
+    });
+    const drained = Promise.all(this.#bindings.map((b) => b.drain(idleGrace)));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), drainTimeout);
+    });
+    const expired = await Promise.race([drained.then(() => false), timedOut]);
+    clearTimeout(timer);
+    if (expired) {
+      log.warn("drain timeout ({ms} ms): closing {connections} connections", {
+        ms: drainTimeout,
+        connections: this.connections,
+      });
+      for (const binding of this.#bindings) binding.abort();
+    }
+    this.#untrack?.();
+    log.info("shut down");
+    this.#finish.resolve();
+  }
+
+  ref(): void {
+    this.#refed = true;
+    for (const binding of this.#bindings) binding.ref();
+  }
+
+  unref(): void {
+    this.#refed = false;
+    for (const binding of this.#bindings) binding.unref();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+}
+
+function tlsOf(options: GracefulServeOptions): TlsOptions | undefined {
+  if (options.cert === undefined && options.key === undefined) return undefined;
+  if (!options.cert || !options.key) {
+    throw new TypeError("serveGraceful: `cert` and `key` go together");
+  }
+  return { cert: options.cert, key: options.key };
+}

@@ -1,0 +1,193 @@
+/**
+ * Test helpers: free ports, real child processes, and waiting on them.
+ *
+ * @module
+ */
+
+export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+export const MOD = `${ROOT}/mod.ts`;
+
+/** A port that was free a moment ago (bind :0, read it, close). */
+export function freePort(hostname = "127.0.0.1"): number {
+  const listener = Deno.listen({ hostname, port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** A running child process whose output is collected line by line. */
+export class Child {
+  readonly process: Deno.ChildProcess;
+  readonly lines: string[] = [];
+  #waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+  readonly done: Promise<Deno.CommandStatus>;
+  #pumps: Promise<void>[];
+
+  constructor(cmd: string, args: string[], env: Record<string, string> = {}) {
+    this.process = new Deno.Command(cmd, {
+      args,
+      env: { NO_COLOR: "1", ...env },
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+    }).spawn();
+    this.#pumps = [
+      this.#pump(this.process.stdout),
+      this.#pump(this.process.stderr),
+    ];
+    this.done = this.process.status.then(async (status) => {
+      await Promise.all(this.#pumps);
+      return status;
+    });
+  }
+
+  get pid(): number {
+    return this.process.pid;
+  }
+
+  get output(): string {
+    return this.lines.join("\n");
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
+    let rest = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      rest += chunk;
+      let nl;
+      while ((nl = rest.indexOf("\n")) >= 0) {
+        this.#line(rest.slice(0, nl));
+        rest = rest.slice(nl + 1);
+      }
+    }
+    if (rest) this.#line(rest);
+  }
+
+  #line(line: string): void {
+    this.lines.push(line);
+    if (Deno.env.get("TEST_VERBOSE")) console.error(`[${this.pid}] ${line}`);
+    this.#waiters = this.#waiters.filter((w) => {
+      const m = line.match(w.re);
+      if (m) w.resolve(m);
+      return !m;
+    });
+  }
+
+  /** Resolves with the first output line (past or future) matching `re`. */
+  waitFor(re: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+    for (const line of this.lines) {
+      const m = line.match(re);
+      if (m) return Promise.resolve(m);
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<
+      RegExpMatchArray
+    >();
+    const timer = setTimeout(() => {
+      reject(new Error(`timeout waiting for ${re}; output:\n${this.output}`));
+    }, timeoutMs);
+    this.#waiters.push({
+      re,
+      resolve: (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      },
+    });
+    this.done.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`exited before ${re}; output:\n${this.output}`));
+    });
+    return promise;
+  }
+
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    try {
+      this.process.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+
+  /** Kills (SIGKILL) if still running and waits; for finally blocks. */
+  async cleanup(): Promise<void> {
+    this.kill("SIGKILL");
+    await this.done;
+  }
+}
+
+/** Starts `deno run -A mod.ts ...args` and waits until it listens; returns the port. */
+export async function startCli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ child: Child; port: number }> {
+  const child = new Child(Deno.execPath(), ["run", "-A", MOD, ...args], env);
+  const m = await child.waitFor(/Listening on http:\/\/.*:(\d+)\//);
+  return { child, port: Number(m[1]) };
+}
+
+/** GET `path` on 127.0.0.1:port; returns status and text. */
+export async function get(
+  port: number,
+  path: string,
+  init?: RequestInit,
+): Promise<{ status: number; text: string; headers: Headers }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, init);
+  return { status: res.status, text: await res.text(), headers: res.headers };
+}
+
+/** Whether a TCP connect to 127.0.0.1:port is refused. */
+export async function refused(port: number): Promise<boolean> {
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conn.close();
+    return false;
+  } catch (error) {
+    return error instanceof Deno.errors.ConnectionRefused;
+  }
+}
+
+/** Socket inodes of the TCP sockets in LISTEN state that process `pid` holds. */
+export function listeningInodes(
+  pid: number,
+): { inode: string; port: number }[] {
+  const mine = new Set<string>();
+  for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
+    try {
+      const target = Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`);
+      const m = target.match(/^socket:\[(\d+)\]$/);
+      if (m) mine.add(m[1]);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const out: { inode: string; port: number }[] = [];
+  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text = "";
+    try {
+      text = Deno.readTextFileSync(file);
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length < 10 || cols[3] !== "0A") continue;
+      if (mine.has(cols[9])) {
+        out.push({
+          inode: cols[9],
+          port: parseInt(cols[1].split(":")[1], 16),
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/** Polls `check` every 20 ms until it returns true (or `timeoutMs`). */
+export async function until(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
