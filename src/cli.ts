@@ -29,6 +29,8 @@ const OPTIONS = {
   engine: { type: "string" },
   name: { type: "string" },
   "drain-timeout": { type: "string" },
+  "start-timeout": { type: "string" },
+  "restart-signal": { type: "string", multiple: true },
   "log-level": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -53,11 +55,19 @@ Options:
       --name NAME         server name; claims inherited fds of that
                           LISTEN_FDNAMES name (default http)
       --drain-timeout MS  longest graceful shutdown before cutting (default 30000)
+      --start-timeout MS  how long a new generation may take to be ready
+                          (default 30000); then it is killed, the old one stays
+      --restart-signal S  signal that restarts (repeatable; default SIGUSR1;
+                          SIGUSR2 avoids Deno opening the inspector; "none")
       --log-level L       debug, info (default), warning, error
   -h, --help              this help
   -V, --version           print the version
 
 Signals: SIGTERM, SIGINT and SIGQUIT drain gracefully and exit 0.
+SIGUSR1 restarts with zero downtime: the program is executed again with the
+same sockets; the old process stops accepting once the new one is ready,
+finishes its requests and exits. A new version that fails to start is killed
+and the old one keeps serving.
 
 Examples:
   deno run -A mod.ts                                # demo on :${DEFAULT_PORT}
@@ -117,6 +127,12 @@ export async function main(args: string[]): Promise<number> {
       drainTimeout: values["drain-timeout"] === undefined
         ? undefined
         : parseMs("--drain-timeout", values["drain-timeout"] as string),
+      startTimeout: values["start-timeout"] === undefined
+        ? undefined
+        : parseMs("--start-timeout", values["start-timeout"] as string),
+      restartSignals: parseSignals(
+        values["restart-signal"] as string[] | undefined,
+      ),
     }, handler);
     await server.finished;
     return 0;
@@ -145,6 +161,35 @@ function parseMs(flag: string, raw: string): number {
     throw new TypeError(`${flag} "${raw}" is not a number of milliseconds`);
   }
   return ms;
+}
+
+const SIGNALS = new Set([
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGHUP",
+  "SIGWINCH",
+  "SIGTTIN",
+  "SIGTTOU",
+]);
+
+function parseSignals(
+  raw: string[] | undefined,
+): Deno.Signal[] | false | undefined {
+  if (raw === undefined) return undefined;
+  if (raw.length === 1 && raw[0] === "none") return false;
+  return raw.map((name) => {
+    const signal = name.toUpperCase().startsWith("SIG")
+      ? name.toUpperCase()
+      : `SIG${name.toUpperCase()}`;
+    if (!SIGNALS.has(signal)) {
+      throw new TypeError(
+        `--restart-signal "${name}" must be one of ${
+          [...SIGNALS].join(", ")
+        } or none`,
+      );
+    }
+    return signal as Deno.Signal;
+  });
 }
 
 function parseEngine(raw: string | undefined): EngineName | undefined {

@@ -13,6 +13,7 @@
 
 import * as http from "node:http";
 import * as https from "node:https";
+import { Buffer } from "node:buffer";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type {
@@ -218,7 +219,11 @@ function onBodyClose(this: TrackedMessage): void {
 class EngineRequest extends Request {
   #exchange: Exchange;
 
-  constructor(url: string, init: RequestInit, exchange: Exchange) {
+  constructor(
+    url: string,
+    init: RequestInit | undefined,
+    exchange: Exchange,
+  ) {
     super(url, init);
     this.#exchange = exchange;
   }
@@ -274,6 +279,9 @@ class Exchange {
   drainWaiter: (() => void) | null = null;
   /** node emitted 'finish': the whole response was handed to the socket. */
   finished = false;
+  /** Scratch state of {@linkcode copyResponseHeader}. */
+  closing = false;
+  cookies = false;
   /** The exchange is over: `ok` tells whether the response was sent. */
   settled = false;
   ok = false;
@@ -453,6 +461,8 @@ function hostOf(addr: Addr): string {
 }
 
 const kPending: unique symbol = Symbol("engineNode.pending");
+/** Bodies up to this size are written together with the head. */
+const kDirectEndLimit = 16 * 1024;
 const pendingMarker: Promise<typeof kPending> = Promise.resolve(kPending);
 
 class NodeBinding implements EngineBinding {
@@ -643,9 +653,12 @@ class NodeBinding implements EngineBinding {
       : target.startsWith("http://") || target.startsWith("https://")
       ? target
       : this.scheme + host + "/" + target;
-    let init: RequestInit;
-    if (
-      method === "GET" || method === "HEAD" || exchange.upgrade !== null ||
+    let init: RequestInit | undefined;
+    if (method === "GET") {
+      // No init dictionary at all: the cheapest Request to construct.
+      init = undefined;
+    } else if (
+      method === "HEAD" || exchange.upgrade !== null ||
       ((headers["content-length"] === undefined ||
         headers["content-length"] === "0") &&
         headers["transfer-encoding"] === undefined)
@@ -689,7 +702,7 @@ class NodeBinding implements EngineBinding {
     const res = exchange.res;
     if (res !== null) {
       res.shouldKeepAlive = false;
-      res.writeHead(400, ["content-length", "0"]);
+      res.statusCode = 400;
       res.end();
     } else {
       const socket = exchange.upgrade!.socket;
@@ -706,9 +719,8 @@ class NodeBinding implements EngineBinding {
     if (res !== null) {
       if (!exchange.settled && !res.headersSent) {
         // Nothing was sent yet: answer 500 rather than cutting.
-        exchange.reader = null;
         res.shouldKeepAlive = false;
-        res.writeHead(500, ["content-length", "0"]);
+        res.statusCode = 500;
         res.end();
         return;
       }
@@ -719,33 +731,21 @@ class NodeBinding implements EngineBinding {
     }
   }
 
-  /** Collects the response headers as node's flat `[name, value, ...]` list. */
-  responseHeaders(
-    headers: Headers,
-    closing: boolean,
-    flat: string[],
-  ): boolean {
-    let hasLength = false;
-    let cookies = false;
-    for (const entry of headers) {
-      const name = entry[0];
-      if (name === "set-cookie") {
-        cookies = true;
-        continue;
-      }
-      if (name === "content-length") hasLength = true;
-      else if (closing && (name === "connection" || name === "keep-alive")) {
-        continue;
-      }
-      flat.push(name, entry[1]);
-    }
-    if (cookies) {
-      const values = headers.getSetCookie();
-      for (let i = 0; i < values.length; i++) {
-        flat.push("set-cookie", values[i]);
-      }
-    }
-    return hasLength;
+  /**
+   * Copies the response status and headers onto `res`; nothing is written yet.
+   */
+  applyHead(exchange: Exchange, response: Response, closing: boolean): void {
+    const res = exchange.res!;
+    res.statusCode = response.status;
+    const reason = response.statusText;
+    if (reason !== "") res.statusMessage = reason;
+    if (closing) res.shouldKeepAlive = false;
+    exchange.closing = closing;
+    exchange.cookies = false;
+    const headers = response.headers;
+    // forEach sorts and combines the list once; the iterator does it per step.
+    headers.forEach(copyResponseHeader, exchange);
+    if (exchange.cookies) res.setHeader("set-cookie", headers.getSetCookie());
   }
 
   async writeResponse(exchange: Exchange, response: Response): Promise<void> {
@@ -756,21 +756,20 @@ class NodeBinding implements EngineBinding {
       if (body !== null) ignoreRejection(body.cancel());
       return;
     }
-    const status = response.status;
-    const reason = response.statusText;
     const closing = this.draining || this.options.draining.aborted;
-    if (closing) res.shouldKeepAlive = false;
-    const flat: string[] = [];
-    const hasLength = this.responseHeaders(response.headers, closing, flat);
-    const bodiless = status === 204 || status === 304 ||
-      exchange.message.method === "HEAD";
-
-    if (body === null || bodiless) {
-      if (!bodiless && !hasLength) flat.push("content-length", "0");
-      if (reason === "") res.writeHead(status, flat);
-      else res.writeHead(status, reason, flat);
+    this.applyHead(exchange, response, closing);
+    // node:http sends no body for HEAD, 204 and 304, and frames the rest:
+    // Content-Length when end() gets the whole body, chunked otherwise.
+    if (body === null) {
       res.end();
-      if (body !== null) ignoreRejection(body.cancel());
+      return;
+    }
+    const status = response.status;
+    if (
+      status === 204 || status === 304 || exchange.message.method === "HEAD"
+    ) {
+      res.end();
+      ignoreRejection(body.cancel());
       return;
     }
 
@@ -779,27 +778,29 @@ class NodeBinding implements EngineBinding {
     let result = await reader.read();
     if (exchange.settled) return;
     if (result.done) {
-      if (!hasLength) flat.push("content-length", "0");
-      if (reason === "") res.writeHead(status, flat);
-      else res.writeHead(status, reason, flat);
       res.end();
       return;
     }
     let chunk = checkChunk(result.value);
     let next = reader.read();
-    // A body that is complete already (a string, bytes, a Blob...) is sent
-    // with a Content-Length; anything else is streamed as it comes.
+    // A body that is complete already (a string, bytes...) is sent in one
+    // write with a Content-Length; anything else is streamed as it comes.
     const peek = await Promise.race([next, pendingMarker]);
     if (exchange.settled) return;
     if (peek !== kPending && peek.done) {
-      if (!hasLength) flat.push("content-length", String(chunk.byteLength));
-      if (reason === "") res.writeHead(status, flat);
-      else res.writeHead(status, reason, flat);
-      res.end(chunk);
+      if (chunk.byteLength <= kDirectEndLimit) {
+        // node:http writes a string body and the head in a single write,
+        // bypassing the stream machinery; latin1 maps bytes 1:1.
+        res.end(
+          Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+            .toString("latin1"),
+          "latin1",
+        );
+      } else {
+        res.end(chunk);
+      }
       return;
     }
-    if (reason === "") res.writeHead(status, flat);
-    else res.writeHead(status, reason, flat);
     for (;;) {
       if (!res.write(chunk)) await exchange.waitDrain();
       if (exchange.settled) return;
@@ -829,23 +830,25 @@ class NodeBinding implements EngineBinding {
       if (response.body !== null) ignoreRejection(response.body.cancel());
       return;
     }
-    // Not upgraded: send the response on the raw socket and close it.
+    // Not upgraded: send the response on the raw socket and close it. It is
+    // small as a rule (a refusal), so it is buffered and sent with a length.
     const status = response.status;
-    const reason = response.statusText || http.STATUS_CODES[status] || "";
-    const flat: string[] = [];
-    const hasLength = this.responseHeaders(response.headers, true, flat);
     const bodiless = status === 204 || status === 304;
     const bytes = bodiless || response.body === null
       ? new Uint8Array(0)
       : await response.bytes();
     if (exchange.settled) return;
+    const reason = response.statusText || http.STATUS_CODES[status] || "";
     let head = `HTTP/1.1 ${status} ${reason}\r\n`;
-    for (let i = 0; i < flat.length; i += 2) {
-      head += `${flat[i]}: ${flat[i + 1]}\r\n`;
+    for (const [name, value] of response.headers) {
+      if (
+        name !== "connection" && name !== "keep-alive" &&
+        name !== "content-length" && name !== "transfer-encoding"
+      ) {
+        head += `${name}: ${value}\r\n`;
+      }
     }
-    if (!hasLength && !bodiless) {
-      head += `content-length: ${bytes.byteLength}\r\n`;
-    }
+    if (!bodiless) head += `content-length: ${bytes.byteLength}\r\n`;
     head += `date: ${new Date().toUTCString()}\r\nconnection: close\r\n\r\n`;
     const socket = target.socket;
     socket.write(head, "latin1");
@@ -905,6 +908,18 @@ class NodeBinding implements EngineBinding {
         Deno.unrefTimer(connection.idleTimer);
       }
     }
+  }
+}
+
+/** A `Headers.forEach` callback: copies one response header onto `res`. */
+function copyResponseHeader(this: Exchange, value: string, name: string): void {
+  if (name === "set-cookie") {
+    // Copied at once, from getSetCookie().
+    this.cookies = true;
+  } else if (
+    !this.closing || (name !== "connection" && name !== "keep-alive")
+  ) {
+    this.res!.setHeader(name, value);
   }
 }
 

@@ -53,6 +53,18 @@ export function activeListeners(): Listener[] {
   return [...active];
 }
 
+/**
+ * Inherited sockets that no server has claimed yet.
+ *
+ * @example
+ * ```ts ignore
+ * if (unclaimedInheritedFds().length === 0) console.log("all served");
+ * ```
+ */
+export function unclaimedInheritedFds(): InheritedFd[] {
+  return inheritedFds().filter((f) => !claimed.has(f.fd));
+}
+
 /** What a server asks for. */
 export interface ListenerRequest {
   /** The server's name; inherited fds with this LISTEN_FDNAMES name are its own. */

@@ -25,7 +25,14 @@ import {
 import { createNodeEngine } from "./engine_node.ts";
 import { assertDenoVersion } from "./version.ts";
 import { logger } from "./log.ts";
-import { trackServer } from "./signals.ts";
+import {
+  joinGeneration,
+  type ProcessStatus,
+  processStatus,
+  registerServer,
+  restartProcess,
+} from "./supervisor.ts";
+import type { RestartOptions, RestartResult } from "./handover.ts";
 
 const log = logger("server");
 
@@ -73,6 +80,28 @@ export interface GracefulServeOptions {
    * signals. Default ["SIGTERM", "SIGINT", "SIGQUIT"]; `false` leaves signals alone.
    */
   shutdownSignals?: Deno.Signal[] | false;
+  /**
+   * Restart (hand over to a new generation of this program) on these signals.
+   * Default ["SIGUSR1"]; `false` leaves them alone. SIGUSR1 makes Deno open
+   * the V8 inspector, which is closed again at once; SIGUSR2 avoids that.
+   */
+  restartSignals?: Deno.Signal[] | false;
+  /** How long a new generation may take to become ready (ms). Default 30000. */
+  startTimeout?: number;
+  /**
+   * Application state handed from generation to generation: `save()` runs in
+   * the old process just before the handover, `restore()` in the new one
+   * before it listens. The state must be JSON.
+   */
+  handover?: {
+    save(): unknown | Promise<unknown>;
+    restore(state: unknown): void | Promise<void>;
+  };
+  /**
+   * Must resolve before this process counts as ready (for example a cache
+   * warm-up); in a restart, the old generation stops accepting only then.
+   */
+  readiness?: () => void | Promise<void>;
 }
 
 /** The server returned by {@linkcode serveGraceful}. */
@@ -99,6 +128,14 @@ export interface GracefulServer extends AsyncDisposable {
   ref(): void;
   /** Let the process exit even though this server is serving. */
   unref(): void;
+  /**
+   * Restarts the whole process (every server in it): resolves when the new
+   * generation serves; rejects with the reason when it did not, and this
+   * generation keeps serving.
+   */
+  restart(options?: RestartOptions): Promise<RestartResult>;
+  /** This process's generation, restarts and last restart outcome. */
+  readonly status: ProcessStatus;
 }
 
 type ServeArgs =
@@ -211,7 +248,7 @@ class Server implements GracefulServer {
   #shutdown: Promise<void> | undefined;
   #finish = Promise.withResolvers<void>();
   #refed = true;
-  #untrack: (() => void) | undefined;
+  #unregister: () => void;
 
   constructor(options: GracefulServeOptions, handler: GracefulHandler) {
     this.name = options.name ?? "http";
@@ -220,6 +257,7 @@ class Server implements GracefulServer {
     this.finished = this.#finish.promise;
     this.ready = this.#start();
     this.ready.catch((error) => this.#finish.reject(error));
+    this.#unregister = registerServer(this, options);
     options.signal?.addEventListener("abort", () => this.shutdown(), {
       once: true,
     });
@@ -247,6 +285,10 @@ class Server implements GracefulServer {
 
   async #start(): Promise<void> {
     const options = this.#options;
+    const joined = await joinGeneration();
+    if (joined && options.handover && this.name in joined.app) {
+      await options.handover.restore(joined.app[this.name]);
+    }
     const { specs, fallback } = specsOf(options);
     const tls = tlsOf(options);
     const wanted = options.engine ?? "auto";
@@ -297,7 +339,6 @@ class Server implements GracefulServer {
     }
     if (this.#shutdown) return;
     if (!this.#refed) this.unref();
-    this.#untrack = trackServer(this, options.shutdownSignals);
     const onListen = options.onListen ?? defaultOnListen;
     for (const listener of listeners) {
       log.info("listening on {addr} (fd {fd}{how}, {engine} engine)", {
@@ -308,6 +349,19 @@ class Server implements GracefulServer {
       });
       onListen(listener.addr);
     }
+    await options.readiness?.();
+  }
+
+  saveState(): unknown {
+    return this.#options.handover?.save();
+  }
+
+  restart(options?: RestartOptions): Promise<RestartResult> {
+    return restartProcess(options);
+  }
+
+  get status(): ProcessStatus {
+    return processStatus();
   }
 
   shutdown(): Promise<void> {
@@ -319,6 +373,7 @@ class Server implements GracefulServer {
     try {
       await this.ready;
     } catch {
+      this.#unregister();
       return; // never started; `finished` already rejected
     }
     const drainTimeout = this.#options.drainTimeout ?? 30_000;
@@ -344,7 +399,7 @@ class Server implements GracefulServer {
       });
       for (const binding of this.#bindings) binding.abort();
     }
-    this.#untrack?.();
+    this.#unregister();
     log.info("shut down");
     this.#finish.resolve();
   }

@@ -1,22 +1,21 @@
 /**
- * Process signals: graceful shutdown of every server in the process on
- * SIGTERM, SIGINT or SIGQUIT, then exit 0. A second signal while draining
- * exits at once with status 1.
+ * Process signal wiring: which signals shut down, which restart, and the
+ * SIGUSR1 inspector guard. What the actions do is the supervisor's business.
+ *
+ * Deno 2.9.2 and later open the V8 inspector on 127.0.0.1:9229 whenever the
+ * process gets SIGUSR1, even when the app handles SIGUSR1 itself: any local
+ * user could then run code in the process. Unless the process was started
+ * with --inspect, this module closes the inspector as soon as it appears
+ * (about 3 ms here) and warns once. SIGUSR2, `systemctl reload` (which uses
+ * the CLI) or the admin API avoid the window altogether.
  *
  * @module
  */
 
+import inspector from "node:inspector";
 import { logger } from "./log.ts";
 
 const log = logger("signals");
-
-/** What the signal handler needs of a server. */
-export interface Stoppable {
-  /** The server's name, for logs. */
-  readonly name: string;
-  /** Graceful shutdown. */
-  shutdown(): Promise<void>;
-}
 
 /** The signals that stop servers unless told otherwise. */
 export const DEFAULT_SHUTDOWN_SIGNALS: Deno.Signal[] = [
@@ -25,68 +24,87 @@ export const DEFAULT_SHUTDOWN_SIGNALS: Deno.Signal[] = [
   "SIGQUIT",
 ];
 
-const servers = new Map<Stoppable, Deno.Signal[]>();
+/** The signals that restart unless told otherwise. */
+export const DEFAULT_RESTART_SIGNALS: Deno.Signal[] = ["SIGUSR1"];
+
+/** What a signal does. */
+export interface SignalActions {
+  /** A shutdown signal arrived. */
+  shutdown(signal: Deno.Signal): void;
+  /** A restart signal arrived. */
+  restart(signal: Deno.Signal): void;
+}
+
 const installed = new Map<Deno.Signal, () => void>();
-let stopping = false;
+let warnedInspector = false;
 
 /**
- * Registers a server for graceful shutdown on `signals` (default
- * {@linkcode DEFAULT_SHUTDOWN_SIGNALS}; `false`: none). Returns the function
- * that unregisters it.
+ * Makes exactly `shutdown` and `restart` signals call `actions` (replacing any
+ * earlier wiring by this module). Empty lists remove every listener.
  *
  * @example
  * ```ts ignore
- * const untrack = trackServer(server, undefined);
- * // later
- * untrack();
+ * wireSignals(["SIGTERM"], ["SIGUSR2"], {
+ *   shutdown: () => server.shutdown(),
+ *   restart: () => restart(),
+ * });
  * ```
  */
-export function trackServer(
-  server: Stoppable,
-  signals: Deno.Signal[] | false | undefined,
-): () => void {
-  const list = signals === false ? [] : signals ?? DEFAULT_SHUTDOWN_SIGNALS;
-  servers.set(server, list);
-  for (const signal of list) install(signal);
-  return () => {
-    servers.delete(server);
-    sync();
-  };
-}
-
-function install(signal: Deno.Signal): void {
-  if (installed.has(signal)) return;
-  function listener() {
-    onSignal(signal);
-  }
-  Deno.addSignalListener(signal, listener);
-  installed.set(signal, listener);
-}
-
-/** Removes listeners of signals that no server wants any more. */
-function sync(): void {
-  if (stopping) return;
-  const wanted = new Set([...servers.values()].flat());
+export function wireSignals(
+  shutdown: Deno.Signal[],
+  restart: Deno.Signal[],
+  actions: SignalActions,
+): void {
   for (const [signal, listener] of installed) {
-    if (!wanted.has(signal)) {
-      Deno.removeSignalListener(signal, listener);
-      installed.delete(signal);
+    Deno.removeSignalListener(signal, listener);
+  }
+  installed.clear();
+  for (const signal of new Set([...shutdown, ...restart])) {
+    const isRestart = restart.includes(signal);
+    function listener() {
+      if (signal === "SIGUSR1") guardInspector();
+      if (isRestart) actions.restart(signal);
+      else actions.shutdown(signal);
     }
+    Deno.addSignalListener(signal, listener);
+    installed.set(signal, listener);
   }
 }
 
-async function onSignal(signal: Deno.Signal): Promise<void> {
-  if (stopping) {
-    log.warn("{signal} again while draining: exiting now", { signal });
-    Deno.exit(1);
+/** Whether this process was started with an --inspect flag (then it stays). */
+export function inspectorWanted(cmdline: string[] = readCmdline()): boolean {
+  return cmdline.some((arg) => /^--inspect(-brk|-wait)?(=|$)/.test(arg));
+}
+
+function readCmdline(): string[] {
+  try {
+    return Deno.readTextFileSync("/proc/self/cmdline").split("\0");
+  } catch {
+    return [];
   }
-  stopping = true;
-  const targets = [...servers].filter(([, list]) => list.includes(signal))
-    .map(([server]) => server);
-  log.info("{signal}: shutting down {count} server(s) gracefully", {
-    signal,
-    count: targets.length,
-  });
-  await Promise.allSettled(targets.map((server) => server.shutdown()));
-  Deno.exit(0);
+}
+
+/**
+ * Closes the inspector that Deno opens on SIGUSR1 as soon as it is up, unless
+ * the process was started with --inspect.
+ */
+function guardInspector(): void {
+  if (inspectorWanted()) return;
+  if (!warnedInspector) {
+    warnedInspector = true;
+    log.warn(
+      "SIGUSR1 makes Deno open the V8 inspector on 127.0.0.1:9229; closing it " +
+        "at once. Prefer SIGUSR2 (restartSignals), the CLI reload or the admin API.",
+    );
+  }
+  let tries = 0;
+  const timer = setInterval(() => {
+    tries++;
+    if (inspector.url()) {
+      inspector.close();
+      clearInterval(timer);
+    } else if (tries > 1000) {
+      clearInterval(timer);
+    }
+  }, 1);
 }

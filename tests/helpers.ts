@@ -20,7 +20,10 @@ export class Child {
   readonly process: Deno.ChildProcess;
   readonly lines: string[] = [];
   #waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+  /** The process's exit status, once output from every holder of its pipes ended. */
   readonly done: Promise<Deno.CommandStatus>;
+  /** The process's exit status (later generations may still hold its pipes). */
+  readonly exited: Promise<Deno.CommandStatus>;
   #pumps: Promise<void>[];
 
   constructor(cmd: string, args: string[], env: Record<string, string> = {}) {
@@ -35,6 +38,7 @@ export class Child {
       this.#pump(this.process.stdout),
       this.#pump(this.process.stderr),
     ];
+    this.exited = this.process.status;
     this.done = this.process.status.then(async (status) => {
       await Promise.all(this.#pumps);
       return status;
@@ -91,9 +95,9 @@ export class Child {
         resolve(m);
       },
     });
-    this.done.then(() => {
+    Promise.all(this.#pumps).then(() => {
       clearTimeout(timer);
-      reject(new Error(`exited before ${re}; output:\n${this.output}`));
+      reject(new Error(`output ended before ${re}; output:\n${this.output}`));
     });
     return promise;
   }
@@ -190,4 +194,53 @@ export async function until(
     if (Date.now() > deadline) throw new Error("condition not met in time");
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** Pids of live processes whose command line contains `marker`. */
+export function pidsWith(marker: string): number[] {
+  const pids: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const state = stat.slice(
+        stat.lastIndexOf(")") + 2,
+        stat.lastIndexOf(")") + 3,
+      );
+      if (cmdline.includes(marker) && state !== "Z") {
+        pids.push(Number(entry.name));
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids.filter((pid) => pid !== Deno.pid);
+}
+
+/** Whether process `pid` exists (and is not a zombie). */
+export function alive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !==
+      "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** SIGKILLs every process whose command line contains `marker`. */
+export function killAllWith(marker: string): void {
+  for (const pid of pidsWith(marker)) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+}
+
+/** Number of open fds of process `pid`. */
+export function fdCount(pid: number): number {
+  return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
 }

@@ -1,0 +1,402 @@
+/**
+ * The handover state machine, old generation side: spawn the next generation,
+ * authenticate it on the control channel, give it the state, wait until it is
+ * ready, and only then stop accepting, drain and exit. When the new generation
+ * fails in any way before it is ready, kill its process group and keep serving.
+ *
+ * Every OS and process call goes through {@linkcode HandoverSeam}, so that the
+ * machine is unit-tested with a scripted child as well as for real.
+ *
+ *   serving --restart()--> spawning --hello--> handshaking --ready-->
+ *   handing-over --drained--> exited
+ *        ^                       |                    |
+ *        +------- failure: kill the child's group ----+
+ *
+ * @module
+ */
+
+import type { ControlMessage } from "./control.ts";
+
+/** The state given to the next generation. */
+export interface HandoverState {
+  /** The new process's generation number (the first process is 1). */
+  generation: number;
+  /** When generation 1 started (ms since the epoch). */
+  firstStartedAt: number;
+  /** Restarts so far, this one included. */
+  restarts: number;
+  /** The fds passed, in order (fd 3 first), with their names and addresses. */
+  listeners: { fd: number; name: string; addr: string }[];
+  /** Application state from the `handover.save()` hooks, by server name. */
+  app: Record<string, unknown>;
+}
+
+/** What triggered a restart, for logs and status. */
+export type RestartTrigger = "signal" | "api" | "admin" | "cli" | "watch";
+
+/** Options of one restart. */
+export interface RestartOptions {
+  /** What asked for it (default "api"). */
+  trigger?: RestartTrigger;
+  /** Another main module for the new generation. */
+  entry?: string;
+  /** Another executable for the new generation. */
+  execPath?: string;
+}
+
+/** A successful restart. */
+export interface RestartResult {
+  /** The new generation's pid. */
+  pid: number;
+  /** The new generation's number. */
+  generation: number;
+}
+
+/** The authenticated channel to the child. */
+export interface SeamPeer {
+  /** The child's pid, as it said in hello. */
+  readonly pid: number;
+  /** Sends one message. */
+  send(message: ControlMessage): Promise<void>;
+  /** The next message; rejects on timeout, EOF or garbage. */
+  receive(timeoutMs?: number): Promise<ControlMessage>;
+  /** Closes the channel. */
+  close(): void;
+}
+
+/** The control listener. */
+export interface SeamControl {
+  /** Env vars that tell the child where and how to connect. */
+  env(): Record<string, string>;
+  /** The first authenticated peer. */
+  accept(signal?: AbortSignal): Promise<SeamPeer>;
+  /** Stops listening. */
+  close(): void;
+}
+
+/** A spawned child. */
+export interface SeamChild {
+  /** Its pid. */
+  readonly pid: number;
+  /** Resolves when it exits (it is reaped). */
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  /** Kills its whole process group. */
+  killGroup(signal?: Deno.Signal): void;
+  /** Lets this process exit while the child runs. */
+  unref(): void;
+}
+
+/** Everything the state machine needs from the outside world. */
+export interface HandoverSeam {
+  /** Opens the control listener. */
+  openControl(): Promise<SeamControl>;
+  /** The listening fds to pass on, in order. */
+  listeners(): { fd: number; name: string; addr: string }[];
+  /** Spawns the next generation with those fds and the extra env. */
+  spawn(
+    fds: { fd: number; name: string }[],
+    env: Record<string, string>,
+    options: RestartOptions,
+  ): SeamChild;
+  /** Collects application state (the `handover.save()` hooks). */
+  saveAppState(): Promise<Record<string, unknown>>;
+  /** Called once the child is ready, before draining (systemd: MAINPID=). */
+  committed(child: { pid: number; generation: number }): Promise<void>;
+  /** Stop accepting and drain every server in this process. */
+  drain(): Promise<void>;
+  /** Leaves: the handover is complete. */
+  exit(code: number): void;
+  /** Reports progress lines. */
+  log(level: "info" | "warn" | "error", message: string): void;
+}
+
+/** Where the machine is. */
+export type HandoverPhase =
+  | "serving"
+  | "spawning"
+  | "handshaking"
+  | "handing-over"
+  | "exited";
+
+/** The outcome of the last restart, for status pages. */
+export interface LastRestart {
+  ok: boolean;
+  trigger: RestartTrigger;
+  at: number;
+  durationMs: number;
+  pid?: number;
+  reason?: string;
+}
+
+/** Generation facts of this process. */
+export interface GenerationInfo {
+  generation: number;
+  firstStartedAt: number;
+  startedAt: number;
+  restarts: number;
+}
+
+/** Timeouts of the handover. */
+export interface HandoverTimeouts {
+  /** How long the child may take to say hello and then ready (ms). Default 30000. */
+  startTimeout?: number;
+}
+
+/** A restart failure: the old generation keeps serving. */
+export class RestartError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "RestartError";
+  }
+}
+
+/**
+ * The old-generation side of a restart. One restart at a time: calls that
+ * arrive during one join it.
+ *
+ * @example
+ * ```ts ignore
+ * const restarter = new Restarter(seam, info, { startTimeout: 10_000 });
+ * const { pid } = await restarter.restart({ trigger: "signal" });
+ * ```
+ */
+export class Restarter {
+  #seam: HandoverSeam;
+  #info: GenerationInfo;
+  #timeouts: Required<HandoverTimeouts>;
+  #phase: HandoverPhase = "serving";
+  #current: Promise<RestartResult> | undefined;
+  #cancel: AbortController | undefined;
+  #last: LastRestart | undefined;
+
+  constructor(
+    seam: HandoverSeam,
+    info: GenerationInfo,
+    timeouts: HandoverTimeouts = {},
+  ) {
+    this.#seam = seam;
+    this.#info = info;
+    this.#timeouts = { startTimeout: timeouts.startTimeout ?? 30_000 };
+  }
+
+  /** Where the machine is now. */
+  get phase(): HandoverPhase {
+    return this.#phase;
+  }
+
+  /** The outcome of the last finished restart. */
+  get lastRestart(): LastRestart | undefined {
+    return this.#last;
+  }
+
+  /** This process's generation facts. */
+  get info(): GenerationInfo {
+    return this.#info;
+  }
+
+  /** Changes the start timeout for the next restarts. */
+  setTimeouts(timeouts: HandoverTimeouts): void {
+    if (timeouts.startTimeout !== undefined) {
+      this.#timeouts.startTimeout = timeouts.startTimeout;
+    }
+  }
+
+  /**
+   * Restarts: resolves when the new generation serves (this process then
+   * drains and exits), rejects with a {@linkcode RestartError} when it did
+   * not (this process keeps serving). Concurrent calls share one restart.
+   */
+  restart(options: RestartOptions = {}): Promise<RestartResult> {
+    if (this.#phase === "handing-over" || this.#phase === "exited") {
+      return Promise.reject(
+        new RestartError("this generation is already handing over"),
+      );
+    }
+    this.#current ??= this.#run(options).finally(() => {
+      this.#current = undefined;
+      this.#cancel = undefined;
+    });
+    return this.#current;
+  }
+
+  /**
+   * Cancels a restart in progress (before the child is ready): the child's
+   * process group is killed and `restart()` rejects. Resolves when cleaned up.
+   * After the child is ready it is the new generation, and nothing is cancelled.
+   */
+  async cancel(reason = "cancelled"): Promise<void> {
+    const current = this.#current;
+    if (!current || this.#phase === "handing-over") return;
+    this.#cancel?.abort(new RestartError(`restart ${reason}`));
+    await current.catch(() => {});
+  }
+
+  async #run(options: RestartOptions): Promise<RestartResult> {
+    const seam = this.#seam;
+    const trigger = options.trigger ?? "api";
+    const started = Date.now();
+    const cancel = new AbortController();
+    this.#cancel = cancel;
+    const generation = this.#info.generation + 1;
+    seam.log(
+      "info",
+      `restarting (by ${trigger}): starting generation ${generation}`,
+    );
+    this.#phase = "spawning";
+    let control: SeamControl | undefined;
+    let child: SeamChild | undefined;
+    let peer: SeamPeer | undefined;
+    const deadline = cancel.signal;
+    const timer = setTimeout(
+      () => cancel.abort("timeout"),
+      this.#timeouts.startTimeout,
+    );
+    try {
+      control = await seam.openControl();
+      const listeners = seam.listeners();
+      const spawned = seam.spawn(
+        listeners.map(({ fd, name }) => ({ fd, name })),
+        control.env(),
+        options,
+      );
+      child = spawned;
+      const early = spawned.exited.then((status) => {
+        throw new RestartError(
+          `the new generation (pid ${spawned.pid}) exited with ${
+            status.signal ? `signal ${status.signal}` : `code ${status.code}`
+          } before it was ready`,
+        );
+      });
+      early.catch(() => {});
+      this.#phase = "handshaking";
+      peer = await this.#within(
+        deadline,
+        early,
+        control.accept(deadline),
+        "connect",
+      );
+      control.close();
+      if (peer.pid !== spawned.pid) {
+        throw new RestartError(
+          `control channel: hello from pid ${peer.pid}, expected ${spawned.pid}`,
+        );
+      }
+      const state: HandoverState = {
+        generation,
+        firstStartedAt: this.#info.firstStartedAt,
+        restarts: this.#info.restarts + 1,
+        listeners,
+        app: await seam.saveAppState(),
+      };
+      await peer.send({ type: "state", state });
+      const answer = await this.#within(
+        deadline,
+        early,
+        peer.receive(),
+        "become ready",
+      );
+      if (answer.type === "fail") {
+        throw new RestartError(
+          `the new generation failed to start: ${answer.reason}`,
+        );
+      }
+      if (answer.type !== "ready") {
+        throw new RestartError(
+          `control channel: expected ready, got ${answer.type}`,
+        );
+      }
+    } catch (error) {
+      clearTimeout(timer);
+      const reason = error instanceof Error ? error.message : String(error);
+      peer?.close();
+      control?.close();
+      if (child) {
+        child.killGroup("SIGKILL");
+        await child.exited;
+      }
+      this.#phase = "serving";
+      this.#last = {
+        ok: false,
+        trigger,
+        at: started,
+        durationMs: Date.now() - started,
+        reason,
+      };
+      seam.log(
+        "error",
+        `restart failed, generation ${this.#info.generation} keeps serving: ${reason}`,
+      );
+      throw error instanceof RestartError
+        ? error
+        : new RestartError(reason, { cause: error });
+    }
+    clearTimeout(timer);
+    // Committed: the child is the new generation from here on.
+    this.#phase = "handing-over";
+    child.unref();
+    const result = { pid: child.pid, generation };
+    this.#last = {
+      ok: true,
+      trigger,
+      at: started,
+      durationMs: Date.now() - started,
+      pid: child.pid,
+    };
+    seam.log(
+      "info",
+      `new generation ${generation} ready (pid ${child.pid}) in ${this.#last.durationMs} ms`,
+    );
+    this.#handOver(peer, child.pid, generation);
+    return result;
+  }
+
+  /** After ready: tell systemd, drain, say done, exit. Runs in the background. */
+  async #handOver(
+    peer: SeamPeer,
+    pid: number,
+    generation: number,
+  ): Promise<void> {
+    const seam = this.#seam;
+    try {
+      await seam.committed({ pid, generation });
+      await peer.send({ type: "draining" }).catch(() => {});
+      await seam.drain();
+      await peer.send({ type: "done" }).catch(() => {});
+    } catch (error) {
+      seam.log("error", `handover: ${error}`);
+    } finally {
+      peer.close();
+      this.#phase = "exited";
+      seam.exit(0);
+    }
+  }
+
+  /** Waits for `step`, failing on the deadline or an early exit. */
+  async #within<T>(
+    deadline: AbortSignal,
+    early: Promise<never>,
+    step: Promise<T>,
+    what: string,
+  ): Promise<T> {
+    const ms = this.#timeouts.startTimeout;
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => {
+        const reason = deadline.reason;
+        reject(
+          reason instanceof RestartError ? reason : new RestartError(
+            `the new generation did not ${what} within ${ms} ms`,
+          ),
+        );
+      };
+      if (deadline.aborted) onAbort();
+      else deadline.addEventListener("abort", onAbort, { once: true });
+    });
+    aborted.catch(() => {});
+    try {
+      return await Promise.race([step, early, aborted]);
+    } finally {
+      deadline.removeEventListener("abort", onAbort!);
+    }
+  }
+}

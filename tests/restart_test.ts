@@ -1,0 +1,305 @@
+/**
+ * Zero-downtime restarts, end to end: real `deno run -A mod.ts APP.ts`
+ * processes, SIGUSR1, real sockets, wrk. Every test runs its own copy of the
+ * app in a temp dir, whose path marks all its generations, so that nothing is
+ * left behind.
+ */
+
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotEquals,
+} from "./assert.ts";
+import {
+  alive,
+  Child,
+  fdCount,
+  get,
+  killAllWith,
+  MOD,
+  pidsWith,
+  until,
+} from "./helpers.ts";
+
+const GOOD_APP = `
+const VERSION = "__VERSION__";
+export default {
+  async fetch(req) {
+    const url = new URL(req.url);
+    if (url.pathname === "/pid") return new Response(String(Deno.pid));
+    if (url.pathname === "/version") return new Response(VERSION);
+    if (url.pathname === "/sleep") {
+      await new Promise((r) => setTimeout(r, Number(url.searchParams.get("ms") ?? 1000)));
+      return new Response("slept in " + Deno.pid);
+    }
+    return new Response("hello " + VERSION);
+  },
+};
+`;
+
+/** A temp app dir; the returned `marker` appears in every generation's cmdline. */
+async function makeApp(version = "v1") {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-restart-" });
+  const app = `${dir}/app.ts`;
+  await Deno.writeTextFile(app, GOOD_APP.replace("__VERSION__", version));
+  return { dir, app, marker: dir };
+}
+
+async function startApp(app: string, extra: string[] = []) {
+  const child = new Child(Deno.execPath(), [
+    "run",
+    "-A",
+    MOD,
+    app,
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+    "--start-timeout",
+    "4000",
+    ...extra,
+  ]);
+  const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
+  return { child, port: Number(m[1]) };
+}
+
+async function pidOf(port: number): Promise<number> {
+  return Number((await get(port, "/pid")).text);
+}
+
+/** Sends SIGUSR1 to the serving pid and waits until another pid serves. */
+async function restartOnce(
+  port: number,
+): Promise<{ old: number; now: number }> {
+  const old = await pidOf(port);
+  Deno.kill(old, "SIGUSR1");
+  let now = old;
+  await until(async () => {
+    now = await pidOf(port);
+    return now !== old;
+  }, 20_000);
+  return { old, now };
+}
+
+async function cleanup(marker: string, dir: string, child: Child) {
+  killAllWith(marker);
+  child.kill("SIGKILL");
+  await child.exited;
+  await until(() => pidsWith(marker).length === 0);
+  await Deno.remove(dir, { recursive: true });
+}
+
+Deno.test("restart: with no traffic the new generation serves and the old one exits", async () => {
+  const { dir, app, marker } = await makeApp();
+  const { child, port } = await startApp(app);
+  try {
+    const { old, now } = await restartOnce(port);
+    assertEquals(old, child.pid);
+    await until(() => !alive(old));
+    assertEquals((await child.exited).code, 0);
+    assertEquals(pidsWith(marker), [now]);
+    await child.waitFor(/generation 2 .*ready|new generation 2 ready/);
+  } finally {
+    await cleanup(marker, dir, child);
+  }
+});
+
+Deno.test("restart: a request in flight completes on the old generation", async () => {
+  const { dir, app, marker } = await makeApp();
+  const { child, port } = await startApp(app);
+  try {
+    const old = await pidOf(port);
+    const slow = get(port, "/sleep?ms=3000");
+    await new Promise((r) => setTimeout(r, 300));
+    const { now } = await restartOnce(port);
+    assertNotEquals(now, old);
+    assert(alive(old), "the old generation is still draining");
+    const res = await slow;
+    assertEquals(res.status, 200);
+    assertEquals(res.text, `slept in ${old}`);
+    await until(() => !alive(old));
+  } finally {
+    await cleanup(marker, dir, child);
+  }
+});
+
+Deno.test("restart: 50 in a row, one process left, fd count stable", async () => {
+  const { dir, app, marker } = await makeApp();
+  const { child, port } = await startApp(app);
+  try {
+    const fds: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const { old, now } = await restartOnce(port);
+      await until(() => !alive(old));
+      fds.push(fdCount(now));
+    }
+    assertEquals(pidsWith(marker).length, 1);
+    // Every generation after the first holds the same fds.
+    assertEquals(new Set(fds.slice(1)).size, 1, `fd counts: ${fds}`);
+  } finally {
+    await cleanup(marker, dir, child);
+  }
+});
+
+for (
+  const [what, source] of [
+    ["a syntax error", "export default {"],
+    ["a throw at top level", "throw new Error('broken at load');"],
+    ["Deno.exit(1)", "Deno.exit(1);"],
+    [
+      "a hang before ready",
+      "setInterval(() => {}, 1000);\nawait new Promise(() => {});",
+    ],
+  ] as const
+) {
+  Deno.test(`restart: a new version with ${what} leaves the old one serving`, async () => {
+    const { dir, app, marker } = await makeApp();
+    const { child, port } = await startApp(app);
+    try {
+      const old = await pidOf(port);
+      await Deno.writeTextFile(app, source);
+      Deno.kill(old, "SIGUSR1");
+      await child.waitFor(/restart failed/);
+      assertEquals(await pidOf(port), old);
+      assertEquals((await get(port, "/version")).text, "v1");
+      await until(() => pidsWith(marker).length === 1);
+      assertEquals(pidsWith(marker), [old]);
+      // The next good version is picked up.
+      await Deno.writeTextFile(app, GOOD_APP.replace("__VERSION__", "v2"));
+      const { now } = await restartOnce(port);
+      assertNotEquals(now, old);
+      assertEquals((await get(port, "/version")).text, "v2");
+    } finally {
+      await cleanup(marker, dir, child);
+    }
+  });
+}
+
+Deno.test("restart: a storm of 20 SIGUSR1 makes exactly one new generation", async () => {
+  const { dir, app, marker } = await makeApp();
+  const { child, port } = await startApp(app);
+  try {
+    const old = await pidOf(port);
+    for (let i = 0; i < 20; i++) {
+      try {
+        Deno.kill(old, "SIGUSR1");
+      } catch {
+        break; // already handed over and gone
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await until(() => !alive(old), 20_000);
+    const left = pidsWith(marker);
+    assertEquals(left.length, 1);
+    assertEquals(await pidOf(port), left[0]);
+    const generations = child.lines.filter((l) =>
+      /new generation \d+ ready/.test(l)
+    );
+    assertEquals(generations.length, 1, child.output);
+  } finally {
+    await cleanup(marker, dir, child);
+  }
+});
+
+Deno.test("restart: SIGTERM in the middle of a restart leaves nothing behind", async () => {
+  const { dir, app, marker } = await makeApp();
+  const { child, port } = await startApp(app);
+  try {
+    const old = await pidOf(port);
+    await Deno.writeTextFile(
+      app,
+      "setInterval(() => {}, 1000);\nawait new Promise(() => {});",
+    );
+    Deno.kill(old, "SIGUSR1");
+    await child.waitFor(/restarting/);
+    await until(() => pidsWith(marker).length === 2);
+    Deno.kill(old, "SIGTERM");
+    assertEquals((await child.exited).code, 0);
+    await until(() => pidsWith(marker).length === 0);
+  } finally {
+    await cleanup(marker, dir, child);
+  }
+});
+
+Deno.test("restart: control-channel intruders are refused and the restart succeeds", async () => {
+  const { dir, app, marker } = await makeApp();
+  const { child, port } = await startApp(app);
+  try {
+    const old = await pidOf(port);
+    // The next version waits before it serves, so the intruders come first.
+    await Deno.writeTextFile(
+      app,
+      "await new Promise((r) => setTimeout(r, 1500));\n" +
+        GOOD_APP.replace("__VERSION__", "v2"),
+    );
+    Deno.kill(old, "SIGUSR1");
+    let childPid = 0;
+    await until(() => {
+      childPid = pidsWith(marker).find((p) => p !== old) ?? 0;
+      return childPid !== 0;
+    });
+    let addr = "";
+    await until(() => {
+      const env = Deno.readTextFileSync(`/proc/${childPid}/environ`).split(
+        "\0",
+      );
+      addr = env.find((e) =>
+        e.startsWith("GRACEFUL_CONTROL_ADDR=")
+      )?.split("=")[1] ?? "";
+      return addr !== "";
+    });
+    const [hostname, p] = addr.split(":");
+    for (
+      const payload of [
+        JSON.stringify({ type: "hello", token: "0".repeat(64), pid: 1 }) + "\n",
+        "garbage\n",
+        "x".repeat(2 * 1024 * 1024),
+      ]
+    ) {
+      const conn = await Deno.connect({ hostname, port: Number(p) });
+      await conn.write(new TextEncoder().encode(payload)).catch(() => {});
+      const n = await conn.read(new Uint8Array(16)).catch(() => null);
+      assertEquals(n, null, "the intruder got an answer");
+      conn.close();
+    }
+    await until(async () => (await pidOf(port)) !== old, 20_000);
+    assertEquals((await get(port, "/version")).text, "v2");
+    assertMatch(child.output, /refused/);
+  } finally {
+    await cleanup(marker, dir, child);
+  }
+});
+
+for (const mode of ["keep-alive", "Connection: close"]) {
+  Deno.test(`restart: 4 restarts under wrk load (${mode}) lose no request`, async () => {
+    const { dir, app, marker } = await makeApp();
+    const { child, port } = await startApp(app);
+    try {
+      const wrk = new Deno.Command("wrk", {
+        args: [
+          "-t1",
+          "-c20",
+          "-d5s",
+          ...(mode === "keep-alive" ? [] : ["-H", "Connection: close"]),
+          `http://127.0.0.1:${port}/`,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      await new Promise((r) => setTimeout(r, 500));
+      for (let i = 0; i < 4; i++) {
+        const { old } = await restartOnce(port);
+        await until(() => !alive(old));
+      }
+      const out = await wrk;
+      const text = new TextDecoder().decode(out.stdout);
+      assertEquals(out.code, 0, text);
+      assertMatch(text, /requests in/);
+      assert(!/Socket errors/.test(text), text);
+      assert(!/Non-2xx/.test(text), text);
+    } finally {
+      await cleanup(marker, dir, child);
+    }
+  });
+}
