@@ -60,15 +60,22 @@ export function wireSignals(
   }
   installed.clear();
   for (const signal of new Set([...shutdown, ...restart])) {
-    const isRestart = restart.includes(signal);
-    function listener() {
-      if (signal === "SIGUSR1") guardInspector();
-      if (isRestart) actions.restart(signal);
-      else actions.shutdown(signal);
-    }
+    const listener = listenerFor(signal, restart.includes(signal), actions);
     Deno.addSignalListener(signal, listener);
     installed.set(signal, listener);
   }
+}
+
+function listenerFor(
+  signal: Deno.Signal,
+  isRestart: boolean,
+  actions: SignalActions,
+): () => void {
+  return function listener() {
+    if (signal === "SIGUSR1") guardInspector();
+    if (isRestart) actions.restart(signal);
+    else actions.shutdown(signal);
+  };
 }
 
 /** Whether this process was started with an --inspect flag (then it stays). */
