@@ -8,7 +8,15 @@
  * @module
  */
 
-import { configure, getConsoleSink, type LogLevel } from "@logtape/logtape";
+import {
+  configure,
+  getConsoleSink,
+  getJsonLinesFormatter,
+  getTextFormatter,
+  type LogLevel,
+  type LogRecord,
+} from "@logtape/logtape";
+import { processStatus } from "./supervisor.ts";
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "./args.ts";
@@ -32,6 +40,7 @@ const OPTIONS = {
   "start-timeout": { type: "string" },
   "restart-signal": { type: "string", multiple: true },
   "log-level": { type: "string" },
+  "json-logs": { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 } as const;
@@ -60,6 +69,7 @@ Options:
       --restart-signal S  signal that restarts (repeatable; default SIGUSR1;
                           SIGUSR2 avoids Deno opening the inspector; "none")
       --log-level L       debug, info (default), warning, error
+      --json-logs         log JSON lines (with pid and generation) instead of text
   -h, --help              this help
   -V, --version           print the version
 
@@ -105,7 +115,10 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   try {
-    await setupLogging(String(values["log-level"] ?? "info"));
+    await setupLogging(
+      String(values["log-level"] ?? "info"),
+      values["json-logs"] === true,
+    );
     const handler = parsed.positionals.length > 0
       ? await loadApp(parsed.positionals[0])
       : demoHandler;
@@ -231,15 +244,24 @@ const LEVELS: Record<string, LogLevel> = {
   error: "error",
 };
 
-async function setupLogging(level: string): Promise<void> {
+async function setupLogging(level: string, json: boolean): Promise<void> {
   const lowestLevel = LEVELS[level];
   if (!lowestLevel) {
     throw new TypeError(
       `--log-level "${level}" must be debug, info, warning or error`,
     );
   }
+  const formatter = json
+    ? jsonWithProcess()
+    : getTextFormatter({
+      value: "bare",
+      format(values) {
+        const { generation } = processStatus();
+        return `${values.timestamp} ${values.level} [pid ${Deno.pid} gen ${generation}] ${values.category}: ${values.message}`;
+      },
+    });
   await configure({
-    sinks: { console: getConsoleSink() },
+    sinks: { console: getConsoleSink({ formatter }) },
     loggers: [
       { category: ["graceful"], lowestLevel, sinks: ["console"] },
       {
@@ -249,4 +271,16 @@ async function setupLogging(level: string): Promise<void> {
       },
     ],
   });
+}
+
+/** JSON lines, with the pid and generation added to every record. */
+function jsonWithProcess(): (record: LogRecord) => string {
+  const json = getJsonLinesFormatter();
+  return function format(record: LogRecord): string {
+    const { generation } = processStatus();
+    return json({
+      ...record,
+      properties: { pid: Deno.pid, generation, ...record.properties },
+    });
+  };
 }

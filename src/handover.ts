@@ -379,22 +379,25 @@ export class Restarter {
     what: string,
   ): Promise<T> {
     const ms = this.#timeouts.startTimeout;
+    function deadlineError(): RestartError {
+      const reason = deadline.reason;
+      return reason instanceof RestartError ? reason : new RestartError(
+        `the new generation did not ${what} within ${ms} ms`,
+      );
+    }
     let onAbort: (() => void) | undefined;
     const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => {
-        const reason = deadline.reason;
-        reject(
-          reason instanceof RestartError ? reason : new RestartError(
-            `the new generation did not ${what} within ${ms} ms`,
-          ),
-        );
-      };
+      onAbort = () => reject(deadlineError());
       if (deadline.aborted) onAbort();
       else deadline.addEventListener("abort", onAbort, { once: true });
     });
     aborted.catch(() => {});
+    // A step that fails because the deadline aborted it reports the deadline.
+    const guarded = step.catch((error) => {
+      throw deadline.aborted ? deadlineError() : error;
+    });
     try {
-      return await Promise.race([step, early, aborted]);
+      return await Promise.race([guarded, early, aborted]);
     } finally {
       deadline.removeEventListener("abort", onAbort!);
     }
