@@ -16,10 +16,11 @@ import {
   type LogLevel,
   type LogRecord,
 } from "@logtape/logtape";
-import { processStatus } from "./supervisor.ts";
+import { afterHandover, processStatus, releaseProcess } from "./supervisor.ts";
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "./args.ts";
+import { COMMANDS, runCommand } from "./cli_commands.ts";
 import { inheritedFds } from "./listeners.ts";
 import { demoHandler } from "./demo.ts";
 import { type EngineName, serveGraceful } from "./server.ts";
@@ -41,6 +42,7 @@ const OPTIONS = {
   "restart-signal": { type: "string", multiple: true },
   "log-level": { type: "string" },
   "json-logs": { type: "boolean" },
+  pidfile: { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 } as const;
@@ -49,6 +51,7 @@ const HELP = `serveGraceful ${denoJson.version}: zero-downtime Deno HTTP serving
 
 Usage:
   deno run -A mod.ts [APP.ts] [options]
+  deno run -A mod.ts reload|stop|status --pidfile F   (see reload --help)
 
   Without APP.ts, serves the demo: / says Hello!, /pid is the serving pid,
   /sleep?ms=N sleeps N ms (default 10000) and answers with its pid.
@@ -70,6 +73,8 @@ Options:
                           SIGUSR2 avoids Deno opening the inspector; "none")
       --log-level L       debug, info (default), warning, error
       --json-logs         log JSON lines (with pid and generation) instead of text
+      --pidfile F         write F (and F.json, the status) once ready; rewritten
+                          by every generation, removed on exit
   -h, --help              this help
   -V, --version           print the version
 
@@ -96,6 +101,14 @@ Examples:
  * ```
  */
 export async function main(args: string[]): Promise<number> {
+  const command = COMMANDS.find((c) => c === args[0]);
+  if (command) {
+    try {
+      return await runCommand(command, args.slice(1));
+    } catch (error) {
+      return fail(error);
+    }
+  }
   let parsed;
   try {
     assertDenoVersion();
@@ -146,8 +159,11 @@ export async function main(args: string[]): Promise<number> {
       restartSignals: parseSignals(
         values["restart-signal"] as string[] | undefined,
       ),
+      pidfile: values.pidfile as string | undefined,
     }, handler);
     await server.finished;
+    await afterHandover();
+    releaseProcess();
     return 0;
   } catch (error) {
     return fail(error);
@@ -251,15 +267,13 @@ async function setupLogging(level: string, json: boolean): Promise<void> {
       `--log-level "${level}" must be debug, info, warning or error`,
     );
   }
-  const formatter = json
-    ? jsonWithProcess()
-    : getTextFormatter({
-      value: "bare",
-      format(values) {
-        const { generation } = processStatus();
-        return `${values.timestamp} ${values.level} [pid ${Deno.pid} gen ${generation}] ${values.category}: ${values.message}`;
-      },
-    });
+  const formatter = json ? jsonWithProcess() : getTextFormatter({
+    value: "bare",
+    format(values) {
+      const { generation } = processStatus();
+      return `${values.timestamp} ${values.level} [pid ${Deno.pid} gen ${generation}] ${values.category}: ${values.message}`;
+    },
+  });
   await configure({
     sinks: { console: getConsoleSink({ formatter }) },
     loggers: [

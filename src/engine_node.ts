@@ -98,6 +98,9 @@ function upgradeRegistry(): UpgradeRegistry {
   ): Deno.WebSocketUpgrade {
     const target = registry.targets.get(request);
     if (target === undefined) return original(request, options);
+    if (target.upgraded) {
+      throw new TypeError("The request has already been upgraded");
+    }
     const upgrade = original(request, {
       ...options,
       socket: target.socket,
@@ -274,7 +277,8 @@ class Exchange {
   readonly info: HandlerInfo;
   body: RequestBodySource | null = null;
   reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
-  controller: AbortController | null = null;
+  /** Behind `request.signal`, created on first use. */
+  abortController: AbortController | null = null;
   completion: Completion | null = null;
   drainWaiter: (() => void) | null = null;
   /** node emitted 'finish': the whole response was handed to the socket. */
@@ -302,9 +306,9 @@ class Exchange {
   }
 
   signal(): AbortSignal {
-    let controller = this.controller;
+    let controller = this.abortController;
     if (controller === null) {
-      controller = this.controller = new AbortController();
+      controller = this.abortController = new AbortController();
       if (this.settled && !this.ok) controller.abort(clientGone());
     }
     return controller.signal;
@@ -489,6 +493,10 @@ class NodeBinding implements EngineBinding {
     this.#upgrades = upgradeRegistry().targets;
     const serverOptions = {
       noDelay: true,
+      // Like Deno.serve: no limit on how long a request (an upload) may take;
+      // node's headersTimeout still bounds how long the headers may take.
+      requestTimeout: 0,
+      // Other upgrades (h2c...) are ordinary requests, as with Deno.serve.
       shouldUpgradeCallback: isWebSocketUpgrade,
     };
     if (options.tls !== undefined) {
@@ -512,6 +520,8 @@ class NodeBinding implements EngineBinding {
     });
     this.server.on("request", this.onRequest.bind(this));
     this.server.on("upgrade", this.onUpgrade.bind(this));
+    // 'listening' starts node's (unref'd) check of headersTimeout.
+    this.server.emit("listening");
     this.#onConnection = this.accept.bind(this);
     listener.server.on("connection", this.#onConnection);
   }
@@ -545,8 +555,15 @@ class NodeBinding implements EngineBinding {
     this.open.delete(connection);
     const pending = connection.pending;
     while (pending.length > 0) this.settle(pending[0], false);
-    if (this.open.size === 0 && this.#drained !== null) {
-      this.#drained.resolve();
+    if (this.open.size === 0) this.#finishIfDone();
+  }
+
+  /** Once nothing is left to serve, stop node's connection checks. */
+  #finishIfDone(): void {
+    this.#drained?.resolve();
+    if (this.#stopped !== null && this.server.listening) {
+      Object.defineProperty(this.server, "listening", { value: false });
+      this.server.close();
     }
   }
 
@@ -587,7 +604,7 @@ class NodeBinding implements EngineBinding {
     const connection = exchange.connection;
     connection.remove(exchange);
     if (!ok) {
-      exchange.controller?.abort(clientGone());
+      exchange.abortController?.abort(clientGone());
       const reader = exchange.reader;
       if (reader !== null) ignoreRejection(reader.cancel());
     }
@@ -715,10 +732,14 @@ class NodeBinding implements EngineBinding {
 
   /** Writing the response failed half way: cut the connection. */
   failResponse(exchange: Exchange, error: unknown): void {
+    const reader = exchange.reader;
+    if (reader !== null) ignoreRejection(reader.cancel(error));
     const res = exchange.res;
     if (res !== null) {
       if (!exchange.settled && !res.headersSent) {
         // Nothing was sent yet: answer 500 rather than cutting.
+        for (const name of res.getHeaderNames()) res.removeHeader(name);
+        res.statusMessage = "";
         res.shouldKeepAlive = false;
         res.statusCode = 500;
         res.end();
@@ -865,6 +886,7 @@ class NodeBinding implements EngineBinding {
       // Closing the handle releases the fd synchronously; net.Server's
       // 'close' event would wait for every connection, which is not wanted.
       this.#stopped = new Promise<void>((resolve) => setTimeout(resolve, 0));
+      if (this.open.size === 0) this.#finishIfDone();
     }
     return this.#stopped;
   }
@@ -879,7 +901,7 @@ class NodeBinding implements EngineBinding {
           connection.armIdleTimer(idleGraceMs);
         }
       }
-      if (this.open.size === 0) this.#drained.resolve();
+      if (this.open.size === 0) this.#finishIfDone();
     }
     return this.#drained.promise;
   }

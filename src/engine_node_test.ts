@@ -1,6 +1,7 @@
 import net from "node:net";
 import { assert, assertEquals, assertMatch } from "../tests/assert.ts";
 import { createNodeEngine } from "./engine_node.ts";
+import { closeFd } from "./os.ts";
 import type {
   Addr,
   EngineBinding,
@@ -23,6 +24,11 @@ interface TestServer extends AsyncDisposable {
   origin: string;
   /** Aborts the `draining` signal handed to the engine. */
   draining: AbortController;
+  /**
+   * `binding.stopAccepting()`, then closes the fd duplicated by fdForIpc(),
+   * as the listeners module does: until then the socket still listens.
+   */
+  stopAccepting(): Promise<void>;
 }
 
 interface StartOptions {
@@ -71,6 +77,14 @@ async function startServer(
     tls: options.tls,
     draining: draining.signal,
   });
+  let fdClosed = false;
+  async function stopAccepting(): Promise<void> {
+    await binding.stopAccepting();
+    if (!fdClosed) {
+      fdClosed = true;
+      closeFd(listener.fd);
+    }
+  }
   const origin = options.tls !== undefined
     ? `https://localhost:${port}`
     : `http://127.0.0.1:${port}`;
@@ -80,8 +94,9 @@ async function startServer(
     port,
     origin,
     draining,
+    stopAccepting,
     async [Symbol.asyncDispose]() {
-      await binding.stopAccepting();
+      await stopAccepting();
       binding.abort();
       await binding.drain(0);
     },
@@ -95,6 +110,7 @@ const decoder = new TextDecoder();
 
 interface RawResponse {
   status: number;
+  reason: string;
   /** Header lines as sent, names lowercased. */
   headers: [string, string][];
   body: Bytes;
@@ -190,7 +206,7 @@ class RawClient {
   /** Reads the status line and headers of the next response. */
   async readHead(): Promise<RawResponse> {
     const statusLine = await this.#line();
-    const match = /^HTTP\/1\.1 (\d{3})/.exec(statusLine);
+    const match = /^HTTP\/1\.1 (\d{3}) ?(.*)$/.exec(statusLine);
     if (match === null) throw new Error(`bad status line: ${statusLine}`);
     const headers: [string, string][] = [];
     for (;;) {
@@ -202,7 +218,12 @@ class RawClient {
         line.slice(colon + 1).trim(),
       ]);
     }
-    return { status: Number(match[1]), headers, body: new Uint8Array(0) };
+    return {
+      status: Number(match[1]),
+      reason: match[2],
+      headers,
+      body: new Uint8Array(0),
+    };
   }
 
   /** Reads one whole response; `head` is true for responses to HEAD. */
@@ -291,11 +312,9 @@ Deno.test("node engine: GET with fetch", async () => {
   const response = await fetch(`${server.origin}/hello?a=1`);
   assertEquals(response.status, 200);
   assertEquals(response.headers.get("x-answer"), "42");
-  assertEquals(response.headers.get("content-length"), "34");
-  assertEquals(
-    await response.text(),
-    `GET /hello?a=1 127.0.0.1:${server.port}`,
-  );
+  const expected = `GET /hello?a=1 127.0.0.1:${server.port}`;
+  assertEquals(response.headers.get("content-length"), `${expected.length}`);
+  assertEquals(await response.text(), expected);
   assertEquals(server.binding.inFlight, 0);
 });
 
@@ -312,6 +331,59 @@ Deno.test("node engine: keep-alive connection serves several requests", async ()
     assertEquals(header(response, "connection"), "keep-alive");
   }
   assertEquals(server.binding.connections, 1);
+});
+
+Deno.test("node engine: pipelined requests are answered in order", async () => {
+  await using server = await startServer(async (request) => {
+    const path = new URL(request.url).pathname;
+    // The first answer is the slowest: order must still hold.
+    if (path === "/1") await new Promise((resolve) => setTimeout(resolve, 20));
+    return new Response(path);
+  });
+  using client = await RawClient.connect(server.addr);
+  await client.send(
+    "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n" +
+      "GET /3 HTTP/1.1\r\nHost: x\r\n\r\n",
+  );
+  const bodies = [];
+  for (let i = 0; i < 3; i++) bodies.push(text(await client.readResponse()));
+  assertEquals(bodies, ["/1", "/2", "/3"]);
+});
+
+Deno.test("node engine: an unread request body does not stall the connection", async () => {
+  await using server = await startServer((request) =>
+    new Response(`${request.method} ignored the body`)
+  );
+  using client = await RawClient.connect(server.addr);
+  const body = "x".repeat(1024 * 1024);
+  await client.send(
+    `POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`,
+  );
+  const sending = client.send(body);
+  const first = await client.readResponse();
+  assertEquals(text(first), "POST ignored the body");
+  await sending;
+  await client.send("GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+  const second = await client.readResponse();
+  assertEquals(text(second), "GET ignored the body");
+});
+
+Deno.test("node engine: HTTP/1.0 without Host and non-WebSocket upgrades", async () => {
+  await using server = await startServer((request) =>
+    new Response(`${request.url} ${request.headers.get("upgrade")}`)
+  );
+  using old = await RawClient.connect(server.addr);
+  await old.send("GET /old HTTP/1.0\r\n\r\n");
+  const response = await old.readResponse();
+  assertEquals(text(response), `http://127.0.0.1:${server.port}/old null`);
+
+  // An h2c upgrade is not for this server: it is an ordinary request.
+  using h2c = await RawClient.connect(server.addr);
+  await h2c.send(
+    "GET /h2c HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n" +
+      "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+  );
+  assertEquals(text(await h2c.readResponse()), "http://x/h2c h2c");
 });
 
 Deno.test("node engine: POST 5 MB body echo", async () => {
@@ -493,6 +565,7 @@ Deno.test("node engine: status text and several Set-Cookie headers", async () =>
   await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   const response = await client.readResponse();
   assertEquals(response.status, 201);
+  assertEquals(response.reason, "Made It");
   const cookies = response.headers
     .filter(([name]) => name === "set-cookie")
     .map(([, value]) => value);
@@ -505,7 +578,6 @@ Deno.test("node engine: status text and several Set-Cookie headers", async () =>
 
   const viaFetch = await fetch(`${server.origin}/`);
   assertEquals(viaFetch.status, 201);
-  assertEquals(viaFetch.statusText, "Made It");
   assertEquals(viaFetch.headers.getSetCookie().length, 3);
   await viaFetch.body?.cancel();
 });
@@ -759,6 +831,8 @@ async function selfSignedCert(dir: string): Promise<TlsOptions> {
       "/CN=localhost",
       "-addext",
       "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
       "-days",
       "1",
       "-keyout",
@@ -839,7 +913,7 @@ Deno.test("node engine: drain completes in-flight work and closes idle connectio
   assertEquals(binding.connections, 2);
   assertEquals(binding.inFlight, 1);
 
-  await binding.stopAccepting();
+  await server.stopAccepting();
   // The listening socket is closed: new connections are refused.
   let refused = false;
   try {

@@ -89,6 +89,11 @@ export interface GracefulServeOptions {
   /** How long a new generation may take to become ready (ms). Default 30000. */
   startTimeout?: number;
   /**
+   * Write this pidfile (and `<pidfile>.json` with the status) once ready;
+   * every generation rewrites it; it is removed on shutdown.
+   */
+  pidfile?: string;
+  /**
    * Application state handed from generation to generation: `save()` runs in
    * the old process just before the handover, `restore()` in the new one
    * before it listens. The state must be JSON.
@@ -271,6 +276,10 @@ class Server implements GracefulServer {
     return this.#listeners[0]?.addr;
   }
 
+  get drainTimeout(): number {
+    return this.#options.drainTimeout ?? 30_000;
+  }
+
   get engines(): ("native" | "node")[] {
     return [...this.#engines];
   }
@@ -376,7 +385,7 @@ class Server implements GracefulServer {
       this.#unregister();
       return; // never started; `finished` already rejected
     }
-    const drainTimeout = this.#options.drainTimeout ?? 30_000;
+    const drainTimeout = this.drainTimeout;
     const idleGrace = this.#options.idleGrace ?? 500;
     this.#draining.abort();
     await Promise.all(this.#bindings.map((b) => b.stopAccepting()));

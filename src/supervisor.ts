@@ -33,6 +33,8 @@ import {
   wireSignals,
 } from "./signals.ts";
 import { logger } from "./log.ts";
+import { monotonicUsec, sdNotify, watchdogIntervalMs } from "./notify.ts";
+import { recordRestart, removePidfile, writePidfile } from "./pidfile.ts";
 
 const log = logger("supervisor");
 
@@ -46,6 +48,10 @@ export interface Supervised {
   shutdown(): Promise<void>;
   /** The app state to hand to the next generation, if any. */
   saveState?(): unknown | Promise<unknown>;
+  /** The longest its drain may take (ms), for systemd's stop timeout. */
+  readonly drainTimeout: number;
+  /** What it serves, for status lines. */
+  readonly addrs: readonly unknown[];
 }
 
 /** Process-level options, given through any server's options. */
@@ -56,6 +62,11 @@ export interface ProcessOptions {
   restartSignals?: Deno.Signal[] | false;
   /** How long a new generation may take to become ready (ms). Default 30000. */
   startTimeout?: number;
+  /**
+   * Write this pidfile (and `<pidfile>.json`, the status) once ready; every
+   * generation rewrites it, and it is removed on shutdown.
+   */
+  pidfile?: string;
 }
 
 /** Facts for status pages and logs. */
@@ -81,6 +92,7 @@ let stopping = false;
 let shutdownSignals = new Set<Deno.Signal>();
 let restartSignals = new Set<Deno.Signal>();
 let startTimeout: number | undefined;
+let pidfile: string | undefined;
 
 /**
  * As a new generation: joins the handover once (hello, then receives the
@@ -134,6 +146,7 @@ export function registerServer(
 ): () => void {
   servers.add(server);
   if (options.startTimeout !== undefined) startTimeout = options.startTimeout;
+  if (options.pidfile !== undefined) pidfile = options.pidfile;
   restarter?.setTimeouts({ startTimeout });
   const shutdown = options.shutdownSignals === false
     ? []
@@ -162,9 +175,13 @@ function rewire(): void {
   });
 }
 
-/** As a new generation: says ready once everything inherited is served. */
+/**
+ * Says ready once everything inherited is served and every server is ready:
+ * to the old generation when there is one (systemd hears READY=1 once the old
+ * one has passed on MAINPID=), else straight to systemd.
+ */
 async function checkReady(): Promise<void> {
-  if (!peer || announced) return;
+  if (announced) return;
   if (unclaimedInheritedFds().length > 0) return;
   for (const server of servers) {
     try {
@@ -175,12 +192,80 @@ async function checkReady(): Promise<void> {
   }
   if (announced || unclaimedInheritedFds().length > 0) return;
   announced = true;
-  await peer.send({ type: "ready", pid: Deno.pid });
-  log.info("generation {generation} (pid {pid}) is ready", {
-    generation: info.generation,
-    pid: Deno.pid,
-  });
-  followOldGeneration(peer);
+  startWatchdog();
+  savePidfile();
+  if (peer) {
+    await peer.send({ type: "ready", pid: Deno.pid });
+    log.info("generation {generation} (pid {pid}) is ready", {
+      generation: info.generation,
+      pid: Deno.pid,
+    });
+    followOldGeneration(peer);
+  } else {
+    sdNotify(`READY=1\nSTATUS=${statusLine()}`);
+  }
+}
+
+function savePidfile(): void {
+  if (!pidfile) return;
+  try {
+    writePidfile(pidfile, {
+      pid: Deno.pid,
+      generation: info.generation,
+      startedAt: info.startedAt,
+      firstStartedAt: info.firstStartedAt,
+      restarts: info.restarts,
+      listeners: activeListeners().map((l) => formatAddr(l.addr)),
+    });
+  } catch (error) {
+    log.error("cannot write pidfile {pidfile}: {error}", { pidfile, error });
+  }
+}
+
+const handoverEnded = Promise.withResolvers<void>();
+
+/**
+ * Resolves at once unless this generation is handing over; then when the
+ * handover is complete (just before the process exits).
+ *
+ * @example
+ * ```ts ignore
+ * await server.finished;
+ * await afterHandover();
+ * ```
+ */
+export function afterHandover(): Promise<void> {
+  return restarter?.phase === "handing-over"
+    ? handoverEnded.promise
+    : Promise.resolve();
+}
+
+/**
+ * Releases what this process advertised (the pidfile, if it still names this
+ * process). Idempotent; called before this process exits.
+ *
+ * @example
+ * ```ts ignore
+ * await server.finished;
+ * releaseProcess();
+ * ```
+ */
+export function releaseProcess(): void {
+  if (pidfile) removePidfile(pidfile, Deno.pid);
+}
+
+function statusLine(): string {
+  const count = [...servers].reduce((n, s) => n + s.addrs.length, 0);
+  return `generation ${info.generation} (pid ${Deno.pid}) serving ${count} socket(s)`;
+}
+
+let watchdog: ReturnType<typeof setInterval> | undefined;
+
+function startWatchdog(): void {
+  const ms = watchdogIntervalMs();
+  if (ms === undefined || watchdog !== undefined) return;
+  watchdog = setInterval(() => sdNotify("WATCHDOG=1"), Math.max(ms / 2, 10));
+  Deno.unrefTimer(watchdog as unknown as number);
 }
 
 async function followOldGeneration(channel: ControlPeer): Promise<void> {
@@ -188,6 +273,8 @@ async function followOldGeneration(channel: ControlPeer): Promise<void> {
     while (true) {
       const message = await channel.receive(24 * 3600_000);
       if (message.type === "draining") {
+        // The old generation has told systemd MAINPID=<this pid>.
+        sdNotify(`READY=1\nSTATUS=${statusLine()}`);
         log.info("the previous generation stopped accepting and drains");
       } else if (message.type === "done") {
         log.info("the previous generation has drained");
@@ -214,12 +301,14 @@ function onShutdownSignal(signal: Deno.Signal): void {
     log.warn("{signal} again while draining: exiting now", { signal });
     Deno.exit(1);
   }
-  stopping = true;
   log.info("{signal}: shutting down {count} server(s) gracefully", {
     signal,
     count: servers.size,
   });
-  shutdownAll("by " + signal).then(() => Deno.exit(0));
+  shutdownAll("by " + signal).then(() => {
+    releaseProcess();
+    Deno.exit(0);
+  });
 }
 
 function onRestartSignal(signal: Deno.Signal): void {
@@ -242,6 +331,11 @@ function onRestartSignal(signal: Deno.Signal): void {
  */
 export async function shutdownAll(why: string): Promise<void> {
   stopping = true;
+  const drainMs = Math.max(0, ...[...servers].map((s) => s.drainTimeout));
+  sdNotify(
+    `STOPPING=1\nEXTEND_TIMEOUT_USEC=${(drainMs + 5000) * 1000}\n` +
+      `STATUS=draining (shutting down ${why})`,
+  );
   await restarter?.cancel(`cancelled: shutting down ${why}`);
   await Promise.allSettled([...servers].map((server) => server.shutdown()));
 }
@@ -259,7 +353,26 @@ export function restartProcess(
   options: RestartOptions = {},
 ): Promise<RestartResult> {
   restarter ??= new Restarter(realSeam(), info, { startTimeout });
-  return restarter.restart(options);
+  const fresh = restarter.phase === "serving";
+  if (fresh) {
+    sdNotify(
+      `RELOADING=1\nMONOTONIC_USEC=${monotonicUsec()}\n` +
+        `STATUS=restarting: starting generation ${info.generation + 1}`,
+    );
+  }
+  const result = restarter.restart(options);
+  if (fresh) {
+    result.catch((error) => {
+      const last = restarter?.lastRestart;
+      if (pidfile && last) recordRestart(pidfile, Deno.pid, last);
+      // Ends systemd's reload; this generation keeps serving.
+      sdNotify(
+        `READY=1\nSTATUS=restart failed, generation ${info.generation} ` +
+          `(pid ${Deno.pid}) keeps serving: ${(error as Error).message}`,
+      );
+    });
+  }
+  return result;
 }
 
 /**
@@ -312,14 +425,22 @@ function realSeam(): HandoverSeam {
       }
       return app;
     },
-    async committed() {
-      // systemd: MAINPID= goes here (the systemd issue).
+    committed(child) {
+      // Before this process exits: otherwise systemd 252 takes the main
+      // process's exit for the service's, and kills the whole cgroup.
+      sdNotify(
+        `MAINPID=${child.pid}\nSTATUS=handing over to generation ` +
+          `${child.generation} (pid ${child.pid})`,
+      );
+      return Promise.resolve();
     },
     async drain() {
       stopping = true;
       await Promise.allSettled([...servers].map((server) => server.shutdown()));
     },
     exit(code) {
+      releaseProcess();
+      handoverEnded.resolve();
       Deno.exit(code);
     },
     log(level, message) {

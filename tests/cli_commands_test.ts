@@ -1,0 +1,172 @@
+/**
+ * `reload`, `stop` and `status` against real servers, found through the
+ * pidfile.
+ */
+
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotEquals,
+} from "./assert.ts";
+import {
+  alive,
+  Child,
+  get,
+  killAllWith,
+  MOD,
+  pidsWith,
+  until,
+} from "./helpers.ts";
+
+async function cli(args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MOD, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, text: decode(out.stdout) + decode(out.stderr) };
+}
+
+async function serve(extra: string[] = []) {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-cmd-" });
+  const pidfile = `${dir}/app.pid`;
+  const app = `${dir}/app.ts`;
+  await Deno.writeTextFile(
+    app,
+    `export default { async fetch(req) {
+      const url = new URL(req.url);
+      if (url.pathname === "/sleep") await new Promise((r) => setTimeout(r, 1500));
+      return new Response(String(Deno.pid));
+    } };`,
+  );
+  const child = new Child(Deno.execPath(), [
+    "run",
+    "-A",
+    MOD,
+    app,
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+    "--pidfile",
+    pidfile,
+    "--start-timeout",
+    "3000",
+    ...extra,
+  ]);
+  const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
+  await until(() => {
+    try {
+      return Deno.readTextFileSync(pidfile).trim() === String(child.pid);
+    } catch {
+      return false;
+    }
+  });
+  return { dir, pidfile, app, child, port: Number(m[1]) };
+}
+
+async function cleanup(dir: string, child: Child) {
+  killAllWith(dir);
+  child.kill("SIGKILL");
+  await child.exited;
+  await until(() => pidsWith(dir).length === 0);
+  await Deno.remove(dir, { recursive: true });
+}
+
+Deno.test("cli reload: returns once the new generation serves", async () => {
+  const s = await serve(["--restart-signal", "SIGUSR2"]);
+  try {
+    const status = JSON.parse(Deno.readTextFileSync(`${s.pidfile}.json`));
+    assertEquals(status.generation, 1);
+    const r = await cli([
+      "reload",
+      "--pidfile",
+      s.pidfile,
+      "--signal",
+      "SIGUSR2",
+    ]);
+    assertEquals(r.code, 0, r.text);
+    // Right after reload returned, the new generation serves.
+    const pid = Number((await get(s.port, "/")).text);
+    assertNotEquals(pid, s.child.pid);
+    assertEquals(Number(Deno.readTextFileSync(s.pidfile)), pid);
+    assertMatch(r.text, new RegExp(`generation 2 \\(pid ${pid}\\)`));
+    assertEquals(
+      JSON.parse(Deno.readTextFileSync(`${s.pidfile}.json`)).generation,
+      2,
+    );
+  } finally {
+    await cleanup(s.dir, s.child);
+  }
+});
+
+Deno.test("cli reload: a broken new version fails with the reason, the old one serves", async () => {
+  const s = await serve();
+  try {
+    await Deno.writeTextFile(s.app, "throw new Error('no config found');");
+    const r = await cli(["reload", "--pidfile", s.pidfile]);
+    assertEquals(r.code, 1, r.text);
+    assertMatch(r.text, /reload failed/);
+    assertMatch(r.text, /exited with code 1/);
+    assertEquals(Number((await get(s.port, "/")).text), s.child.pid);
+    assertEquals(Number(Deno.readTextFileSync(s.pidfile)), s.child.pid);
+  } finally {
+    await cleanup(s.dir, s.child);
+  }
+});
+
+Deno.test("cli stop: drains, returns once the process is gone, removes the pidfile", async () => {
+  const s = await serve();
+  try {
+    const slow = get(s.port, "/sleep");
+    await new Promise((r) => setTimeout(r, 200));
+    const r = await cli(["stop", "--pidfile", s.pidfile]);
+    assertEquals(r.code, 0, r.text);
+    assert(!alive(s.child.pid));
+    assertEquals((await slow).text, String(s.child.pid));
+    assertEquals((await s.child.exited).code, 0);
+    let exists = true;
+    try {
+      Deno.statSync(s.pidfile);
+    } catch {
+      exists = false;
+    }
+    assertEquals(exists, false);
+  } finally {
+    await cleanup(s.dir, s.child);
+  }
+});
+
+Deno.test("cli status: running, JSON, stale and missing pidfiles", async () => {
+  const s = await serve();
+  try {
+    const human = await cli(["status", "--pidfile", s.pidfile]);
+    assertEquals(human.code, 0, human.text);
+    assertMatch(human.text, new RegExp(`running: pid ${s.child.pid}`));
+    assertMatch(human.text, /generation 1/);
+    const json = await cli(["status", "--pidfile", s.pidfile, "--json"]);
+    const parsed = JSON.parse(json.text);
+    assertEquals([parsed.running, parsed.pid, parsed.generation], [
+      true,
+      s.child.pid,
+      1,
+    ]);
+    const byPid = await cli(["status", "--pid", String(s.child.pid)]);
+    assertEquals(byPid.code, 0);
+    s.child.kill("SIGKILL");
+    await s.child.exited;
+    const stale = await cli(["status", "--pidfile", s.pidfile]);
+    assertEquals(stale.code, 1);
+    assertMatch(stale.text, /stale pidfile/);
+    const missing = await cli(["status", "--pidfile", `${s.dir}/nope.pid`]);
+    assertEquals(missing.code, 1);
+    assertMatch(missing.text, /no pidfile/);
+    const reload = await cli(["reload", "--pidfile", s.pidfile]);
+    assertEquals(reload.code, 1);
+    assertMatch(reload.text, /stale pidfile/);
+  } finally {
+    await cleanup(s.dir, s.child);
+  }
+});
