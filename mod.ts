@@ -31,6 +31,15 @@ export type {
   GracefulHandler,
   GracefulHandlerInfo,
 } from "./src/types.ts";
+export {
+  type GenerationInfo,
+  type LastRestart,
+  RestartError,
+  type RestartOptions,
+  type RestartResult,
+  type RestartTrigger,
+} from "./src/handover.ts";
+export type { ProcessStatus } from "./src/supervisor.ts";
 
 if (import.meta.main) {
   const { main } = await import("./src/cli.ts");

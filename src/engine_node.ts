@@ -208,10 +208,12 @@ function onBodyError(this: TrackedMessage, error: Error): void {
 }
 
 function onBodyClose(this: TrackedMessage): void {
-  this[kBodySource]!.fail(
-    new Deno.errors.ConnectionReset(
-      "The client closed the connection before sending the whole body",
-    ),
+  this[kBodySource]!.fail(bodyCut());
+}
+
+function bodyCut(): Error {
+  return new Deno.errors.ConnectionReset(
+    "The client closed the connection before sending the whole body",
   );
 }
 
@@ -592,7 +594,7 @@ class NodeBinding implements EngineBinding {
     connection.clearIdleTimer();
     connection.pending.push(exchange);
     this.inFlightCount++;
-    ignoreRejection(this.run(exchange));
+    this.run(exchange);
   }
 
   /** Ends an exchange: `ok` tells whether the response was sent. */
@@ -611,9 +613,11 @@ class NodeBinding implements EngineBinding {
     const body = exchange.body;
     if (body !== null && !body.done) {
       body.fail(
-        new Deno.errors.Interrupted(
-          "The response was complete before the request body was read",
-        ),
+        ok
+          ? new Deno.errors.Interrupted(
+            "The response was complete before the request body was read",
+          )
+          : bodyCut(),
       );
     }
     const waiter = exchange.drainWaiter;
@@ -631,31 +635,37 @@ class NodeBinding implements EngineBinding {
     }
   }
 
+  /** Serves one exchange, from the Request to the last byte. Never rejects. */
   async run(exchange: Exchange): Promise<void> {
-    let request: Request;
     try {
-      request = this.createRequest(exchange);
+      let request: Request;
+      try {
+        request = this.createRequest(exchange);
+      } catch {
+        return this.answerBadRequest(exchange);
+      }
+      let response: Response;
+      try {
+        const result = this.options.handler(request, exchange.info);
+        response = result instanceof Response ? result : await result;
+        if (!(response instanceof Response)) {
+          throw new TypeError("The handler did not return a Response");
+        }
+      } catch (error) {
+        response = await this.errorResponse(error);
+      }
+      try {
+        if (exchange.upgrade !== null) {
+          await this.finishUpgrade(exchange, response);
+        } else {
+          await this.writeResponse(exchange, response);
+        }
+      } catch (error) {
+        this.failResponse(exchange, error);
+      }
     } catch {
-      return this.answerBadRequest(exchange);
-    }
-    let response: Response;
-    try {
-      const result = this.options.handler(request, exchange.info);
-      response = result instanceof Response ? result : await result;
-      if (!(response instanceof Response)) {
-        throw new TypeError("The handler did not return a Response");
-      }
-    } catch (error) {
-      response = await this.errorResponse(error);
-    }
-    try {
-      if (exchange.upgrade !== null) {
-        await this.finishUpgrade(exchange, response);
-      } else {
-        await this.writeResponse(exchange, response);
-      }
-    } catch (error) {
-      this.failResponse(exchange, error);
+      // node refused to write even an error: give up on the connection.
+      exchange.connection.socket.destroy();
     }
   }
 
@@ -812,11 +822,7 @@ class NodeBinding implements EngineBinding {
       if (chunk.byteLength <= kDirectEndLimit) {
         // node:http writes a string body and the head in a single write,
         // bypassing the stream machinery; latin1 maps bytes 1:1.
-        res.end(
-          Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
-            .toString("latin1"),
-          "latin1",
-        );
+        res.end(latin1(chunk), "latin1");
       } else {
         res.end(chunk);
       }
@@ -943,6 +949,16 @@ function copyResponseHeader(this: Exchange, value: string, name: string): void {
   ) {
     this.res!.setHeader(name, value);
   }
+}
+
+/** Bytes as a latin1 string (one char per byte), for node's direct write. */
+function latin1(bytes: Uint8Array): string {
+  if (bytes.byteLength <= 64) {
+    // Cheapest for tiny bodies; too many arguments for large ones.
+    return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  }
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    .toString("latin1");
 }
 
 function checkChunk(chunk: unknown): Uint8Array {

@@ -819,6 +819,35 @@ Deno.test("node engine: unix socket listener", async () => {
   }
 });
 
+Deno.test("node engine: a WebSocket upgrade that cannot happen goes to onError", async () => {
+  // Deno.upgradeWebSocket can only take over TCP sockets, not unix ones.
+  const dir = await Deno.makeTempDir();
+  try {
+    let caught = "";
+    await using server = await startServer((request) => {
+      return Deno.upgradeWebSocket(request).response;
+    }, {
+      path: `${dir}/ws.sock`,
+      onError: (error) => {
+        caught = String(error);
+        return new Response("no upgrade", { status: 501 });
+      },
+    });
+    using client = await RawClient.connect(server.addr);
+    await client.send(
+      "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+    const response = await client.readResponse();
+    assertEquals(response.status, 501);
+    assertEquals(text(response), "no upgrade");
+    assertMatch(caught, /TypeError/);
+    assert(await client.closedByPeer());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 async function selfSignedCert(dir: string): Promise<TlsOptions> {
   const output = await new Deno.Command("openssl", {
     args: [

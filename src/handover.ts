@@ -120,19 +120,29 @@ export type HandoverPhase =
 
 /** The outcome of the last restart, for status pages. */
 export interface LastRestart {
+  /** Whether the new generation took over. */
   ok: boolean;
+  /** What asked for the restart. */
   trigger: RestartTrigger;
+  /** When it started (ms since the epoch). */
   at: number;
+  /** How long it took until ready, or until it failed. */
   durationMs: number;
+  /** The new generation's pid, when it took over. */
   pid?: number;
+  /** Why it failed. */
   reason?: string;
 }
 
 /** Generation facts of this process. */
 export interface GenerationInfo {
+  /** This process's generation number (the first process is 1). */
   generation: number;
+  /** When generation 1 started (ms since the epoch). */
   firstStartedAt: number;
+  /** When this process started (ms since the epoch). */
   startedAt: number;
+  /** Restarts before this generation. */
   restarts: number;
 }
 
@@ -144,6 +154,7 @@ export interface HandoverTimeouts {
 
 /** A restart failure: the old generation keeps serving. */
 export class RestartError extends Error {
+  /** A restart failure with its reason. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "RestartError";

@@ -175,10 +175,28 @@ let nodeFallbackWarned = false;
  * ```
  */
 export function serveGraceful(handler: GracefulHandler): GracefulServer;
+/**
+ * Serves with options first and the handler second (like Deno.serve).
+ *
+ * @example
+ * ```ts ignore
+ * import { serveGraceful } from "./mod.ts";
+ * serveGraceful({ port: 8080 }, () => new Response("ok"));
+ * ```
+ */
 export function serveGraceful(
   options: GracefulServeOptions,
   handler: GracefulHandler,
 ): GracefulServer;
+/**
+ * Serves with the handler inside the options, as `handler` or `fetch`.
+ *
+ * @example
+ * ```ts ignore
+ * import { serveGraceful } from "./mod.ts";
+ * serveGraceful({ port: 8080, fetch: () => new Response("ok") });
+ * ```
+ */
 export function serveGraceful(
   options:
     & GracefulServeOptions

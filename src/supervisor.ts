@@ -71,8 +71,11 @@ export interface ProcessOptions {
 
 /** Facts for status pages and logs. */
 export interface ProcessStatus extends GenerationInfo {
+  /** This process's pid. */
   pid: number;
+  /** "serving", "spawning", "handshaking", "handing-over" or "exited". */
   phase: string;
+  /** The outcome of the last restart this generation attempted. */
   lastRestart?: LastRestart;
 }
 
