@@ -43,6 +43,8 @@ const OPTIONS = {
   "log-level": { type: "string" },
   "json-logs": { type: "boolean" },
   pidfile: { type: "string" },
+  health: { type: "string" },
+  "shutdown-delay": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 } as const;
@@ -75,6 +77,10 @@ Options:
       --json-logs         log JSON lines (with pid and generation) instead of text
       --pidfile F         write F (and F.json, the status) once ready; rewritten
                           by every generation, removed on exit
+      --health PATH       health check: 200 while serving, 503 once shutting
+                          down (not during restarts)
+      --shutdown-delay MS on SIGTERM, answer health 503 and keep accepting for
+                          MS before draining (default 0)
   -h, --help              this help
   -V, --version           print the version
 
@@ -159,6 +165,10 @@ export async function main(args: string[]): Promise<number> {
       restartSignals: parseSignals(
         values["restart-signal"] as string[] | undefined,
       ),
+      healthPath: values.health as string | undefined,
+      shutdownDelay: values["shutdown-delay"] === undefined
+        ? undefined
+        : parseMs("--shutdown-delay", values["shutdown-delay"] as string),
       pidfile: values.pidfile as string | undefined,
     }, handler);
     await server.finished;

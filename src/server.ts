@@ -103,6 +103,18 @@ export interface GracefulServeOptions {
     restore(state: unknown): void | Promise<void>;
   };
   /**
+   * A health check path for load balancers and orchestrators (off by
+   * default): 200 while serving, 503 once this generation is shutting down.
+   * A restart does not flip it: the next generation takes over the sockets.
+   */
+  healthPath?: string;
+  /**
+   * On shutdown (SIGTERM, `shutdown()`), answer the health check with 503 and
+   * keep accepting for this long (ms) before draining, so that a load
+   * balancer takes the instance out of rotation first. Default 0.
+   */
+  shutdownDelay?: number;
+  /**
    * Must resolve before this process counts as ready (for example a cache
    * warm-up); in a restart, the old generation stops accepting only then.
    */
@@ -271,6 +283,7 @@ class Server implements GracefulServer {
   #shutdown: Promise<void> | undefined;
   #finish = Promise.withResolvers<void>();
   #refed = true;
+  #stopping = false;
   #unregister: () => void;
 
   constructor(options: GracefulServeOptions, handler: GracefulHandler) {
@@ -339,7 +352,7 @@ class Server implements GracefulServer {
     }
     const node = createNodeEngine();
     const onError = options.onError ?? defaultOnError;
-    const handler = this.#handler;
+    const handler = this.#routedHandler();
     const draining = this.#draining.signal;
     const attach = (listener: Listener) => {
       const engine = native && canServeNatively(listener, { tls })
@@ -379,6 +392,23 @@ class Server implements GracefulServer {
     await options.readiness?.();
   }
 
+  /** The app handler, behind the health route when one is configured. */
+  #routedHandler(): GracefulHandler {
+    const app = this.#handler;
+    const healthPath = this.#options.healthPath;
+    if (healthPath === undefined) return app;
+    const health = (): Response =>
+      this.#stopping
+        ? new Response("shutting down\n", {
+          status: 503,
+          headers: { "cache-control": "no-store", "connection": "close" },
+        })
+        : new Response("ok\n", { headers: { "cache-control": "no-store" } });
+    return function routed(request, info) {
+      return pathOf(request.url) === healthPath ? health() : app(request, info);
+    };
+  }
+
   saveState(): unknown {
     return this.#options.handover?.save();
   }
@@ -392,8 +422,23 @@ class Server implements GracefulServer {
   }
 
   shutdown(): Promise<void> {
+    if (!this.#shutdown) {
+      this.#stopping = true;
+      const delay = this.#options.shutdownDelay ?? 0;
+      this.#shutdown = delay > 0 ? this.#delayThenDrain(delay) : this.#drain();
+    }
+    return this.#shutdown;
+  }
+
+  drainForHandover(): Promise<void> {
     this.#shutdown ??= this.#drain();
     return this.#shutdown;
+  }
+
+  async #delayThenDrain(delay: number): Promise<void> {
+    log.info("health answers 503; draining in {delay} ms", { delay });
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    await this.#drain();
   }
 
   async #drain(): Promise<void> {
@@ -444,6 +489,18 @@ class Server implements GracefulServer {
   [Symbol.asyncDispose](): Promise<void> {
     return this.shutdown();
   }
+}
+
+/** The path of an absolute request URL, without parsing all of it. */
+function pathOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start < 0) return "/";
+  let end = url.length;
+  const query = url.indexOf("?", start);
+  if (query >= 0) end = query;
+  const hash = url.indexOf("#", start);
+  if (hash >= 0 && hash < end) end = hash;
+  return url.slice(start, end);
 }
 
 function tlsOf(options: GracefulServeOptions): TlsOptions | undefined {

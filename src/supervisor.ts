@@ -44,8 +44,10 @@ export interface Supervised {
   readonly name: string;
   /** Resolves when it serves (and its readiness hook passed). */
   readonly ready: Promise<void>;
-  /** Graceful shutdown. */
+  /** Graceful shutdown (health turns 503 first, for `shutdownDelay`). */
   shutdown(): Promise<void>;
+  /** Stop accepting and drain because the next generation took over. */
+  drainForHandover(): Promise<void>;
   /** The app state to hand to the next generation, if any. */
   saveState?(): unknown | Promise<unknown>;
   /** The longest its drain may take (ms), for systemd's stop timeout. */
@@ -439,7 +441,9 @@ function realSeam(): HandoverSeam {
     },
     async drain() {
       stopping = true;
-      await Promise.allSettled([...servers].map((server) => server.shutdown()));
+      await Promise.allSettled(
+        [...servers].map((server) => server.drainForHandover()),
+      );
     },
     exit(code) {
       releaseProcess();
