@@ -8,6 +8,15 @@
  * keeps the bookkeeping (open connections, responses in flight) needed to
  * drain gracefully.
  *
+ * Known limits:
+ * - `Deno.upgradeWebSocket(request)` works through a wrapper installed on
+ *   `Deno.upgradeWebSocket` by the first `serve()`; it needs the very Request
+ *   the handler got (not a clone) and a plain TCP listener: Deno can only take
+ *   over a TCP socket, not a TLS or unix one, so the call throws there.
+ * - `request.signal` is created on first use and aborts when the client goes
+ *   away before the response is sent; signals of clones (`request.clone()`,
+ *   `new Request(request)`) do not follow it.
+ *
  * @module
  */
 
@@ -487,7 +496,6 @@ class NodeBinding implements EngineBinding {
   #stopped: Promise<void> | null = null;
   #drained: PromiseWithResolvers<void> | null = null;
   readonly #upgrades: WeakMap<Request, UpgradeTarget>;
-  readonly #onConnection: (socket: Socket) => void;
 
   constructor(listener: Listener, options: EngineServeOptions) {
     this.listener = listener;
@@ -524,8 +532,9 @@ class NodeBinding implements EngineBinding {
     this.server.on("upgrade", this.onUpgrade.bind(this));
     // 'listening' starts node's (unref'd) check of headersTimeout.
     this.server.emit("listening");
-    this.#onConnection = this.accept.bind(this);
-    listener.server.on("connection", this.#onConnection);
+    // Stays attached after stopAccepting(): a connection accepted just before
+    // the close is still served (and counted).
+    listener.server.on("connection", this.accept.bind(this));
   }
 
   get connections(): number {
@@ -789,18 +798,19 @@ class NodeBinding implements EngineBinding {
     }
     const closing = this.draining || this.options.draining.aborted;
     this.applyHead(exchange, response, closing);
-    // node:http sends no body for HEAD, 204 and 304, and frames the rest:
-    // Content-Length when end() gets the whole body, chunked otherwise.
-    if (body === null) {
+    // node:http frames the body: Content-Length when end() gets all of it,
+    // chunked otherwise; it sends no body for HEAD, 204 and 304.
+    const status = response.status;
+    if (status === 204 || status === 304) {
       res.end();
+      if (body !== null) ignoreRejection(body.cancel());
       return;
     }
-    const status = response.status;
-    if (
-      status === 204 || status === 304 || exchange.message.method === "HEAD"
-    ) {
+    // Like Deno.serve, HEAD gets the Content-Length a GET would get.
+    const head = exchange.message.method === "HEAD";
+    if (body === null) {
+      if (head) setLengthIfUnset(res, 0);
       res.end();
-      ignoreRejection(body.cancel());
       return;
     }
 
@@ -809,6 +819,7 @@ class NodeBinding implements EngineBinding {
     let result = await reader.read();
     if (exchange.settled) return;
     if (result.done) {
+      if (head) setLengthIfUnset(res, 0);
       res.end();
       return;
     }
@@ -819,13 +830,21 @@ class NodeBinding implements EngineBinding {
     const peek = await Promise.race([next, pendingMarker]);
     if (exchange.settled) return;
     if (peek !== kPending && peek.done) {
-      if (chunk.byteLength <= kDirectEndLimit) {
+      if (head) {
+        setLengthIfUnset(res, chunk.byteLength);
+        res.end();
+      } else if (chunk.byteLength <= kDirectEndLimit) {
         // node:http writes a string body and the head in a single write,
         // bypassing the stream machinery; latin1 maps bytes 1:1.
         res.end(latin1(chunk), "latin1");
       } else {
         res.end(chunk);
       }
+      return;
+    }
+    if (head) {
+      ignoreRejection(reader.cancel());
+      res.end();
       return;
     }
     for (;;) {
@@ -887,7 +906,6 @@ class NodeBinding implements EngineBinding {
   stopAccepting(): Promise<void> {
     if (this.#stopped === null) {
       const server = this.listener.server;
-      server.off("connection", this.#onConnection);
       if (server.listening) server.close();
       // Closing the handle releases the fd synchronously; net.Server's
       // 'close' event would wait for every connection, which is not wanted.
@@ -948,6 +966,12 @@ function copyResponseHeader(this: Exchange, value: string, name: string): void {
     !this.closing || (name !== "connection" && name !== "keep-alive")
   ) {
     this.res!.setHeader(name, value);
+  }
+}
+
+function setLengthIfUnset(res: ServerResponse, length: number): void {
+  if (!res.hasHeader("content-length")) {
+    res.setHeader("content-length", String(length));
   }
 }
 

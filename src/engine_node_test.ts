@@ -333,6 +333,24 @@ Deno.test("node engine: keep-alive connection serves several requests", async ()
   assertEquals(server.binding.connections, 1);
 });
 
+Deno.test("node engine: small binary bodies keep every byte value", async () => {
+  const bytes = new Uint8Array(512);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7 + 3) & 0xff;
+  const tiny = new Uint8Array([0, 0x7f, 0x80, 0x9f, 0xc3, 0xff]);
+  await using server = await startServer((request) =>
+    new Response(request.url.endsWith("/tiny") ? tiny : bytes)
+  );
+  const response = await fetch(`${server.origin}/bytes`);
+  assertEquals(new Uint8Array(await response.arrayBuffer()), bytes);
+  // Pipelined: node cannot take its direct write path for the second one.
+  using client = await RawClient.connect(server.addr);
+  await client.send(
+    "GET /bytes HTTP/1.1\r\nHost: x\r\n\r\nGET /tiny HTTP/1.1\r\nHost: x\r\n\r\n",
+  );
+  assertEquals((await client.readResponse()).body, bytes);
+  assertEquals((await client.readResponse()).body, tiny);
+});
+
 Deno.test("node engine: pipelined requests are answered in order", async () => {
   await using server = await startServer(async (request) => {
     const path = new URL(request.url).pathname;
@@ -533,6 +551,11 @@ Deno.test("node engine: HEAD and 204 have no body", async () => {
   assertEquals(head.status, 200);
   assertEquals(header(head, "x-method"), "HEAD");
   assertEquals(header(head, "transfer-encoding"), undefined);
+  // Like Deno.serve: the length a GET would get.
+  assertEquals(
+    header(head, "content-length"),
+    `${"a body that must not be sent".length}`,
+  );
 
   // If HEAD had leaked a body, it would be read as the next status line.
   await client.send("GET /empty HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -1012,4 +1035,45 @@ Deno.test("node engine: bad request target gets 400", async () => {
   const response = await client.readResponse();
   assertEquals(response.status, 400);
   assertMatch(header(response, "connection") ?? "", /close/);
+});
+
+Deno.test("node engine: unref() lets the process exit", async () => {
+  // A child process serves a listener, unrefs the binding and must then
+  // exit on its own; a ref'd binding would keep it alive forever.
+  const script = `
+    import net from "node:net";
+    import { createNodeEngine } from ${
+    JSON.stringify(import.meta.resolve("./engine_node.ts"))
+  };
+    const server = net.createServer();
+    await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address();
+    const binding = createNodeEngine().serve({
+      name: "child", fd: -1, inherited: false, server,
+      addr: { transport: "tcp", hostname: "127.0.0.1", port },
+    }, {
+      handler: () => new Response("child"),
+      onError: () => new Response("error", { status: 500 }),
+      draining: new AbortController().signal,
+    });
+    const response = await fetch("http://127.0.0.1:" + port + "/");
+    await response.text();
+    binding.unref();
+    console.log("unrefed");
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // Only a guard against hanging forever, not a timing assertion.
+  const guard = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  try {
+    const output = await child.output();
+    assertEquals(decoder.decode(output.stderr), "");
+    assertEquals(decoder.decode(output.stdout).trim(), "unrefed");
+    assertEquals(output.code, 0);
+  } finally {
+    clearTimeout(guard);
+  }
 });

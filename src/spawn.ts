@@ -307,9 +307,13 @@ export interface Generation {
  * /proc/self/cmdline (`process.execArgv` is empty in Deno).
  *
  * For `deno run -A main.ts a b` it is `Deno.execPath()` and
- * `["run", "-A", "main.ts", "a", "b"]`. For a `deno compile` binary, detected
- * with `Deno.build.standalone`, it is the binary and its arguments (the ones
- * baked in at compile time are not repeated).
+ * `["run", "-A", "main.ts", "a", "b"]`. For a `deno compile` binary it is the
+ * binary and its arguments (the ones baked in at compile time are not
+ * repeated). A compiled binary is recognized by `Deno.build.standalone`,
+ * which the runtime sets for them (Deno ≥ 2.3); neither the executable's name
+ * (the deno binary can be renamed, a binary can be called deno) nor
+ * `Deno.mainModule` (under `/tmp/deno-compile-NAME/`, but self-extracting
+ * binaries use another folder) is reliable.
  *
  * The executable is the one at the same path now, so that a restart after
  * the file was replaced runs the new file: the " (deleted)" Linux shows for a
@@ -604,7 +608,8 @@ function shortFlagsLength(args: readonly string[], index: number): number {
  * {@linkcode Generation.killGroup} kills it and everything it started. Its
  * stdin, stdout and stderr are this process's. Apart from those and the
  * passed fds, it inherits no fd: fds this process inherited without
- * FD_CLOEXEC are marked close-on-exec for the moment of the spawn.
+ * FD_CLOEXEC are marked close-on-exec for the moment of the spawn (found in
+ * /proc/self/fd, which needs `--allow-all`; without it they reach the child).
  *
  * Deno's child_process clears O_NONBLOCK on the passed sockets, which this
  * process shares with the child; without O_NONBLOCK an accept loop here
@@ -698,20 +703,16 @@ function watchGeneration(
   const { promise: exited, resolve } = Promise.withResolvers<
     GenerationExit
   >();
-  let spawnError: unknown;
-  // Without a listener, an "error" event would be thrown.
-  child.on("error", (error) => {
-    spawnError = error;
-  });
+  // When the spawn itself fails, pid is undefined and the reason comes later
+  // as an "error" event, which would be thrown without a listener.
+  child.on("error", () => {});
   child.on("exit", (code, signal) => {
     resolve({ code, signal });
   });
   const pid = child.pid;
   if (pid === undefined) {
     throw new Error(
-      `cannot start /bin/sh to run ${execPath}` +
-        (spawnError === undefined ? "" : `: ${errorMessage(spawnError)}`),
-      { cause: spawnError },
+      `cannot start /bin/sh to run ${execPath} (out of processes or memory?)`,
     );
   }
   return {

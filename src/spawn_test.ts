@@ -200,7 +200,30 @@ async function spawnChild(
 /** Kills the generation's group if it still runs and waits for it. */
 async function stop(generation: Generation): Promise<void> {
   generation.killGroup("SIGKILL");
-  await generation.exited;
+  try {
+    await within(generation.exited, 10_000, "the killed group to exit");
+  } catch {
+    // killGroup missed it (not a group leader?): kill the child itself.
+    Deno.kill(generation.pid, "SIGKILL");
+    await generation.exited;
+  }
+}
+
+/** Resolves as `promise` does, or rejects after `ms` saying what was awaited. */
+async function within<T>(
+  promise: Promise<T>,
+  ms: number,
+  what: string,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Asserts that the child was reaped: no zombie left behind. */
@@ -634,8 +657,6 @@ Deno.test("spawnGeneration passes two listening sockets as fds 3 and 4", async (
     generation = spawned.generation;
     const after = [fdinfoFlags(a.fd), fdinfoFlags(b.fd)];
     assertEquals(after, before, "O_NONBLOCK must be set again after spawn");
-    closeFd(a.fd);
-    closeFd(b.fd);
 
     const ticksAtSpawn = ticks;
     const report = await waitForJson<ChildReport>(spawned.reportPath);
@@ -659,10 +680,15 @@ Deno.test("spawnGeneration passes two listening sockets as fds 3 and 4", async (
     );
 
     generation.killGroup("SIGTERM");
-    assertEquals(await generation.exited, { code: null, signal: "SIGTERM" });
+    assertEquals(await within(generation.exited, 20_000, "exit"), {
+      code: null,
+      signal: "SIGTERM",
+    });
     assertReaped(generation.pid);
   } finally {
     clearInterval(interval);
+    closeFd(a.fd);
+    closeFd(b.fd);
     if (generation !== undefined) await stop(generation);
     await Deno.remove(directory, { recursive: true });
   }
@@ -672,8 +698,15 @@ Deno.test("the parent's accept loop on a passed socket keeps working (subprocess
   // In a subprocess, so that a frozen event loop fails the test instead of
   // hanging it.
   const parent = new Child(Deno.execPath(), ["run", "-A", PARENT, "accept"]);
-  const timer = setTimeout(() => parent.kill("SIGKILL"), 30_000);
+  let spawned: number | undefined;
+  const timer = setTimeout(() => {
+    parent.kill("SIGKILL");
+    // The child holds the output pipe: without it, the output ends.
+    if (spawned !== undefined) killGroupOf(spawned);
+  }, 30_000);
   try {
+    spawned = JSON.parse((await parent.waitFor(/^\{"spawned":\d+\}$/))[0])
+      .spawned;
     const status = await parent.done;
     assert(
       status.success,
@@ -681,8 +714,9 @@ Deno.test("the parent's accept loop on a passed socket keeps working (subprocess
         parent.output,
     );
     const report = JSON.parse(
-      parent.lines.find((line) => line.startsWith("{"))!,
+      parent.lines.find((line) => line.startsWith('{"pid"'))!,
     );
+    assertEquals(report.childPid, spawned);
     assert((report.flagsBefore & O_NONBLOCK) !== 0);
     assertEquals(report.flagsAfter, report.flagsBefore);
     assertEquals(report.child.listenPid, String(report.childPid));
@@ -698,6 +732,7 @@ Deno.test("the parent's accept loop on a passed socket keeps working (subprocess
     assertEquals(report.exit, { code: null, signal: "SIGKILL" });
   } finally {
     clearTimeout(timer);
+    if (spawned !== undefined) killGroupOf(spawned);
     await parent.cleanup();
   }
 });
@@ -762,12 +797,17 @@ Deno.test("spawnGeneration: the old process can exit, the child keeps serving (s
   }
 });
 
-/** SIGKILLs the process group `pgid` unless it is gone. */
+/**
+ * SIGKILLs the process group `pgid`, and the process `pgid` itself in case it
+ * is no group leader; ignores what is gone.
+ */
 function killGroupOf(pgid: number): void {
-  try {
-    Deno.kill(-pgid, "SIGKILL");
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  for (const target of [-pgid, pgid]) {
+    try {
+      Deno.kill(target, "SIGKILL");
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
   }
 }
 
@@ -775,7 +815,10 @@ Deno.test("spawnGeneration: exited gives the exit status, and the child is reape
   const directory = await Deno.makeTempDir({ prefix: "spawn_test_" });
   try {
     const { generation } = await spawnChild(directory, [], ["--exit", "7"]);
-    assertEquals(await generation.exited, { code: 7, signal: null });
+    assertEquals(await within(generation.exited, 20_000, "exit"), {
+      code: 7,
+      signal: null,
+    });
     assertReaped(generation.pid);
     // Killing a group that is gone is not an error.
     generation.killGroup();
@@ -786,7 +829,10 @@ Deno.test("spawnGeneration: exited gives the exit status, and the child is reape
       fds: [],
       env: {},
     });
-    assertEquals(await missing.exited, { code: 127, signal: null });
+    assertEquals(await within(missing.exited, 20_000, "exit"), {
+      code: 127,
+      signal: null,
+    });
     assertReaped(missing.pid);
   } finally {
     await Deno.remove(directory, { recursive: true });
@@ -806,7 +852,10 @@ Deno.test("spawnGeneration: killGroup kills the child and what it started", asyn
     assert(!isDead(generation.pid), "the child is not running");
 
     generation.killGroup();
-    assertEquals(await generation.exited, { code: null, signal: "SIGKILL" });
+    assertEquals(await within(generation.exited, 20_000, "exit"), {
+      code: null,
+      signal: "SIGKILL",
+    });
     assertReaped(generation.pid);
     await until(() => isDead(grandchild!), "the grandchild to die");
   } finally {
@@ -891,13 +940,17 @@ Deno.test("spawnGeneration leaks no other fd into the child", async () => {
 
     // Beyond that, the child holds nothing of this process's that the
     // baseline child (no fds) does not: no socket or pipe (those are only
-    // ever inherited), nor anything else.
-    const shared = (targets: Map<number, string>, skip: number[]) =>
-      [...targets]
+    // ever inherited), nor anything else. Deno keeps dups of its own stdout
+    // and stderr; those are not leaks.
+    const shared = (targets: Map<number, string>, skip: number[]) => {
+      const stdio = [0, 1, 2].map((fd) => targets.get(fd));
+      return [...targets]
         .filter(([fd, target]) =>
-          fd > 2 && !skip.includes(fd) && [...parent.values()].includes(target)
+          fd > 2 && !skip.includes(fd) && !stdio.includes(target) &&
+          [...parent.values()].includes(target)
         )
         .map(([, target]) => target);
+    };
     const leaked = shared(child, [3, 4]);
     assertEquals(
       leaked.filter((target) => /^(socket|pipe):/.test(target)),
@@ -945,9 +998,10 @@ Deno.test("spawnGeneration passes inherited fds on in another order (generation 
       { fd: a.fd, name: "a" },
       { fd: b.fd, name: "b" },
     ], ["--idle", "--respawn-reversed", nextReport]);
-    closeFd(a.fd);
-    closeFd(b.fd);
-    assertEquals(await generation.exited, { code: 0, signal: null });
+    assertEquals(await within(generation.exited, 20_000, "exit"), {
+      code: 0,
+      signal: null,
+    });
     const report = await waitForJson<ChildReport>(nextReport);
     next = report.pid;
     assertEquals(report.listenPid, String(next));
@@ -967,6 +1021,8 @@ Deno.test("spawnGeneration passes inherited fds on in another order (generation 
       name: "b",
     });
   } finally {
+    closeFd(a.fd);
+    closeFd(b.fd);
     if (next !== undefined) {
       killGroupOf(next);
       await until(() => isDead(next!), `process ${next} to die`);
@@ -994,7 +1050,10 @@ Deno.test("spawnGeneration sets LISTEN_* and drops a stale LISTEN_PID", async ()
       env: { MINE: "yes", LISTEN_PID: "1", LISTEN_FDS: "9" },
       cwd: directory,
     });
-    assertEquals(await generation.exited, { code: 0, signal: null });
+    assertEquals(await within(generation.exited, 20_000, "exit"), {
+      code: 0,
+      signal: null,
+    });
     const report = JSON.parse(Deno.readTextFileSync(reportPath));
     assertEquals(report, {
       pid: generation.pid,
