@@ -45,6 +45,10 @@ const OPTIONS = {
   pidfile: { type: "string" },
   health: { type: "string" },
   "shutdown-delay": { type: "string" },
+  admin: { type: "string" },
+  "admin-token": { type: "string" },
+  cert: { type: "string" },
+  key: { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 } as const;
@@ -81,6 +85,15 @@ Options:
                           down (not during restarts)
       --shutdown-delay MS on SIGTERM, answer health 503 and keep accepting for
                           MS before draining (default 0)
+      --admin[=PATH]      the admin page and API at PATH (default /debug/admin);
+                          loopback clients only unless --admin-token is set
+      --admin-token T     require "Authorization: Bearer T" for the admin API
+      --cert F --key F    serve HTTPS with these PEM files (node engine)
+
+Every option can also come from the environment, for unit files:
+GRACEFUL_PORT, GRACEFUL_LISTEN (comma-separated), GRACEFUL_DRAIN_TIMEOUT,
+GRACEFUL_ADMIN_TOKEN, ... (GRACEFUL_ + the option in upper case, - as _).
+The command line wins.
   -h, --help              this help
   -V, --version           print the version
 
@@ -118,7 +131,7 @@ export async function main(args: string[]): Promise<number> {
   let parsed;
   try {
     assertDenoVersion();
-    parsed = parseArgs(args, OPTIONS);
+    parsed = parseArgs(withEnvDefaults(normalizeAdminFlag(args)), OPTIONS);
   } catch (error) {
     return fail(error);
   }
@@ -169,6 +182,16 @@ export async function main(args: string[]): Promise<number> {
       shutdownDelay: values["shutdown-delay"] === undefined
         ? undefined
         : parseMs("--shutdown-delay", values["shutdown-delay"] as string),
+      admin: values.admin === undefined ? undefined : {
+        path: values.admin as string,
+        token: values["admin-token"] as string | undefined,
+      },
+      cert: values.cert === undefined
+        ? undefined
+        : readPem("--cert", values.cert as string),
+      key: values.key === undefined
+        ? undefined
+        : readPem("--key", values.key as string),
       pidfile: values.pidfile as string | undefined,
     }, handler);
     await server.finished;
@@ -177,6 +200,50 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   } catch (error) {
     return fail(error);
+  }
+}
+
+/** `--admin` alone means the default path (parseArgs has no optional values). */
+function normalizeAdminFlag(args: string[]): string[] {
+  return args.map((arg) => arg === "--admin" ? "--admin=/debug/admin" : arg);
+}
+
+/**
+ * Adds options from GRACEFUL_* environment variables that the command line
+ * does not give (for unit files): GRACEFUL_DRAIN_TIMEOUT=5000 is
+ * --drain-timeout 5000; repeatable options take comma-separated values;
+ * flags take 1/true.
+ */
+function withEnvDefaults(args: string[]): string[] {
+  const extra: string[] = [];
+  for (const [name, spec] of Object.entries(OPTIONS)) {
+    if (name === "help" || name === "version") continue;
+    const variable = `GRACEFUL_${name.toUpperCase().replaceAll("-", "_")}`;
+    const value = Deno.env.get(variable);
+    if (value === undefined || value === "") continue;
+    const given = args.some((a) =>
+      a === `--${name}` || a.startsWith(`--${name}=`)
+    );
+    if (given) continue;
+    if (spec.type === "boolean") {
+      if (/^(1|true|yes)$/i.test(value)) extra.push(`--${name}`);
+    } else if ("multiple" in spec && spec.multiple) {
+      for (const item of value.split(",")) {
+        extra.push(`--${name}=${item.trim()}`);
+      }
+    } else {
+      extra.push(`--${name}=${value}`);
+    }
+  }
+  // Before any positional APP.ts is fine: parseArgs takes options anywhere.
+  return [...args, ...extra];
+}
+
+function readPem(flag: string, path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    throw new Error(`${flag} ${path}: ${(error as Error).message}`);
   }
 }
 

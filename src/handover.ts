@@ -29,6 +29,8 @@ export interface HandoverState {
   listeners: { fd: number; name: string; addr: string }[];
   /** Application state from the `handover.save()` hooks, by server name. */
   app: Record<string, unknown>;
+  /** The restart that made this generation. */
+  restart: { trigger: RestartTrigger; at: number };
 }
 
 /** What triggered a restart, for logs and status. */
@@ -298,6 +300,7 @@ export class Restarter {
         restarts: this.#info.restarts + 1,
         listeners,
         app: await seam.saveAppState(),
+        restart: { trigger, at: started },
       };
       await peer.send({ type: "state", state });
       const answer = await this.#within(

@@ -177,6 +177,10 @@ Deno.test("handover: hello, state, ready, then drain, done and exit 0", async ()
     restarts: 4,
     listeners: [{ fd: 3, name: "http", addr: "127.0.0.1:8000" }],
     app: { http: { counter: 7 } },
+    restart: {
+      trigger: "api",
+      at: (state as { state: { restart: { at: number } } }).state.restart.at,
+    },
   });
   assertEquals(peers[0].sent.map((m) => m.type), ["state", "draining", "done"]);
   assertEquals(calls.filter((c) => /committed|drain|exit/.test(c)), [

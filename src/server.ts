@@ -29,10 +29,13 @@ import {
   joinGeneration,
   type ProcessStatus,
   processStatus,
+  processTotals,
   registerServer,
   restartProcess,
+  stopProcess,
 } from "./supervisor.ts";
 import type { RestartOptions, RestartResult } from "./handover.ts";
+import { type AdminOptions, createAdmin } from "./admin.ts";
 
 const log = logger("server");
 
@@ -102,6 +105,13 @@ export interface GracefulServeOptions {
     save(): unknown | Promise<unknown>;
     restore(state: unknown): void | Promise<void>;
   };
+  /**
+   * The admin page and API (off by default): `true` for the defaults, or
+   * `{ path, token, allowEntryOverride }`. Default path `/debug/admin`. Without
+   * a token, only loopback clients may use it. The admin routes never reach
+   * the handler.
+   */
+  admin?: boolean | AdminOptions;
   /**
    * A health check path for load balancers and orchestrators (off by
    * default): 200 while serving, 503 once this generation is shutting down.
@@ -392,11 +402,24 @@ class Server implements GracefulServer {
     await options.readiness?.();
   }
 
-  /** The app handler, behind the health route when one is configured. */
+  /** The app handler, behind the health and admin routes when configured. */
   #routedHandler(): GracefulHandler {
     const app = this.#handler;
     const healthPath = this.#options.healthPath;
-    if (healthPath === undefined) return app;
+    const admin = this.#options.admin
+      ? createAdmin(this.#options.admin === true ? {} : this.#options.admin, {
+        status() {
+          return { ...processStatus(), ...processTotals() };
+        },
+        restart(options) {
+          return restartProcess(options);
+        },
+        shutdown() {
+          stopProcess("by the admin API");
+        },
+      })
+      : undefined;
+    if (healthPath === undefined && admin === undefined) return app;
     const health = (): Response =>
       this.#stopping
         ? new Response("shutting down\n", {
@@ -405,7 +428,10 @@ class Server implements GracefulServer {
         })
         : new Response("ok\n", { headers: { "cache-control": "no-store" } });
     return function routed(request, info) {
-      return pathOf(request.url) === healthPath ? health() : app(request, info);
+      if (healthPath !== undefined && pathOf(request.url) === healthPath) {
+        return health();
+      }
+      return admin?.handle(request, info) ?? app(request, info);
     };
   }
 

@@ -54,6 +54,10 @@ export interface Supervised {
   readonly drainTimeout: number;
   /** What it serves, for status lines. */
   readonly addrs: readonly unknown[];
+  /** Requests being served. */
+  readonly inFlight: number;
+  /** Open client connections. */
+  readonly connections: number;
 }
 
 /** Process-level options, given through any server's options. */
@@ -69,6 +73,50 @@ export interface ProcessOptions {
    * generation rewrites it, and it is removed on shutdown.
    */
   pidfile?: string;
+}
+
+/**
+ * Totals over every server of this process, for status pages.
+ *
+ * @example
+ * ```ts ignore
+ * const { inFlight, listeners } = processTotals();
+ * ```
+ */
+export function processTotals(): {
+  inFlight: number;
+  connections: number;
+  listeners: string[];
+} {
+  let inFlight = 0;
+  let connections = 0;
+  for (const server of servers) {
+    inFlight += server.inFlight;
+    connections += server.connections;
+  }
+  const listeners = activeListeners().map((l) => formatAddr(l.addr));
+  return { inFlight, connections, listeners };
+}
+
+/**
+ * Drains every server, releases the pidfile and exits 0: a stop that was not
+ * asked for by a signal (the admin API).
+ *
+ * @example
+ * ```ts ignore
+ * stopProcess("by the admin API");
+ * ```
+ */
+export function stopProcess(why: string): void {
+  if (stopping) return;
+  log.info("shutting down {count} server(s) gracefully ({why})", {
+    count: servers.size,
+    why,
+  });
+  shutdownAll(why).then(() => {
+    releaseProcess();
+    Deno.exit(0);
+  });
 }
 
 /** Facts for status pages and logs. */
@@ -98,6 +146,8 @@ let shutdownSignals = new Set<Deno.Signal>();
 let restartSignals = new Set<Deno.Signal>();
 let startTimeout: number | undefined;
 let pidfile: string | undefined;
+/** As a new generation: the restart that made it (for status pages). */
+let madeBy: LastRestart | undefined;
 
 /**
  * As a new generation: joins the handover once (hello, then receives the
@@ -124,6 +174,13 @@ async function join(): Promise<HandoverState | undefined> {
     throw new Error(`control channel: expected state, got ${message.type}`);
   }
   const state = message.state as HandoverState;
+  madeBy = {
+    ok: true,
+    trigger: state.restart?.trigger ?? "api",
+    at: state.restart?.at ?? started,
+    durationMs: Date.now() - (state.restart?.at ?? started),
+    pid: Deno.pid,
+  };
   info = {
     generation: state.generation,
     firstStartedAt: state.firstStartedAt,
@@ -200,6 +257,7 @@ async function checkReady(): Promise<void> {
   startWatchdog();
   savePidfile();
   if (peer) {
+    if (madeBy) madeBy.durationMs = Date.now() - madeBy.at;
     await peer.send({ type: "ready", pid: Deno.pid });
     log.info("generation {generation} (pid {pid}) is ready", {
       generation: info.generation,
@@ -310,7 +368,7 @@ function onShutdownSignal(signal: Deno.Signal): void {
     signal,
     count: servers.size,
   });
-  shutdownAll("by " + signal).then(() => {
+  shutdownAll(`by ${signal}`).then(() => {
     releaseProcess();
     Deno.exit(0);
   });
@@ -393,7 +451,7 @@ export function processStatus(): ProcessStatus {
     ...info,
     pid: Deno.pid,
     phase: restarter?.phase ?? "serving",
-    lastRestart: restarter?.lastRestart,
+    lastRestart: restarter?.lastRestart ?? madeBy,
   };
 }
 

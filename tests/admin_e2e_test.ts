@@ -1,0 +1,141 @@
+/**
+ * The admin API wired into real servers: restart through it, a failing
+ * restart, shutdown, the token, and that it never reaches the app.
+ */
+
+import { assertEquals, assertMatch, assertNotEquals } from "./assert.ts";
+import {
+  alive,
+  Child,
+  get,
+  killAllWith,
+  MOD,
+  pidsWith,
+  until,
+} from "./helpers.ts";
+
+async function serveApp(extra: string[], env: Record<string, string> = {}) {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-admin-" });
+  const app = `${dir}/app.ts`;
+  await Deno.writeTextFile(
+    app,
+    `export default { fetch: () => new Response("app " + Deno.pid) };`,
+  );
+  const child = new Child(Deno.execPath(), [
+    "run",
+    "-A",
+    MOD,
+    app,
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+    "--start-timeout",
+    "3000",
+    ...extra,
+  ], env);
+  const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
+  return { dir, app, child, port: Number(m[1]) };
+}
+
+async function cleanup(dir: string, child: Child) {
+  killAllWith(dir);
+  child.kill("SIGKILL");
+  await child.exited;
+  await until(() => pidsWith(dir).length === 0);
+  await Deno.remove(dir, { recursive: true });
+}
+
+async function csrf(port: number, auth: Record<string, string> = {}) {
+  const res = await fetch(`http://127.0.0.1:${port}/debug/admin/status`, {
+    headers: auth,
+  });
+  await res.body?.cancel();
+  return res.headers.get("x-admin-csrf") ?? "";
+}
+
+Deno.test("admin: restart through the API, then a failing one, then shutdown", async () => {
+  const s = await serveApp(["--admin"]);
+  const base = `http://127.0.0.1:${s.port}/debug/admin`;
+  try {
+    const status = await (await fetch(`${base}/status`)).json();
+    assertEquals([status.pid, status.generation], [s.child.pid, 1]);
+    assertEquals(status.listeners, [`127.0.0.1:${s.port}`]);
+    // The page is served, and admin paths never reach the app.
+    const page = await get(s.port, "/debug/admin");
+    assertMatch(page.text, /<button[^>]*id="restart"/);
+    assertEquals((await get(s.port, "/debug/admin/nope")).status, 404);
+    assertEquals((await get(s.port, "/other")).text, `app ${s.child.pid}`);
+    // A GET on an action.
+    const getRestart = await fetch(`${base}/restart`);
+    await getRestart.body?.cancel();
+    assertEquals([getRestart.status, getRestart.headers.get("allow")], [
+      405,
+      "POST",
+    ]);
+
+    const token = await csrf(s.port);
+    const ok = await fetch(`${base}/restart`, {
+      method: "POST",
+      headers: { "x-admin-csrf": token },
+    });
+    const body = await ok.json();
+    assertEquals(ok.status, 200);
+    assertEquals(body.generation, 2);
+    assertNotEquals(body.pid, s.child.pid);
+    // The new generation serves (the old one may still answer requests on
+    // its keep-alive connections while it drains).
+    await until(async () =>
+      (await get(s.port, "/other")).text === `app ${body.pid}`
+    );
+    await until(() => !alive(s.child.pid));
+    const after = await (await fetch(`${base}/status`)).json();
+    assertEquals([after.generation, after.lastRestart?.trigger], [2, "admin"]);
+
+    await Deno.writeTextFile(s.app, "Deno.exit(3);");
+    const failed = await fetch(`${base}/restart`, {
+      method: "POST",
+      headers: { "x-admin-csrf": await csrf(s.port) },
+    });
+    const reason = await failed.json();
+    assertEquals(failed.status, 503);
+    assertMatch(reason.error, /exited with code 3/);
+    assertEquals((await get(s.port, "/other")).text, `app ${body.pid}`);
+
+    const bye = await fetch(`${base}/shutdown`, {
+      method: "POST",
+      headers: { "x-admin-csrf": await csrf(s.port) },
+    });
+    await bye.body?.cancel();
+    assertEquals(bye.status, 202);
+    await until(() => !alive(body.pid));
+  } finally {
+    await cleanup(s.dir, s.child);
+  }
+});
+
+Deno.test("admin: with a token (from GRACEFUL_ADMIN_TOKEN) actions need it", async () => {
+  const secret = crypto.randomUUID();
+  const s = await serveApp(["--admin=/ops"], { GRACEFUL_ADMIN_TOKEN: secret });
+  try {
+    const noToken = await fetch(`http://127.0.0.1:${s.port}/ops/restart`, {
+      method: "POST",
+    });
+    await noToken.body?.cancel();
+    assertEquals(noToken.status, 401);
+    const auth = { authorization: `Bearer ${secret}` };
+    const wrong = await fetch(`http://127.0.0.1:${s.port}/ops/status`, {
+      headers: { authorization: "Bearer nope-nope-nope-nope" },
+    });
+    await wrong.body?.cancel();
+    assertEquals(wrong.status, 401);
+    const token = await csrf(s.port, auth).catch(() => "");
+    const res = await fetch(`http://127.0.0.1:${s.port}/ops/status`, {
+      headers: auth,
+    });
+    assertEquals((await res.json()).pid, s.child.pid);
+    void token;
+  } finally {
+    await cleanup(s.dir, s.child);
+  }
+});
