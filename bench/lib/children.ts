@@ -1,0 +1,36 @@
+/**
+ * Every child process the bench starts is registered here, so that all of them
+ * can be killed when the bench ends, fails, or is interrupted.
+ *
+ * @module
+ */
+
+const live = new Set<Deno.ChildProcess>();
+
+/** Registers `child` until it exits. */
+export function track(child: Deno.ChildProcess): void {
+  live.add(child);
+  child.status.finally(() => live.delete(child));
+}
+
+/** Sends `signal` to `child`, ignoring a child that has already exited. */
+export function signalChild(
+  child: Deno.ChildProcess,
+  signal: Deno.Signal,
+): void {
+  try {
+    child.kill(signal);
+  } catch {
+    // already exited
+  }
+}
+
+/** Kills every live child with SIGKILL, synchronously (safe in "unload"). */
+export function killAllChildren(): void {
+  for (const child of live) signalChild(child, "SIGKILL");
+}
+
+/** How many tracked children are still running. */
+export function liveChildren(): number {
+  return live.size;
+}

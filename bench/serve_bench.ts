@@ -1,0 +1,590 @@
+/**
+ * Hello-world serving cost of `serveGraceful` (native and node engines) next
+ * to plain `Deno.serve` and plain `node:http`, with keep-alive and with
+ * `Connection: close`, in one run.
+ *
+ *   deno run -A bench/serve_bench.ts [--duration S] [--rounds R] [--quick]
+ *     [--out DIR] [--only name,name] [--no-markdown] [--render FILE]
+ *
+ * Each server runs pinned to CPU 0, wrk pinned to CPU 1. Runs go round-robin
+ * across the systems, R rounds, and the medians are reported. Results go to
+ * `bench/results/serve.json` and to the serve-bench section of BENCHMARKS.md.
+ *
+ * @module
+ */
+
+import { killAllChildren } from "./lib/children.ts";
+import {
+  clockTicksPerSecond,
+  commandOutput,
+  type CoreTicks,
+  foreignTicks,
+  readAllProcessTicks,
+  readCoreTicks,
+  readProcessCpuTicks,
+} from "./lib/proc.ts";
+import {
+  type AttemptRecord,
+  type BenchConfig,
+  type BenchReport,
+  buildReport,
+  type CpuRecord,
+  type Environment,
+  formatErrors,
+  formatInteger,
+  formatMarkdown,
+  type ModeSpec,
+  renderMarkdown,
+  type RunRecord,
+  spliceSection,
+  type SystemSpec,
+} from "./lib/report.ts";
+import {
+  checkHelloWorld,
+  type RunningServer,
+  startServer,
+  stopServerProcess,
+} from "./lib/server_process.ts";
+import { runWrk, type WrkOptions, type WrkResult } from "./lib/wrk.ts";
+
+const SYSTEMS: SystemSpec[] = [
+  { name: "deno_serve", label: "Deno.serve", script: "servers/deno_serve.ts" },
+  {
+    name: "graceful_native",
+    label: "serveGraceful native",
+    script: "servers/graceful_native.ts",
+  },
+  {
+    name: "graceful_node",
+    label: "serveGraceful node",
+    script: "servers/graceful_node.ts",
+  },
+  { name: "node_http", label: "node:http", script: "servers/node_http.ts" },
+];
+
+const MODES: ModeSpec[] = [
+  { name: "keep-alive", label: "Keep-alive", headers: [] },
+  {
+    name: "close",
+    label: "Connection: close",
+    headers: ["Connection: close"],
+  },
+];
+
+const SERVER_CPU = 0;
+const CLIENT_CPU = 1;
+const THREADS = 1;
+const CONNECTIONS = 50;
+const WARMUP_SECONDS = 2;
+/** Pause after the warm-up (ms). */
+const SETTLE_MS = 250;
+const STARTUP_TIMEOUT_MS = 30_000;
+const STOP_GRACE_MS = 5_000;
+/** Before each measured run, wait for other processes to use less than this % of a core… */
+const QUIET_PERCENT = 5;
+/** …over this window… */
+const QUIET_WINDOW_MS = 1_000;
+/** …but no longer than this. */
+const QUIET_MAX_WAIT_MS = 60_000;
+/** Measure again when other processes used more than this % of a core during the run. */
+const MAX_FOREIGN_PERCENT = 5;
+const MAX_ATTEMPTS = 3;
+
+const BENCH_DIR = decodeURIComponent(new URL(".", import.meta.url).pathname);
+const REPO_DIR = decodeURIComponent(new URL("..", import.meta.url).pathname);
+const MARKDOWN_PATH = `${REPO_DIR}BENCHMARKS.md`;
+
+const USAGE = `Usage: deno run -A bench/serve_bench.ts [options]
+
+Hello-world req/s and server CPU µs per request of Deno.serve,
+serveGraceful (native and node engines) and node:http, with keep-alive and
+with Connection: close. Needs Linux, wrk, taskset and at least 2 CPUs.
+
+Options:
+  --duration S       seconds of measured load per run (default 10)
+  --rounds R         round-robin rounds; medians are reported (default 3)
+  --quick            --duration 3 --rounds 1 (explicit flags still win)
+  --out DIR          directory for serve.json (default bench/results)
+  --only a,b         only these systems: ${
+  SYSTEMS.map((s) => s.name).join(", ")
+}
+  --no-markdown      do not update BENCHMARKS.md
+  --render FILE      measure nothing: rebuild the report and the Markdown
+                     section from the runs in an earlier serve.json
+  -h, --help         this text
+`;
+
+interface Flags {
+  duration: number;
+  rounds: number;
+  outDir: string;
+  systems: SystemSpec[];
+  markdown: boolean;
+  /** `--render FILE`: re-render an earlier serve.json instead of measuring. */
+  render: string | undefined;
+}
+
+function parseFlags(args: string[]): Flags | "help" {
+  let duration: number | undefined;
+  let rounds: number | undefined;
+  let quick = false;
+  let outDir = `${BENCH_DIR}results`;
+  let systems = SYSTEMS;
+  let markdown = true;
+  let render: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const eq = arg.indexOf("=");
+    const name = arg.startsWith("--") && eq !== -1 ? arg.slice(0, eq) : arg;
+    const inline = arg.startsWith("--") && eq !== -1
+      ? arg.slice(eq + 1)
+      : undefined;
+    const value = (): string => {
+      if (inline !== undefined) return inline;
+      i++;
+      if (i >= args.length) throw new Error(`${name} needs a value`);
+      return args[i];
+    };
+    switch (name) {
+      case "-h":
+      case "--help":
+        return "help";
+      case "--duration": {
+        duration = Number(value());
+        if (!Number.isFinite(duration) || duration <= 0) {
+          throw new Error("--duration must be a positive number of seconds");
+        }
+        break;
+      }
+      case "--rounds": {
+        rounds = Number(value());
+        if (!Number.isInteger(rounds) || rounds < 1) {
+          throw new Error("--rounds must be a positive integer");
+        }
+        break;
+      }
+      case "--quick":
+        quick = true;
+        break;
+      case "--out":
+        outDir = value();
+        break;
+      case "--only": {
+        const names = value().split(",").map((n) => n.trim()).filter(Boolean);
+        for (const n of names) {
+          if (!SYSTEMS.some((s) => s.name === n)) {
+            throw new Error(
+              `--only: unknown system "${n}" (known: ${
+                SYSTEMS.map((s) => s.name).join(", ")
+              })`,
+            );
+          }
+        }
+        systems = SYSTEMS.filter((s) => names.includes(s.name));
+        if (systems.length === 0) throw new Error("--only names no system");
+        break;
+      }
+      case "--no-markdown":
+        markdown = false;
+        break;
+      case "--render":
+        render = value();
+        break;
+      default:
+        throw new Error(`unknown argument "${arg}"\n\n${USAGE}`);
+    }
+  }
+  return {
+    duration: duration ?? (quick ? 3 : 10),
+    rounds: rounds ?? (quick ? 1 : 3),
+    outDir: outDir.endsWith("/") ? outDir : `${outDir}/`,
+    systems,
+    markdown,
+    render,
+  };
+}
+
+function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg)
+    ? arg
+    : `'${arg.replaceAll("'", "'\\''")}'`;
+}
+
+async function readEnvironment(clockTicks: number): Promise<Environment> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo");
+  const cpuModel = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1].trim() ??
+    "unknown CPU";
+  const wrkOutput = await new Deno.Command("wrk", {
+    args: ["-v"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const wrkText = new TextDecoder().decode(wrkOutput.stdout) +
+    new TextDecoder().decode(wrkOutput.stderr);
+  const wrk = /^wrk \S+/m.exec(wrkText)?.[0] ?? "wrk";
+  const loadavg = await Deno.readTextFile("/proc/loadavg");
+  return {
+    date: new Date().toISOString().slice(0, 10),
+    command: ["deno", "run", "-A", "bench/serve_bench.ts", ...Deno.args]
+      .map(shellQuote).join(" "),
+    nproc: Number(await commandOutput("nproc", [])),
+    cpuModel,
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    typescript: Deno.version.typescript,
+    kernel: Deno.osRelease(),
+    wrk,
+    clockTicksPerSecond: clockTicks,
+    loadAverageAtStart: loadavg.split(" ").slice(0, 3).join(" "),
+  };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function coreDeltaPercent(
+  before: Map<number, CoreTicks>,
+  after: Map<number, CoreTicks>,
+  cpu: number,
+): number {
+  const a = before.get(cpu);
+  const b = after.get(cpu);
+  if (a === undefined || b === undefined || b.total === a.total) return NaN;
+  return (b.busy - a.busy) / (b.total - a.total) * 100;
+}
+
+interface RunPlan {
+  round: number;
+  sequence: number;
+  system: SystemSpec;
+  mode: ModeSpec;
+}
+
+/** Round-robin: every round runs each mode over every system; the system order rotates per round. */
+function planRuns(flags: Flags): RunPlan[] {
+  const plans: RunPlan[] = [];
+  const n = flags.systems.length;
+  for (let round = 1; round <= flags.rounds; round++) {
+    for (let m = 0; m < MODES.length; m++) {
+      const mode = MODES[(m + round - 1) % MODES.length];
+      for (let i = 0; i < n; i++) {
+        const system = flags.systems[(i + round - 1) % n];
+        plans.push({ round, sequence: plans.length + 1, system, mode });
+      }
+    }
+  }
+  return plans;
+}
+
+/** Measures one loaded run against a warm server; see {@linkcode measure}. */
+async function measureLoad(
+  server: RunningServer,
+  load: WrkOptions,
+  clockTicks: number,
+): Promise<{ wrk: WrkResult; cpu: CpuRecord }> {
+  const allBefore = await readAllProcessTicks();
+  const cpuBefore = await readProcessCpuTicks(server.pid);
+  const coresBefore = await readCoreTicks();
+  const startedAt = performance.now();
+  const { result } = await runWrk(load);
+  // Read right away: wrk has exited, so its connections are closed, and an
+  // idle pause here would only dilute the CPU percentages.
+  if (server.exited()) throw new Error("the server exited under load");
+  const cpuAfter = await readProcessCpuTicks(server.pid);
+  const coresAfter = await readCoreTicks();
+  const wallSeconds = (performance.now() - startedAt) / 1000;
+  const allAfter = await readAllProcessTicks();
+  if (result.requests === 0) throw new Error("wrk completed no requests");
+  const ticks = cpuAfter.user + cpuAfter.system -
+    (cpuBefore.user + cpuBefore.system);
+  const seconds = ticks / clockTicks;
+  const foreign = foreignTicks(
+    allBefore,
+    allAfter,
+    new Set([server.pid, Deno.pid]),
+  );
+  return {
+    wrk: result,
+    cpu: {
+      ticks,
+      seconds,
+      usPerRequest: seconds * 1e6 / result.requests,
+      wallSeconds,
+      serverPercent: seconds / wallSeconds * 100,
+      serverCoreBusyPercent: coreDeltaPercent(
+        coresBefore,
+        coresAfter,
+        SERVER_CPU,
+      ),
+      clientCoreBusyPercent: coreDeltaPercent(
+        coresBefore,
+        coresAfter,
+        CLIENT_CPU,
+      ),
+      foreignPercent: foreign / clockTicks / wallSeconds * 100,
+    },
+  };
+}
+
+/**
+ * Waits until processes other than the bench and `serverPid` use less than
+ * {@linkcode QUIET_PERCENT} of a core over {@linkcode QUIET_WINDOW_MS}, or
+ * until {@linkcode QUIET_MAX_WAIT_MS} have passed.
+ */
+async function waitForQuiet(
+  serverPid: number,
+  clockTicks: number,
+): Promise<{ waitedSeconds: number; foreignPercent: number }> {
+  const started = performance.now();
+  const exclude = new Set([serverPid, Deno.pid]);
+  while (true) {
+    const before = await readAllProcessTicks();
+    await delay(QUIET_WINDOW_MS);
+    const after = await readAllProcessTicks();
+    const foreignPercent = foreignTicks(before, after, exclude) / clockTicks /
+      (QUIET_WINDOW_MS / 1000) * 100;
+    const waited = performance.now() - started;
+    if (foreignPercent < QUIET_PERCENT || waited >= QUIET_MAX_WAIT_MS) {
+      return { waitedSeconds: waited / 1000, foreignPercent };
+    }
+  }
+}
+
+/**
+ * One (system, mode, round) run: a fresh server, a pre-flight GET, a warm-up,
+ * then the measured load, repeated (up to {@linkcode MAX_ATTEMPTS}) when
+ * other processes used more than {@linkcode MAX_FOREIGN_PERCENT} of a core
+ * meanwhile. The attempt with the least interference is kept.
+ */
+async function measure(
+  plan: RunPlan,
+  flags: Flags,
+  clockTicks: number,
+): Promise<RunRecord> {
+  const server: RunningServer = await startServer({
+    script: `${BENCH_DIR}${plan.system.script}`,
+    cwd: REPO_DIR,
+    cpu: SERVER_CPU,
+    timeoutMs: STARTUP_TIMEOUT_MS,
+  });
+  let record: Omit<RunRecord, "stop"> | undefined;
+  let failure: unknown;
+  try {
+    const responseHeaders = await checkHelloWorld(server.port);
+    const load: WrkOptions = {
+      url: `http://127.0.0.1:${server.port}/`,
+      duration: WARMUP_SECONDS,
+      threads: THREADS,
+      connections: CONNECTIONS,
+      headers: plan.mode.headers,
+      cpu: CLIENT_CPU,
+    };
+    const warmup = await runWrk(load);
+    await delay(SETTLE_MS);
+    if (server.exited()) throw new Error("the server exited during warm-up");
+
+    const attempts: AttemptRecord[] = [];
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const quiet = await waitForQuiet(server.pid, clockTicks);
+      const measured = await measureLoad(
+        server,
+        { ...load, duration: flags.duration },
+        clockTicks,
+      );
+      attempts.push({ attempt, quiet, ...measured });
+      if (measured.cpu.foreignPercent <= MAX_FOREIGN_PERCENT) break;
+      console.log(
+        `    other processes used ${
+          measured.cpu.foreignPercent.toFixed(0)
+        }% of a core during the run` +
+          (attempt < MAX_ATTEMPTS ? "; measuring again" : ""),
+      );
+    }
+    await checkHelloWorld(server.port);
+    const kept = attempts.reduce((best, a) =>
+      a.cpu.foreignPercent < best.cpu.foreignPercent ? a : best
+    );
+    record = {
+      round: plan.round,
+      sequence: plan.sequence,
+      mode: plan.mode.name,
+      system: plan.system.name,
+      pid: server.pid,
+      port: server.port,
+      responseHeaders,
+      warmup: {
+        requests: warmup.result.requests,
+        requestsPerSecond: warmup.result.requestsPerSecond,
+        errors: warmup.result.errors,
+      },
+      quiet: kept.quiet,
+      wrk: kept.wrk,
+      cpu: kept.cpu,
+      discarded: attempts.filter((a) => a !== kept),
+    };
+  } catch (error) {
+    failure = error;
+  }
+  const { status, killed } = await stopServerProcess(
+    server.child,
+    STOP_GRACE_MS,
+  );
+  if (failure !== undefined || record === undefined) {
+    throw new Error(
+      `${plan.system.name} (${plan.mode.name}, round ${plan.round}) failed: ${
+        failure instanceof Error ? failure.message : String(failure)
+      }\n--- server output ---\n${server.output()}`,
+    );
+  }
+  return {
+    ...record,
+    stop: { code: status.code, signal: status.signal, killed },
+  };
+}
+
+async function checkPrerequisites(): Promise<void> {
+  if (Deno.build.os !== "linux") {
+    throw new Error("this bench reads /proc and needs Linux");
+  }
+  for (const tool of ["wrk", "taskset", "getconf", "nproc"]) {
+    const found = await new Deno.Command("sh", {
+      args: ["-c", `command -v ${tool}`],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    if (!found.success) throw new Error(`${tool} is not installed`);
+  }
+  const cores = await readCoreTicks();
+  if (!cores.has(SERVER_CPU) || !cores.has(CLIENT_CPU)) {
+    throw new Error(
+      `needs CPUs ${SERVER_CPU} and ${CLIENT_CPU}; this machine has ${cores.size}`,
+    );
+  }
+}
+
+function relativeToRepo(path: string): string {
+  return path.startsWith(REPO_DIR) ? path.slice(REPO_DIR.length) : path;
+}
+
+async function main(args: string[]): Promise<number> {
+  const flags = parseFlags(args);
+  if (flags === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  if (flags.render !== undefined) return await render(flags.render, flags);
+  await checkPrerequisites();
+  const clockTicks = await clockTicksPerSecond();
+  const environment = await readEnvironment(clockTicks);
+  const plans = planRuns(flags);
+  const perRun = WARMUP_SECONDS + flags.duration + 2;
+  console.log(
+    `serve bench: ${flags.systems.map((s) => s.name).join(", ")}; ` +
+      `${flags.rounds} round(s) × ${flags.duration} s; ${plans.length} runs, ` +
+      `about ${Math.ceil(plans.length * perRun / 60)} min`,
+  );
+
+  const runs: RunRecord[] = [];
+  for (const plan of plans) {
+    const run = await measure(plan, flags, clockTicks);
+    runs.push(run);
+    console.log(
+      `[${plan.sequence}/${plans.length}] round ${plan.round} ` +
+        `${plan.mode.name.padEnd(10)} ${plan.system.name.padEnd(15)} ` +
+        `${formatInteger(run.wrk.requestsPerSecond).padStart(7)} req/s  ` +
+        `${run.cpu.usPerRequest.toFixed(1).padStart(6)} µs/req  ` +
+        `cpu ${run.cpu.serverPercent.toFixed(0).padStart(3)}%  ` +
+        `others ${run.cpu.foreignPercent.toFixed(0).padStart(2)}%  ` +
+        `errors ${formatErrors(run.wrk.errors)}`,
+    );
+  }
+
+  const config: BenchConfig = {
+    durationSeconds: flags.duration,
+    warmupSeconds: WARMUP_SECONDS,
+    rounds: flags.rounds,
+    threads: THREADS,
+    connections: CONNECTIONS,
+    serverCpu: SERVER_CPU,
+    clientCpu: CLIENT_CPU,
+    quietMaxWaitSeconds: QUIET_MAX_WAIT_MS / 1000,
+    maxForeignPercent: MAX_FOREIGN_PERCENT,
+    maxAttempts: MAX_ATTEMPTS,
+    systems: flags.systems.map((s) => s.name),
+    modes: MODES.map((m) => m.name),
+  };
+  await writeOutputs(
+    buildReport(environment, config, runs, SYSTEMS, MODES),
+    flags,
+  );
+  return 0;
+}
+
+/**
+ * `--render FILE`: rebuilds the report (summaries, ratios, targets, notes)
+ * from the runs of an earlier serve.json, without measuring anything.
+ */
+async function render(file: string, flags: Flags): Promise<number> {
+  const old: BenchReport = JSON.parse(await Deno.readTextFile(file));
+  if (old.benchmark !== "serve" || !Array.isArray(old.runs)) {
+    throw new Error(`${file} is not a serve bench result`);
+  }
+  await writeOutputs(
+    buildReport(old.environment, old.config, old.runs, SYSTEMS, MODES),
+    flags,
+  );
+  return 0;
+}
+
+/** Writes serve.json, prints the Markdown section and splices it into BENCHMARKS.md. */
+async function writeOutputs(report: BenchReport, flags: Flags): Promise<void> {
+  await Deno.mkdir(flags.outDir, { recursive: true });
+  const jsonPath = await Deno.realPath(flags.outDir) + "/serve.json";
+  await Deno.writeTextFile(jsonPath, JSON.stringify(report, null, 2) + "\n");
+  const section = await formatMarkdown(
+    renderMarkdown(report, SYSTEMS, MODES, relativeToRepo(jsonPath)),
+  );
+  console.log(`\n${section}\n`);
+  console.log(`wrote ${jsonPath}`);
+  if (flags.markdown) {
+    let document: string | undefined;
+    try {
+      document = await Deno.readTextFile(MARKDOWN_PATH);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    await Deno.writeTextFile(MARKDOWN_PATH, spliceSection(document, section));
+    console.log(`updated ${MARKDOWN_PATH}`);
+  }
+}
+
+function onSignal(signal: Deno.Signal): void {
+  console.error(`\n${signal}: stopping every server and wrk`);
+  killAllChildren();
+  Deno.exit(signal === "SIGINT" ? 130 : 143);
+}
+
+if (import.meta.main) {
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  const handlers = signals.map((signal) => {
+    const handler = () => onSignal(signal);
+    Deno.addSignalListener(signal, handler);
+    return { signal, handler };
+  });
+  globalThis.addEventListener("unload", killAllChildren);
+  let code = 1;
+  try {
+    code = await main(Deno.args);
+  } catch (error) {
+    console.error(
+      `serve bench failed: ${error instanceof Error ? error.message : error}`,
+    );
+  } finally {
+    killAllChildren();
+    for (const { signal, handler } of handlers) {
+      Deno.removeSignalListener(signal, handler);
+    }
+  }
+  Deno.exit(code);
+}
