@@ -30,8 +30,6 @@ async function serveApp(extra: string[], env: Record<string, string> = {}) {
     "0",
     "--hostname",
     "127.0.0.1",
-    "--start-timeout",
-    "3000",
     ...extra,
   ], env);
   const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);

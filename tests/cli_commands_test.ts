@@ -52,8 +52,6 @@ async function serve(extra: string[] = []) {
     "127.0.0.1",
     "--pidfile",
     pidfile,
-    "--start-timeout",
-    "3000",
     ...extra,
   ]);
   const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);

