@@ -16,8 +16,16 @@ import {
   type LogLevel,
   type LogRecord,
 } from "@logtape/logtape";
-import { afterHandover, processStatus, releaseProcess } from "./supervisor.ts";
-import { isAbsolute, resolve } from "node:path";
+import {
+  afterHandover,
+  processStatus,
+  releaseProcess,
+  restartProcess,
+} from "./supervisor.ts";
+import { watchAndRestart, type Watcher } from "./watch.ts";
+import { statusPath } from "./pidfile.ts";
+import { logger } from "./log.ts";
+import { dirname, isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "./args.ts";
 import { COMMANDS, runCommand } from "./cli_commands.ts";
@@ -43,6 +51,7 @@ const OPTIONS = {
   "log-level": { type: "string" },
   "json-logs": { type: "boolean" },
   pidfile: { type: "string" },
+  watch: { type: "boolean" },
   health: { type: "string" },
   "shutdown-delay": { type: "string" },
   admin: { type: "string" },
@@ -81,6 +90,10 @@ Options:
       --json-logs         log JSON lines (with pid and generation) instead of text
       --pidfile F         write F (and F.json, the status) once ready; rewritten
                           by every generation, removed on exit
+      --watch             restart gracefully when a source file (.ts, .js,
+                          .json, ...) under the app's directory changes
+                          (in-flight requests survive; an edit that does not
+                          start keeps the old version)
       --health PATH       health check: 200 while serving, 503 once shutting
                           down (not during restarts)
       --shutdown-delay MS on SIGTERM, answer health 503 and keep accepting for
@@ -194,13 +207,57 @@ export async function main(args: string[]): Promise<number> {
         : readPem("--key", values.key as string),
       pidfile: values.pidfile as string | undefined,
     }, handler);
+    const watcher = values.watch
+      ? await startWatch(
+        parsed.positionals[0],
+        values.pidfile as string | undefined,
+        server.ready,
+      )
+      : undefined;
     await server.finished;
+    watcher?.close();
     await afterHandover();
     releaseProcess();
     return 0;
   } catch (error) {
     return fail(error);
   }
+}
+
+/** Paths that are not sources or configuration, for --watch. */
+const NOT_SOURCE =
+  /^(?!.*\.(?:ts|tsx|mts|cts|js|jsx|mjs|cjs|json|jsonc|html|css|wasm|env)$)/;
+
+/**
+ * --watch: restart gracefully on changes under the app's directory (the
+ * current directory for the demo). Every generation watches; the old one
+ * stops when its restart has made a new one.
+ */
+async function startWatch(
+  app: string | undefined,
+  pidfile: string | undefined,
+  ready: Promise<void>,
+): Promise<Watcher> {
+  await ready;
+  const root = app === undefined ? Deno.cwd() : dirname(resolve(app));
+  // Only sources and configuration count: a log file or a database written
+  // under the app's directory must not restart the server (it would restart
+  // on every line it logs).
+  const ignore: (string | RegExp)[] = [/\.tmp$/, NOT_SOURCE];
+  if (pidfile) ignore.push(resolve(pidfile), resolve(statusPath(pidfile)));
+  const watchLog = logger("watch");
+  const watcher = watchAndRestart(root, {
+    ignore,
+    log(level, message) {
+      if (level === "info") watchLog.info(message);
+      else if (level === "warn") watchLog.warn(message);
+      else watchLog.error(message);
+    },
+  }, async () => {
+    await restartProcess({ trigger: "watch" });
+    watcher.close();
+  });
+  return watcher;
 }
 
 /** `--admin` alone means the default path (parseArgs has no optional values). */

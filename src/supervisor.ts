@@ -16,6 +16,7 @@ import {
   type HandoverState,
   type LastRestart,
   Restarter,
+  RestartError,
   type RestartOptions,
   type RestartResult,
 } from "./handover.ts";
@@ -415,6 +416,11 @@ export async function shutdownAll(why: string): Promise<void> {
 export function restartProcess(
   options: RestartOptions = {},
 ): Promise<RestartResult> {
+  if (stopping && restarter?.phase !== "handing-over") {
+    return Promise.reject(
+      new RestartError("this generation is shutting down: no restart"),
+    );
+  }
   restarter ??= new Restarter(realSeam(), info, { startTimeout });
   const fresh = restarter.phase === "serving";
   if (fresh) {
