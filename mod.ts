@@ -40,6 +40,7 @@ export {
   type RestartTrigger,
 } from "./src/handover.ts";
 export type { ProcessStatus } from "./src/supervisor.ts";
+export type { AdminOptions } from "./src/admin.ts";
 
 if (import.meta.main) {
   const { main } = await import("./src/cli.ts");
