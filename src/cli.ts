@@ -10,6 +10,7 @@
 
 import {
   configure,
+  getAnsiColorFormatter,
   getConsoleSink,
   getJsonLinesFormatter,
   getTextFormatter,
@@ -401,13 +402,22 @@ async function setupLogging(level: string, json: boolean): Promise<void> {
       `--log-level "${level}" must be debug, info, warning or error`,
     );
   }
-  const formatter = json ? jsonWithProcess() : getTextFormatter({
-    value: "bare",
-    format(values) {
-      const { generation } = processStatus();
-      return `${values.timestamp} ${values.level} [pid ${Deno.pid} gen ${generation}] ${values.category}: ${values.message}`;
-    },
-  });
+  const format = (values: {
+    timestamp: string | null;
+    level: string;
+    category: string;
+    message: string;
+  }) => {
+    const { generation } = processStatus();
+    return `${values.timestamp} ${values.level} [pid ${Deno.pid} gen ${generation}] ${values.category}: ${values.message}`;
+  };
+  // Colour only for a person at a terminal, never in the journal or a file.
+  const colour = Deno.stderr.isTerminal() && !Deno.env.get("NO_COLOR");
+  const formatter = json
+    ? jsonWithProcess()
+    : colour
+    ? getAnsiColorFormatter({ value: "bare", format })
+    : getTextFormatter({ value: "bare", format });
   await configure({
     sinks: { console: getConsoleSink({ formatter }) },
     loggers: [
