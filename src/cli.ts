@@ -250,9 +250,10 @@ async function startWatch(
   const watcher = watchAndRestart(root, {
     ignore,
     log(level, message) {
-      if (level === "info") watchLog.info(message);
-      else if (level === "warn") watchLog.warn(message);
-      else watchLog.error(message);
+      // The message is data, not a template: paths may contain braces.
+      if (level === "info") watchLog.info("{message}", { message });
+      else if (level === "warn") watchLog.warn("{message}", { message });
+      else watchLog.error("{message}", { message });
     },
   }, async () => {
     await restartProcess({ trigger: "watch" });

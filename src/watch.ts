@@ -39,7 +39,9 @@ export interface WatchOptions {
    * temp files. A string is an absolute path (that file, or everything under
    * that directory; a relative path with a slash is taken from `root`) or,
    * without a slash, a path segment name (`"dist"` ignores every `dist`
-   * directory or file). A RegExp is tested against the absolute path.
+   * directory or file). A RegExp is tested against the absolute path of each
+   * change; it never stops a directory from being looked into, so that one
+   * like `/^(?!.*\.ts$)/` ("only .ts files count") still sees `lib/x.ts`.
    */
   ignore?: (string | RegExp)[];
   /**
@@ -110,6 +112,28 @@ export function isIgnored(
   path: string,
   ignore: readonly (string | RegExp)[] = [],
 ): boolean {
+  return matches(root, path, ignore, true);
+}
+
+/**
+ * Whether a directory is left out of walks (the catch-up scan, per-directory
+ * watching): as {@linkcode isIgnored}, but without the RegExps, which are for
+ * the paths of changes.
+ */
+function isPruned(
+  root: string,
+  dir: string,
+  ignore: readonly (string | RegExp)[],
+): boolean {
+  return matches(root, dir, ignore, false);
+}
+
+function matches(
+  root: string,
+  path: string,
+  ignore: readonly (string | RegExp)[],
+  regexps: boolean,
+): boolean {
   const base = resolve(root);
   const absolute = resolve(base, path);
   const rel = relative(base, absolute);
@@ -119,6 +143,7 @@ export function isIgnored(
   if (name !== undefined && isEditorTemp(name)) return true;
   for (const entry of ignore) {
     if (entry instanceof RegExp) {
+      if (!regexps) continue;
       entry.lastIndex = 0;
       if (entry.test(absolute)) return true;
     } else if (entry.includes("/") || isAbsolute(entry)) {
@@ -265,6 +290,10 @@ class RestartingWatcher implements Watcher {
     return isIgnored(this.#root, path, this.#ignore);
   }
 
+  #pruned(dir: string): boolean {
+    return isPruned(this.#root, dir, this.#ignore);
+  }
+
   /** Starts watching; on failure logs (once), retries later, returns false. */
   #watch(): boolean {
     let fs: Deno.FsWatcher;
@@ -331,7 +360,7 @@ class RestartingWatcher implements Watcher {
       dirs.push(dir);
       for (const entry of entries) {
         const path = join(dir, entry.name);
-        if (entry.isDirectory && !this.#ignored(path)) stack.push(path);
+        if (entry.isDirectory && !this.#pruned(path)) stack.push(path);
       }
     }
     return Deno.watchFs(dirs, { recursive: false });
@@ -378,16 +407,16 @@ class RestartingWatcher implements Watcher {
       this.#lost();
       return;
     }
-    const relevant = event.paths.filter((path) => !this.#ignored(path));
-    if (event.flag === "rescan") relevant.push(this.#root); // events were lost
-    if (relevant.length === 0) return;
     if (
       this.#perDirectory &&
       (event.kind === "create" || event.kind === "rename") &&
-      relevant.some(isDirectory)
+      event.paths.some((path) => !this.#pruned(path) && isDirectory(path))
     ) {
       this.#rewatch(); // a new directory: watch it too
     }
+    const relevant = event.paths.filter((path) => !this.#ignored(path));
+    if (event.flag === "rescan") relevant.push(this.#root); // events were lost
+    if (relevant.length === 0) return;
     for (const path of relevant) this.#changed.add(path);
     this.#schedule();
   }
@@ -498,11 +527,11 @@ class RestartingWatcher implements Watcher {
         }
         for (const entry of entries) {
           const path = join(dir, entry.name);
-          if (this.#ignored(path)) continue;
           if (entry.isDirectory) {
-            stack.push(path);
+            if (!this.#pruned(path)) stack.push(path);
             continue;
           }
+          if (this.#ignored(path)) continue;
           // Files only: a directory's mtime also moves when this process
           // writes an ignored file into it (the pidfile), which is no edit.
           const mtime = modifiedAt(path);

@@ -459,6 +459,9 @@ Deno.test("watch: a root that does not exist is logged, not thrown; watched once
   }
 });
 
+/** The CLI's kind of filter: only some file types count. */
+const ONLY_TS = /^(?!.*\.ts$)/;
+
 Deno.test("watch: a file saved while this process was starting makes one restart", async () => {
   const dir = await tree();
   await edit(`${dir}/old.ts`);
@@ -468,8 +471,10 @@ Deno.test("watch: a file saved while this process was starting makes one restart
   await Deno.mkdir(`${dir}/lib`);
   await edit(`${dir}/lib/new.ts`);
   await edit(`${dir}/node_modules/ignored.ts`); // ignored: not a reason
+  await edit(`${dir}/server.log`); // not a .ts file: not a reason
   const rec = recorder();
-  const { watcher, output } = start(dir, rec, { since });
+  // A RegExp filters changes; it does not keep the scan out of lib/.
+  const { watcher, output } = start(dir, rec, { since, ignore: [ONLY_TS] });
   try {
     await until(() => rec.calls === 1);
     assertMatch(
@@ -602,11 +607,12 @@ function canDenyRead(): boolean {
 
 const SUBPROCESS = `
 import { watchAndRestart } from ${JSON.stringify(`${ROOT}/src/watch.ts`)};
-const root = Deno.args[0];
+const [root, only] = Deno.args;
 let calls = 0;
 const watcher = watchAndRestart(root, {
   debounceMs: 100,
   since: Infinity,
+  ignore: only ? [new RegExp(only)] : [],
   log: (level, message) => console.log(JSON.stringify({ level, message })),
 }, () => {
   calls++;
@@ -620,9 +626,10 @@ async function step(write) {
   for (let i = 0; i < 100 && calls === before; i++) await wait(20);
 }
 await step(() => Deno.writeTextFile(root + "/ok/a.ts", "1"));
-await step(() => Deno.mkdir(root + "/ok/new"));
+const fresh = root + "/ok/new-" + (only ? "filtered" : "all");
+await step(() => Deno.mkdir(fresh)); // a change, unless filtered
 await wait(300);
-await step(() => Deno.writeTextFile(root + "/ok/new/b.ts", "2"));
+await step(() => Deno.writeTextFile(fresh + "/b.ts", "2"));
 watcher.close();
 console.log(JSON.stringify({ calls, restarts: watcher.restarts }));
 `;
@@ -653,19 +660,29 @@ Deno.test({
         await Deno.chown(`${dir}/secret`, 65534, 65534);
         command = ["unshare", "-r", ...deno];
       }
-      const out = await new Deno.Command(command[0], {
-        args: [...command.slice(1), `${dir}/main.ts`, dir],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stdout = new TextDecoder().decode(out.stdout);
-      const text = stdout + new TextDecoder().decode(out.stderr);
-      assert(out.success, text);
-      assertMatch(
-        text,
-        /cannot watch .* recursively \(.*[Pp]ermission denied.*\): watching its readable directories one by one/,
-      );
-      assertMatch(text, /"calls":3,"restarts":3/);
+      const run = async (...extra: string[]) => {
+        const timeout = new AbortController();
+        const timer = setTimeout(() => timeout.abort(), 30_000);
+        const out = await new Deno.Command(command[0], {
+          args: [...command.slice(1), `${dir}/main.ts`, dir, ...extra],
+          stdout: "piped",
+          stderr: "piped",
+          signal: timeout.signal,
+        }).output().finally(() => clearTimeout(timer));
+        const text = new TextDecoder().decode(out.stdout) +
+          new TextDecoder().decode(out.stderr);
+        assert(out.success, text);
+        assertMatch(
+          text,
+          /cannot watch .* recursively \(.*[Pp]ermission denied.*\): watching its readable directories one by one/,
+        );
+        return text;
+      };
+      // a.ts, the new directory, new/b.ts: three restarts.
+      assertMatch(await run(), /"calls":3,"restarts":3/);
+      // Only .ts files count: the new directory is no change, yet it is
+      // watched, and new/b.ts in it is.
+      assertMatch(await run(ONLY_TS.source), /"calls":2,"restarts":2/);
     } finally {
       await Deno.chmod(`${dir}/secret`, 0o755);
       await Deno.remove(dir, { recursive: true });
