@@ -4,44 +4,13 @@
  */
 
 import { assertEquals, assertMatch, assertNotEquals } from "./assert.ts";
-import {
-  alive,
-  Child,
-  get,
-  killAllWith,
-  MOD,
-  pidsWith,
-  until,
-} from "./helpers.ts";
+import { alive, get, TempApp, until } from "./helpers.ts";
+
+const APP = `export default { fetch: () => new Response("app " + Deno.pid) };`;
 
 async function serveApp(extra: string[], env: Record<string, string> = {}) {
-  const dir = await Deno.makeTempDir({ prefix: "graceful-admin-" });
-  const app = `${dir}/app.ts`;
-  await Deno.writeTextFile(
-    app,
-    `export default { fetch: () => new Response("app " + Deno.pid) };`,
-  );
-  const child = new Child(Deno.execPath(), [
-    "run",
-    "-A",
-    MOD,
-    app,
-    "--port",
-    "0",
-    "--hostname",
-    "127.0.0.1",
-    ...extra,
-  ], env);
-  const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
-  return { dir, app, child, port: Number(m[1]) };
-}
-
-async function cleanup(dir: string, child: Child) {
-  killAllWith(dir);
-  child.kill("SIGKILL");
-  await child.exited;
-  await until(() => pidsWith(dir).length === 0);
-  await Deno.remove(dir, { recursive: true });
+  const t = await TempApp.start(APP, extra, env);
+  return { t, app: t.app, child: t.child, port: t.port };
 }
 
 async function csrf(port: number, auth: Record<string, string> = {}) {
@@ -108,7 +77,7 @@ Deno.test("admin: restart through the API, then a failing one, then shutdown", a
     assertEquals(bye.status, 202);
     await until(() => !alive(body.pid));
   } finally {
-    await cleanup(s.dir, s.child);
+    await s.t.stop();
   }
 });
 
@@ -134,6 +103,6 @@ Deno.test("admin: with a token (from GRACEFUL_ADMIN_TOKEN) actions need it", asy
     assertEquals((await res.json()).pid, s.child.pid);
     void token;
   } finally {
-    await cleanup(s.dir, s.child);
+    await s.t.stop();
   }
 });

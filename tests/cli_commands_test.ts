@@ -9,15 +9,7 @@ import {
   assertMatch,
   assertNotEquals,
 } from "./assert.ts";
-import {
-  alive,
-  Child,
-  get,
-  killAllWith,
-  MOD,
-  pidsWith,
-  until,
-} from "./helpers.ts";
+import { alive, get, MOD, TempApp, until } from "./helpers.ts";
 
 async function cli(args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -29,48 +21,35 @@ async function cli(args: string[]) {
   return { code: out.code, text: decode(out.stdout) + decode(out.stderr) };
 }
 
+const APP = `export default { async fetch(req) {
+  const url = new URL(req.url);
+  if (url.pathname === "/sleep") await new Promise((r) => setTimeout(r, 1500));
+  return new Response(String(Deno.pid));
+} };`;
+
+/** The app, served with a pidfile; resolves once the pidfile names it. */
 async function serve(extra: string[] = []) {
-  const dir = await Deno.makeTempDir({ prefix: "graceful-cmd-" });
-  const pidfile = `${dir}/app.pid`;
-  const app = `${dir}/app.ts`;
-  await Deno.writeTextFile(
-    app,
-    `export default { async fetch(req) {
-      const url = new URL(req.url);
-      if (url.pathname === "/sleep") await new Promise((r) => setTimeout(r, 1500));
-      return new Response(String(Deno.pid));
-    } };`,
-  );
-  const child = new Child(Deno.execPath(), [
-    "run",
-    "-A",
-    MOD,
-    app,
-    "--port",
-    "0",
-    "--hostname",
-    "127.0.0.1",
-    "--pidfile",
-    pidfile,
-    ...extra,
-  ]);
-  const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
+  const pidDir = await Deno.makeTempDir({ prefix: "graceful-pid-" });
+  const pidfile = `${pidDir}/app.pid`;
+  const t = await TempApp.start(APP, ["--pidfile", pidfile, ...extra]);
   await until(() => {
     try {
-      return Deno.readTextFileSync(pidfile).trim() === String(child.pid);
+      return Deno.readTextFileSync(pidfile).trim() === String(t.child.pid);
     } catch {
       return false;
     }
   });
-  return { dir, pidfile, app, child, port: Number(m[1]) };
-}
-
-async function cleanup(dir: string, child: Child) {
-  killAllWith(dir);
-  child.kill("SIGKILL");
-  await child.exited;
-  await until(() => pidsWith(dir).length === 0);
-  await Deno.remove(dir, { recursive: true });
+  return {
+    pidfile,
+    app: t.app,
+    child: t.child,
+    port: t.port,
+    dir: pidDir,
+    async stop() {
+      await t.stop();
+      await Deno.remove(pidDir, { recursive: true });
+    },
+  };
 }
 
 Deno.test("cli reload: returns once the new generation serves", async () => {
@@ -96,7 +75,7 @@ Deno.test("cli reload: returns once the new generation serves", async () => {
       2,
     );
   } finally {
-    await cleanup(s.dir, s.child);
+    await s.stop();
   }
 });
 
@@ -111,7 +90,7 @@ Deno.test("cli reload: a broken new version fails with the reason, the old one s
     assertEquals(Number((await get(s.port, "/")).text), s.child.pid);
     assertEquals(Number(Deno.readTextFileSync(s.pidfile)), s.child.pid);
   } finally {
-    await cleanup(s.dir, s.child);
+    await s.stop();
   }
 });
 
@@ -133,7 +112,7 @@ Deno.test("cli stop: drains, returns once the process is gone, removes the pidfi
     }
     assertEquals(exists, false);
   } finally {
-    await cleanup(s.dir, s.child);
+    await s.stop();
   }
 });
 
@@ -165,6 +144,6 @@ Deno.test("cli status: running, JSON, stale and missing pidfiles", async () => {
     assertEquals(reload.code, 1);
     assertMatch(reload.text, /stale pidfile/);
   } finally {
-    await cleanup(s.dir, s.child);
+    await s.stop();
   }
 });

@@ -244,3 +244,68 @@ export function killAllWith(marker: string): void {
 export function fdCount(pid: number): number {
   return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
 }
+
+/**
+ * An app module in a fresh temp dir, served by `deno run -A mod.ts APP.ts`.
+ * The dir's path is in every generation's command line, so that `stop()`
+ * finds and kills all of them (later generations run in their own process
+ * groups).
+ */
+export class TempApp {
+  readonly dir: string;
+  readonly app: string;
+  child!: Child;
+  port = 0;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    this.app = `${dir}/app.ts`;
+  }
+
+  /** Writes `source` as the app and starts the CLI on a free port. */
+  static async start(
+    source: string,
+    extra: string[] = [],
+    env: Record<string, string> = {},
+  ): Promise<TempApp> {
+    const app = new TempApp(
+      await Deno.makeTempDir({ prefix: "graceful-app-" }),
+    );
+    await Deno.writeTextFile(app.app, source);
+    app.child = new Child(Deno.execPath(), [
+      "run",
+      "-A",
+      MOD,
+      app.app,
+      "--port",
+      "0",
+      "--hostname",
+      "127.0.0.1",
+      ...extra,
+    ], env);
+    const m = await app.child.waitFor(
+      /Listening on http:\/\/127\.0\.0\.1:(\d+)\//,
+    );
+    app.port = Number(m[1]);
+    return app;
+  }
+
+  /** Replaces the app's source (for the next generation). */
+  write(source: string): Promise<void> {
+    return Deno.writeTextFile(this.app, source);
+  }
+
+  /** Pids of every live generation. */
+  pids(): number[] {
+    return pidsWith(this.dir);
+  }
+
+  /** Kills every generation, waits until none is left, removes the dir. */
+  async stop(): Promise<void> {
+    killAllWith(this.dir);
+    this.child.kill("SIGKILL");
+    await this.child.exited;
+    await until(() => pidsWith(this.dir).length === 0);
+    await Deno.remove(this.dir, { recursive: true });
+  }
+}

@@ -11,16 +11,7 @@ import {
   assertMatch,
   assertNotEquals,
 } from "./assert.ts";
-import {
-  alive,
-  Child,
-  fdCount,
-  get,
-  killAllWith,
-  MOD,
-  pidsWith,
-  until,
-} from "./helpers.ts";
+import { alive, fdCount, get, pidsWith, TempApp, until } from "./helpers.ts";
 
 const GOOD_APP = `
 const VERSION = "__VERSION__";
@@ -38,28 +29,9 @@ export default {
 };
 `;
 
-/** A temp app dir; the returned `marker` appears in every generation's cmdline. */
-async function makeApp(version = "v1") {
-  const dir = await Deno.makeTempDir({ prefix: "graceful-restart-" });
-  const app = `${dir}/app.ts`;
-  await Deno.writeTextFile(app, GOOD_APP.replace("__VERSION__", version));
-  return { dir, app, marker: dir };
-}
-
-async function startApp(app: string, extra: string[] = []) {
-  const child = new Child(Deno.execPath(), [
-    "run",
-    "-A",
-    MOD,
-    app,
-    "--port",
-    "0",
-    "--hostname",
-    "127.0.0.1",
-    ...extra,
-  ]);
-  const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
-  return { child, port: Number(m[1]) };
+/** The good app, at some version. */
+function goodApp(version = "v1"): string {
+  return GOOD_APP.replace("__VERSION__", version);
 }
 
 async function pidOf(port: number): Promise<number> {
@@ -80,17 +52,9 @@ async function restartOnce(
   return { old, now };
 }
 
-async function cleanup(marker: string, dir: string, child: Child) {
-  killAllWith(marker);
-  child.kill("SIGKILL");
-  await child.exited;
-  await until(() => pidsWith(marker).length === 0);
-  await Deno.remove(dir, { recursive: true });
-}
-
 Deno.test("restart: with no traffic the new generation serves and the old one exits", async () => {
-  const { dir, app, marker } = await makeApp();
-  const { child, port } = await startApp(app);
+  const t = await TempApp.start(goodApp());
+  const { child, port, dir: marker } = t;
   try {
     const { old, now } = await restartOnce(port);
     assertEquals(old, child.pid);
@@ -99,13 +63,13 @@ Deno.test("restart: with no traffic the new generation serves and the old one ex
     assertEquals(pidsWith(marker), [now]);
     await child.waitFor(/generation 2 .*ready|new generation 2 ready/);
   } finally {
-    await cleanup(marker, dir, child);
+    await t.stop();
   }
 });
 
 Deno.test("restart: a request in flight completes on the old generation", async () => {
-  const { dir, app, marker } = await makeApp();
-  const { child, port } = await startApp(app);
+  const t = await TempApp.start(goodApp());
+  const { port } = t;
   try {
     const old = await pidOf(port);
     const slow = get(port, "/sleep?ms=3000");
@@ -118,13 +82,13 @@ Deno.test("restart: a request in flight completes on the old generation", async 
     assertEquals(res.text, `slept in ${old}`);
     await until(() => !alive(old));
   } finally {
-    await cleanup(marker, dir, child);
+    await t.stop();
   }
 });
 
 Deno.test("restart: 50 in a row, one process left, fd count stable", async () => {
-  const { dir, app, marker } = await makeApp();
-  const { child, port } = await startApp(app);
+  const t = await TempApp.start(goodApp());
+  const { port, dir: marker } = t;
   try {
     const fds: number[] = [];
     for (let i = 0; i < 50; i++) {
@@ -136,7 +100,7 @@ Deno.test("restart: 50 in a row, one process left, fd count stable", async () =>
     // Every generation after the first holds the same fds.
     assertEquals(new Set(fds.slice(1)).size, 1, `fd counts: ${fds}`);
   } finally {
-    await cleanup(marker, dir, child);
+    await t.stop();
   }
 });
 
@@ -152,14 +116,14 @@ for (
   ] as const
 ) {
   Deno.test(`restart: a new version with ${what} leaves the old one serving`, async () => {
-    const { dir, app, marker } = await makeApp();
     // Only the hang needs a short start timeout; everything else keeps the
     // default, so that a slow machine never fails a good generation.
     const hang = what === "a hang before ready";
-    const { child, port } = await startApp(
-      app,
+    const t = await TempApp.start(
+      goodApp(),
       hang ? ["--start-timeout", "4000"] : [],
     );
+    const { app, child, port, dir: marker } = t;
     try {
       const old = await pidOf(port);
       await Deno.writeTextFile(app, source);
@@ -171,19 +135,19 @@ for (
       assertEquals(pidsWith(marker), [old]);
       if (hang) return; // recovery is shown by the other cases
       // The next good version is picked up.
-      await Deno.writeTextFile(app, GOOD_APP.replace("__VERSION__", "v2"));
+      await Deno.writeTextFile(app, goodApp("v2"));
       const { now } = await restartOnce(port);
       assertNotEquals(now, old);
       assertEquals((await get(port, "/version")).text, "v2");
     } finally {
-      await cleanup(marker, dir, child);
+      await t.stop();
     }
   });
 }
 
 Deno.test("restart: a storm of 20 SIGUSR1 makes exactly one new generation", async () => {
-  const { dir, app, marker } = await makeApp();
-  const { child, port } = await startApp(app);
+  const t = await TempApp.start(goodApp());
+  const { child, port, dir: marker } = t;
   try {
     const old = await pidOf(port);
     for (let i = 0; i < 20; i++) {
@@ -203,13 +167,13 @@ Deno.test("restart: a storm of 20 SIGUSR1 makes exactly one new generation", asy
     );
     assertEquals(generations.length, 1, child.output);
   } finally {
-    await cleanup(marker, dir, child);
+    await t.stop();
   }
 });
 
 Deno.test("restart: SIGTERM in the middle of a restart leaves nothing behind", async () => {
-  const { dir, app, marker } = await makeApp();
-  const { child, port } = await startApp(app);
+  const t = await TempApp.start(goodApp());
+  const { app, child, port, dir: marker } = t;
   try {
     const old = await pidOf(port);
     await Deno.writeTextFile(
@@ -223,20 +187,20 @@ Deno.test("restart: SIGTERM in the middle of a restart leaves nothing behind", a
     assertEquals((await child.exited).code, 0);
     await until(() => pidsWith(marker).length === 0);
   } finally {
-    await cleanup(marker, dir, child);
+    await t.stop();
   }
 });
 
 Deno.test("restart: control-channel intruders are refused and the restart succeeds", async () => {
-  const { dir, app, marker } = await makeApp();
-  const { child, port } = await startApp(app);
+  const t = await TempApp.start(goodApp());
+  const { app, child, port, dir: marker } = t;
   try {
     const old = await pidOf(port);
     // The next version waits before it serves, so the intruders come first.
     await Deno.writeTextFile(
       app,
       "await new Promise((r) => setTimeout(r, 1500));\n" +
-        GOOD_APP.replace("__VERSION__", "v2"),
+        goodApp("v2"),
     );
     Deno.kill(old, "SIGUSR1");
     let childPid = 0;
@@ -272,14 +236,14 @@ Deno.test("restart: control-channel intruders are refused and the restart succee
     assertEquals((await get(port, "/version")).text, "v2");
     assertMatch(child.output, /refused/);
   } finally {
-    await cleanup(marker, dir, child);
+    await t.stop();
   }
 });
 
 for (const mode of ["keep-alive", "Connection: close"]) {
   Deno.test(`restart: 4 restarts under wrk load (${mode}) lose no request`, async () => {
-    const { dir, app, marker } = await makeApp();
-    const { child, port } = await startApp(app);
+    const t = await TempApp.start(goodApp());
+    const { port } = t;
     try {
       const wrk = new Deno.Command("wrk", {
         args: [
@@ -304,14 +268,14 @@ for (const mode of ["keep-alive", "Connection: close"]) {
       assert(!/Socket errors/.test(text), text);
       assert(!/Non-2xx/.test(text), text);
     } finally {
-      await cleanup(marker, dir, child);
+      await t.stop();
     }
   });
 }
 
 Deno.test("restart: after SIGUSR1 restarts nothing listens on the inspector port", async () => {
-  const { dir, app, marker } = await makeApp();
-  const { child, port } = await startApp(app);
+  const t = await TempApp.start(goodApp());
+  const { child, port } = t;
   try {
     for (let i = 0; i < 5; i++) {
       const { old } = await restartOnce(port);
@@ -329,6 +293,6 @@ Deno.test("restart: after SIGUSR1 restarts nothing listens on the inspector port
     });
     assertMatch(child.output, /closing it at once/);
   } finally {
-    await cleanup(marker, dir, child);
+    await t.stop();
   }
 });
