@@ -23,13 +23,13 @@ import {
   releaseProcess,
   restartProcess,
 } from "./supervisor.ts";
-import { watchAndRestart, type Watcher } from "./watch.ts";
+import type { Watcher } from "./watch.ts";
 import { statusPath } from "./pidfile.ts";
 import { logger } from "./log.ts";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "./args.ts";
-import { COMMANDS, runCommand } from "./cli_commands.ts";
+import { COMMANDS } from "./cli_commands.ts";
 import { inheritedFds } from "./listeners.ts";
 import { demoHandler } from "./demo.ts";
 import { type EngineName, serveGraceful } from "./server.ts";
@@ -137,6 +137,7 @@ export async function main(args: string[]): Promise<number> {
   const command = COMMANDS.find((c) => c === args[0]);
   if (command) {
     try {
+      const { runCommand } = await import("./cli_commands.ts");
       return await runCommand(command, args.slice(1));
     } catch (error) {
       return fail(error);
@@ -247,6 +248,7 @@ async function startWatch(
   const ignore: (string | RegExp)[] = [/\.tmp$/, NOT_SOURCE];
   if (pidfile) ignore.push(resolve(pidfile), resolve(statusPath(pidfile)));
   const watchLog = logger("watch");
+  const { watchAndRestart } = await import("./watch.ts");
   const watcher = watchAndRestart(root, {
     ignore,
     log(level, message) {

@@ -16,13 +16,16 @@ import type {
   TlsOptions,
 } from "./types.ts";
 import { formatAddr, type ListenSpec, parseListenAddress } from "./address.ts";
-import { acquireListeners, releaseListener } from "./listeners.ts";
+import {
+  acquireListeners,
+  inheritedFds,
+  releaseListener,
+} from "./listeners.ts";
 import {
   canServeNatively,
   createNativeEngine,
   detectNativeSupport,
 } from "./engine_native.ts";
-import { createNodeEngine } from "./engine_node.ts";
 import { assertDenoVersion } from "./version.ts";
 import { logger } from "./log.ts";
 import {
@@ -35,7 +38,7 @@ import {
   stopProcess,
 } from "./supervisor.ts";
 import type { RestartOptions, RestartResult } from "./handover.ts";
-import { type AdminOptions, createAdmin } from "./admin.ts";
+import type { AdminOptions } from "./admin.ts";
 
 const log = logger("server");
 
@@ -360,14 +363,26 @@ class Server implements GracefulServer {
         native = createNativeEngine(support);
       }
     }
-    const node = createNodeEngine();
+    // node:http is loaded only when a listener needs it: it would add tens
+    // of ms to every generation's start-up (and so to every handover).
+    const node = native === undefined || tls !== undefined ||
+        specs.some((s) => s.transport === "unix") ||
+        inheritedFds().some((f) => f.addr.transport === "unix")
+      ? (await import("./engine_node.ts")).createNodeEngine()
+      : undefined;
     const onError = options.onError ?? defaultOnError;
-    const handler = this.#routedHandler();
+    const handler = await this.#routedHandler();
     const draining = this.#draining.signal;
     const attach = (listener: Listener) => {
       const engine = native && canServeNatively(listener, { tls })
         ? native
         : node;
+      if (!engine) {
+        throw new Error(
+          `no engine for ${formatAddr(listener.addr)}: the native engine ` +
+            `cannot serve it and node:http was not loaded`,
+        );
+      }
       this.#bindings.push(
         engine.serve(listener, { handler, onError, tls, draining }),
       );
@@ -403,21 +418,24 @@ class Server implements GracefulServer {
   }
 
   /** The app handler, behind the health and admin routes when configured. */
-  #routedHandler(): GracefulHandler {
+  async #routedHandler(): Promise<GracefulHandler> {
     const app = this.#handler;
     const healthPath = this.#options.healthPath;
     const admin = this.#options.admin
-      ? createAdmin(this.#options.admin === true ? {} : this.#options.admin, {
-        status() {
-          return { ...processStatus(), ...processTotals() };
+      ? (await import("./admin.ts")).createAdmin(
+        this.#options.admin === true ? {} : this.#options.admin,
+        {
+          status() {
+            return { ...processStatus(), ...processTotals() };
+          },
+          restart(options) {
+            return restartProcess(options);
+          },
+          shutdown() {
+            stopProcess("by the admin API");
+          },
         },
-        restart(options) {
-          return restartProcess(options);
-        },
-        shutdown() {
-          stopProcess("by the admin API");
-        },
-      })
+      )
       : undefined;
     if (healthPath === undefined && admin === undefined) return app;
     const health = (): Response =>

@@ -25,7 +25,6 @@ import {
   type ControlPeer,
   openControlServer,
 } from "./control.ts";
-import { buildCommand, currentCommand, spawnGeneration } from "./spawn.ts";
 import { activeListeners, unclaimedInheritedFds } from "./listeners.ts";
 import { formatAddr } from "./address.ts";
 import {
@@ -461,11 +460,15 @@ export function processStatus(): ProcessStatus {
   };
 }
 
+/** spawn.ts (node:child_process), loaded on the first restart only. */
+let spawning: typeof import("./spawn.ts") | undefined;
+
 function realSeam(): HandoverSeam {
   const restartLog = logger("handover");
   return {
-    openControl() {
-      return openControlServer({
+    async openControl() {
+      spawning ??= await import("./spawn.ts");
+      return await openControlServer({
         onReject(reason: string) {
           restartLog.warn("control channel: refused a connection: {reason}", {
             reason,
@@ -481,6 +484,7 @@ function realSeam(): HandoverSeam {
       }));
     },
     spawn(fds, env, options) {
+      const { buildCommand, currentCommand, spawnGeneration } = spawning!;
       const command = buildCommand(currentCommand(), {
         execPath: options.execPath,
         entry: options.entry,
