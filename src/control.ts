@@ -699,6 +699,8 @@ export interface AcceptedPeer
   extends ControlPeer<OldToNewMessage, NewToOldMessage> {
   /** The new process's pid, as its hello said. */
   readonly pid: number;
+  /** The client's TCP port on 127.0.0.1, to find who really holds the socket. */
+  readonly remotePort: number;
 }
 
 interface PeerOptions {
@@ -892,6 +894,7 @@ class Peer<TSend extends ControlMessage, TReceive extends ControlMessage>
 class OldSidePeer extends Peer<OldToNewMessage, NewToOldMessage>
   implements AcceptedPeer {
   readonly pid: number;
+  readonly remotePort: number;
 
   constructor(
     conn: Deno.Conn,
@@ -901,7 +904,62 @@ class OldSidePeer extends Peer<OldToNewMessage, NewToOldMessage>
   ) {
     super(conn, reader, options);
     this.pid = pid;
+    this.remotePort = (conn.remoteAddr as Deno.NetAddr).port;
   }
+}
+
+/**
+ * Whether process `pid` holds the TCP socket whose local port on 127.0.0.1
+ * is `localPort` and whose peer is port `peerPort`: the hello's pid claim,
+ * checked against the kernel's socket table (/proc/net/tcp and
+ * /proc/PID/fd), so that a same-user process that read the secret cannot
+ * pose as the new generation.
+ *
+ * @example
+ * ```ts ignore
+ * if (!socketOwnedBy(child.pid, peer.remotePort, controlPort)) refuse();
+ * ```
+ */
+export function socketOwnedBy(
+  pid: number,
+  localPort: number,
+  peerPort: number,
+): boolean {
+  let table: string;
+  try {
+    table = Deno.readTextFileSync("/proc/net/tcp");
+  } catch {
+    return false;
+  }
+  const local = `0100007F:${
+    localPort.toString(16).toUpperCase().padStart(4, "0")
+  }`;
+  const remote = `0100007F:${
+    peerPort.toString(16).toUpperCase().padStart(4, "0")
+  }`;
+  let inode = "";
+  for (const line of table.split("\n")) {
+    const cols = line.trim().split(/\s+/);
+    if (cols[1] === local && cols[2] === remote) inode = cols[9];
+  }
+  if (!inode || inode === "0") return false;
+  try {
+    for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
+      try {
+        if (
+          Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`) ===
+            `socket:[${inode}]`
+        ) {
+          return true;
+        }
+      } catch {
+        // closed meanwhile
+      }
+    }
+  } catch {
+    return false;
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------------------

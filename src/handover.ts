@@ -58,6 +58,11 @@ export interface RestartResult {
 export interface SeamPeer {
   /** The child's pid, as it said in hello. */
   readonly pid: number;
+  /**
+   * Whether the kernel says process `pid` really holds this connection (a
+   * pid in a hello is only a claim). Optional: scripted peers have none.
+   */
+  heldBy?(pid: number): boolean;
   /** Sends one message. */
   send(message: ControlMessage): Promise<void>;
   /** The next message; rejects on timeout, EOF or garbage. */
@@ -152,6 +157,27 @@ export interface GenerationInfo {
 export interface HandoverTimeouts {
   /** How long the child may take to say hello and then ready (ms). Default 30000. */
   startTimeout?: number;
+}
+
+/** How long a failed new generation may drain after SIGTERM before SIGKILL. */
+export const FAILED_CHILD_GRACE_MS = 3000;
+
+/**
+ * Stops a new generation that did not take over: SIGTERM first, so that the
+ * requests it may already have accepted on the shared sockets finish; its
+ * whole process group gets SIGKILL if it is still there after
+ * {@linkcode FAILED_CHILD_GRACE_MS}. Resolves once it is reaped.
+ */
+async function stopChild(child: SeamChild): Promise<void> {
+  child.killGroup("SIGTERM");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const graceOver = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), FAILED_CHILD_GRACE_MS);
+  });
+  const gone = await Promise.race([child.exited.then(() => true), graceOver]);
+  clearTimeout(timer);
+  if (!gone) child.killGroup("SIGKILL");
+  await child.exited;
 }
 
 /** A restart failure: the old generation keeps serving. */
@@ -294,6 +320,12 @@ export class Restarter {
           `control channel: hello from pid ${peer.pid}, expected ${spawned.pid}`,
         );
       }
+      if (peer.heldBy && !peer.heldBy(spawned.pid)) {
+        throw new RestartError(
+          `control channel: a hello claiming pid ${spawned.pid} came from ` +
+            `a socket that process does not hold; refused`,
+        );
+      }
       const state: HandoverState = {
         generation,
         firstStartedAt: this.#info.firstStartedAt,
@@ -324,10 +356,7 @@ export class Restarter {
       const reason = error instanceof Error ? error.message : String(error);
       peer?.close();
       control?.close();
-      if (child) {
-        child.killGroup("SIGKILL");
-        await child.exited;
-      }
+      if (child) await stopChild(child);
       this.#phase = "serving";
       this.#last = {
         ok: false,

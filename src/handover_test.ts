@@ -207,7 +207,7 @@ Deno.test("handover: a child that exits early is reported and this generation ke
   assertEquals(restarter.phase, "serving");
   assertEquals(restarter.lastRestart?.ok, false);
   assert(!calls.includes("drain"));
-  assertEquals(children[0].killedWith, "SIGKILL");
+  assertEquals(children[0].killedWith, "SIGTERM");
 });
 
 Deno.test("handover: a child that never connects is killed at startTimeout", async () => {
@@ -215,7 +215,7 @@ Deno.test("handover: a child that never connects is killed at startTimeout", asy
   const restarter = new Restarter(seam, INFO, { startTimeout: 50 });
   const error = await assertRejects(() => restarter.restart());
   assertMatch(error.message, /did not connect within 50 ms/);
-  assertEquals(children[0].killedWith, "SIGKILL");
+  assertEquals(children[0].killedWith, "SIGTERM");
   assertEquals(restarter.phase, "serving");
 });
 
@@ -228,7 +228,7 @@ Deno.test("handover: a child that connects but is never ready is killed at start
   const restarter = new Restarter(seam, INFO, { startTimeout: 50 });
   const error = await assertRejects(() => restarter.restart());
   assertMatch(error.message, /did not become ready within 50 ms/);
-  assertEquals(children[0].killedWith, "SIGKILL");
+  assertEquals(children[0].killedWith, "SIGTERM");
   assert(peers[0].closed);
 });
 
@@ -287,6 +287,6 @@ Deno.test("handover: cancel() before ready kills the child and rejects", async (
   await restarter.cancel("by SIGTERM");
   const error = await assertRejects(() => restart);
   assertMatch(error.message, /by SIGTERM/);
-  assertEquals(children[0].killedWith, "SIGKILL");
+  assertEquals(children[0].killedWith, "SIGTERM");
   assertEquals(restarter.phase, "serving");
 });

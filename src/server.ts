@@ -414,7 +414,15 @@ class Server implements GracefulServer {
       });
       onListen(listener.addr);
     }
-    await options.readiness?.();
+    try {
+      await options.readiness?.();
+    } catch (error) {
+      // It may already have accepted requests on the shared sockets: finish
+      // them before reporting the failure (the process may exit right after).
+      this.#stopping = true;
+      await this.#drainNow(false);
+      throw error;
+    }
   }
 
   /** The app handler, behind the health and admin routes when configured. */
@@ -490,8 +498,13 @@ class Server implements GracefulServer {
       await this.ready;
     } catch {
       this.#unregister();
-      return; // never started; `finished` already rejected
+      return; // never started (or drained already); `finished` rejected
     }
+    await this.#drainNow();
+  }
+
+  /** Stop accepting, drain (up to drainTimeout); then resolve `finished` if asked. */
+  async #drainNow(finish = true): Promise<void> {
     const drainTimeout = this.drainTimeout;
     const idleGrace = this.#options.idleGrace ?? 500;
     this.#draining.abort();
@@ -515,6 +528,7 @@ class Server implements GracefulServer {
       });
       for (const binding of this.#bindings) binding.abort();
     }
+    if (!finish) return;
     this.#unregister();
     log.info("shut down");
     this.#finish.resolve();

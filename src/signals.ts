@@ -64,6 +64,15 @@ export function wireSignals(
     Deno.addSignalListener(signal, listener);
     installed.set(signal, listener);
   }
+  // A stray SIGUSR1 when it is not a restart signal: without a listener it
+  // would kill the process, and Deno would open the inspector anyway.
+  if (
+    (shutdown.length > 0 || restart.length > 0) && !installed.has("SIGUSR1")
+  ) {
+    const listener = guardInspector;
+    Deno.addSignalListener("SIGUSR1", listener);
+    installed.set("SIGUSR1", listener);
+  }
 }
 
 function listenerFor(

@@ -24,6 +24,7 @@ import {
   connectControl,
   type ControlPeer,
   openControlServer,
+  socketOwnedBy,
 } from "./control.ts";
 import { activeListeners, unclaimedInheritedFds } from "./listeners.ts";
 import { formatAddr } from "./address.ts";
@@ -468,13 +469,24 @@ function realSeam(): HandoverSeam {
   return {
     async openControl() {
       spawning ??= await import("./spawn.ts");
-      return await openControlServer({
+      const server = await openControlServer({
         onReject(reason: string) {
           restartLog.warn("control channel: refused a connection: {reason}", {
             reason,
           });
         },
       });
+      const port = Number(server.addr.split(":").pop());
+      return {
+        env: () => server.env(),
+        close: () => void server.close(),
+        async accept(signal?: AbortSignal) {
+          const peer = await server.accept(signal);
+          return Object.assign(peer, {
+            heldBy: (pid: number) => socketOwnedBy(pid, peer.remotePort, port),
+          });
+        },
+      };
     },
     listeners() {
       return activeListeners().map((l) => ({

@@ -1,0 +1,630 @@
+/**
+ * The peers-bench section of BENCHMARKS.md: targets, tables, method and
+ * reproduction, rendered from a report; and the splice that replaces only the
+ * text between this section's markers (atomically: other sections of the
+ * file belong to other benches).
+ *
+ * @module
+ */
+
+import { formatMarkdown } from "../lib/report.ts";
+import type {
+  ModeName,
+  ModeRecord,
+  PeersReport,
+  RestartRunRecord,
+  SteadyRecord,
+  SystemRecord,
+  TargetResult,
+} from "./records.ts";
+
+/** The markers around the generated section. */
+export const START_MARKER = "<!-- peers-bench:start -->";
+/** The end marker. */
+export const END_MARKER = "<!-- peers-bench:end -->";
+
+const TARGET_COLD_RATIO = 1.2;
+
+/** Where the section links to. */
+export interface SectionPaths {
+  jsonPath: string;
+  timelineSvg: string;
+  soakSvg: string;
+}
+
+const MODE_TITLES: Record<ModeName, string> = {
+  "keep-alive": "keep-alive",
+  "close": "`Connection: close`",
+};
+
+function fmt(value: number | null | undefined, digits = 0): string {
+  if (value === null || value === undefined || !isFinite(value)) return "—";
+  return value.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+function ratio(value: number | null | undefined): string {
+  return fmt(value, 2);
+}
+
+function modeOf(system: SystemRecord, mode: ModeName): ModeRecord | undefined {
+  return system.modes.find((m) => m.mode === mode);
+}
+
+function runOf(
+  system: SystemRecord,
+  mode: ModeName,
+): RestartRunRecord | null {
+  return modeOf(system, mode)?.restart ?? null;
+}
+
+/** Checks the issue's targets against a report. */
+export function evaluateTargets(report: PeersReport): TargetResult[] {
+  const targets: TargetResult[] = [];
+  const ours = report.systems.filter((s) => s.spec.ours);
+  const peers = report.systems.filter((s) => !s.spec.ours);
+  for (const system of ours) {
+    for (const mode of ["keep-alive", "close"] as ModeName[]) {
+      const run = runOf(system, mode);
+      const name = `${system.spec.label}, ${mode}: 0 failed requests`;
+      if (run === null) {
+        targets.push({
+          name,
+          value: "no data",
+          pass: false,
+          reason: modeOf(system, mode)?.error ?? system.error ??
+            "the run did not happen",
+        });
+        continue;
+      }
+      const f = run.failures;
+      const pass = f.total === 0 && run.completed === run.restarts.length &&
+        run.error === null;
+      targets.push({
+        name,
+        value: `${f.total} in ${run.completed} restarts`,
+        pass,
+        reason: pass ? "" : failureReason(run),
+      });
+    }
+  }
+  if (report.soak !== null) {
+    const soak = report.soak;
+    const f = soak.failures;
+    targets.push({
+      name: "soak (ours, native, keep-alive): 0 failed requests",
+      value: `${f.total} in ${soak.completed} restarts`,
+      pass: f.total === 0,
+      reason: f.total === 0 ? "" : failureText(f),
+    });
+    const asked = report.config.soakRestarts;
+    const failed = soak.restartErrors ?? [];
+    targets.push({
+      name: "soak: every restart completes",
+      value:
+        `${soak.completed} of ${soak.restarts.length} tried (${asked} asked)`,
+      pass: soak.completed === asked && failed.length === 0,
+      reason: failed.length === 0
+        ? soak.error ?? ""
+        : `${failed.length} restart(s) went wrong, the first: restart ${
+          failed[0].index + 1
+        }: ${
+          failed[0].error
+        } (the server's output around it is under "Anything odd")`,
+    });
+  }
+  for (const mode of ["keep-alive", "close"] as ModeName[]) {
+    const peerRatios = peers.map((p) => ({
+      label: p.spec.label,
+      ratio: runOf(p, mode)?.analysis.windowRatio ?? NaN,
+    })).filter((p) => isFinite(p.ratio)).sort((a, b) => b.ratio - a.ratio);
+    const best = peerRatios[0];
+    for (const system of ours) {
+      const value = runOf(system, mode)?.analysis.windowRatio ?? NaN;
+      const name =
+        `${system.spec.label}, ${mode}: restart-window throughput ÷ steady ≥ every peer's`;
+      if (best === undefined || !isFinite(value)) {
+        targets.push({ name, value: "no data", pass: false, reason: "" });
+        continue;
+      }
+      const beaten = peerRatios.filter((p) => p.ratio > value);
+      const pass = beaten.length === 0;
+      targets.push({
+        name,
+        value: `${ratio(value)} vs best peer ${best.label} ${
+          ratio(best.ratio)
+        }`,
+        pass,
+        reason: pass
+          ? ""
+          : `${
+            beaten.map((p) => `${p.label} ${ratio(p.ratio)}`).join(", ")
+          } kept more throughput in the second after the trigger. ${
+            windowReason(system, mode)
+          }`,
+      });
+    }
+  }
+  for (const system of ours) {
+    const cold = system.coldStartMedianMs;
+    for (const mode of ["keep-alive", "close"] as ModeName[]) {
+      const run = runOf(system, mode);
+      const p50 = run?.handover.p50 ?? NaN;
+      const value = p50 / cold;
+      const pass = value <= TARGET_COLD_RATIO;
+      targets.push({
+        name:
+          `${system.spec.label}, ${mode}: handover p50 ≤ ${TARGET_COLD_RATIO}× its cold start`,
+        value: `${fmt(value, 2)}× (${fmt(p50)} ÷ ${fmt(cold)} ms)`,
+        pass,
+        reason: pass ? "" : handoverReason(system, p50),
+      });
+    }
+  }
+  if (!report.config.quick) {
+    for (const system of report.systems) {
+      const counts = system.modes.map((m) => m.restart?.completed ?? 0);
+      const pass = counts.length === 2 && counts.every((c) => c >= 20);
+      if (!pass) {
+        targets.push({
+          name: `${system.spec.label}: at least 20 restarts per mode`,
+          value: counts.join(" / "),
+          pass,
+          reason: system.error ??
+            system.modes.map((m) => m.error ?? m.restart?.error).filter(
+              Boolean,
+            ).join("; "),
+        });
+      }
+    }
+  }
+  if (report.soak !== null) {
+    const s = report.soak;
+    targets.push({
+      name: "soak: fd count flat across generations",
+      value:
+        `all fds ${s.fds.min}–${s.fds.max} (generation 2: ${s.fds.first}, last: ${s.fds.last}); not sockets ${s.nonSocketFds.min}–${s.nonSocketFds.max}`,
+      pass: s.fdsFlat,
+      reason: s.fdsFlat
+        ? ""
+        : "the fd count changed from generation to generation (see the soak table and chart)",
+    });
+    targets.push({
+      name: "soak: RSS flat across generations",
+      value: `first-quarter median ${s.rssMiB.firstQuarterMedian} MiB, ` +
+        `last-quarter ${s.rssMiB.lastQuarterMedian} MiB, slope ${s.rssMiB.slopePer100} MiB/100 gen.`,
+      pass: s.rssFlat,
+      reason: s.rssFlat
+        ? ""
+        : "RSS of later generations is > 10% above the early ones",
+    });
+  }
+  return targets;
+}
+
+function failureText(f: RestartRunRecord["failures"]): string {
+  return `connect ${f.connect}, read ${f.read}, write ${f.write}, timeout ${f.timeout}, non-2xx ${f.non2xx}`;
+}
+
+function failureReason(run: RestartRunRecord): string {
+  const parts = [failureText(run.failures)];
+  if (run.error !== null) parts.push(run.error);
+  const lost = run.analysis.lost.events;
+  if (lost.length > 0) {
+    const placed = lost.slice(0, 5).map((e) =>
+      `${e.count} at ${fmt(e.atMs)} ms`
+    )
+      .join(", ");
+    parts.push(
+      `lost requests located at ${placed} (ms after the first trigger)`,
+    );
+  }
+  return parts.join("; ");
+}
+
+function windowReason(system: SystemRecord, mode: ModeName): string {
+  const run = runOf(system, mode);
+  if (run === null) return "";
+  return `Ours: the new generation starts (${
+    fmt(system.coldStartMedianMs)
+  } ms cold start when idle) on the same CPU as the loaded old one, and takes over after ${
+    fmt(run.handover.p50)
+  } ms (p50); until then both share CPU 0.`;
+}
+
+function handoverReason(system: SystemRecord, p50: number): string {
+  const idle = system.idleHandover.p50;
+  return `the handover is a whole new process (\`deno run\`: module load and compile) plus the handshake on the control channel, and under load it shares CPU 0 with the loaded old generation; without load it took ${
+    fmt(idle)
+  } ms (p50), ${
+    fmt(idle / system.coldStartMedianMs, 2)
+  }× the cold start, and under load ${fmt(p50)} ms`;
+}
+
+function steadyTable(report: PeersReport): string[] {
+  const lines = [
+    "| system | cold start, median ms | req/s keep-alive | CPU µs/req keep-alive | req/s close | CPU µs/req close | server's CPU, % of its core, keep-alive / close | RSS MiB keep-alive / close (PSS) | processes |",
+    "| --- | --: | --: | --: | --: | --: | --: | --: | --- |",
+  ];
+  for (const system of report.systems) {
+    const ka = modeOf(system, "keep-alive")?.steady;
+    const close = modeOf(system, "close")?.steady;
+    const memory = (m: SteadyRecord["memory"] | undefined) =>
+      m ? `${fmt(m.rssKiB / 1024, 1)} (${fmt(m.pssKiB / 1024, 1)})` : "—";
+    const name = system.spec.ours
+      ? `**${system.spec.label}**`
+      : system.spec.label;
+    lines.push(
+      `| ${name} | ${fmt(system.coldStartMedianMs)} | ${fmt(ka?.rps)} | ${
+        fmt(ka?.cpuUsPerRequest, 1)
+      } | ${fmt(close?.rps)} | ${fmt(close?.cpuUsPerRequest, 1)} | ${
+        fmt(ka?.serverCpuPercent)
+      } / ${fmt(close?.serverCpuPercent)} | ${memory(ka?.memory)} / ${
+        memory(close?.memory)
+      } | ${system.spec.processes} |`,
+    );
+  }
+  return lines;
+}
+
+function restartTable(report: PeersReport, mode: ModeName): string[] {
+  const lines = [
+    "| system | restarts | failed requests (connect / read / write / timeout / non-2xx) | failed per restart | window ÷ steady, mean (worst) | worst 100 ms ÷ steady | longest gap, ms | handover p50 / p95 / max, ms | old pid gone, p50 ms | other processes, ≥ % of a core |",
+    "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: |",
+  ];
+  for (const system of report.systems) {
+    const run = runOf(system, mode);
+    const name = system.spec.ours
+      ? `**${system.spec.label}**`
+      : system.spec.label;
+    if (run === null) {
+      const error = modeOf(system, mode)?.error ?? system.error ?? "no run";
+      lines.push(
+        `| ${name} | failed: ${error.split("\n")[0]} | | | | | | | | |`,
+      );
+      continue;
+    }
+    const f = run.failures;
+    const a = run.analysis;
+    lines.push(
+      `| ${name} | ${run.completed} of ${run.restarts.length} | ${
+        fmt(f.total)
+      } (${f.connect} / ${f.read} / ${f.write} / ${f.timeout} / ${f.non2xx}) | ${
+        fmt(f.perRestart, 1)
+      } | ${ratio(a.windowRatio)} (${ratio(a.worstWindowRatio)}) | ${
+        ratio(a.worst100msRatio)
+      } | ${fmt(a.longestGap.ms)} | ${fmt(run.handover.p50)} / ${
+        fmt(run.handover.p95)
+      } / ${fmt(run.handover.max)} | ${fmt(run.oldExit.p50)} | ${
+        fmt(run.foreignCpuPercent)
+      } |`,
+    );
+  }
+  return lines;
+}
+
+function handoverTable(report: PeersReport): string[] {
+  const lines = [
+    "| system | cold start, median ms (samples) | idle handover p50 | keep-alive handover p50 | close handover p50 |",
+    "| --- | --: | --: | --: | --: |",
+  ];
+  for (const system of report.systems) {
+    const cold = system.coldStartMedianMs;
+    const cell = (ms: number | undefined) =>
+      ms === undefined || !isFinite(ms)
+        ? "—"
+        : `${fmt(ms)} ms (${fmt(ms / cold, 2)}×)`;
+    lines.push(
+      `| ${
+        system.spec.ours ? `**${system.spec.label}**` : system.spec.label
+      } | ${fmt(cold)} (${
+        system.coldStartsMs.map((v) => fmt(v)).join(", ")
+      }) | ${cell(system.idleHandover.p50)} | ${
+        cell(runOf(system, "keep-alive")?.handover.p50)
+      } | ${cell(runOf(system, "close")?.handover.p50)} |`,
+    );
+  }
+  return lines;
+}
+
+function oddities(report: PeersReport): string[] {
+  const notes: string[] = [...report.notes];
+  for (const failure of report.soak?.restartErrors ?? []) {
+    notes.push(
+      `soak, restart ${
+        failure.index + 1
+      }: ${failure.error}. The server's last lines then:\n\n` +
+        "  ```\n" +
+        failure.outputTail.slice(-12).map((line) => `  ${line}`).join("\n") +
+        "\n  ```",
+    );
+  }
+  for (const system of report.systems) {
+    for (const mode of system.modes) {
+      for (const failure of mode.restart?.restartErrors ?? []) {
+        notes.push(
+          `${system.spec.label}, ${mode.mode}, restart ${
+            failure.index + 1
+          }: ${failure.error}. Its last lines then:\n\n` +
+            "  ```\n" +
+            failure.outputTail.slice(-12).map((line) => `  ${line}`).join(
+              "\n",
+            ) +
+            "\n  ```",
+        );
+      }
+    }
+  }
+  for (const system of report.systems) {
+    if (system.error) notes.push(`${system.spec.label}: ${system.error}`);
+    for (const mode of system.modes) {
+      if (mode.error) {
+        notes.push(`${system.spec.label}, ${mode.mode}: ${mode.error}`);
+      }
+      const steady = mode.steady;
+      if (steady && steady.clientCorePercent > 95) {
+        notes.push(
+          `${system.spec.label}, ${mode.mode}: wrk's core was ${
+            fmt(steady.clientCorePercent)
+          }% busy in the steady run while the server used ${
+            fmt(steady.serverCpuPercent)
+          }% of its core: the client is the limit, so req/s understates this server (CPU µs/req is still valid).`,
+        );
+      }
+      if (steady && steady.foreignCpuPercent > 10) {
+        notes.push(
+          `${system.spec.label}, ${mode.mode}: other processes used ${
+            fmt(steady.foreignCpuPercent)
+          }% (at least) of a core during the steady run.`,
+        );
+      }
+      const run = mode.restart;
+      if (run && run.foreignCpuPercent > 10) {
+        notes.push(
+          `${system.spec.label}, ${mode.mode}: other processes used ${
+            fmt(run.foreignCpuPercent)
+          }% (at least) of a core during the restart run.`,
+        );
+      }
+      if (run?.error) {
+        notes.push(`${system.spec.label}, ${mode.mode}: ${run.error}`);
+      }
+      const statuses = Object.entries(run?.analysis.statuses ?? {});
+      if (statuses.length > 0) {
+        notes.push(
+          `${system.spec.label}, ${mode.mode}: non-2xx statuses ${
+            statuses.map(([s, n]) => `${s} × ${n}`).join(", ")
+          }.`,
+        );
+      }
+    }
+    if (system.killedAtStop.length > 0) {
+      notes.push(
+        `${system.spec.label}: ${system.killedAtStop.length} process(es) did not stop within 10 s of the stop signal and were killed.`,
+      );
+    }
+    for (const line of system.notable.slice(0, 3)) {
+      notes.push(`${system.spec.label} printed: \`${line.slice(0, 160)}\``);
+    }
+  }
+  return notes;
+}
+
+/** Renders the section (without the markers). */
+export async function renderSection(
+  report: PeersReport,
+  paths: SectionPaths,
+): Promise<string> {
+  const c = report.config;
+  const m = report.machine as Record<string, string | number | boolean>;
+  const lines: string[] = [];
+  lines.push("## Restarts under load: ours against the peers");
+  lines.push("");
+  lines.push(
+    `Generated by \`bench/peers_bench.ts\` (${
+      c.quick ? "quick" : "full"
+    } run, ${report.date.slice(0, 10)}, ${
+      fmt(report.durationS / 60, 1)
+    } minutes); raw data in \`${paths.jsonPath}\`. Do not edit by hand: run the bench again.`,
+  );
+  lines.push("");
+  const missed = report.targets.filter((t) => !t.pass);
+  lines.push(
+    `**Targets: ${
+      report.targets.length - missed.length
+    } of ${report.targets.length} met.**`,
+  );
+  lines.push("");
+  lines.push("| target | measured | verdict |");
+  lines.push("| --- | --- | --- |");
+  for (const t of report.targets) {
+    lines.push(`| ${t.name} | ${t.value} | ${t.pass ? "pass" : "**MISS**"} |`);
+  }
+  lines.push("");
+  if (missed.length > 0) {
+    lines.push("Why the misses:");
+    lines.push("");
+    for (const t of missed) lines.push(`- ${t.name}: ${t.reason}`);
+    lines.push("");
+  }
+  lines.push(`![timeline](${paths.timelineSvg})`);
+  lines.push("");
+  lines.push(
+    `The timeline ([${paths.timelineSvg}](${paths.timelineSvg})): req/s in 100 ms buckets, one line per system, t = 0 at each system's first restart; under each panel one lane per system with its triggers (▼), the handover (bar: trigger → another pid answers \`/pid\`), failed \`/pid\` probes (red bars: the port refused or reset) and the 100 ms buckets where wrk's requests were lost or answered non-2xx (red dots).`,
+  );
+  lines.push("");
+  lines.push("### Steady state (no restarts)");
+  lines.push("");
+  lines.push(
+    `Plain wrk (no Lua), ${c.steadyS} s after ${c.warmupS} s of warm-up, on the instance that is then restarted. CPU µs/req: utime + stime of every process of the system (children included), from /proc, before and after, ÷ requests. RSS: the sum over those processes near the end of the run (PSS in brackets: shared pages split). Server's CPU: its CPU time ÷ the run's wall time; well under 100% means it did not get its core (other processes on the machine, or the client was the limit), so its req/s is low while its CPU µs/req still holds.`,
+  );
+  lines.push("");
+  lines.push(...steadyTable(report));
+  lines.push("");
+  for (const mode of ["keep-alive", "close"] as ModeName[]) {
+    lines.push(`### Restarts under load, ${MODE_TITLES[mode]}`);
+    lines.push("");
+    lines.push(...restartTable(report, mode));
+    lines.push("");
+  }
+  lines.push(
+    "Failed requests: wrk's socket errors plus non-2xx answers. For the kill-and-start baseline most are write errors: while the port is closed, wrk's non-blocking connect is refused and the refusal surfaces on its first write; wrk reconnects at once, so that count measures how long the port was closed more than how many requests a client would lose (its read errors are the requests cut by SIGTERM). Window: the second after each trigger, its responses per second ÷ the steady rate of the same wrk run (the median of its 100 ms buckets after the first second that lie outside every window); worst 100 ms: the lowest 100 ms inside any window ÷ that steady rate. Longest gap: the longest time with no response at all, over the whole run.",
+  );
+  lines.push("");
+  lines.push("### Handover latency against a cold start");
+  lines.push("");
+  lines.push(
+    "Cold start: spawn of the start command → first 200 on `GET /` (new connection, polled every 2 ms), idle. Handover: trigger → first `GET /pid` on a new connection answered by another pid (polled every 5 ms). For pm2 the cold start includes starting its daemon; for nginx the new generation is the new worker.",
+  );
+  lines.push("");
+  lines.push(...handoverTable(report));
+  lines.push("");
+  if (report.soak !== null) {
+    const s = report.soak;
+    lines.push("### Soak: ours (native engine), restart after restart");
+    lines.push("");
+    lines.push(`![soak](${paths.soakSvg})`);
+    lines.push("");
+    lines.push(
+      `${s.completed} restarts (SIGUSR2, one every ≥ ${
+        c.soakIntervalMs / 1000
+      } s, each after the previous old generation had exited) under wrk keep-alive load. Each generation's fd count (/proc/<pid>/fd) and RSS (VmRSS) are read just before the next trigger.`,
+    );
+    lines.push("");
+    lines.push("| | value |");
+    lines.push("| --- | --: |");
+    lines.push(
+      `| restarts completed | ${s.completed} of ${c.soakRestarts} |`,
+    );
+    lines.push(
+      `| failed requests (connect / read / write / timeout / non-2xx) | ${s.failures.total} (${s.failures.connect} / ${s.failures.read} / ${s.failures.write} / ${s.failures.timeout} / ${s.failures.non2xx}) |`,
+    );
+    lines.push(`| requests completed | ${fmt(s.wrk.requests)} |`);
+    lines.push(
+      `| other processes on the machine, at least % of a core | ${
+        fmt(s.foreignCpuPercent)
+      } |`,
+    );
+    lines.push(
+      `| window ÷ steady, mean (worst) | ${ratio(s.analysis.windowRatio)} (${
+        ratio(s.analysis.worstWindowRatio)
+      }) |`,
+    );
+    lines.push(
+      `| handover p50 / p95 / max | ${fmt(s.handover.p50)} / ${
+        fmt(s.handover.p95)
+      } / ${fmt(s.handover.max)} ms |`,
+    );
+    lines.push(
+      `| fds: generation 1 / 2 / last; min–max over generations 2… | ${
+        s.samples[0]?.fds ?? "—"
+      } / ${s.fds.first} / ${s.fds.last}; ${s.fds.min}–${s.fds.max} |`,
+    );
+    lines.push(
+      `| fds that are not sockets: generation 2 / last; min–max | ${s.nonSocketFds.first} / ${s.nonSocketFds.last}; ${s.nonSocketFds.min}–${s.nonSocketFds.max} |`,
+    );
+    lines.push(
+      `| RSS: min–max; median of the first / last quarter; slope | ${s.rssMiB.min}–${s.rssMiB.max} MiB; ${s.rssMiB.firstQuarterMedian} / ${s.rssMiB.lastQuarterMedian} MiB; ${s.rssMiB.slopePer100} MiB per 100 generations |`,
+    );
+    lines.push("");
+  }
+  lines.push("### Method");
+  lines.push("");
+  lines.push(
+    `- Every system is started by the bench, pinned to CPU ${c.serverCpu} (\`taskset -c ${c.serverCpu}\`; every later generation inherits it); wrk runs on CPU ${c.clientCpu} (\`taskset -c ${c.clientCpu} wrk -t${c.threads} -c${c.connections}\`), and so does the bench itself (\`taskset -a -p\`). The bench is a child subreaper (\`prctl(PR_SET_CHILD_SUBREAPER)\`), so every generation, daemon and worker stays below it: a system's processes are the bench's descendants less its tools, and the bench kills all of them (by pid) on exit, error or signal.`,
+  );
+  lines.push(
+    `- Per system: ${c.coldStarts} cold starts (the last one is the instance measured), ${c.idleRestarts} restart(s) without load, then per mode (keep-alive, then \`Connection: close\`): ${c.warmupS} s warm-up, the ${c.steadyS} s steady run, and the restart run: wrk with \`bench/peers/timeline.lua\` for ${
+      c.leadMs / 1000
+    } s, then ${c.restarts} restarts, each at least ${
+      c.intervalMs / 1000
+    } s after the previous trigger and only once the previous old generation has exited, then ${
+      c.tailMs / 1000
+    } s more; wrk is stopped with SIGINT (it then prints its summary and runs the Lua \`done()\`).`,
+  );
+  lines.push(
+    "- A restart: `GET /pid` on a new connection gives the serving pid; the trigger (table below) is sent; `GET /pid` on a new connection every 5 ms until another pid answers: that is the handover latency. Then the bench waits for the trigger command to end and for the old pid to exit.",
+  );
+  lines.push(
+    "- The timeline is recorded inside wrk: wrk 4.1's Lua has no wall clock (`os.time()` has 1 s resolution and `os.clock()` is CPU time), so `timeline.lua` reads `clock_gettime(CLOCK_REALTIME)` through LuaJIT's FFI and counts, per 10 ms bucket, the requests written (`request()`), the responses read (`response()`) and the non-2xx ones; the bench stamps its triggers with the same clock. wrk's own totals (socket errors) come from its summary. A second load generator for the timeline was rejected: it would share CPU 1 with wrk and change what wrk measures. Defining `request()`/`response()` costs wrk some throughput, so the restart runs' steady rate is below the plain steady run's for the fastest servers; each window ratio uses its own run's steady rate.",
+  );
+  lines.push(
+    "- Lost requests are located in time without an error callback: a connection has at most one request outstanding, so (written − answered) rising above the connection count marks a request that was written and never answered. Connect errors happen before `request()` and cannot be placed this way; the failed `/pid` probes show when a port refused.",
+  );
+  lines.push("");
+  lines.push("| system | trigger | started as |");
+  lines.push("| --- | --- | --- |");
+  for (const system of report.systems) {
+    const command = system.command.join(" ");
+    lines.push(
+      `| ${system.spec.label} | ${system.spec.trigger} | \`${command}\` |`,
+    );
+  }
+  lines.push("");
+  lines.push(
+    "The hello servers are ours, each with `/` (Hello!), `/pid` and `/sleep?ms=N` (nginx: `/` and `/pid`, `return 200` with `$pid`): `bench/peers/apps/` (Go: the tableflip upgrade loop on SIGHUP with `upg.Exit()` then `http.Server.Shutdown`; `gracehttp.Serve`), nginx's configuration is generated into the run's temporary directory (own prefix, pid file, logs; `daemon off`, `worker_processes 1`), pm2 runs one `node:http` worker in cluster mode (`instances: 1`, the server has one core) with its own `PM2_HOME`, and the worker closes its server on SIGINT, as pm2 documents.",
+  );
+  lines.push("");
+  lines.push("### Reproduce");
+  lines.push("");
+  lines.push("```sh");
+  lines.push(...report.reproduce);
+  lines.push("```");
+  lines.push("");
+  lines.push(
+    `Machine: ${m.cpuModel}, ${m.cpus} CPUs${
+      m.virtualized ? " (virtual machine)" : ""
+    }, ${m.memoryGiB} GiB; Linux ${m.kernel}; Deno ${m.deno}; ${m.wrk}; ${
+      Object.entries(report.versions).map(([k, v]) => `${k} ${v}`).join("; ")
+    }; commit ${m.commit}.`,
+  );
+  lines.push("");
+  const notes = oddities(report);
+  if (notes.length > 0) {
+    lines.push("### Anything odd");
+    lines.push("");
+    for (const note of notes) lines.push(`- ${note}`);
+    lines.push("");
+  }
+  return await formatMarkdown(lines.join("\n"));
+}
+
+/**
+ * Puts `section` between the markers of `document` (replacing only what is
+ * between them), or appends the markers and the section when they are missing.
+ */
+export function spliceSection(document: string, section: string): string {
+  const block = `${START_MARKER}\n\n${section}\n\n${END_MARKER}`;
+  const start = document.indexOf(START_MARKER);
+  const end = document.indexOf(END_MARKER);
+  if (start === -1 && end === -1) {
+    const separator = document.endsWith("\n") ? "\n" : "\n\n";
+    return `${document}${separator}${block}\n`;
+  }
+  if (start === -1 || end === -1 || end < start) {
+    throw new Error(
+      `BENCHMARKS.md has a broken ${START_MARKER} … ${END_MARKER} pair; fix it by hand`,
+    );
+  }
+  return document.slice(0, start) + block +
+    document.slice(end + END_MARKER.length);
+}
+
+/** Re-reads `path` and replaces this section in it, atomically (rename). */
+export async function writeSection(
+  path: string,
+  section: string,
+): Promise<void> {
+  const document = await Deno.readTextFile(path);
+  const text = spliceSection(document, section);
+  const temp = `${path}.peers-bench-${Deno.pid}.tmp`;
+  try {
+    await Deno.writeTextFile(temp, text);
+    await Deno.rename(temp, path);
+  } catch (error) {
+    await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+}

@@ -1,0 +1,477 @@
+/**
+ * The systems the peers bench compares: how each is started (pinned to the
+ * server CPU), restarted and stopped. Every one serves `GET /` ("Hello!") and
+ * `GET /pid` (the pid of the process that answered), so the bench sees a new
+ * generation the same way for all of them: another pid answers /pid.
+ *
+ * @module
+ */
+
+import { httpGet } from "../restart/http.ts";
+import { isAlive, serverPids, signalPid, sleep, waitFor } from "./procs.ts";
+import { runTool, type Spawned, spawnProcess } from "./spawn.ts";
+import type { Toolchain } from "./setup.ts";
+
+/** The systems, in report order. */
+export const SYSTEM_IDS = [
+  "ours-native",
+  "ours-node",
+  "deno-kill",
+  "tableflip",
+  "grace",
+  "nginx",
+  "pm2",
+] as const;
+
+/** One of {@linkcode SYSTEM_IDS}. */
+export type SystemId = typeof SYSTEM_IDS[number];
+
+/** What the report says about a system. */
+export interface SystemSpec {
+  id: SystemId;
+  /** Short name for tables and the chart. */
+  label: string;
+  /** Whether it is this module. */
+  ours: boolean;
+  /** Line colour in the charts. */
+  color: string;
+  /** How a restart is triggered. */
+  trigger: string;
+  /** What serves, and what the RSS figure covers. */
+  processes: string;
+}
+
+/** The specs, by id. */
+export const SPECS: Record<SystemId, SystemSpec> = {
+  "ours-native": {
+    id: "ours-native",
+    label: "ours, native engine",
+    ours: true,
+    color: "#1f5fbf",
+    trigger: "`kill -USR2 <pid from /pid>`",
+    processes: "one Deno process per generation",
+  },
+  "ours-node": {
+    id: "ours-node",
+    label: "ours, node engine",
+    ours: true,
+    color: "#17a2b8",
+    trigger: "`kill -USR2 <pid from /pid>`",
+    processes: "one Deno process per generation",
+  },
+  "deno-kill": {
+    id: "deno-kill",
+    label: "Deno.serve, kill + start",
+    ours: false,
+    color: "#888888",
+    trigger:
+      "`kill -TERM <pid>`, wait for it to exit, start a new one on the port",
+    processes: "one Deno process",
+  },
+  "tableflip": {
+    id: "tableflip",
+    label: "Go tableflip",
+    ours: false,
+    color: "#ff8c00",
+    trigger: "`kill -HUP <pid from /pid>` (`upg.Upgrade()`)",
+    processes: "one Go process per generation",
+  },
+  "grace": {
+    id: "grace",
+    label: "Go grace (gracehttp)",
+    ours: false,
+    color: "#2ca02c",
+    trigger: "`kill -USR2 <pid from /pid>`",
+    processes: "one Go process per generation",
+  },
+  "nginx": {
+    id: "nginx",
+    label: "nginx",
+    ours: false,
+    color: "#9467bd",
+    trigger: "`nginx -s reload` (SIGHUP to the master)",
+    processes: "master + 1 worker (`worker_processes 1`)",
+  },
+  "pm2": {
+    id: "pm2",
+    label: "pm2 cluster",
+    ours: false,
+    color: "#8c564b",
+    trigger: "`pm2 reload hello`",
+    processes: "pm2 daemon (cluster primary) + 1 node:http worker",
+  },
+};
+
+/** Where things are. */
+export interface SystemContext {
+  repoDir: string;
+  /** A private temporary directory of this run. */
+  workDir: string;
+  toolchain: Toolchain;
+  /** The CPU every server process is pinned to. */
+  cpu: number;
+}
+
+/** A system on one port. */
+export interface SystemInstance {
+  spec: SystemSpec;
+  port: number;
+  /** The command that starts it, as run (for the reproduction notes). */
+  command: string[];
+  /** Starts it; resolves with the ms from the spawn to the first 200 on GET /. */
+  start(): Promise<number>;
+  /** Triggers a restart of the generation whose pid is `pid`; resolves once the trigger itself is done. */
+  trigger(pid: number): Promise<void>;
+  /** Stops it gracefully (SIGKILL after `graceMs`); resolves with the pids that had to be killed. */
+  stop(graceMs: number): Promise<number[]>;
+  /** The last lines the system printed. */
+  output(): string[];
+}
+
+/** Makes an instance of system `id` on `port`. */
+export function createSystem(
+  id: SystemId,
+  port: number,
+  context: SystemContext,
+): SystemInstance {
+  switch (id) {
+    case "ours-native":
+      return oursSystem(SPECS[id], "native", port, context);
+    case "ours-node":
+      return oursSystem(SPECS[id], "node", port, context);
+    case "deno-kill":
+      return denoKillSystem(port, context);
+    case "tableflip":
+      return signalledSystem(
+        SPECS[id],
+        "SIGHUP",
+        [
+          context.toolchain.tableflipBinary,
+          "-listen",
+          `127.0.0.1:${port}`,
+        ],
+        port,
+        context,
+      );
+    case "grace":
+      return signalledSystem(
+        SPECS[id],
+        "SIGUSR2",
+        [
+          context.toolchain.graceBinary,
+          "-listen",
+          `127.0.0.1:${port}`,
+        ],
+        port,
+        context,
+      );
+    case "nginx":
+      return nginxSystem(port, context);
+    case "pm2":
+      return pm2System(port, context);
+  }
+}
+
+function pinned(context: SystemContext, command: string[]): string[] {
+  return ["taskset", "-c", String(context.cpu), ...command];
+}
+
+/** A system restarted by a signal to the serving pid. */
+function signalledSystem(
+  spec: SystemSpec,
+  signal: Deno.Signal,
+  argv: string[],
+  port: number,
+  context: SystemContext,
+  env: Record<string, string> = {},
+): SystemInstance {
+  const command = pinned(context, argv);
+  let first: Spawned | null = null;
+  return {
+    spec,
+    port,
+    command,
+    async start() {
+      const started = performance.now();
+      first = spawnProcess(command, {
+        cwd: context.repoDir,
+        env,
+        tool: false,
+      });
+      await waitServing(port, () => first!.status === null, first);
+      return performance.now() - started;
+    },
+    trigger(pid) {
+      if (!signalPid(pid, signal)) {
+        return Promise.reject(new Error(`pid ${pid} is gone`));
+      }
+      return Promise.resolve();
+    },
+    stop(graceMs) {
+      return stopAll(graceMs, (pids) => {
+        for (const pid of pids) signalPid(pid, "SIGTERM");
+      });
+    },
+    output: () => first?.lines ?? [],
+  };
+}
+
+function oursSystem(
+  spec: SystemSpec,
+  engine: string,
+  port: number,
+  context: SystemContext,
+): SystemInstance {
+  return signalledSystem(
+    spec,
+    "SIGUSR2",
+    [
+      Deno.execPath(),
+      "run",
+      "-A",
+      `${context.repoDir}mod.ts`,
+      "--port",
+      String(port),
+      "--hostname",
+      "127.0.0.1",
+      "--engine",
+      engine,
+      "--restart-signal",
+      "SIGUSR2",
+    ],
+    port,
+    context,
+    { NO_COLOR: "1" },
+  );
+}
+
+function denoKillSystem(port: number, context: SystemContext): SystemInstance {
+  const command = pinned(context, [
+    Deno.execPath(),
+    "run",
+    "-A",
+    `${context.repoDir}bench/peers/apps/deno_serve.ts`,
+    String(port),
+  ]);
+  let current: Spawned | null = null;
+  const lines: string[] = [];
+  const spawn = () => {
+    current = spawnProcess(command, {
+      cwd: context.repoDir,
+      tool: false,
+      onLine: (line) => {
+        lines.push(line);
+        if (lines.length > 400) lines.shift();
+      },
+    });
+    return current;
+  };
+  return {
+    spec: SPECS["deno-kill"],
+    port,
+    command,
+    async start() {
+      const started = performance.now();
+      const spawned = spawn();
+      await waitServing(port, () => spawned.status === null, spawned);
+      return performance.now() - started;
+    },
+    async trigger(pid) {
+      if (!signalPid(pid, "SIGTERM")) throw new Error(`pid ${pid} is gone`);
+      if (!await waitFor(() => !isAlive(pid), 10_000, 1)) {
+        throw new Error(`pid ${pid} still runs 10 s after SIGTERM`);
+      }
+      spawn();
+    },
+    stop(graceMs) {
+      return stopAll(graceMs, (pids) => {
+        for (const pid of pids) signalPid(pid, "SIGTERM");
+      });
+    },
+    output: () => lines,
+  };
+}
+
+/** The nginx configuration: its own prefix, pid file, logs and port. */
+export function nginxConfig(prefix: string, port: number): string {
+  return `# Written by bench/peers_bench.ts; nothing here is the system's nginx.
+worker_processes 1;
+daemon off;
+master_process on;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log notice;
+events {
+  worker_connections 4096;
+}
+http {
+  access_log off;
+  client_body_temp_path ${prefix}/tmp/body;
+  proxy_temp_path ${prefix}/tmp/proxy;
+  fastcgi_temp_path ${prefix}/tmp/fastcgi;
+  uwsgi_temp_path ${prefix}/tmp/uwsgi;
+  scgi_temp_path ${prefix}/tmp/scgi;
+  default_type "text/plain;charset=UTF-8";
+  server {
+    listen 127.0.0.1:${port};
+    location = / {
+      return 200 "Hello!\\n";
+    }
+    location = /pid {
+      return 200 "$pid\\n";
+    }
+  }
+}
+`;
+}
+
+function nginxSystem(port: number, context: SystemContext): SystemInstance {
+  const prefix = `${context.workDir}/nginx-${port}`;
+  const conf = `${prefix}/nginx.conf`;
+  const base = [
+    context.toolchain.nginx,
+    "-c",
+    conf,
+    "-p",
+    `${prefix}/`,
+    "-e",
+    `${prefix}/error.log`,
+  ];
+  const command = pinned(context, base);
+  let master: Spawned | null = null;
+  return {
+    spec: SPECS.nginx,
+    port,
+    command,
+    async start() {
+      await Deno.mkdir(`${prefix}/tmp`, { recursive: true });
+      await Deno.writeTextFile(conf, nginxConfig(prefix, port));
+      const started = performance.now();
+      master = spawnProcess(command, { tool: false });
+      await waitServing(port, () => master!.status === null, master);
+      return performance.now() - started;
+    },
+    async trigger() {
+      await runTool(pinned(context, [...base, "-s", "reload"]));
+    },
+    stop(graceMs) {
+      return stopAll(graceMs, () => {
+        if (master !== null) signalPid(master.pid, "SIGQUIT");
+      });
+    },
+    output: () => master?.lines ?? [],
+  };
+}
+
+/** The pm2 ecosystem file: one node:http worker in cluster mode. */
+export function pm2Ecosystem(script: string, port: number): string {
+  return JSON.stringify(
+    {
+      apps: [{
+        name: "hello",
+        script,
+        exec_mode: "cluster",
+        instances: 1,
+        env: { HOST: "127.0.0.1", PORT: String(port) },
+      }],
+    },
+    null,
+    2,
+  );
+}
+
+function pm2System(port: number, context: SystemContext): SystemInstance {
+  const home = `${context.workDir}/pm2-home-${port}`;
+  const ecosystem = `${context.workDir}/pm2-${port}.config.json`;
+  const env = { PM2_HOME: home, NO_COLOR: "1" };
+  const pm2 = (...args: string[]) =>
+    pinned(context, [
+      context.toolchain.node,
+      context.toolchain.pm2Script,
+      ...args,
+    ]);
+  const command = pm2("start", ecosystem);
+  const lines: string[] = [];
+  return {
+    spec: SPECS.pm2,
+    port,
+    command,
+    async start() {
+      await Deno.mkdir(home, { recursive: true });
+      await Deno.writeTextFile(
+        ecosystem,
+        pm2Ecosystem(
+          `${context.repoDir}bench/peers/apps/pm2_hello.cjs`,
+          port,
+        ),
+      );
+      const started = performance.now();
+      const cli = spawnProcess(command, { env, tool: true });
+      await waitServing(port, () => true, cli);
+      const elapsed = performance.now() - started;
+      const status = await cli.done;
+      lines.push(...cli.lines);
+      if (!status.success) {
+        throw new Error(`pm2 start failed:\n${cli.lines.join("\n")}`);
+      }
+      return elapsed;
+    },
+    async trigger() {
+      await runTool(pm2("reload", "hello"), { env });
+    },
+    async stop(graceMs) {
+      try {
+        await runTool(pm2("kill"), { env });
+      } catch (error) {
+        lines.push(`pm2 kill: ${error}`);
+      }
+      return await stopAll(graceMs, (pids) => {
+        for (const pid of pids) signalPid(pid, "SIGTERM");
+      });
+    },
+    output: () => lines,
+  };
+}
+
+/**
+ * Polls GET / (new connection each time) until it answers 200 "Hello!";
+ * throws when `alive()` turns false or 30 s pass.
+ */
+async function waitServing(
+  port: number,
+  alive: () => boolean,
+  spawned: Spawned,
+): Promise<void> {
+  const deadline = performance.now() + 30_000;
+  let last = "";
+  while (performance.now() < deadline) {
+    try {
+      const answer = await httpGet(port, "/", 1_000);
+      if (answer.status === 200 && answer.body === "Hello!\n") return;
+      last = `answered ${answer.status} ${JSON.stringify(answer.body)}`;
+    } catch (error) {
+      last = error instanceof Error ? error.message : String(error);
+    }
+    if (!alive()) break;
+    await sleep(2);
+  }
+  throw new Error(
+    `${spawned.command.join(" ")} did not serve GET / (${last})\n` +
+      spawned.lines.slice(-20).join("\n"),
+  );
+}
+
+/**
+ * Stops every server process: `ask()` with the live pids, then waits up to
+ * `graceMs` for all to exit, then SIGKILLs the rest. Returns the killed pids.
+ */
+async function stopAll(
+  graceMs: number,
+  ask: (pids: number[]) => void,
+): Promise<number[]> {
+  ask(serverPids());
+  await waitFor(() => serverPids().length === 0, graceMs, 20);
+  const left = serverPids();
+  for (const pid of left) signalPid(pid, "SIGKILL");
+  await waitFor(() => serverPids().length === 0, 5_000, 20);
+  return left;
+}
