@@ -53,6 +53,8 @@ function canRun(cmd: string, args: string[]): boolean {
 }
 
 const HAS_PYTHON = canRun("python3", ["--version"]);
+/** Known open issues (marked in their tests) run only with GRACEFUL_KNOWN_ISSUES=1. */
+const SKIP_KNOWN_ISSUES = Deno.env.get("GRACEFUL_KNOWN_ISSUES") !== "1";
 const HAS_SCRIPT = canRun("script", ["--version"]);
 /** Root, with setpriv: tests can act as user nobody. */
 const CAN_BE_NOBODY = IS_ROOT && canRun("setpriv", ["--version"]);
@@ -784,7 +786,7 @@ Deno.test({
   name:
     "signals: a closed terminal: SIGHUP ends generation 1, which is in the terminal's session",
   // KNOWN ISSUE (open): a new generation that has started accepting and then fails its readiness still loses a request it accepted (1 of 30 here); the old side now sends SIGTERM before SIGKILL and the server drains before reporting the failure, but this case is not fixed yet.
-  ignore: true,
+  ignore: SKIP_KNOWN_ISSUES,
   async fn() {
     const app = await makeApp();
     const { terminal, port } = await startInTerminal(app);
@@ -805,7 +807,7 @@ Deno.test({
   name:
     "signals: a closed terminal: a restarted generation (its own session) survives it, and can still restart",
   // KNOWN ISSUE (open): after the controlling terminal is closed, the next generation inherits the dead terminal as stdout/stderr and fails to start with EIO. Run under systemd, or redirect output to a file.
-  ignore: true,
+  ignore: SKIP_KNOWN_ISSUES || !HAS_SCRIPT,
   async fn() {
     const app = await makeApp();
     const pidfile = `${app.dir}/app.pid`;
@@ -878,7 +880,7 @@ Deno.test({
   name:
     "signals: with --restart-signal SIGUSR2, a SIGUSR1 right after startup does not kill the server",
   // KNOWN ISSUE (open): this test waits for the inspector's "Debugger listening" line, which does not appear in its isolated namespace, so it times out; the server itself now guards SIGUSR1 even when it is not a restart signal.
-  ignore: true,
+  ignore: SKIP_KNOWN_ISSUES || !CAN_UNSHARE,
   async fn() {
     const app = await makeApp();
     const child = await startIsolated(app, ["--restart-signal", "SIGUSR2"]);
@@ -901,7 +903,7 @@ Deno.test({
   name:
     "signals: with --restart-signal SIGUSR2, a stray SIGUSR1 does not leave the V8 inspector open to other users",
   // KNOWN ISSUE (open): as above, the test's namespace setup times out; SIGUSR1 is now guarded whatever the restart signal.
-  ignore: true,
+  ignore: SKIP_KNOWN_ISSUES || !CAN_UNSHARE,
   async fn() {
     const app = await makeApp();
     const child = await startIsolated(app, ["--restart-signal", "SIGUSR2"]);
