@@ -636,17 +636,25 @@ Deno.test("new generation: SIGKILLed while it starts (an OOM kill): reported, re
   }
 });
 
-Deno.test("new generation: one that serves, then fails its readiness, loses no request it accepted", async () => {
-  // v2's warm-up fails, but only once v2 has accepted a request: what a
-  // warm-up that fails after a while does under traffic. The restart fails
-  // and v1 keeps serving; the request v2 accepted must still be answered.
-  const app = await makeApp();
-  const { child, port } = await startApp(app);
-  try {
-    const old = await pidOf(port);
-    await app.write(
-      "v2",
-      `import { serveGraceful } from ${JSON.stringify(SERVER_TS)};
+Deno.test({
+  name:
+    "new generation: one that serves, then fails its readiness, loses no request it accepted",
+  // KNOWN ISSUE (open): a new generation that has started accepting and then
+  // fails its readiness still loses a request it accepted (1 of 30 here); the
+  // old side now sends SIGTERM before SIGKILL and the server drains before
+  // reporting the failure, but this case is not fixed yet.
+  ignore: SKIP_KNOWN_ISSUES,
+  fn: async () => {
+    // v2's warm-up fails, but only once v2 has accepted a request: what a
+    // warm-up that fails after a while does under traffic. The restart fails
+    // and v1 keeps serving; the request v2 accepted must still be answered.
+    const app = await makeApp();
+    const { child, port } = await startApp(app);
+    try {
+      const old = await pidOf(port);
+      await app.write(
+        "v2",
+        `import { serveGraceful } from ${JSON.stringify(SERVER_TS)};
 serveGraceful({
   name: "warm",
   listen: ["127.0.0.1:${freePort()}"],
@@ -657,27 +665,30 @@ serveGraceful({
   },
 }, () => new Response("warm"));
 `,
-    );
-    Deno.kill(old, "SIGUSR1");
-    const requests: ReturnType<typeof attempt>[] = [];
-    const deadline = Date.now() + 60_000; // a net, not a threshold
-    while (!/restart failed/.test(child.output) && Date.now() < deadline) {
-      requests.push(attempt(port, "/hold?gate=release"));
-      await new Promise((r) => setTimeout(r, 20));
+      );
+      Deno.kill(old, "SIGUSR1");
+      const requests: ReturnType<typeof attempt>[] = [];
+      const deadline = Date.now() + 60_000; // a net, not a threshold
+      while (!/restart failed/.test(child.output) && Date.now() < deadline) {
+        requests.push(attempt(port, "/hold?gate=release"));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assertMatch(child.output, /restart failed.*warm-up failed/);
+      await app.open("release");
+      const outcomes = await Promise.all(requests);
+      const failed = outcomes.filter((o) =>
+        !("status" in o) || o.status !== 200
+      );
+      assertEquals(
+        failed,
+        [],
+        `${failed.length} of ${outcomes.length} requests failed`,
+      );
+      assertEquals(pidsWith(app.marker), [old]);
+    } finally {
+      await cleanup(app, child);
     }
-    assertMatch(child.output, /restart failed.*warm-up failed/);
-    await app.open("release");
-    const outcomes = await Promise.all(requests);
-    const failed = outcomes.filter((o) => !("status" in o) || o.status !== 200);
-    assertEquals(
-      failed,
-      [],
-      `${failed.length} of ${outcomes.length} requests failed`,
-    );
-    assertEquals(pidsWith(app.marker), [old]);
-  } finally {
-    await cleanup(app, child);
-  }
+  },
 });
 
 // ---------------------------------------------------------------------------
@@ -785,8 +796,6 @@ async function startInTerminal(app: App, extra: string[] = []) {
 Deno.test({
   name:
     "signals: a closed terminal: SIGHUP ends generation 1, which is in the terminal's session",
-  // KNOWN ISSUE (open): a new generation that has started accepting and then fails its readiness still loses a request it accepted (1 of 30 here); the old side now sends SIGTERM before SIGKILL and the server drains before reporting the failure, but this case is not fixed yet.
-  ignore: SKIP_KNOWN_ISSUES,
   async fn() {
     const app = await makeApp();
     const { terminal, port } = await startInTerminal(app);
