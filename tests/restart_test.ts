@@ -97,8 +97,13 @@ Deno.test("restart: 50 in a row, one process left, fd count stable", async () =>
       fds.push(fdCount(now));
     }
     assertEquals(pidsWith(marker).length, 1);
-    // Every generation after the first holds the same fds.
-    assertEquals(new Set(fds.slice(1)).size, 1, `fd counts: ${fds}`);
+    // No fd leaks from one generation to the next: the last generation
+    // settles at the smallest count any generation had. (Right after a handover a generation
+    // may still hold its control-channel socket for a moment; a leak would
+    // never go away.)
+    const last = pidsWith(marker)[0];
+    const baseline = Math.min(...fds);
+    await until(() => fdCount(last) <= baseline);
   } finally {
     await t.stop();
   }
