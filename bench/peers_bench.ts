@@ -117,11 +117,12 @@ tableflip, Go grace, nginx reload, pm2 cluster reload), plus a soak of ours.
 Installs what it needs (Debian: golang-go, the two Go libraries, nginx; npm:
 pm2 into a temporary directory). Linux, root (for apt-get), 2+ CPUs, wrk.
 
-  --quick          a short run (< 5 minutes): fewer restarts, shorter runs
+  --quick          a short run (about 2.5 minutes): 1 cold start, 2 restarts
+                   per system and mode, 2 s steady runs, a soak of 10
   --out DIR        where peers.json goes (default bench/peers/results); a
                    quick run also writes peers.md and the charts there
-  --restarts N     restarts per system and mode (default 20; quick 3)
-  --soak N         restarts of the soak (default 200; quick 20; 0: none)
+  --restarts N     restarts per system and mode (default 20; quick 2)
+  --soak N         restarts of the soak (default 200; quick 10; 0: none)
   --systems LIST   comma-separated subset of: ${SYSTEM_IDS.join(", ")}
   --quiet-wait S   before each measured run, wait up to S s for the other
                    processes on the machine to use < 10% of a core (default
@@ -130,6 +131,7 @@ pm2 into a temporary directory). Linux, root (for apt-get), 2+ CPUs, wrk.
   --render FILE    measure nothing: render the section and the charts again
                    from a peers.json (BENCHMARKS.md and docs/ for the full
                    run's bench/peers/results/peers.json, else next to FILE)
+  --note TEXT      with --render: add a note to the report (kept in its JSON)
   --help           this text
 `;
 
@@ -137,17 +139,17 @@ pm2 into a temporary directory). Linux, root (for apt-get), 2+ CPUs, wrk.
 export function benchConfig(quick: boolean): BenchConfig {
   return {
     quick,
-    coldStarts: quick ? 2 : 5,
+    coldStarts: quick ? 1 : 5,
     idleRestarts: quick ? 1 : 3,
     warmupS: 1,
     steadyS: quick ? 2 : 8,
-    restarts: quick ? 3 : 20,
+    restarts: quick ? 2 : 20,
     intervalMs: 2_000,
-    leadMs: quick ? 2_500 : 5_000,
+    leadMs: quick ? 2_000 : 5_000,
     tailMs: quick ? 1_000 : 2_000,
     windowMs: 1_000,
     rampMs: 1_000,
-    soakRestarts: quick ? 20 : 200,
+    soakRestarts: quick ? 10 : 200,
     soakIntervalMs: 1_200,
     connections: 50,
     threads: 1,
@@ -651,16 +653,19 @@ function slope(values: number[]): number {
   return num / den;
 }
 
-/** Formats JSON as `deno fmt` does, so that `deno fmt --check` stays clean. */
-async function formatJson(json: string): Promise<string> {
+/**
+ * Formats JSON or SVG as `deno fmt` does (it formats both), so that
+ * `deno fmt --check` stays clean.
+ */
+async function formatAs(ext: "json" | "svg", text: string): Promise<string> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["fmt", "--ext", "json", "-"],
+    args: ["fmt", "--ext", ext, "-"],
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
   const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(json));
+  await writer.write(new TextEncoder().encode(text));
   await writer.close();
   const { code, stdout, stderr } = await child.output();
   if (code !== 0) {
@@ -703,16 +708,19 @@ async function publish(
 ): Promise<void> {
   await writeAtomically(
     `${outDir}/peers.json`,
-    await formatJson(JSON.stringify(report, null, 2)),
+    await formatAs("json", JSON.stringify(report, null, 2)),
   );
   log(`wrote ${outDir}/peers.json`);
   const timelinePath = updateDocs
     ? TIMELINE_SVG
     : `${outDir}/peers_timeline.svg`;
   const soakPath = updateDocs ? SOAK_SVG : `${outDir}/soak.svg`;
-  await writeAtomically(timelinePath, timelineSvg(report));
+  await writeAtomically(
+    timelinePath,
+    await formatAs("svg", timelineSvg(report)),
+  );
   if (report.soak !== null) {
-    await writeAtomically(soakPath, soakSvg(report));
+    await writeAtomically(soakPath, await formatAs("svg", soakSvg(report)));
   }
   const section = await renderSection(report, {
     jsonPath: updateDocs
@@ -740,6 +748,7 @@ async function main(args: string[]): Promise<number> {
       quick: { type: "boolean", default: false },
       out: { type: "string" },
       render: { type: "string" },
+      note: { type: "string", multiple: true },
       restarts: { type: "string" },
       soak: { type: "string" },
       systems: { type: "string" },
@@ -757,6 +766,7 @@ async function main(args: string[]): Promise<number> {
     const report = JSON.parse(
       await Deno.readTextFile(parsed.values.render),
     ) as PeersReport;
+    report.notes.push(...(parsed.values.note ?? []));
     report.targets = evaluateTargets(report);
     const slash = parsed.values.render.lastIndexOf("/");
     const outDir = parsed.values.out ??

@@ -74,6 +74,7 @@ import {
   median,
   percentile,
   round,
+  type TimelineEvent,
 } from "./restart/timeline.ts";
 
 const BENCH_DIR = decodeURIComponent(new URL(".", import.meta.url).pathname);
@@ -429,6 +430,9 @@ function summarizeAttempt(record: ScenarioRecord): AttemptSummary {
     windowRatio: record.timeline.windowRatio,
     latencyMs: record.latencyMs,
     wrkOutput: record.wrkOutput,
+    handovers: record.handovers,
+    non2xx: record.timeline.non2xx,
+    unanswered: record.timeline.unanswered,
   };
 }
 
@@ -628,16 +632,20 @@ async function runScenario(
 }
 
 function logRestart(record: HandoverRecord, total: number): void {
+  const failed = record.probeErrors.length;
   console.log(
     `  restart ${
       record.index + 1
     }/${total}: pid ${record.oldPid} → ${record.newPid} ` +
       `in ${record.latencyMs} ms (${record.probes} probes${
-        record.probeErrors.length > 0
-          ? `, ${record.probeErrors.length} failed`
-          : ""
+        failed > 0 ? `, ${failed} failed` : ""
       })`,
   );
+  for (const probe of record.probeErrors) {
+    console.log(
+      `    probe failed ${probe.sinceSignalMs} ms after the signal: ${probe.error}`,
+    );
+  }
 }
 
 /** Spawn → first 200 "Hello!" on GET /, `samples` times; the median. */
@@ -972,33 +980,64 @@ function collectNotes(report: RestartReport): string[] {
           describeStuck(`${scope} (discarded attempt)`, attempt.stuck),
         );
       }
+      notes.push(
+        ...failureDetails(
+          `${scope} (discarded attempt)`,
+          attempt.handovers ?? [],
+          attempt.non2xx ?? [],
+          attempt.unanswered?.excessEvents ?? [],
+          {},
+        ),
+      );
     }
     for (const [line, count] of groupLines(scenario.notableLines)) {
       notes.push(`${scope}: the server printed ${count} × \`${line}\``);
     }
-    const t = scenario.timeline;
-    if (t.unanswered.excessEvents.length > 0) {
+    notes.push(
+      ...failureDetails(
+        scope,
+        scenario.handovers,
+        scenario.timeline.non2xx,
+        scenario.timeline.unanswered.excessEvents,
+        scenario.timeline.statuses,
+      ),
+    );
+  }
+  return notes;
+}
+
+/** Says when each failed probe, non-2xx answer and unanswered request happened. */
+function failureDetails(
+  scope: string,
+  handovers: HandoverRecord[],
+  non2xx: TimelineEvent[],
+  unanswered: TimelineEvent[],
+  statuses: Record<string, number>,
+): string[] {
+  const notes: string[] = [];
+  if (unanswered.length > 0) {
+    notes.push(
+      `${scope}: requests written and never answered: ${
+        unanswered.map((e) => describeEvent(e)).join(", ")
+      }.`,
+    );
+  }
+  if (non2xx.length > 0) {
+    notes.push(
+      `${scope}: non-2xx answers ${JSON.stringify(statuses)} at ${
+        non2xx.map((e) => describeEvent(e)).join(", ")
+      }.`,
+    );
+  }
+  for (const handover of handovers) {
+    for (const probe of handover.probeErrors) {
       notes.push(
-        `${scope}: requests written and never answered: ${
-          t.unanswered.excessEvents.map((e) => describeEvent(e)).join(", ")
-        }.`,
+        `${scope}: restart ${handover.index + 1} (pid ${handover.oldPid} → ${
+          handover.newPid ?? "none"
+        }, handover ${
+          handover.latencyMs ?? "not completed"
+        } ms): a GET /pid probe failed ${probe.sinceSignalMs} ms after the signal: ${probe.error}`,
       );
-    }
-    if (t.non2xx.length > 0) {
-      notes.push(
-        `${scope}: non-2xx answers ${JSON.stringify(t.statuses)} at ${
-          t.non2xx.map((e) => describeEvent(e)).join(", ")
-        }.`,
-      );
-    }
-    for (const handover of scenario.handovers) {
-      for (const probe of handover.probeErrors) {
-        notes.push(
-          `${scope}: restart ${
-            handover.index + 1
-          } probe failed ${probe.sinceSignalMs} ms after the signal: ${probe.error}`,
-        );
-      }
     }
   }
   return notes;

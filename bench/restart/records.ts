@@ -86,6 +86,11 @@ export interface AttemptSummary {
   windowRatio: number;
   latencyMs: Spread;
   wrkOutput: string;
+  /** Every restart of the attempt, with its failed probes. */
+  handovers: HandoverRecord[];
+  /** When the attempt's non-2xx answers and unanswered requests happened. */
+  non2xx: TimelineAnalysis["non2xx"];
+  unanswered: TimelineAnalysis["unanswered"];
 }
 
 /** One engine × connection mode under load with restarts. */

@@ -52,6 +52,7 @@ export function renderSection(
   );
   lines.push("");
   lines.push(...verdict(full, acceptance));
+  lines.push(...interference(full, acceptance));
   if (full) lines.push(...fullSection(full));
   if (acceptance) lines.push(...acceptanceSection(acceptance));
   lines.push(...methodSection(full ?? acceptance, [
@@ -105,6 +106,30 @@ function verdict(
   }
   lines.push("");
   return lines;
+}
+
+function interference(
+  full: RestartReport | undefined,
+  acceptance: RestartReport | undefined,
+): string[] {
+  const noisy = [
+    ...(full?.scenarios ?? []),
+    ...(acceptance?.scenarios ?? []),
+  ].filter((s) => s.foreignCpuPercent > 5);
+  if (noisy.length === 0) return [];
+  return [
+    "**The machine was shared** (other benchmarks and test suites ran on the " +
+    "same 2 CPUs). Even in the quietest of up to 3 attempts, other processes " +
+    "took CPU time during these runs: " +
+    noisy.map((s) =>
+      `${s.engine} ${s.mode}${
+        acceptance?.scenarios.includes(s) ? " (acceptance)" : ""
+      } ${s.foreignCpuPercent}% of a core`
+    ).join(", ") +
+    ". Their throughput and latency figures are disturbed; failed requests and " +
+    "processes left are not.",
+    "",
+  ];
 }
 
 function fullSection(report: RestartReport): string[] {
@@ -217,6 +242,20 @@ function fullSection(report: RestartReport): string[] {
   );
   lines.push("| --- | --- | --- | --- | --- |");
   lines.push(...phaseRows);
+  lines.push("");
+  for (const engine of engines) {
+    const cold = report.coldStarts.find((x) => x.engine === engine);
+    const idle = report.idleHandovers.find((x) => x.engine === engine);
+    if (!cold || !idle || idle.phasesMs.listening.n === 0) continue;
+    const p = idle.phasesMs;
+    lines.push(
+      `- ${engine}, idle: the new generation joins the handover ${p.joined.p50} ms ` +
+        `after the signal (the old one spawns it, Deno starts) and listens ${
+          round1(p.listening.p50 - p.joined.p50)
+        } ms later; a cold start listens ${cold.listeningMs.p50} ms after its spawn. ` +
+        "Under load the new generation shares CPU 0 with the serving one.",
+    );
+  }
   lines.push("");
   return lines;
 }
@@ -427,6 +466,10 @@ function methodSection(
 function phasesText(phases: PhaseSpreads | undefined): string {
   if (phases === undefined || phases.listening.n === 0) return "—";
   return `${phases.joined.p50} / ${phases.listening.p50} / ${phases.ready.p50} ms`;
+}
+
+function round1(value: number): number {
+  return Math.round(value * 10) / 10;
 }
 
 function fixed(value: number): string {
