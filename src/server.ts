@@ -344,6 +344,9 @@ class Server implements GracefulServer {
     }
     const { specs, fallback } = specsOf(options);
     const tls = tlsOf(options);
+    // Bad LISTEN_FDS fails here, before anything (even the native engine's
+    // probe) listens.
+    inheritedFds();
     const wanted = options.engine ?? "auto";
     let native: Engine | undefined;
     if (wanted !== "node") {
