@@ -43,6 +43,9 @@ export type { ProcessStatus } from "./src/supervisor.ts";
 export type { AdminOptions } from "./src/admin.ts";
 
 if (import.meta.main) {
-  const { main } = await import("./src/cli.ts");
-  Deno.exit(await main(Deno.args));
+  // No top-level await: an APP.ts that the CLI runs may import this module,
+  // and it must not wait for the CLI that is waiting for it.
+  import("./src/cli.ts")
+    .then(({ main }) => main(Deno.args))
+    .then((code) => Deno.exit(code));
 }

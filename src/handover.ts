@@ -163,6 +163,24 @@ export interface HandoverTimeouts {
 export const FAILED_CHILD_GRACE_MS = 3000;
 
 /**
+ * Waits until a new generation that said it failed has exited by itself (it
+ * drains what it accepted on the shared sockets first), or until `deadline`.
+ */
+async function exitedOrDeadline(
+  child: SeamChild,
+  deadline: AbortSignal,
+): Promise<void> {
+  if (deadline.aborted) return;
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<void>((resolve) => {
+    onAbort = () => resolve();
+    deadline.addEventListener("abort", onAbort, { once: true });
+  });
+  await Promise.race([child.exited, aborted]);
+  deadline.removeEventListener("abort", onAbort!);
+}
+
+/**
  * Stops a new generation that did not take over: SIGTERM first, so that the
  * requests it may already have accepted on the shared sockets finish; its
  * whole process group gets SIGKILL if it is still there after
@@ -285,6 +303,7 @@ export class Restarter {
     let control: SeamControl | undefined;
     let child: SeamChild | undefined;
     let peer: SeamPeer | undefined;
+    let saidFail = false;
     const deadline = cancel.signal;
     const timer = setTimeout(
       () => cancel.abort("timeout"),
@@ -342,6 +361,7 @@ export class Restarter {
         "become ready",
       );
       if (answer.type === "fail") {
+        saidFail = true;
         throw new RestartError(
           `the new generation failed to start: ${answer.reason}`,
         );
@@ -352,11 +372,16 @@ export class Restarter {
         );
       }
     } catch (error) {
-      clearTimeout(timer);
       const reason = error instanceof Error ? error.message : String(error);
       peer?.close();
       control?.close();
-      if (child) await stopChild(child);
+      if (child) {
+        // One that said it failed drains, then exits: it gets until the
+        // start deadline to do so.
+        if (saidFail) await exitedOrDeadline(child, deadline);
+        await stopChild(child);
+      }
+      clearTimeout(timer);
       this.#phase = "serving";
       this.#last = {
         ok: false,

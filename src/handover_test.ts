@@ -232,15 +232,32 @@ Deno.test("handover: a child that connects but is never ready is killed at start
   assert(peers[0].closed);
 });
 
-Deno.test("handover: a child that reports failure is killed and the reason surfaces", async () => {
-  const { seam } = scriptedSeam({
+Deno.test("handover: a child that reports failure may drain and exit by itself; the reason surfaces", async () => {
+  const { seam, children } = scriptedSeam({
     child(child, connect) {
       connect(child.pid).push({ type: "fail", reason: "port 9 in use" });
+      // It drains what it had accepted, then exits 1 on its own.
+      setTimeout(() => child.exit(1), 20);
     },
   });
   const restarter = new Restarter(seam, INFO);
   const error = await assertRejects(() => restarter.restart());
   assertMatch(error.message, /port 9 in use/);
+  assertEquals(await children[0].exited, { code: 1, signal: null });
+  assertEquals(restarter.phase, "serving");
+});
+
+Deno.test("handover: a child that reports failure but does not exit is killed at startTimeout", async () => {
+  const { seam, children } = scriptedSeam({
+    child(child, connect) {
+      connect(child.pid).push({ type: "fail", reason: "port 9 in use" });
+    },
+  });
+  const restarter = new Restarter(seam, INFO, { startTimeout: 50 });
+  const error = await assertRejects(() => restarter.restart());
+  assertMatch(error.message, /port 9 in use/);
+  assertEquals(children[0].killedWith, "SIGTERM");
+  assertEquals(await children[0].exited, { code: null, signal: "SIGTERM" });
 });
 
 Deno.test("handover: a hello from another pid is refused", async () => {

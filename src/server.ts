@@ -268,18 +268,31 @@ function specsOf(options: GracefulServeOptions): {
 
 function defaultOnError(error: unknown): Response {
   log.error("handler failed: {error}", { error });
-  console.error(error);
+  print(console.error, error);
   return new Response("Internal Server Error", { status: 500 });
 }
 
 function defaultOnListen(addr: Addr): void {
   if ("path" in addr) {
-    console.log(`Listening on ${addr.path}`);
+    print(console.log, `Listening on ${addr.path}`);
   } else {
     const host = addr.hostname.includes(":")
       ? `[${addr.hostname}]`
       : addr.hostname;
-    console.log(`Listening on http://${host}:${addr.port}/`);
+    print(console.log, `Listening on http://${host}:${addr.port}/`);
+  }
+}
+
+/**
+ * Prints with `write` (console.log or console.error), ignoring a failed
+ * write: an output that is gone (EIO from a closed terminal, EPIPE) must not
+ * fail a server or a request.
+ */
+function print(write: (...data: unknown[]) => void, data: unknown): void {
+  try {
+    write(data);
+  } catch {
+    // nowhere to say it
   }
 }
 

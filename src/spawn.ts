@@ -674,7 +674,7 @@ export function spawnGeneration(options: SpawnGenerationOptions): Generation {
         "/bin/sh",
         ["-c", CHILD_SCRIPT, "sh", execPath, ...args],
         {
-          stdio: ["inherit", "inherit", "inherit", ...copies],
+          stdio: [...inheritedStdio(), ...copies],
           env: childEnv,
           cwd,
           detached: true,
@@ -693,6 +693,44 @@ export function spawnGeneration(options: SpawnGenerationOptions): Generation {
       closeFd(copy);
     }
   }
+}
+
+/** The standard streams, and the terminals they can name in /proc. */
+const STDIO = [Deno.stdin, Deno.stdout, Deno.stderr] as const;
+const TERMINAL_PATH = /^\/dev\/(?:pts\/\d+|tty\w*|console)(?: \(deleted\))?$/;
+
+/**
+ * How the next generation gets stdin, stdout and stderr: this process's own,
+ * except a terminal that has hung up (it was closed, e.g. the ssh session
+ * ended). Writing to that fails with EIO, so the child's first log line
+ * would kill it: it gets /dev/null in its place.
+ */
+function inheritedStdio(): ("inherit" | "ignore")[] {
+  return STDIO.map((stream, fd) =>
+    isHungUpTerminal(fd, stream.isTerminal()) ? "ignore" : "inherit"
+  );
+}
+
+/**
+ * Whether fd `fd` is a terminal device that no longer works as one: it
+ * names a tty in /proc/self/fd but isatty() fails (EIO after a hangup).
+ *
+ * @example
+ * ```ts
+ * import { isHungUpTerminal } from "./spawn.ts";
+ * const dead = isHungUpTerminal(1, Deno.stdout.isTerminal());
+ * console.log(dead ? "stdout: a closed terminal" : "stdout works");
+ * ```
+ */
+export function isHungUpTerminal(fd: number, isTerminal: boolean): boolean {
+  if (isTerminal) return false;
+  let target: string;
+  try {
+    target = Deno.readLinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return false; // closed
+  }
+  return TERMINAL_PATH.test(target);
 }
 
 /** Wraps a spawned child as a {@linkcode Generation}. */

@@ -45,6 +45,8 @@ export interface Supervised {
   readonly name: string;
   /** Resolves when it serves (and its readiness hook passed). */
   readonly ready: Promise<void>;
+  /** Resolves when it has shut down; rejects when it failed to start. */
+  readonly finished: Promise<void>;
   /** Graceful shutdown (health turns 503 first, for `shutdownDelay`). */
   shutdown(): Promise<void>;
   /** Stop accepting and drain because the next generation took over. */
@@ -220,7 +222,9 @@ export function registerServer(
   shutdownSignals = new Set([...shutdownSignals, ...shutdown]);
   restartSignals = new Set([...restartSignals, ...restart]);
   rewire();
-  server.ready.then(() => checkReady(), (error) => reportStartFailure(error));
+  finishedOf.add(server.finished);
+  watchUnhandledStartFailures();
+  server.ready.then(() => checkReady(), (error) => onStartFailure(error));
   return () => {
     servers.delete(server);
     if (servers.size === 0 && !stopping) {
@@ -290,7 +294,8 @@ const handoverEnded = Promise.withResolvers<void>();
 
 /**
  * Resolves at once unless this generation is handing over; then when the
- * handover is complete (just before the process exits).
+ * handover is complete (just before the process exits). After a failed start
+ * it never resolves: the process exits 1 once every server has drained.
  *
  * @example
  * ```ts ignore
@@ -299,9 +304,10 @@ const handoverEnded = Promise.withResolvers<void>();
  * ```
  */
 export function afterHandover(): Promise<void> {
-  return restarter?.phase === "handing-over"
-    ? handoverEnded.promise
-    : Promise.resolve();
+  if (restarter?.phase === "handing-over") return handoverEnded.promise;
+  // A failed start ends the process itself (exit 1) once all servers drained.
+  if (failing) return new Promise(() => {});
+  return Promise.resolve();
 }
 
 /**
@@ -353,11 +359,69 @@ async function followOldGeneration(channel: ControlPeer): Promise<void> {
   }
 }
 
-function reportStartFailure(error: unknown): void {
+/** The `finished` promises of this process's servers. */
+const finishedOf = new WeakSet<Promise<unknown>>();
+let watchingRejections = false;
+let failing = false;
+
+/**
+ * A server that failed to start rejects its `finished`. Nobody may be
+ * awaiting it: rather than let Deno end the process at once (and with it
+ * every request the other servers, or the failed one, had accepted), the
+ * failure then ends this process gracefully, as {@linkcode failStart} says.
+ */
+function watchUnhandledStartFailures(): void {
+  if (watchingRejections) return;
+  watchingRejections = true;
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    if (!finishedOf.has(event.promise)) return;
+    event.preventDefault();
+    failStart(event.reason);
+  });
+}
+
+/**
+ * A server did not start. A new generation cannot become ready without it:
+ * it fails the handover, whether or not the app handles the error.
+ */
+function onStartFailure(error: unknown): void {
+  if (peer && !announced) failStart(error);
+}
+
+/**
+ * Ends this process after a failed start: every server drains what it had
+ * accepted (on shared sockets a new generation may have taken requests
+ * already), the old generation hears why (it keeps serving), and the
+ * process exits 1.
+ */
+function failStart(error: unknown): void {
+  if (failing) return;
+  failing = true;
+  stopping = true;
   const reason = error instanceof Error ? error.message : String(error);
-  if (peer && !announced) {
-    peer.send({ type: "fail", reason }).catch(() => {});
+  log.error("failed to start: {reason}", { reason });
+  if (!peer) {
+    try {
+      console.error("error:", error);
+    } catch {
+      // stderr is gone (a closed terminal): the exit code still says it
+    }
   }
+  // The old generation hears it first (it waits for this process to exit),
+  // then every server drains what it had accepted.
+  const told = peer && !announced
+    ? peer.send({ type: "fail", reason }).catch(() => {})
+    : Promise.resolve();
+  told
+    .then(() =>
+      Promise.allSettled(
+        [...servers].map((server) => server.drainForHandover()),
+      )
+    )
+    .then(() => {
+      releaseProcess();
+      Deno.exit(1);
+    });
 }
 
 function onShutdownSignal(signal: Deno.Signal): void {

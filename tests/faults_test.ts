@@ -35,11 +35,10 @@ import {
 } from "./helpers.ts";
 
 /**
- * What an app that adds servers of its own imports. Not mod.ts: the CLI is
- * mod.ts's top-level await, so an app that imports mod.ts waits for itself
- * ("Top-level await promise never resolved").
+ * What an app that adds servers of its own imports: mod.ts, the very module
+ * that runs the CLI (which imports the app).
  */
-const SERVER_TS = `${ROOT}/src/server.ts`;
+const MOD_TS = `${ROOT}/mod.ts`;
 const LAUNCHER = `${ROOT}/tests/fixtures/faults_listen_fds.py`;
 const IS_ROOT = Deno.uid() === 0;
 
@@ -53,8 +52,6 @@ function canRun(cmd: string, args: string[]): boolean {
 }
 
 const HAS_PYTHON = canRun("python3", ["--version"]);
-/** Known open issues (marked in their tests) run only with GRACEFUL_KNOWN_ISSUES=1. */
-const SKIP_KNOWN_ISSUES = Deno.env.get("GRACEFUL_KNOWN_ISSUES") !== "1";
 const HAS_SCRIPT = canRun("script", ["--version"]);
 /** Root, with setpriv: tests can act as user nobody. */
 const CAN_BE_NOBODY = IS_ROOT && canRun("setpriv", ["--version"]);
@@ -250,10 +247,22 @@ function procState(pid: number): string | undefined {
 async function childOf(marker: string, old: number): Promise<number> {
   let pid = 0;
   await until(() => {
-    pid = pidsWith(marker).find((p) => p !== old) ?? 0;
+    // Not a fork that has yet to exec (a copy of `old`, with its environment
+    // and command line), nor the `sh` before its exec: the new generation's
+    // own process, which has LISTEN_PID set to itself.
+    pid = pidsWith(marker).find((p) => p !== old && execed(p)) ?? 0;
     return pid !== 0;
   });
   return pid;
+}
+
+/** Whether `pid` is a new generation that has exec'ed (LISTEN_PID is its own). */
+function execed(pid: number): boolean {
+  try {
+    return environOf(pid).LISTEN_PID === String(pid);
+  } catch {
+    return false; // gone
+  }
 }
 
 /** The process's initial environment (what /proc/PID/environ shows). */
@@ -604,7 +613,7 @@ Deno.test("new generation: it wants a port that is busy: it fails, the error nam
     const old = await pidOf(port);
     await app.write(
       "v2",
-      `import { serveGraceful } from ${JSON.stringify(SERVER_TS)};
+      `import { serveGraceful } from ${JSON.stringify(MOD_TS)};
 serveGraceful({ name: "extra", listen: ["127.0.0.1:${busyPort}"] }, () => new Response("extra"));
 `,
     );
@@ -664,11 +673,6 @@ Deno.test("new generation: SIGKILLed while it starts (an OOM kill): reported, re
 Deno.test({
   name:
     "new generation: one that serves, then fails its readiness, loses no request it accepted",
-  // KNOWN ISSUE (open): the request v2 accepted is lost. The failed server
-  // drains itself, but its `finished` rejects with nobody to catch it, and
-  // Deno ends v2 at once ("error: Uncaught (in promise) Error: warm-up
-  // failed") before the old side's SIGTERM could drain v2's other servers.
-  ignore: SKIP_KNOWN_ISSUES,
   fn: async () => {
     // v2's warm-up fails, but only once v2 has accepted a request: what a
     // warm-up that fails after a while does under traffic. The restart fails
@@ -679,7 +683,7 @@ Deno.test({
       const old = await pidOf(port);
       await app.write(
         "v2",
-        `import { serveGraceful } from ${JSON.stringify(SERVER_TS)};
+        `import { serveGraceful } from ${JSON.stringify(MOD_TS)};
 serveGraceful({
   name: "warm",
   listen: ["127.0.0.1:${freePort()}"],
@@ -722,6 +726,37 @@ serveGraceful({
       await cleanup(app, child);
     }
   },
+});
+
+Deno.test("first generation: a server whose readiness fails ends the process with exit 1, after the other servers answered what they accepted", async () => {
+  const app = await makeApp();
+  await app.write(
+    "v1",
+    `import { serveGraceful } from ${JSON.stringify(MOD_TS)};
+serveGraceful({
+  name: "warm",
+  listen: ["127.0.0.1:${freePort()}"],
+  onListen() {},
+  async readiness() {
+    while (!(globalThis.holding > 0)) await new Promise((r) => setTimeout(r, 5));
+    throw new Error("warm-up failed");
+  },
+}, () => new Response("warm"));
+`,
+  );
+  const { child, port } = await startApp(app);
+  try {
+    // The CLI's server accepts a request; then the other server fails.
+    const held = attempt(port, "/hold?gate=release");
+    await child.waitFor(/failed to start: warm-up failed/);
+    await app.open("release");
+    assertEquals(await held, { status: 200, text: `held in ${child.pid}` });
+    assertEquals((await child.exited).code, 1);
+    assertMatch(child.output, /error: Error: warm-up failed/);
+    assertEquals(pidsWith(app.marker), []);
+  } finally {
+    await cleanup(app, child);
+  }
 });
 
 // ---------------------------------------------------------------------------
@@ -848,11 +883,7 @@ Deno.test({
 Deno.test({
   name:
     "signals: a closed terminal: a restarted generation (its own session) survives it, and can still restart",
-  // KNOWN ISSUE (open): after the controlling terminal is closed, the next
-  // generation inherits the dead terminal as stdout/stderr, and its first
-  // console.log (the "Listening on" line) throws EIO: it fails to start. Run
-  // under systemd, or redirect output to a file.
-  ignore: SKIP_KNOWN_ISSUES || !HAS_SCRIPT,
+  ignore: !HAS_SCRIPT,
   async fn() {
     const app = await makeApp();
     const pidfile = `${app.dir}/app.pid`;
