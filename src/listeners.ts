@@ -7,7 +7,10 @@
  * 1. inherited fds whose LISTEN_FDNAMES name equals the server's name, and
  *    only those (the unit file, or the previous generation, decided);
  * 2. otherwise, inherited fds whose address matches one of its addresses,
- *    and any address not covered is opened here;
+ *    and any address not covered is opened here. Port 0 (any free port)
+ *    matches any port on that host, but only under socket activation: after
+ *    a restart every fd is named for the server that held it, and a server
+ *    new in this generation must not take another server's socket;
  * 3. otherwise, when it asked for no address at all, every inherited fd that
  *    no other server claimed, or, when there is none, the fallback address.
  *
@@ -69,6 +72,8 @@ export function unclaimedInheritedFds(): InheritedFd[] {
 export interface ListenerRequest {
   /** The server's name; inherited fds with this LISTEN_FDNAMES name are its own. */
   name: string;
+  /** This process is a restarted generation (its fds are named by server). */
+  restarted?: boolean;
   /** Explicit addresses; empty means "whatever was inherited, else `fallback`". */
   specs: ListenSpec[];
   /** The address to open when nothing is specified and nothing was inherited. */
@@ -103,7 +108,10 @@ export async function acquireListeners(
     // previous generation) decided where this server listens.
   } else if (request.specs.length > 0) {
     for (const spec of request.specs) {
-      const match = fds.find((f) => addrMatches(spec, f.addr));
+      const anyPort = spec.transport === "tcp" && spec.port === 0;
+      const match = request.restarted && anyPort
+        ? undefined
+        : fds.find((f) => addrMatches(spec, f.addr));
       if (match) mine.push(match);
       else toOpen.push(spec);
     }

@@ -408,7 +408,7 @@ class Server implements GracefulServer {
     let listeners;
     try {
       listeners = await acquireListeners(
-        { name: this.name, specs, fallback },
+        { name: this.name, specs, fallback, restarted: joined !== undefined },
         attach,
       );
     } catch (error) {

@@ -634,6 +634,32 @@ serveGraceful({ name: "extra", listen: ["127.0.0.1:${busyPort}"] }, () => new Re
   }
 });
 
+Deno.test("new generation: a server new in it, on port 0 and created first, opens its own socket and leaves the inherited one to its server", async () => {
+  const app = await makeApp();
+  const { child, port } = await startApp(app);
+  try {
+    const old = await pidOf(port);
+    await app.write(
+      "v2",
+      `import { serveGraceful } from ${JSON.stringify(MOD_TS)};
+serveGraceful({
+  name: "extra",
+  listen: ["127.0.0.1:0"],
+  onListen(addr) { console.log("extra on " + addr.port); },
+}, () => new Response("extra"));
+`,
+    );
+    Deno.kill(old, "SIGUSR1");
+    const m = await child.waitFor(/extra on (\d+)/);
+    await until(async () => (await pidOf(port)) !== old);
+    assertEquals((await get(port, "/version")).text, "v2");
+    assertNotEquals(Number(m[1]), port);
+    assertEquals((await get(Number(m[1]), "/")).text, "extra");
+  } finally {
+    await cleanup(app, child);
+  }
+});
+
 Deno.test("new generation: SIGKILLed while it starts (an OOM kill): reported, reaped, the old one serves", async () => {
   const app = await makeApp();
   const pidfile = `${app.dir}/app.pid`;
