@@ -24,12 +24,8 @@ import type { WrkResult } from "./lib/wrk.ts";
 import { clockTicksPerSecond, readCoreTicks } from "./lib/proc.ts";
 import { freePort } from "./lib/server_process.ts";
 import { readMachine } from "./restart/machine.ts";
-import { median, percentile } from "./restart/timeline.ts";
-import {
-  analyzeTimeline,
-  round,
-  type TimelineAnalysis,
-} from "./peers/analysis.ts";
+import { median, percentile, round } from "./lib/stats.ts";
+import { analyzeTimeline, type TimelineAnalysis } from "./peers/analysis.ts";
 import { soakSvg, timelineSvg } from "./peers/charts.ts";
 import { runPlainWrk, startTimelineRun, type WrkSetup } from "./peers/load.ts";
 import {

@@ -69,13 +69,8 @@ import {
   stopTree,
   type TreeOptions,
 } from "./restart/server_tree.ts";
-import {
-  analyzeTimeline,
-  median,
-  percentile,
-  round,
-  type TimelineEvent,
-} from "./restart/timeline.ts";
+import { median, percentile, round } from "./lib/stats.ts";
+import { analyzeTimeline, type TimelineEvent } from "./restart/timeline.ts";
 
 const BENCH_DIR = decodeURIComponent(new URL(".", import.meta.url).pathname);
 const REPO_DIR = decodeURIComponent(new URL("..", import.meta.url).pathname);

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { median } from "./stats.ts";
 import { totalErrors, type WrkErrors, type WrkResult } from "./wrk.ts";
 
 /** The two load modes. */
@@ -231,15 +232,6 @@ export const TARGETS: Omit<
     threshold: 0.9,
   },
 ];
-
-/** The median of `values` (the mean of the middle two for an even count). */
-export function median(values: number[]): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  if (sorted.length % 2 === 1) return sorted[middle];
-  return (sorted[middle - 1] + sorted[middle]) / 2;
-}
 
 function spread(values: number[]): Spread {
   return {

@@ -7,18 +7,11 @@ import {
   END_MARKER,
   evaluateTargets,
   formatMarkdown,
-  median,
   type Ratio,
   type RunRecord,
   spliceSection,
   START_MARKER,
 } from "./report.ts";
-
-Deno.test("median of odd and even counts", () => {
-  assertEquals(median([3, 1, 2]), 2);
-  assertEquals(median([4, 1, 3, 2]), 2.5);
-  assertEquals(Number.isNaN(median([])), true);
-});
 
 Deno.test("spliceSection creates the file with an intro", () => {
   const text = spliceSection(undefined, "body");

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { mean, median, round } from "../lib/stats.ts";
 import type { LuaTimeline } from "./load.ts";
 
 /** Throughput after one trigger. */
@@ -238,26 +239,6 @@ export function analyzeTimeline(
     },
     series,
   };
-}
-
-/** The median (NaN when empty). */
-export function median(values: number[]): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = (sorted.length - 1) / 2;
-  return (sorted[Math.floor(mid)] + sorted[Math.ceil(mid)]) / 2;
-}
-
-/** The mean (NaN when empty). */
-export function mean(values: number[]): number {
-  if (values.length === 0) return NaN;
-  return values.reduce((a, b) => a + b, 0) / values.length;
-}
-
-/** Rounds to `digits` decimals. */
-export function round(value: number, digits = 1): number {
-  const scale = 10 ** digits;
-  return Math.round(value * scale) / scale;
 }
 
 function dense(

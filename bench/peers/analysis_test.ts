@@ -1,4 +1,4 @@
-import { analyzeTimeline, median } from "./analysis.ts";
+import { analyzeTimeline } from "./analysis.ts";
 import { niceTicks } from "./charts.ts";
 import type { LuaTimeline } from "./load.ts";
 import { END_MARKER, spliceSection, START_MARKER } from "./report.ts";
@@ -67,12 +67,6 @@ Deno.test("steady rate, restart windows, gaps and lost requests", () => {
   // Only whole 100 ms buckets, from -3 s to +3 s.
   assertEquals(analysis.series.length, 60);
   assertEquals(analysis.series[0].atMs, -3000);
-});
-
-Deno.test("median", () => {
-  assertEquals(median([3, 1, 2]), 2);
-  assertEquals(median([4, 1, 2, 3]), 2.5);
-  assertEquals(Number.isNaN(median([])), true);
 });
 
 Deno.test("niceTicks stays inside, or covers with `cover`", () => {

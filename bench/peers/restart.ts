@@ -7,6 +7,7 @@
  * @module
  */
 
+import { round } from "../lib/stats.ts";
 import { getPid } from "../restart/http.ts";
 import { isAlive, markSeen, sleep } from "./procs.ts";
 import type { SystemInstance } from "./systems.ts";
@@ -135,8 +136,4 @@ export async function restartOnce(
       `old pid ${oldPid} still runs ${timing.exitTimeoutMs} ms after the trigger`;
   }
   return record;
-}
-
-function round(value: number): number {
-  return Math.round(value * 10) / 10;
 }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { mean, round } from "../lib/stats.ts";
 import type {
   PhaseSpreads,
   RestartReport,
@@ -251,7 +252,7 @@ function fullSection(report: RestartReport): string[] {
     lines.push(
       `- ${engine}, idle: the new generation joins the handover ${p.joined.p50} ms ` +
         `after the signal (the old one spawns it, Deno starts) and listens ${
-          round1(p.listening.p50 - p.joined.p50)
+          round(p.listening.p50 - p.joined.p50)
         } ms later; a cold start listens ${cold.listeningMs.p50} ms after its spawn. ` +
         "Under load the new generation shares CPU 0 with the serving one.",
     );
@@ -482,10 +483,6 @@ function phasesText(phases: PhaseSpreads | undefined): string {
   return `${phases.joined.p50} / ${phases.listening.p50} / ${phases.ready.p50} ms`;
 }
 
-function round1(value: number): number {
-  return Math.round(value * 10) / 10;
-}
-
 function fixed(value: number): string {
   return Number.isFinite(value) ? String(Math.round(value * 100) / 100) : "—";
 }
@@ -507,12 +504,6 @@ function integer(value: number): string {
   return Number.isFinite(value)
     ? Math.round(value).toLocaleString("en-US")
     : "—";
-}
-
-function mean(values: number[]): number {
-  return values.length === 0
-    ? NaN
-    : values.reduce((a, b) => a + b, 0) / values.length;
 }
 
 /**

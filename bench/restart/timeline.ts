@@ -11,6 +11,8 @@
  * @module
  */
 
+import { mean, median, round } from "../lib/stats.ts";
+
 /** wrk's own error counters, as its `done()` hook sees them. */
 export interface LuaErrors {
   connect: number;
@@ -253,33 +255,6 @@ export function analyzeTimeline(
     unanswered: { atEnd: outstanding, excessEvents },
     series100ms,
   };
-}
-
-/** The median of `values` (NaN when empty). */
-export function median(values: number[]): number {
-  return percentile(values, 50);
-}
-
-/** The `p`th percentile of `values`, linearly interpolated (NaN when empty). */
-export function percentile(values: number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const at = (p / 100) * (sorted.length - 1);
-  const low = Math.floor(at);
-  const high = Math.ceil(at);
-  return sorted[low] + (sorted[high] - sorted[low]) * (at - low);
-}
-
-/** The mean of `values` (NaN when empty). */
-export function mean(values: number[]): number {
-  if (values.length === 0) return NaN;
-  return values.reduce((a, b) => a + b, 0) / values.length;
-}
-
-/** Rounds to `digits` decimals. */
-export function round(value: number, digits = 1): number {
-  const scale = 10 ** digits;
-  return Math.round(value * scale) / scale;
 }
 
 /** Places the bucket that starts at `atMs` after the latest signal in it or before it. */

@@ -3,7 +3,6 @@ import {
   analyzeTimeline,
   type LuaTimeline,
   parseTimeline,
-  percentile,
 } from "./timeline.ts";
 
 const WIDTH = 10;
@@ -72,13 +71,4 @@ Deno.test("analyzeTimeline: steady state, window, stall, loss and non-2xx", () =
     count: 1,
   }]);
   assertEquals(analysis.statuses, { "503": 2 });
-});
-
-Deno.test("percentile interpolates linearly", () => {
-  assertEquals(percentile([1, 2, 3, 4], 50), 2.5);
-  assertEquals(percentile([10], 95), 10);
-  assertEquals(
-    Math.round(percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 95) * 100) / 100,
-    9.55,
-  );
 });
