@@ -23,6 +23,7 @@ import { parseArgs } from "node:util";
 import type { WrkResult } from "./lib/wrk.ts";
 import { clockTicksPerSecond, readCoreTicks } from "./lib/proc.ts";
 import { freePort } from "./lib/server_process.ts";
+import { TIMELINE_LUA_PATH } from "./lib/timeline.ts";
 import { readMachine } from "./restart/machine.ts";
 import { median, percentile, round } from "./lib/stats.ts";
 import { analyzeTimeline, type TimelineAnalysis } from "./peers/analysis.ts";
@@ -78,7 +79,6 @@ import {
 
 const BENCH_DIR = decodeURIComponent(new URL(".", import.meta.url).pathname);
 const REPO_DIR = decodeURIComponent(new URL("..", import.meta.url).pathname);
-const LUA_PATH = `${BENCH_DIR}peers/timeline.lua`;
 const APPS_DIR = `${BENCH_DIR}peers/apps`;
 const DEFAULT_OUT = `${BENCH_DIR}peers/results`;
 const MARKDOWN_PATH = `${REPO_DIR}BENCHMARKS.md`;
@@ -301,7 +301,13 @@ async function restartRun(
   const quiet = await waitQuiet(config.quietWaitS, ticksPerS);
   const all0 = readProcTable();
   const started = performance.now();
-  const run = startTimelineRun(setup, LUA_PATH, out, BUCKET_MS, maxSeconds);
+  const run = startTimelineRun(
+    setup,
+    TIMELINE_LUA_PATH,
+    out,
+    BUCKET_MS,
+    maxSeconds,
+  );
   const restarts: RestartRecord[] = [];
   const restartErrors: RestartRunRecord["restartErrors"] = [];
   let error: string | null = null;
@@ -527,7 +533,13 @@ async function soakRun(
   const maxSeconds = Math.ceil(
     config.soakRestarts * (config.soakIntervalMs + 20_000) / 1000,
   ) + 60;
-  const run = startTimelineRun(setup, LUA_PATH, out, BUCKET_MS, maxSeconds);
+  const run = startTimelineRun(
+    setup,
+    TIMELINE_LUA_PATH,
+    out,
+    BUCKET_MS,
+    maxSeconds,
+  );
   let result: WrkResult;
   let analysis: TimelineAnalysis;
   try {

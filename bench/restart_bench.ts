@@ -14,7 +14,7 @@
  * requests and one process left.
  *
  * The server runs pinned to CPU 0 (every generation inherits that), wrk pinned
- * to CPU 1. The timeline comes from inside wrk (bench/restart/timeline.lua).
+ * to CPU 1. The timeline comes from inside wrk (bench/lib/timeline.lua).
  * Results go to `bench/results/restart.json` (`restart-acceptance.json`) and
  * to the restart-bench section of BENCHMARKS.md.
  *
@@ -28,6 +28,7 @@ import {
   readAllProcessTicks,
 } from "./lib/proc.ts";
 import { freePort } from "./lib/server_process.ts";
+import { TIMELINE_LUA_PATH } from "./lib/timeline.ts";
 import { type HttpAnswer, httpGet } from "./restart/http.ts";
 import {
   type HandoverRecord,
@@ -74,7 +75,6 @@ import { analyzeTimeline, type TimelineEvent } from "./restart/timeline.ts";
 
 const BENCH_DIR = decodeURIComponent(new URL(".", import.meta.url).pathname);
 const REPO_DIR = decodeURIComponent(new URL("..", import.meta.url).pathname);
-const LUA_PATH = `${BENCH_DIR}restart/timeline.lua`;
 const MARKDOWN_PATH = `${REPO_DIR}BENCHMARKS.md`;
 
 const SERVER_CPU = 0;
@@ -470,7 +470,7 @@ async function runScenario(
       connections: CONNECTIONS,
       cpu: CLIENT_CPU,
       headers: mode.headers,
-      scriptPath: LUA_PATH,
+      scriptPath: TIMELINE_LUA_PATH,
       timelinePath,
       bucketMs: BUCKET_MS,
     };
@@ -582,7 +582,7 @@ async function runScenario(
       serverCommand: displayCommand(tree.command),
       wrkCommand: displayCommand(wrkCommand({
         ...loadOptions,
-        scriptPath: "bench/restart/timeline.lua",
+        scriptPath: "bench/lib/timeline.lua",
         timelinePath: "timeline.json",
       })),
       wrkOutput: result.output,

@@ -1,6 +1,6 @@
 import { analyzeTimeline } from "./analysis.ts";
+import type { LuaTimeline } from "../lib/timeline.ts";
 import { niceTicks } from "./charts.ts";
-import type { LuaTimeline } from "./load.ts";
 import { END_MARKER, spliceSection, START_MARKER } from "./report.ts";
 
 function assertEquals(actual: unknown, expected: unknown): void {
@@ -30,15 +30,17 @@ function timeline(
   }
   return {
     bucketMs: 10,
-    startMs,
-    endMs: startMs + seconds * 1000,
-    written,
-    answered,
+    startedMs: startMs,
+    endedMs: startMs + seconds * 1000,
+    sent: written,
+    received: answered,
     non2xx: [],
     statuses: [],
-    requests: 0,
-    durationUs: seconds * 1e6,
-    errors: { connect: 0, read: 0, write: 0, status: 0, timeout: 0 },
+    summary: {
+      requests: 0,
+      durationUs: seconds * 1e6,
+      errors: { connect: 0, read: 0, write: 0, status: 0, timeout: 0 },
+    },
   };
 }
 

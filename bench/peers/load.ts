@@ -1,12 +1,13 @@
 /**
  * wrk, pinned to the client CPU: a plain fixed-length run (steady state), and
- * a run with bench/peers/timeline.lua that lasts until the bench stops it with
+ * a run with bench/lib/timeline.lua that lasts until the bench stops it with
  * SIGINT (wrk then prints its summary and runs the Lua `done()` as at the end
  * of `-d`).
  *
  * @module
  */
 
+import { type LuaTimeline, readTimeline } from "../lib/timeline.ts";
 import { parseWrkOutput, type WrkResult } from "../lib/wrk.ts";
 import { type Spawned, spawnProcess } from "./spawn.ts";
 
@@ -18,35 +19,6 @@ export interface WrkSetup {
   /** e.g. `["Connection: close"]`. */
   headers: string[];
   cpu: number;
-}
-
-/** wrk's counts as the Lua `done()` saw them. */
-export interface LuaErrors {
-  connect: number;
-  read: number;
-  write: number;
-  status: number;
-  timeout: number;
-}
-
-/** What timeline.lua writes; counts are `[bucket key, count]` pairs. */
-export interface LuaTimeline {
-  bucketMs: number;
-  /** When the first thread's init() ran (epoch ms). */
-  startMs: number;
-  /** When done() ran (epoch ms). */
-  endMs: number;
-  /** request() calls (requests about to be written). */
-  written: [number, number][];
-  /** response() calls (responses read). */
-  answered: [number, number][];
-  /** Responses outside 200–299. */
-  non2xx: [number, number][];
-  /** `[status, count]` of those. */
-  statuses: [number, number][];
-  requests: number;
-  durationUs: number;
-  errors: LuaErrors;
 }
 
 /** The command line of a wrk run (before any Lua arguments). */
@@ -121,9 +93,7 @@ export function startTimelineRun(
       await spawned.drained;
       const output = spawned.lines.join("\n");
       if (!status.success) throw new Error(`wrk failed:\n${output}`);
-      const timeline = JSON.parse(
-        await Deno.readTextFile(outPath),
-      ) as LuaTimeline;
+      const timeline = await readTimeline(outPath);
       return { result: parseWrkOutput(output), timeline, output };
     },
   };

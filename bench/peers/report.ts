@@ -536,7 +536,7 @@ export async function renderSection(
     `- Every system is started by the bench, pinned to CPU ${c.serverCpu} (\`taskset -c ${c.serverCpu}\`; every later generation inherits it); wrk runs on CPU ${c.clientCpu} (\`taskset -c ${c.clientCpu} wrk -t${c.threads} -c${c.connections}\`), and so does the bench itself (\`taskset -a -p\`). The bench is a child subreaper (\`prctl(PR_SET_CHILD_SUBREAPER)\`), so every generation, daemon and worker stays below it: a system's processes are the bench's descendants less its tools, and the bench kills all of them (by pid) on exit, error or signal.`,
   );
   lines.push(
-    `- Per system: ${c.coldStarts} cold starts (the last one is the instance measured), ${c.idleRestarts} restart(s) without load, then per mode (keep-alive, then \`Connection: close\`): ${c.warmupS} s warm-up, the ${c.steadyS} s steady run, and the restart run: wrk with \`bench/peers/timeline.lua\` for ${
+    `- Per system: ${c.coldStarts} cold starts (the last one is the instance measured), ${c.idleRestarts} restart(s) without load, then per mode (keep-alive, then \`Connection: close\`): ${c.warmupS} s warm-up, the ${c.steadyS} s steady run, and the restart run: wrk with \`bench/lib/timeline.lua\` for ${
       c.leadMs / 1000
     } s, then ${c.restarts} restarts, each at least ${
       c.intervalMs / 1000

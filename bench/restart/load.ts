@@ -7,7 +7,7 @@
 
 import { track } from "../lib/children.ts";
 import { parseWrkOutput, type WrkResult } from "../lib/wrk.ts";
-import { type LuaTimeline, parseTimeline } from "./timeline.ts";
+import { type LuaTimeline, readTimeline } from "../lib/timeline.ts";
 
 /** How to run wrk. */
 export interface LoadOptions {
@@ -75,6 +75,6 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const output = new TextDecoder().decode(stdout) +
     new TextDecoder().decode(stderr);
   if (code !== 0) throw new Error(`wrk exited with code ${code}:\n${output}`);
-  const timeline = parseTimeline(await Deno.readTextFile(options.timelinePath));
+  const timeline = await readTimeline(options.timelinePath);
   return { wrk: parseWrkOutput(output), output, timeline };
 }

@@ -425,7 +425,7 @@ function methodSection(
       `connection every ${c.pollMs} ms until another pid answers: that is the handover latency ` +
       `(resolution about ${c.pollMs} ms plus one request). Probes never reuse a ` +
       "connection, since a kept-alive one stays with the old generation until it drains.",
-    "- The timeline is recorded inside wrk by `bench/restart/timeline.lua`: wrk 4.1's Lua " +
+    "- The timeline is recorded inside wrk by `bench/lib/timeline.lua`: wrk 4.1's Lua " +
       "has no wall clock (`os.time()` has 1 s resolution, `os.clock()` is CPU time), so it " +
       "calls `clock_gettime(CLOCK_REALTIME)` through LuaJIT's FFI, and counts per " +
       `${c.bucketMs} ms bucket the requests written (\`request()\`), the responses completed ` +

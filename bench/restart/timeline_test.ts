@@ -1,9 +1,6 @@
 import { assertEquals } from "../../tests/assert.ts";
-import {
-  analyzeTimeline,
-  type LuaTimeline,
-  parseTimeline,
-} from "./timeline.ts";
+import { type LuaTimeline, parseTimeline } from "../lib/timeline.ts";
+import { analyzeTimeline } from "./timeline.ts";
 
 const WIDTH = 10;
 const START_KEY = 170_000_000_000;
