@@ -28,7 +28,17 @@ import {
   readAllProcessTicks,
 } from "./lib/proc.ts";
 import { freePort } from "./lib/server_process.ts";
-import { TIMELINE_LUA_PATH } from "./lib/timeline.ts";
+import {
+  type LuaTimeline,
+  readTimeline,
+  TIMELINE_LUA_PATH,
+} from "./lib/timeline.ts";
+import {
+  runWrk,
+  wrkCommand,
+  type WrkOptions,
+  type WrkResult,
+} from "./lib/wrk.ts";
 import { type HttpAnswer, httpGet } from "./restart/http.ts";
 import {
   type HandoverRecord,
@@ -37,7 +47,6 @@ import {
   restartOnce,
   type RestartOptions,
 } from "./restart/handover.ts";
-import { type LoadResult, runLoad, wrkCommand } from "./restart/load.ts";
 import { readMachine } from "./restart/machine.ts";
 import {
   diagnoseProcess,
@@ -463,23 +472,28 @@ async function runScenario(
       (LEAD_MS + (flags.restarts - 1) * flags.intervalMs + WINDOW_MS +
         TAIL_MS) / 1000,
     );
-    const loadOptions = {
-      port,
-      durationS,
+    const loadOptions: WrkOptions = {
+      url: `http://127.0.0.1:${port}/`,
+      duration: durationS,
       threads: THREADS,
       connections: CONNECTIONS,
       cpu: CLIENT_CPU,
       headers: mode.headers,
-      scriptPath: TIMELINE_LUA_PATH,
-      timelinePath,
-      bucketMs: BUCKET_MS,
+      script: {
+        path: TIMELINE_LUA_PATH,
+        args: [timelinePath, String(BUCKET_MS)],
+      },
     };
     console.log(
       `\n${label}: ${flags.restarts} × ${signal} every ${flags.intervalMs} ms under wrk (${durationS} s)`,
     );
     const ticksBefore = await readAllProcessTicks();
     const loadStarted = performance.now();
-    const load = runLoad(loadOptions);
+    const load = runWrk(loadOptions).then(async ({ result, output }) => ({
+      wrk: result,
+      output,
+      timeline: await readTimeline(timelinePath),
+    }));
     // Keep the promise handled while the restarts run.
     load.catch(() => {});
     const restartOptions: RestartOptions = {
@@ -522,7 +536,7 @@ async function runScenario(
         break;
       }
     }
-    let result: LoadResult;
+    let result: { wrk: WrkResult; output: string; timeline: LuaTimeline };
     try {
       result = await load;
     } catch (error) {
@@ -582,8 +596,10 @@ async function runScenario(
       serverCommand: displayCommand(tree.command),
       wrkCommand: displayCommand(wrkCommand({
         ...loadOptions,
-        scriptPath: "bench/lib/timeline.lua",
-        timelinePath: "timeline.json",
+        script: {
+          path: "bench/lib/timeline.lua",
+          args: ["timeline.json", String(BUCKET_MS)],
+        },
       })),
       wrkOutput: result.output,
       wrk: result.wrk,

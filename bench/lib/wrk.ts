@@ -1,5 +1,6 @@
 /**
- * Runs wrk pinned to a CPU and parses what it prints.
+ * Runs wrk pinned to a CPU (optionally with a Lua script) and parses what it
+ * prints.
  *
  * @module
  */
@@ -50,6 +51,14 @@ export interface WrkOptions {
   headers: string[];
   /** The CPU to pin wrk to. */
   cpu: number;
+  /** A Lua script (`-s`), and the arguments it gets after `--`. */
+  script?: WrkScript;
+}
+
+/** A wrk Lua script and its arguments. */
+export interface WrkScript {
+  path: string;
+  args: string[];
 }
 
 /** The wrk command line (after `taskset -c <cpu>`) for `options`. */
@@ -61,16 +70,24 @@ export function wrkArgs(options: WrkOptions): string[] {
     "--latency",
   ];
   for (const header of options.headers) args.push("-H", header);
+  if (options.script !== undefined) args.push("-s", options.script.path);
   args.push(options.url);
+  if (options.script !== undefined) args.push("--", ...options.script.args);
   return args;
+}
+
+/** The whole command: `taskset -c <cpu> wrk …`. */
+export function wrkCommand(options: WrkOptions): string[] {
+  return ["taskset", "-c", String(options.cpu), "wrk", ...wrkArgs(options)];
 }
 
 /** Runs `taskset -c <cpu> wrk ...` and parses its output; throws on failure. */
 export async function runWrk(
   options: WrkOptions,
 ): Promise<{ result: WrkResult; output: string }> {
-  const child = new Deno.Command("taskset", {
-    args: ["-c", String(options.cpu), "wrk", ...wrkArgs(options)],
+  const [command, ...args] = wrkCommand(options);
+  const child = new Deno.Command(command, {
+    args,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -8,7 +8,13 @@
  */
 
 import { type LuaTimeline, readTimeline } from "../lib/timeline.ts";
-import { parseWrkOutput, type WrkResult } from "../lib/wrk.ts";
+import {
+  parseWrkOutput,
+  wrkCommand,
+  type WrkOptions,
+  type WrkResult,
+  type WrkScript,
+} from "../lib/wrk.ts";
 import { type Spawned, spawnProcess } from "./spawn.ts";
 
 /** What every wrk run shares. */
@@ -21,20 +27,21 @@ export interface WrkSetup {
   cpu: number;
 }
 
-/** The command line of a wrk run (before any Lua arguments). */
-export function wrkArgs(setup: WrkSetup, seconds: number): string[] {
-  const args = [
-    "taskset",
-    "-c",
-    String(setup.cpu),
-    "wrk",
-    `-t${setup.threads}`,
-    `-c${setup.connections}`,
-    `-d${seconds}s`,
-    "--latency",
-  ];
-  for (const header of setup.headers) args.push("-H", header);
-  return args;
+/** The wrk options of a run of `seconds` with `setup`. */
+function wrkOptions(
+  setup: WrkSetup,
+  seconds: number,
+  script?: WrkScript,
+): WrkOptions {
+  return {
+    url: `http://127.0.0.1:${setup.port}/`,
+    duration: seconds,
+    threads: setup.threads,
+    connections: setup.connections,
+    headers: setup.headers,
+    cpu: setup.cpu,
+    script,
+  };
 }
 
 /** Runs wrk for `seconds` without Lua; resolves with its parsed summary. */
@@ -42,16 +49,20 @@ export async function runPlainWrk(
   setup: WrkSetup,
   seconds: number,
 ): Promise<{ result: WrkResult; output: string; pid: number }> {
-  const command = [
-    ...wrkArgs(setup, seconds),
-    `http://127.0.0.1:${setup.port}/`,
-  ];
+  const command = wrkCommand(wrkOptions(setup, seconds));
   const spawned = spawnProcess(command, { tool: true });
+  return { ...await wrkFinished(spawned), pid: spawned.pid };
+}
+
+/** Waits for a spawned wrk to end; resolves with its parsed summary. */
+async function wrkFinished(
+  spawned: Spawned,
+): Promise<{ result: WrkResult; output: string }> {
   const status = await spawned.done;
   await spawned.drained;
   const output = spawned.lines.join("\n");
   if (!status.success) throw new Error(`wrk failed:\n${output}`);
-  return { result: parseWrkOutput(output), output, pid: spawned.pid };
+  return { result: parseWrkOutput(output), output };
 }
 
 /** A wrk run with the timeline script, until {@linkcode TimelineRun.stop}. */
@@ -70,15 +81,12 @@ export function startTimelineRun(
   bucketMs: number,
   maxSeconds: number,
 ): TimelineRun {
-  const command = [
-    ...wrkArgs(setup, maxSeconds),
-    "-s",
-    luaPath,
-    `http://127.0.0.1:${setup.port}/`,
-    "--",
-    outPath,
-    String(bucketMs),
-  ];
+  const command = wrkCommand(
+    wrkOptions(setup, maxSeconds, {
+      path: luaPath,
+      args: [outPath, String(bucketMs)],
+    }),
+  );
   const spawned: Spawned = spawnProcess(command, { tool: true });
   return {
     command,
@@ -89,12 +97,9 @@ export function startTimelineRun(
       } catch {
         // it ended by itself (-d reached)
       }
-      const status = await spawned.done;
-      await spawned.drained;
-      const output = spawned.lines.join("\n");
-      if (!status.success) throw new Error(`wrk failed:\n${output}`);
+      const { result, output } = await wrkFinished(spawned);
       const timeline = await readTimeline(outPath);
-      return { result: parseWrkOutput(output), timeline, output };
+      return { result, timeline, output };
     },
   };
 }
