@@ -7,6 +7,8 @@
  */
 
 import { track } from "../lib/children.ts";
+import { readLines } from "../lib/lines.ts";
+import { spawnPiped } from "../lib/spawn.ts";
 import { getPid } from "./http.ts";
 import {
   killMarked,
@@ -60,7 +62,6 @@ export interface Milestones {
   ready?: number;
 }
 
-const LISTEN_ENV = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
 const READY = /new generation (\d+) ready \(pid (\d+)\) in (\d+) ms/;
 const LOG_LINE =
   /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d\.\d+) ([+-]\d\d:\d\d) \w+ \[pid (\d+) gen \d+\] \S+: (.*)$/;
@@ -92,20 +93,12 @@ export function treeCommand(options: TreeOptions): string[] {
 /** Spawns the server; does not wait for it to serve. */
 export function spawnTree(options: TreeOptions): ServerTree {
   const command = treeCommand(options);
-  const env = Deno.env.toObject();
-  for (const name of LISTEN_ENV) delete env[name];
-  env.NO_COLOR = "1";
   const spawnedAt = performance.now();
   const spawnedAtEpochMs = performance.timeOrigin + spawnedAt;
-  const root = new Deno.Command(command[0], {
-    args: command.slice(1),
+  const root = spawnPiped(command, {
     cwd: options.repoDir,
-    clearEnv: true,
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+    env: { NO_COLOR: "1" },
+  });
   track(root);
   const tree: ServerTree = {
     options,
@@ -117,8 +110,8 @@ export function spawnTree(options: TreeOptions): ServerTree {
     spawnedAtEpochMs,
     milestones: new Map(),
   };
-  pumpLines(root.stdout, tree);
-  pumpLines(root.stderr, tree);
+  readLines(root.stdout, (line) => addLine(tree, line));
+  readLines(root.stderr, (line) => addLine(tree, line));
   return tree;
 }
 
@@ -188,30 +181,6 @@ export function notableLines(tree: ServerTree): string[] {
     (!/ (INF|DBG) /.test(line) && !/^Listening on /.test(line) &&
       line.trim() !== "")
   );
-}
-
-function pumpLines(
-  stream: ReadableStream<Uint8Array>,
-  tree: ServerTree,
-): void {
-  readLines(stream, tree).catch(() => {});
-}
-
-async function readLines(
-  stream: ReadableStream<Uint8Array>,
-  tree: ServerTree,
-): Promise<void> {
-  let pending = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    pending += chunk;
-    let newline = pending.indexOf("\n");
-    while (newline !== -1) {
-      addLine(tree, pending.slice(0, newline));
-      pending = pending.slice(newline + 1);
-      newline = pending.indexOf("\n");
-    }
-  }
-  if (pending !== "") addLine(tree, pending);
 }
 
 function addLine(tree: ServerTree, line: string): void {
