@@ -26,6 +26,7 @@ import { freePort } from "./lib/server_process.ts";
 import { TIMELINE_LUA_PATH } from "./lib/timeline.ts";
 import { readMachine } from "./restart/machine.ts";
 import { median, percentile, round } from "./lib/stats.ts";
+import { sleep } from "./lib/time.ts";
 import { analyzeTimeline, type TimelineAnalysis } from "./peers/analysis.ts";
 import { soakSvg, timelineSvg } from "./peers/charts.ts";
 import { runPlainWrk, startTimelineRun, type WrkSetup } from "./peers/load.ts";
@@ -40,7 +41,6 @@ import {
   readProcTable,
   rssOf,
   serverPids,
-  sleep,
   stopReaper,
 } from "./peers/procs.ts";
 import type {

@@ -54,8 +54,6 @@ import {
   markedPids,
   newMarker,
   pidsWithMarker,
-  sleep,
-  waitUntil,
 } from "./restart/procs.ts";
 import type {
   AttemptSummary,
@@ -80,6 +78,7 @@ import {
   type TreeOptions,
 } from "./restart/server_tree.ts";
 import { median, percentile, round } from "./lib/stats.ts";
+import { sleep, waitUntil } from "./lib/time.ts";
 import { analyzeTimeline, type TimelineEvent } from "./restart/timeline.ts";
 
 const BENCH_DIR = decodeURIComponent(new URL(".", import.meta.url).pathname);
@@ -545,7 +544,7 @@ async function runScenario(
     const loadSeconds = (performance.now() - loadStarted) / 1000;
     const ticksAfter = await readAllProcessTicks();
     await Promise.all(pending.map((p) => p.oldExit));
-    await waitUntil(() => pidsWithMarker(marker).length <= 1, SETTLE_MS);
+    await waitUntil(() => pidsWithMarker(marker).length <= 1, SETTLE_MS, 10);
     const processesLeft = pidsWithMarker(marker).length;
     const handovers = pending.map((p) => p.record);
     const own = new Set<number>([Deno.pid, tree.root.pid]);

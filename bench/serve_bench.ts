@@ -45,6 +45,7 @@ import {
   startServer,
   stopServerProcess,
 } from "./lib/server_process.ts";
+import { sleep } from "./lib/time.ts";
 import { runWrk, type WrkOptions, type WrkResult } from "./lib/wrk.ts";
 
 const SYSTEMS: SystemSpec[] = [
@@ -239,10 +240,6 @@ async function readEnvironment(clockTicks: number): Promise<Environment> {
   };
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 function coreDeltaPercent(
   before: Map<number, CoreTicks>,
   after: Map<number, CoreTicks>,
@@ -340,7 +337,7 @@ async function waitForQuiet(
   const exclude = new Set([serverPid, Deno.pid]);
   while (true) {
     const before = await readAllProcessTicks();
-    await delay(QUIET_WINDOW_MS);
+    await sleep(QUIET_WINDOW_MS);
     const after = await readAllProcessTicks();
     const foreignPercent = foreignTicks(before, after, exclude) / clockTicks /
       (QUIET_WINDOW_MS / 1000) * 100;
@@ -381,7 +378,7 @@ async function measure(
       cpu: CLIENT_CPU,
     };
     const warmup = await runWrk(load);
-    await delay(SETTLE_MS);
+    await sleep(SETTLE_MS);
     if (server.exited()) throw new Error("the server exited during warm-up");
 
     const attempts: AttemptRecord[] = [];

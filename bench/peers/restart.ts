@@ -9,7 +9,9 @@
 
 import { round } from "../lib/stats.ts";
 import { getPid } from "../restart/http.ts";
-import { isAlive, markSeen, sleep } from "./procs.ts";
+import { isAlive } from "../lib/pids.ts";
+import { epochNow, sleep } from "../lib/time.ts";
+import { markSeen } from "./procs.ts";
 import type { SystemInstance } from "./systems.ts";
 
 /** One restart, as the bench saw it. */
@@ -44,11 +46,6 @@ export interface RestartTiming {
   handoverTimeoutMs: number;
   /** How long to wait for the old pid to exit (ms). */
   exitTimeoutMs: number;
-}
-
-/** Epoch ms with sub-ms resolution (the clock of Date.now() and of timeline.lua). */
-export function epochNow(): number {
-  return performance.timeOrigin + performance.now();
 }
 
 /** GET /pid, tried up to 3 times. */

@@ -8,7 +8,9 @@
  */
 
 import { httpGet } from "../restart/http.ts";
-import { isAlive, serverPids, signalPid, sleep, waitFor } from "./procs.ts";
+import { isAlive, signalPid } from "../lib/pids.ts";
+import { sleep, waitUntil } from "../lib/time.ts";
+import { serverPids } from "./procs.ts";
 import { runTool, type Spawned, spawnProcess } from "./spawn.ts";
 import type { Toolchain } from "./setup.ts";
 
@@ -278,7 +280,7 @@ function denoKillSystem(port: number, context: SystemContext): SystemInstance {
     },
     async trigger(pid) {
       if (!signalPid(pid, "SIGTERM")) throw new Error(`pid ${pid} is gone`);
-      if (!await waitFor(() => !isAlive(pid), 10_000, 1)) {
+      if (!await waitUntil(() => !isAlive(pid), 10_000, 1)) {
         throw new Error(`pid ${pid} still runs 10 s after SIGTERM`);
       }
       spawn();
@@ -469,9 +471,9 @@ async function stopAll(
   ask: (pids: number[]) => void,
 ): Promise<number[]> {
   ask(serverPids());
-  await waitFor(() => serverPids().length === 0, graceMs, 20);
+  await waitUntil(() => serverPids().length === 0, graceMs, 20);
   const left = serverPids();
   for (const pid of left) signalPid(pid, "SIGKILL");
-  await waitFor(() => serverPids().length === 0, 5_000, 20);
+  await waitUntil(() => serverPids().length === 0, 5_000, 20);
   return left;
 }

@@ -10,13 +10,9 @@ import { track } from "../lib/children.ts";
 import { readLines } from "../lib/lines.ts";
 import { spawnPiped } from "../lib/spawn.ts";
 import { getPid } from "./http.ts";
-import {
-  killMarked,
-  pidsWithMarker,
-  signalPid,
-  sleep,
-  waitUntil,
-} from "./procs.ts";
+import { signalPid } from "../lib/pids.ts";
+import { sleep, waitUntil } from "../lib/time.ts";
+import { killMarked, pidsWithMarker } from "./procs.ts";
 
 /** How to start a server. */
 export interface TreeOptions {
@@ -165,11 +161,13 @@ export async function stopTree(
   const graceful = await waitUntil(
     () => pidsWithMarker(tree.options.marker).length === 0,
     graceMs,
+    10,
   );
   if (!graceful) killMarked(tree.options.marker);
   await waitUntil(
     () => pidsWithMarker(tree.options.marker).length === 0,
     5_000,
+    10,
   );
   return { graceful, ms: Math.round(performance.now() - started) };
 }
