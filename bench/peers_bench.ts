@@ -21,6 +21,9 @@
 
 import { parseArgs } from "node:util";
 import type { WrkResult } from "./lib/wrk.ts";
+import { writeFileAtomically } from "./lib/atomic_write.ts";
+import { formatWithDeno } from "./lib/deno_fmt.ts";
+import { writeSection } from "./lib/markdown_section.ts";
 import { clockTicksPerSecond, readCoreTicks } from "./lib/proc.ts";
 import { freePort } from "./lib/server_process.ts";
 import { TIMELINE_LUA_PATH } from "./lib/timeline.ts";
@@ -56,11 +59,7 @@ import type {
   SteadyRecord,
   SystemRecord,
 } from "./peers/records.ts";
-import {
-  evaluateTargets,
-  renderSection,
-  writeSection,
-} from "./peers/report.ts";
+import { evaluateTargets, MARKERS, renderSection } from "./peers/report.ts";
 import {
   currentPid,
   restartOnce,
@@ -661,35 +660,6 @@ function slope(values: number[]): number {
   return num / den;
 }
 
-/**
- * Formats JSON or SVG as `deno fmt` does (it formats both), so that
- * `deno fmt --check` stays clean.
- */
-async function formatAs(ext: "json" | "svg", text: string): Promise<string> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["fmt", "--ext", ext, "-"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(text));
-  await writer.close();
-  const { code, stdout, stderr } = await child.output();
-  if (code !== 0) {
-    throw new Error(`deno fmt failed: ${new TextDecoder().decode(stderr)}`);
-  }
-  return new TextDecoder().decode(stdout);
-}
-
-async function writeAtomically(path: string, text: string): Promise<void> {
-  const dir = path.slice(0, path.lastIndexOf("/"));
-  await Deno.mkdir(dir, { recursive: true });
-  const temp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeTextFile(temp, text);
-  await Deno.rename(temp, path);
-}
-
 function reproduceLines(config: BenchConfig, toolchain: Toolchain | null) {
   const lines = [
     config.quick
@@ -714,21 +684,24 @@ async function publish(
   outDir: string,
   updateDocs: boolean,
 ): Promise<void> {
-  await writeAtomically(
+  await writeFileAtomically(
     `${outDir}/peers.json`,
-    await formatAs("json", JSON.stringify(report, null, 2)),
+    await formatWithDeno("json", JSON.stringify(report, null, 2)),
   );
   log(`wrote ${outDir}/peers.json`);
   const timelinePath = updateDocs
     ? TIMELINE_SVG
     : `${outDir}/peers_timeline.svg`;
   const soakPath = updateDocs ? SOAK_SVG : `${outDir}/soak.svg`;
-  await writeAtomically(
+  await writeFileAtomically(
     timelinePath,
-    await formatAs("svg", timelineSvg(report)),
+    await formatWithDeno("svg", timelineSvg(report)),
   );
   if (report.soak !== null) {
-    await writeAtomically(soakPath, await formatAs("svg", soakSvg(report)));
+    await writeFileAtomically(
+      soakPath,
+      await formatWithDeno("svg", soakSvg(report)),
+    );
   }
   const section = await renderSection(report, {
     jsonPath: updateDocs
@@ -738,10 +711,10 @@ async function publish(
     soakSvg: updateDocs ? "docs/soak.svg" : soakPath,
   });
   if (updateDocs) {
-    await writeSection(MARKDOWN_PATH, section);
+    await writeSection(MARKDOWN_PATH, section, MARKERS);
     log(`updated ${MARKDOWN_PATH}, ${timelinePath}, ${soakPath}`);
   } else {
-    await writeAtomically(`${outDir}/peers.md`, `${section}\n`);
+    await writeFileAtomically(`${outDir}/peers.md`, `${section}\n`);
     log(`wrote ${outDir}/peers.md, ${timelinePath}`);
   }
   for (const target of report.targets) {

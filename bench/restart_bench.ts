@@ -27,6 +27,7 @@ import {
   foreignTicks,
   readAllProcessTicks,
 } from "./lib/proc.ts";
+import { writeSection } from "./lib/markdown_section.ts";
 import { freePort } from "./lib/server_process.ts";
 import {
   type LuaTimeline,
@@ -68,7 +69,7 @@ import type {
   StuckRestart,
   TargetResult,
 } from "./restart/records.ts";
-import { renderSection, writeSection } from "./restart/report.ts";
+import { MARKERS, renderSection } from "./restart/report.ts";
 import {
   notableLines,
   type ServerTree,
@@ -383,7 +384,7 @@ async function publish(
   });
   console.log(`\n${section}\n`);
   if (markdown) {
-    await writeSection(MARKDOWN_PATH, section);
+    await writeSection(MARKDOWN_PATH, section, MARKERS);
     console.log(`updated ${MARKDOWN_PATH}`);
   }
 }

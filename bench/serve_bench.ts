@@ -14,6 +14,8 @@
  */
 
 import { killAllChildren } from "./lib/children.ts";
+import { formatMarkdown } from "./lib/deno_fmt.ts";
+import { writeSection } from "./lib/markdown_section.ts";
 import {
   clockTicksPerSecond,
   commandOutput,
@@ -32,11 +34,10 @@ import {
   type Environment,
   formatErrors,
   formatInteger,
-  formatMarkdown,
+  MARKERS,
   type ModeSpec,
   renderMarkdown,
   type RunRecord,
-  spliceSection,
   type SystemSpec,
 } from "./lib/report.ts";
 import {
@@ -545,13 +546,7 @@ async function writeOutputs(report: BenchReport, flags: Flags): Promise<void> {
   console.log(`\n${section}\n`);
   console.log(`wrote ${jsonPath}`);
   if (flags.markdown) {
-    let document: string | undefined;
-    try {
-      document = await Deno.readTextFile(MARKDOWN_PATH);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    }
-    await Deno.writeTextFile(MARKDOWN_PATH, spliceSection(document, section));
+    await writeSection(MARKDOWN_PATH, section, MARKERS);
     console.log(`updated ${MARKDOWN_PATH}`);
   }
 }

@@ -1,7 +1,6 @@
 import { analyzeTimeline } from "./analysis.ts";
 import type { LuaTimeline } from "../lib/timeline.ts";
 import { niceTicks } from "./charts.ts";
-import { END_MARKER, spliceSection, START_MARKER } from "./report.ts";
 
 function assertEquals(actual: unknown, expected: unknown): void {
   const a = JSON.stringify(actual);
@@ -81,18 +80,4 @@ Deno.test("niceTicks stays inside, or covers with `cover`", () => {
     80_000,
     100_000,
   ]);
-});
-
-Deno.test("spliceSection replaces only its own section", () => {
-  const other = "<!-- other:start -->\n\nx\n\n<!-- other:end -->";
-  const appended = spliceSection(`# B\n\n${other}\n`, "one");
-  assertEquals(
-    appended,
-    `# B\n\n${other}\n\n${START_MARKER}\n\none\n\n${END_MARKER}\n`,
-  );
-  const replaced = spliceSection(appended, "two");
-  assertEquals(
-    replaced,
-    `# B\n\n${other}\n\n${START_MARKER}\n\ntwo\n\n${END_MARKER}\n`,
-  );
 });

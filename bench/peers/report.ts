@@ -1,13 +1,15 @@
 /**
  * The peers-bench section of BENCHMARKS.md: targets, tables, method and
- * reproduction, rendered from a report; and the splice that replaces only the
- * text between this section's markers (atomically: other sections of the
- * file belong to other benches).
+ * reproduction, rendered from a report.
  *
  * @module
  */
 
-import { formatMarkdown } from "../lib/report.ts";
+import { formatMarkdown } from "../lib/deno_fmt.ts";
+import {
+  type SectionMarkers,
+  sectionMarkers,
+} from "../lib/markdown_section.ts";
 import type {
   ModeName,
   ModeRecord,
@@ -18,10 +20,8 @@ import type {
   TargetResult,
 } from "./records.ts";
 
-/** The markers around the generated section. */
-export const START_MARKER = "<!-- peers-bench:start -->";
-/** The end marker. */
-export const END_MARKER = "<!-- peers-bench:end -->";
+/** The markers around the generated section in BENCHMARKS.md. */
+export const MARKERS: SectionMarkers = sectionMarkers("peers-bench");
 
 const TARGET_COLD_RATIO = 1.2;
 
@@ -589,42 +589,4 @@ export async function renderSection(
     lines.push("");
   }
   return await formatMarkdown(lines.join("\n"));
-}
-
-/**
- * Puts `section` between the markers of `document` (replacing only what is
- * between them), or appends the markers and the section when they are missing.
- */
-export function spliceSection(document: string, section: string): string {
-  const block = `${START_MARKER}\n\n${section}\n\n${END_MARKER}`;
-  const start = document.indexOf(START_MARKER);
-  const end = document.indexOf(END_MARKER);
-  if (start === -1 && end === -1) {
-    const separator = document.endsWith("\n") ? "\n" : "\n\n";
-    return `${document}${separator}${block}\n`;
-  }
-  if (start === -1 || end === -1 || end < start) {
-    throw new Error(
-      `BENCHMARKS.md has a broken ${START_MARKER} … ${END_MARKER} pair; fix it by hand`,
-    );
-  }
-  return document.slice(0, start) + block +
-    document.slice(end + END_MARKER.length);
-}
-
-/** Re-reads `path` and replaces this section in it, atomically (rename). */
-export async function writeSection(
-  path: string,
-  section: string,
-): Promise<void> {
-  const document = await Deno.readTextFile(path);
-  const text = spliceSection(document, section);
-  const temp = `${path}.peers-bench-${Deno.pid}.tmp`;
-  try {
-    await Deno.writeTextFile(temp, text);
-    await Deno.rename(temp, path);
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
 }
