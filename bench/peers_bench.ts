@@ -27,7 +27,7 @@ import { writeSection } from "./lib/markdown_section.ts";
 import { clockTicksPerSecond, readCoreTicks } from "./lib/proc.ts";
 import { freePort } from "./lib/server_process.ts";
 import { TIMELINE_LUA_PATH } from "./lib/timeline.ts";
-import { readMachine } from "./restart/machine.ts";
+import { readMachine } from "./lib/machine.ts";
 import { median, percentile, round } from "./lib/stats.ts";
 import { sleep } from "./lib/time.ts";
 import { analyzeTimeline, type TimelineAnalysis } from "./peers/analysis.ts";

@@ -40,7 +40,7 @@ import {
   type WrkOptions,
   type WrkResult,
 } from "./lib/wrk.ts";
-import { type HttpAnswer, httpGet } from "./restart/http.ts";
+import { type HttpAnswer, httpGet } from "./lib/http_get.ts";
 import {
   type HandoverRecord,
   HandoverTimeoutError,
@@ -48,7 +48,7 @@ import {
   restartOnce,
   type RestartOptions,
 } from "./restart/handover.ts";
-import { readMachine } from "./restart/machine.ts";
+import { readMachine } from "./lib/machine.ts";
 import {
   diagnoseProcess,
   killAllMarked,

@@ -8,7 +8,7 @@
  */
 
 import { round } from "../lib/stats.ts";
-import { getPid } from "../restart/http.ts";
+import { getPid } from "../lib/http_get.ts";
 import { isAlive } from "../lib/pids.ts";
 import { epochNow, sleep } from "../lib/time.ts";
 import { markSeen } from "./procs.ts";

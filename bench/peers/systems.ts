@@ -7,7 +7,7 @@
  * @module
  */
 
-import { httpGet } from "../restart/http.ts";
+import { httpGet } from "../lib/http_get.ts";
 import { isAlive, signalPid } from "../lib/pids.ts";
 import { sleep, waitUntil } from "../lib/time.ts";
 import { serverPids } from "./procs.ts";

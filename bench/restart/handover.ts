@@ -6,7 +6,7 @@
  * @module
  */
 
-import { getPid } from "./http.ts";
+import { getPid } from "../lib/http_get.ts";
 import { isAlive } from "../lib/pids.ts";
 import { epochNow, sleep } from "../lib/time.ts";
 

@@ -6,7 +6,7 @@
 
 import type { WrkResult } from "../lib/wrk.ts";
 import type { HandoverRecord } from "./handover.ts";
-import type { MachineInfo } from "./machine.ts";
+import type { MachineInfo } from "../lib/machine.ts";
 import type { ProcessDiagnosis } from "./procs.ts";
 import type { TimelineAnalysis } from "./timeline.ts";
 

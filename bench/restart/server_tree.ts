@@ -9,7 +9,7 @@
 import { track } from "../lib/children.ts";
 import { readLines } from "../lib/lines.ts";
 import { spawnPiped } from "../lib/spawn.ts";
-import { getPid } from "./http.ts";
+import { getPid } from "../lib/http_get.ts";
 import { signalPid } from "../lib/pids.ts";
 import { sleep, waitUntil } from "../lib/time.ts";
 import { killMarked, pidsWithMarker } from "./procs.ts";
