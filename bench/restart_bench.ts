@@ -21,6 +21,7 @@
  * @module
  */
 
+import { runBenchMain } from "./lib/bench_main.ts";
 import { killAllChildren } from "./lib/children.ts";
 import {
   clockTicksPerSecond,
@@ -1153,34 +1154,11 @@ function cleanUp(): void {
   tempFiles.clear();
 }
 
-function onSignal(signal: Deno.Signal): void {
-  console.error(`\n${signal}: stopping every server generation and wrk`);
-  cleanUp();
-  Deno.exit(signal === "SIGINT" ? 130 : 143);
-}
-
 if (import.meta.main) {
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
-  const handlers = signals.map((signal) => {
-    const handler = () => onSignal(signal);
-    Deno.addSignalListener(signal, handler);
-    return { signal, handler };
+  await runBenchMain(main, {
+    name: "restart bench",
+    stopping: "every server generation and wrk",
+    cleanUp,
+    printStack: true,
   });
-  globalThis.addEventListener("unload", cleanUp);
-  let code = 1;
-  try {
-    code = await main(Deno.args);
-  } catch (error) {
-    console.error(
-      `restart bench failed: ${
-        error instanceof Error ? error.stack ?? error.message : error
-      }`,
-    );
-  } finally {
-    cleanUp();
-    for (const { signal, handler } of handlers) {
-      Deno.removeSignalListener(signal, handler);
-    }
-  }
-  Deno.exit(code);
 }

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { runBenchMain } from "./lib/bench_main.ts";
 import { killAllChildren } from "./lib/children.ts";
 import { formatMarkdown } from "./lib/deno_fmt.ts";
 import { writeSection } from "./lib/markdown_section.ts";
@@ -551,32 +552,11 @@ async function writeOutputs(report: BenchReport, flags: Flags): Promise<void> {
   }
 }
 
-function onSignal(signal: Deno.Signal): void {
-  console.error(`\n${signal}: stopping every server and wrk`);
-  killAllChildren();
-  Deno.exit(signal === "SIGINT" ? 130 : 143);
-}
-
 if (import.meta.main) {
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
-  const handlers = signals.map((signal) => {
-    const handler = () => onSignal(signal);
-    Deno.addSignalListener(signal, handler);
-    return { signal, handler };
+  await runBenchMain(main, {
+    name: "serve bench",
+    stopping: "every server and wrk",
+    cleanUp: killAllChildren,
+    printStack: false,
   });
-  globalThis.addEventListener("unload", killAllChildren);
-  let code = 1;
-  try {
-    code = await main(Deno.args);
-  } catch (error) {
-    console.error(
-      `serve bench failed: ${error instanceof Error ? error.message : error}`,
-    );
-  } finally {
-    killAllChildren();
-    for (const { signal, handler } of handlers) {
-      Deno.removeSignalListener(signal, handler);
-    }
-  }
-  Deno.exit(code);
 }
