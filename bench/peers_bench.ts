@@ -23,6 +23,7 @@ import { parseArgs } from "node:util";
 import type { WrkResult } from "./lib/wrk.ts";
 import { writeFileAtomically } from "./lib/atomic_write.ts";
 import { formatWithDeno } from "./lib/deno_fmt.ts";
+import { failureCount, requestFailures } from "./lib/failures.ts";
 import { writeSection } from "./lib/markdown_section.ts";
 import { clockTicksPerSecond, readCoreTicks } from "./lib/proc.ts";
 import { freePort } from "./lib/server_process.ts";
@@ -195,14 +196,10 @@ function failuresOf(
   non2xx: number,
   restarts: number,
 ): Failures {
-  const e = wrk.errors;
-  const total = e.connect + e.read + e.write + e.timeout + non2xx;
+  const failures = requestFailures(wrk.errors, non2xx);
+  const total = failureCount(failures);
   return {
-    connect: e.connect,
-    read: e.read,
-    write: e.write,
-    timeout: e.timeout,
-    non2xx,
+    ...failures,
     total,
     perRestart: restarts > 0 ? round(total / restarts, 2) : NaN,
   };

@@ -28,6 +28,7 @@ import {
   foreignTicks,
   readAllProcessTicks,
 } from "./lib/proc.ts";
+import { failureCount, requestFailures } from "./lib/failures.ts";
 import { writeSection } from "./lib/markdown_section.ts";
 import { freePort } from "./lib/server_process.ts";
 import {
@@ -572,21 +573,16 @@ async function runScenario(
       rampMs: RAMP_MS,
       maxOutstanding: CONNECTIONS + THREADS,
     });
-    const errors = result.wrk.errors;
     const probeFailures = handovers.reduce(
       (n, h) => n + h.probeErrors.length,
       0,
     );
     const non2xx = result.timeline.non2xx.reduce((n, [, c]) => n + c, 0);
+    const requests = requestFailures(result.wrk.errors, non2xx);
     const failures: Failures = {
-      connect: errors.connect,
-      read: errors.read,
-      write: errors.write,
-      timeout: errors.timeout,
-      non2xx,
+      ...requests,
       probes: probeFailures,
-      total: errors.connect + errors.read + errors.write + errors.timeout +
-        non2xx + probeFailures,
+      total: failureCount(requests) + probeFailures,
     };
     const record: ScenarioRecord = {
       engine: engine ?? "auto (default)",
