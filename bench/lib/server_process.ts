@@ -6,6 +6,7 @@
  */
 
 import { signalChild, track } from "./children.ts";
+import { denoRunCommand, pinnedToCpu } from "./commands.ts";
 import { readLines } from "./lines.ts";
 import {
   holdsListeningSocket,
@@ -62,16 +63,10 @@ export async function startServer(
   options: StartOptions,
 ): Promise<RunningServer> {
   const port = freePort();
-  const child = spawnPiped([
-    "taskset",
-    "-c",
-    String(options.cpu),
-    Deno.execPath(),
-    "run",
-    "-A",
-    options.script,
-    String(port),
-  ], { cwd: options.cwd });
+  const child = spawnPiped(
+    pinnedToCpu(options.cpu, denoRunCommand([options.script, String(port)])),
+    { cwd: options.cwd },
+  );
   track(child);
   let exited = false;
   child.status.then(() => {

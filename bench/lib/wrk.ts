@@ -6,6 +6,7 @@
  */
 
 import { track } from "./children.ts";
+import { pinnedToCpu } from "./commands.ts";
 
 /** Errors wrk counted: socket errors, and responses with status ≥ 400. */
 export interface WrkErrors {
@@ -78,7 +79,7 @@ export function wrkArgs(options: WrkOptions): string[] {
 
 /** The whole command: `taskset -c <cpu> wrk …`. */
 export function wrkCommand(options: WrkOptions): string[] {
-  return ["taskset", "-c", String(options.cpu), "wrk", ...wrkArgs(options)];
+  return pinnedToCpu(options.cpu, ["wrk", ...wrkArgs(options)]);
 }
 
 /** Runs `taskset -c <cpu> wrk ...` and parses its output; throws on failure. */

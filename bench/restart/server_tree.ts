@@ -7,6 +7,7 @@
  */
 
 import { track } from "../lib/children.ts";
+import { denoRunCommand, pinnedToCpu } from "../lib/commands.ts";
 import { readLines } from "../lib/lines.ts";
 import { spawnPiped } from "../lib/spawn.ts";
 import { getPid } from "../lib/http_get.ts";
@@ -65,25 +66,14 @@ const MAX_LINES = 20_000;
 
 /** The command line for `options` (taskset, then deno and its arguments). */
 export function treeCommand(options: TreeOptions): string[] {
-  const args = [
-    "taskset",
-    "-c",
-    String(options.cpu),
-    Deno.execPath(),
-    "run",
-    "-A",
-    "mod.ts",
-    "--port",
-    String(options.port),
-    "--hostname",
-    "127.0.0.1",
-  ];
+  const args = ["mod.ts", "--port", String(options.port)];
+  args.push("--hostname", "127.0.0.1");
   if (options.engine !== undefined) args.push("--engine", options.engine);
   if (options.restartSignal !== undefined) {
     args.push("--restart-signal", options.restartSignal);
   }
   args.push("--name", options.marker);
-  return args;
+  return pinnedToCpu(options.cpu, denoRunCommand(args));
 }
 
 /** Spawns the server; does not wait for it to serve. */
