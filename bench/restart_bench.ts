@@ -23,6 +23,7 @@
 
 import { runBenchMain } from "./lib/bench_main.ts";
 import { killAllChildren } from "./lib/children.ts";
+import { readFlags } from "./lib/flags.ts";
 import {
   clockTicksPerSecond,
   foreignTicks,
@@ -125,7 +126,14 @@ const TARGET_WINDOW_RATIO = 0.8;
 const TARGET_COLD_RATIO = 1.2;
 
 const ENGINES = ["native", "node"];
-const MODES: { name: ModeName; headers: string[] }[] = [
+
+/** A load mode: its name and wrk's extra headers. */
+interface LoadMode {
+  name: ModeName;
+  headers: string[];
+}
+
+const MODES: LoadMode[] = [
   { name: "keep-alive", headers: [] },
   { name: "close", headers: ["Connection: close"] },
 ];
@@ -175,19 +183,7 @@ function parseFlags(args: string[]): Flags | "help" {
   let outDir = `${BENCH_DIR}results`;
   let markdown = true;
   let render = false;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    const eq = arg.indexOf("=");
-    const name = arg.startsWith("--") && eq !== -1 ? arg.slice(0, eq) : arg;
-    const inline = arg.startsWith("--") && eq !== -1
-      ? arg.slice(eq + 1)
-      : undefined;
-    const value = (): string => {
-      if (inline !== undefined) return inline;
-      i++;
-      if (i >= args.length) throw new TypeError(`${name} needs a value`);
-      return args[i];
-    };
+  for (const { arg, name, value } of readFlags(args)) {
     switch (name) {
       case "--restarts":
         restarts = positiveInteger(name, value());
@@ -274,7 +270,11 @@ async function main(args: string[]): Promise<number> {
   if (flags.acceptance) {
     for (const mode of MODES) {
       scenarios.push(
-        await measureScenario(undefined, mode, "SIGUSR1", flags, clockTicks),
+        await measureScenario(
+          { engine: undefined, mode, signal: "SIGUSR1" },
+          flags,
+          clockTicks,
+        ),
       );
     }
   } else {
@@ -284,7 +284,11 @@ async function main(args: string[]): Promise<number> {
       idleHandovers.push(await measureIdleHandovers(engine, flags));
       for (const mode of MODES) {
         scenarios.push(
-          await measureScenario(engine, mode, "SIGUSR2", flags, clockTicks),
+          await measureScenario(
+            { engine, mode, signal: "SIGUSR2" },
+            flags,
+            clockTicks,
+          ),
         );
       }
     }
@@ -391,6 +395,14 @@ async function publish(
   }
 }
 
+/** One scenario: an engine under one load mode, restarted by one signal. */
+interface ScenarioPlan {
+  /** `--engine`; undefined: not given (the default). */
+  engine: string | undefined;
+  mode: LoadMode;
+  signal: Deno.Signal;
+}
+
 /**
  * Runs a scenario, again (up to MAX_ATTEMPTS in all) while other processes
  * used more than MAX_FOREIGN_PERCENT of a core during it; keeps the attempt
@@ -398,15 +410,13 @@ async function publish(
  * still count.
  */
 async function measureScenario(
-  engine: string | undefined,
-  mode: { name: ModeName; headers: string[] },
-  signal: Deno.Signal,
+  plan: ScenarioPlan,
   flags: Flags,
   clockTicks: number,
 ): Promise<ScenarioRecord> {
   const attempts: ScenarioRecord[] = [];
   for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-    const record = await runScenario(engine, mode, signal, flags, clockTicks);
+    const record = await runScenario(plan, flags, clockTicks);
     attempts.push(record);
     if (record.foreignCpuPercent <= MAX_FOREIGN_PERCENT) break;
     if (attempt < MAX_ATTEMPTS) {
@@ -444,12 +454,11 @@ function summarizeAttempt(record: ScenarioRecord): AttemptSummary {
 
 /** One engine × mode: wrk for the whole run, `flags.restarts` restarts in it. */
 async function runScenario(
-  engine: string | undefined,
-  mode: { name: ModeName; headers: string[] },
-  signal: Deno.Signal,
+  plan: ScenarioPlan,
   flags: Flags,
   clockTicks: number,
 ): Promise<ScenarioRecord> {
+  const { engine, mode, signal } = plan;
   const label = `${engine ?? "default engine"} ${mode.name}`;
   const quietBefore = await waitForQuiet(clockTicks, flags.quietWaitMs);
   const marker = newMarker();

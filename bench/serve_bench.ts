@@ -15,6 +15,7 @@
 
 import { runBenchMain } from "./lib/bench_main.ts";
 import { killAllChildren } from "./lib/children.ts";
+import { readFlags } from "./lib/flags.ts";
 import { formatMarkdown } from "./lib/deno_fmt.ts";
 import { writeSection } from "./lib/markdown_section.ts";
 import {
@@ -135,19 +136,7 @@ function parseFlags(args: string[]): Flags | "help" {
   let systems = SYSTEMS;
   let markdown = true;
   let render: string | undefined;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    const eq = arg.indexOf("=");
-    const name = arg.startsWith("--") && eq !== -1 ? arg.slice(0, eq) : arg;
-    const inline = arg.startsWith("--") && eq !== -1
-      ? arg.slice(eq + 1)
-      : undefined;
-    const value = (): string => {
-      if (inline !== undefined) return inline;
-      i++;
-      if (i >= args.length) throw new Error(`${name} needs a value`);
-      return args[i];
-    };
+  for (const { arg, name, value } of readFlags(args)) {
     switch (name) {
       case "-h":
       case "--help":
