@@ -395,6 +395,25 @@ async function publish(
   }
 }
 
+/**
+ * A server of `engine` (undefined: the default) restarted by `restartSignal`
+ * (undefined: the default), pinned to the server CPU, on a free port, with
+ * a new marker.
+ */
+function freshTree(
+  engine: string | undefined,
+  restartSignal: Deno.Signal | undefined,
+): TreeOptions {
+  return {
+    repoDir: REPO_DIR,
+    cpu: SERVER_CPU,
+    port: freePort(),
+    marker: newMarker(),
+    engine,
+    restartSignal,
+  };
+}
+
 /** One scenario: an engine under one load mode, restarted by one signal. */
 interface ScenarioPlan {
   /** `--engine`; undefined: not given (the default). */
@@ -461,16 +480,11 @@ async function runScenario(
   const { engine, mode, signal } = plan;
   const label = `${engine ?? "default engine"} ${mode.name}`;
   const quietBefore = await waitForQuiet(clockTicks, flags.quietWaitMs);
-  const marker = newMarker();
-  const port = freePort();
-  const treeOptions: TreeOptions = {
-    repoDir: REPO_DIR,
-    cpu: SERVER_CPU,
-    port,
-    marker,
+  const treeOptions = freshTree(
     engine,
-    restartSignal: signal === "SIGUSR1" ? undefined : signal,
-  };
+    signal === "SIGUSR1" ? undefined : signal,
+  );
+  const { marker, port } = treeOptions;
   const tree = await startTree(treeOptions, START_TIMEOUT_MS);
   const timelinePath = await Deno.makeTempFile({
     prefix: "restart-timeline-",
@@ -674,16 +688,7 @@ async function measureColdStarts(
   const listening: number[] = [];
   let command = "";
   for (let i = 0; i < samples; i++) {
-    const port = freePort();
-    const marker = newMarker();
-    const tree = spawnTree({
-      repoDir: REPO_DIR,
-      cpu: SERVER_CPU,
-      port,
-      marker,
-      engine,
-      restartSignal: "SIGUSR2",
-    });
+    const tree = spawnTree(freshTree(engine, "SIGUSR2"));
     command = displayCommand(tree.command);
     try {
       times.push(await untilHello(tree));
@@ -738,16 +743,9 @@ async function measureIdleHandovers(
   engine: string,
   flags: Flags,
 ): Promise<IdleHandoverRecord> {
-  const marker = newMarker();
-  const port = freePort();
-  const tree = await startTree({
-    repoDir: REPO_DIR,
-    cpu: SERVER_CPU,
-    port,
-    marker,
-    engine,
-    restartSignal: "SIGUSR2",
-  }, START_TIMEOUT_MS);
+  const treeOptions = freshTree(engine, "SIGUSR2");
+  const { marker, port } = treeOptions;
+  const tree = await startTree(treeOptions, START_TIMEOUT_MS);
   const handovers: HandoverRecord[] = [];
   let stuck: StuckRestart | null = null;
   try {
