@@ -27,10 +27,10 @@ import { failureCount, requestFailures } from "./lib/failures.ts";
 import { writeSection } from "./lib/markdown_section.ts";
 import { clockTicksPerSecond, readCoreTicks } from "./lib/proc.ts";
 import { freePort } from "./lib/server_process.ts";
-import { TIMELINE_LUA_PATH } from "./lib/timeline.ts";
 import { readMachine } from "./lib/machine.ts";
 import { median, percentile, round } from "./lib/stats.ts";
 import { sleep } from "./lib/time.ts";
+import type { LuaTimeline } from "./lib/timeline.ts";
 import { analyzeTimeline, type TimelineAnalysis } from "./peers/analysis.ts";
 import { soakSvg, timelineSvg } from "./peers/charts.ts";
 import { runPlainWrk, startTimelineRun, type WrkSetup } from "./peers/load.ts";
@@ -297,13 +297,7 @@ async function restartRun(
   const quiet = await waitQuiet(config.quietWaitS, ticksPerS);
   const all0 = readProcTable();
   const started = performance.now();
-  const run = startTimelineRun(
-    setup,
-    TIMELINE_LUA_PATH,
-    out,
-    BUCKET_MS,
-    maxSeconds,
-  );
+  const run = startTimelineRun(setup, out, BUCKET_MS, maxSeconds);
   const restarts: RestartRecord[] = [];
   const restartErrors: RestartRunRecord["restartErrors"] = [];
   let error: string | null = null;
@@ -344,12 +338,7 @@ async function restartRun(
   const seconds = (performance.now() - started) / 1000;
   const all1 = readProcTable();
   const foreign = foreignOwnTicks(all0, all1);
-  const analysis = analyzeTimeline(timeline, {
-    triggersMs: restarts.map((r) => r.atMs),
-    windowMs: config.windowMs,
-    rampMs: config.rampMs,
-    maxOutstanding: config.connections + config.threads,
-  });
+  const analysis = analyzeRestarts(timeline, restarts, config);
   return {
     command: run.command,
     restarts,
@@ -364,6 +353,20 @@ async function restartRun(
     restartErrors,
     error,
   };
+}
+
+/** Reads a restart run's timeline around its triggers. */
+function analyzeRestarts(
+  timeline: LuaTimeline,
+  restarts: RestartRecord[],
+  config: BenchConfig,
+): TimelineAnalysis {
+  return analyzeTimeline(timeline, {
+    triggersMs: restarts.map((r) => r.atMs),
+    windowMs: config.windowMs,
+    rampMs: config.rampMs,
+    maxOutstanding: config.connections + config.threads,
+  });
 }
 
 /** A command line as the report shows it: repository-relative, $TMP for the run's directory. */
@@ -529,13 +532,7 @@ async function soakRun(
   const maxSeconds = Math.ceil(
     config.soakRestarts * (config.soakIntervalMs + 20_000) / 1000,
   ) + 60;
-  const run = startTimelineRun(
-    setup,
-    TIMELINE_LUA_PATH,
-    out,
-    BUCKET_MS,
-    maxSeconds,
-  );
+  const run = startTimelineRun(setup, out, BUCKET_MS, maxSeconds);
   let result: WrkResult;
   let analysis: TimelineAnalysis;
   try {
@@ -579,12 +576,7 @@ async function soakRun(
   } finally {
     const stopped = await run.stop();
     result = stopped.result;
-    analysis = analyzeTimeline(stopped.timeline, {
-      triggersMs: restarts.map((r) => r.atMs),
-      windowMs: config.windowMs,
-      rampMs: config.rampMs,
-      maxOutstanding: config.connections + config.threads,
-    });
+    analysis = analyzeRestarts(stopped.timeline, restarts, config);
     await system.stop(STOP_GRACE_MS);
   }
   const all1 = readProcTable();

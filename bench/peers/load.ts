@@ -7,7 +7,11 @@
  * @module
  */
 
-import { type LuaTimeline, readTimeline } from "../lib/timeline.ts";
+import {
+  type LuaTimeline,
+  readTimeline,
+  TIMELINE_LUA_PATH,
+} from "../lib/timeline.ts";
 import {
   parseWrkOutput,
   wrkCommand,
@@ -73,17 +77,19 @@ export interface TimelineRun {
   stop(): Promise<{ result: WrkResult; timeline: LuaTimeline; output: string }>;
 }
 
-/** Starts wrk with timeline.lua (at most `maxSeconds`). */
+/**
+ * Starts wrk with bench/lib/timeline.lua, writing its timeline (in buckets
+ * of `bucketMs`) to `outPath`, for at most `maxSeconds`.
+ */
 export function startTimelineRun(
   setup: WrkSetup,
-  luaPath: string,
   outPath: string,
   bucketMs: number,
   maxSeconds: number,
 ): TimelineRun {
   const command = wrkCommand(
     wrkOptions(setup, maxSeconds, {
-      path: luaPath,
+      path: TIMELINE_LUA_PATH,
       args: [outPath, String(bucketMs)],
     }),
   );
