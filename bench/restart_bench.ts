@@ -591,7 +591,7 @@ async function runScenario(
     );
     const stop = await stopTree(tree, STOP_GRACE_MS);
     const timeline = analyzeTimeline(result.timeline, {
-      signalsMs: handovers.map((h) => h.signalAtMs),
+      triggersMs: handovers.map((h) => h.signalAtMs),
       windowMs: WINDOW_MS,
       rampMs: RAMP_MS,
       maxOutstanding: CONNECTIONS + THREADS,

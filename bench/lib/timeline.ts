@@ -44,6 +44,22 @@ export interface LuaTimeline {
   summary: { requests: number; durationUs: number; errors: LuaErrors };
 }
 
+/** What an analysis of a timeline around restarts needs to know. */
+export interface TimelineAnalysisOptions {
+  /** When each restart was triggered (epoch ms, the timeline's clock). */
+  triggersMs: number[];
+  /** The restart window after each trigger (ms). */
+  windowMs: number;
+  /** Ms after wrk's start that are left out of the steady state (ramp-up). */
+  rampMs: number;
+  /**
+   * How many `request()` calls may be outstanding without a loss: wrk's
+   * connection count, plus its thread count (wrk 4.1 makes one more
+   * `request()` call per thread than it sends at the start of a run).
+   */
+  maxOutstanding: number;
+}
+
 /** Parses timeline.lua's JSON, checking its shape. */
 export function parseTimeline(text: string): LuaTimeline {
   const data = JSON.parse(text) as LuaTimeline;

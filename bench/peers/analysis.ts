@@ -21,6 +21,7 @@ import {
   denseTimeline,
   type LuaTimeline,
   statusCounts,
+  type TimelineAnalysisOptions,
 } from "../lib/timeline.ts";
 
 /** Throughput after one trigger. */
@@ -97,21 +98,10 @@ export interface TimelineAnalysis {
   series: SeriesPoint[];
 }
 
-/** How to read a timeline. */
-export interface AnalysisOptions {
-  /** Restart triggers (epoch ms). */
-  triggersMs: number[];
-  windowMs: number;
-  /** Left out at wrk's start (ms). */
-  rampMs: number;
-  /** Connections + threads. */
-  maxOutstanding: number;
-}
-
 /** Analyses `timeline` around the triggers. */
 export function analyzeTimeline(
   timeline: LuaTimeline,
-  options: AnalysisOptions,
+  options: TimelineAnalysisOptions,
 ): TimelineAnalysis {
   const dense = denseTimeline(timeline);
   const { width, firstKey, length, non2xx } = dense;

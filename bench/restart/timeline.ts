@@ -19,6 +19,7 @@ import {
   denseTimeline,
   type LuaTimeline,
   statusCounts,
+  type TimelineAnalysisOptions,
 } from "../lib/timeline.ts";
 
 /** One point in time, placed relative to the restart signals. */
@@ -89,32 +90,16 @@ export interface TimelineAnalysis {
   series100ms: number[];
 }
 
-/** How to read a timeline. */
-export interface AnalysisOptions {
-  /** When each restart signal was sent (epoch ms). */
-  signalsMs: number[];
-  /** The restart window after each signal (ms). */
-  windowMs: number;
-  /** Ms after wrk's start that are left out of the steady state (ramp-up). */
-  rampMs: number;
-  /**
-   * How many `request()` calls may be outstanding without a loss: wrk's
-   * connection count, plus its thread count (wrk 4.1 makes one more
-   * `request()` call than it sends at the start of a run).
-   */
-  maxOutstanding: number;
-}
-
 /** Reads steady state, restart windows, stalls and losses from `timeline`. */
 export function analyzeTimeline(
   timeline: LuaTimeline,
-  options: AnalysisOptions,
+  options: TimelineAnalysisOptions,
 ): TimelineAnalysis {
   const { width, firstKey, length, sent, received, non2xx } = denseTimeline(
     timeline,
   );
   const origin = firstKey * width;
-  const signals = options.signalsMs.map((ms) => ms - origin);
+  const signals = options.triggersMs.map((ms) => ms - origin);
 
   // Steady state: whole 100 ms buckets after the ramp, before the last
   // (partial) fine bucket, and outside every restart window.

@@ -42,7 +42,7 @@ function syntheticTimeline(): LuaTimeline {
 Deno.test("analyzeTimeline: steady state, window, stall, loss and non-2xx", () => {
   const timeline = parseTimeline(JSON.stringify(syntheticTimeline()));
   const analysis = analyzeTimeline(timeline, {
-    signalsMs: [START_KEY * WIDTH + 3000],
+    triggersMs: [START_KEY * WIDTH + 3000],
     windowMs: 1000,
     rampMs: 1000,
     maxOutstanding: 51,
