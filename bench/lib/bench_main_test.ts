@@ -1,4 +1,5 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { spawnPiped } from "./spawn.ts";
 
 /** Runs a script that hands `body` (a main function) to runBenchMain. */
 async function runScript(
@@ -12,13 +13,10 @@ await runBenchMain(${body}, {
   cleanUp: () => console.log("cleaned up"),
   printStack: false,
 });`;
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--no-check", script],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
+  const output = await spawnPiped(
+    [Deno.execPath(), "eval", "--no-check", script],
+    { env: { NO_COLOR: "1" } },
+  ).output();
   const decoder = new TextDecoder();
   return {
     code: output.code,
