@@ -9,10 +9,13 @@ import type { WrkErrors } from "./wrk.ts";
 
 /** Failed requests, by kind. */
 export interface RequestFailures {
-  /** wrk's socket errors. */
+  /** wrk's socket errors: failed connects, … */
   connect: number;
+  /** … reads, … */
   read: number;
+  /** … writes, … */
   write: number;
+  /** … and requests that timed out. */
   timeout: number;
   /** Responses outside 200–299, counted in Lua. */
   non2xx: number;

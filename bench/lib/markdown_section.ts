@@ -10,7 +10,9 @@ import { writeFileAtomically } from "./atomic_write.ts";
 
 /** The pair of markers around one generated section. */
 export interface SectionMarkers {
+  /** `<!-- <name>:start -->`. */
   start: string;
+  /** `<!-- <name>:end -->`. */
   end: string;
 }
 

@@ -11,17 +11,21 @@
  */
 
 /** The wrk script, absolute: pass it to wrk with `-s`. */
-export const TIMELINE_LUA_PATH = decodeURIComponent(
+export const TIMELINE_LUA_PATH: string = decodeURIComponent(
   new URL("./timeline.lua", import.meta.url).pathname,
 );
 
 /** wrk's own error counters, as its `done()` hook sees them. */
 export interface LuaErrors {
+  /** Failed connects. */
   connect: number;
+  /** Failed reads. */
   read: number;
+  /** Failed writes. */
   write: number;
   /** Responses with status > 399 (wrk's "Non-2xx or 3xx responses"). */
   status: number;
+  /** Requests that timed out. */
   timeout: number;
 }
 
@@ -41,6 +45,7 @@ export interface LuaTimeline {
   non2xx: [number, number][];
   /** Those statuses, `[status, count]`. */
   statuses: [number, number][];
+  /** wrk's own summary: completed requests, the run's length, its errors. */
   summary: { requests: number; durationUs: number; errors: LuaErrors };
 }
 
@@ -93,8 +98,11 @@ export interface DenseTimeline {
   firstKey: number;
   /** How many buckets. */
   length: number;
+  /** Requests written, by bucket. */
   sent: number[];
+  /** Responses completed, by bucket. */
   received: number[];
+  /** Responses with a status outside 200-299, by bucket. */
   non2xx: number[];
 }
 

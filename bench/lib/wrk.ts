@@ -58,7 +58,9 @@ export interface WrkOptions {
 
 /** A wrk Lua script and its arguments. */
 export interface WrkScript {
+  /** The script's file. */
   path: string;
+  /** What wrk passes to its `init(args)`. */
   args: string[];
 }
 
