@@ -21,15 +21,17 @@
 
 import { parseArgs } from "node:util";
 import type { WrkResult } from "./lib/wrk.ts";
+import { writeFileAtomically } from "./lib/atomic_write.ts";
+import { formatWithDeno } from "./lib/deno_fmt.ts";
+import { failureCount, requestFailures } from "./lib/failures.ts";
+import { writeSection } from "./lib/markdown_section.ts";
 import { clockTicksPerSecond, readCoreTicks } from "./lib/proc.ts";
 import { freePort } from "./lib/server_process.ts";
-import { readMachine } from "./restart/machine.ts";
-import { median, percentile } from "./restart/timeline.ts";
-import {
-  analyzeTimeline,
-  round,
-  type TimelineAnalysis,
-} from "./peers/analysis.ts";
+import { readMachine } from "./lib/machine.ts";
+import { median, percentile, round } from "./lib/stats.ts";
+import { sleep } from "./lib/time.ts";
+import type { LuaTimeline } from "./lib/timeline.ts";
+import { analyzeTimeline, type TimelineAnalysis } from "./peers/analysis.ts";
 import { soakSvg, timelineSvg } from "./peers/charts.ts";
 import { runPlainWrk, startTimelineRun, type WrkSetup } from "./peers/load.ts";
 import {
@@ -43,7 +45,6 @@ import {
   readProcTable,
   rssOf,
   serverPids,
-  sleep,
   stopReaper,
 } from "./peers/procs.ts";
 import type {
@@ -59,11 +60,7 @@ import type {
   SteadyRecord,
   SystemRecord,
 } from "./peers/records.ts";
-import {
-  evaluateTargets,
-  renderSection,
-  writeSection,
-} from "./peers/report.ts";
+import { evaluateTargets, MARKERS, renderSection } from "./peers/report.ts";
 import {
   currentPid,
   restartOnce,
@@ -82,7 +79,6 @@ import {
 
 const BENCH_DIR = decodeURIComponent(new URL(".", import.meta.url).pathname);
 const REPO_DIR = decodeURIComponent(new URL("..", import.meta.url).pathname);
-const LUA_PATH = `${BENCH_DIR}peers/timeline.lua`;
 const APPS_DIR = `${BENCH_DIR}peers/apps`;
 const DEFAULT_OUT = `${BENCH_DIR}peers/results`;
 const MARKDOWN_PATH = `${REPO_DIR}BENCHMARKS.md`;
@@ -200,14 +196,10 @@ function failuresOf(
   non2xx: number,
   restarts: number,
 ): Failures {
-  const e = wrk.errors;
-  const total = e.connect + e.read + e.write + e.timeout + non2xx;
+  const failures = requestFailures(wrk.errors, non2xx);
+  const total = failureCount(failures);
   return {
-    connect: e.connect,
-    read: e.read,
-    write: e.write,
-    timeout: e.timeout,
-    non2xx,
+    ...failures,
     total,
     perRestart: restarts > 0 ? round(total / restarts, 2) : NaN,
   };
@@ -305,7 +297,7 @@ async function restartRun(
   const quiet = await waitQuiet(config.quietWaitS, ticksPerS);
   const all0 = readProcTable();
   const started = performance.now();
-  const run = startTimelineRun(setup, LUA_PATH, out, BUCKET_MS, maxSeconds);
+  const run = startTimelineRun(setup, out, BUCKET_MS, maxSeconds);
   const restarts: RestartRecord[] = [];
   const restartErrors: RestartRunRecord["restartErrors"] = [];
   let error: string | null = null;
@@ -346,12 +338,7 @@ async function restartRun(
   const seconds = (performance.now() - started) / 1000;
   const all1 = readProcTable();
   const foreign = foreignOwnTicks(all0, all1);
-  const analysis = analyzeTimeline(timeline, {
-    triggersMs: restarts.map((r) => r.atMs),
-    windowMs: config.windowMs,
-    rampMs: config.rampMs,
-    maxOutstanding: config.connections + config.threads,
-  });
+  const analysis = analyzeRestarts(timeline, restarts, config);
   return {
     command: run.command,
     restarts,
@@ -366,6 +353,20 @@ async function restartRun(
     restartErrors,
     error,
   };
+}
+
+/** Reads a restart run's timeline around its triggers. */
+function analyzeRestarts(
+  timeline: LuaTimeline,
+  restarts: RestartRecord[],
+  config: BenchConfig,
+): TimelineAnalysis {
+  return analyzeTimeline(timeline, {
+    triggersMs: restarts.map((r) => r.atMs),
+    windowMs: config.windowMs,
+    rampMs: config.rampMs,
+    maxOutstanding: config.connections + config.threads,
+  });
 }
 
 /** A command line as the report shows it: repository-relative, $TMP for the run's directory. */
@@ -531,7 +532,7 @@ async function soakRun(
   const maxSeconds = Math.ceil(
     config.soakRestarts * (config.soakIntervalMs + 20_000) / 1000,
   ) + 60;
-  const run = startTimelineRun(setup, LUA_PATH, out, BUCKET_MS, maxSeconds);
+  const run = startTimelineRun(setup, out, BUCKET_MS, maxSeconds);
   let result: WrkResult;
   let analysis: TimelineAnalysis;
   try {
@@ -575,12 +576,7 @@ async function soakRun(
   } finally {
     const stopped = await run.stop();
     result = stopped.result;
-    analysis = analyzeTimeline(stopped.timeline, {
-      triggersMs: restarts.map((r) => r.atMs),
-      windowMs: config.windowMs,
-      rampMs: config.rampMs,
-      maxOutstanding: config.connections + config.threads,
-    });
+    analysis = analyzeRestarts(stopped.timeline, restarts, config);
     await system.stop(STOP_GRACE_MS);
   }
   const all1 = readProcTable();
@@ -653,35 +649,6 @@ function slope(values: number[]): number {
   return num / den;
 }
 
-/**
- * Formats JSON or SVG as `deno fmt` does (it formats both), so that
- * `deno fmt --check` stays clean.
- */
-async function formatAs(ext: "json" | "svg", text: string): Promise<string> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["fmt", "--ext", ext, "-"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(text));
-  await writer.close();
-  const { code, stdout, stderr } = await child.output();
-  if (code !== 0) {
-    throw new Error(`deno fmt failed: ${new TextDecoder().decode(stderr)}`);
-  }
-  return new TextDecoder().decode(stdout);
-}
-
-async function writeAtomically(path: string, text: string): Promise<void> {
-  const dir = path.slice(0, path.lastIndexOf("/"));
-  await Deno.mkdir(dir, { recursive: true });
-  const temp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeTextFile(temp, text);
-  await Deno.rename(temp, path);
-}
-
 function reproduceLines(config: BenchConfig, toolchain: Toolchain | null) {
   const lines = [
     config.quick
@@ -706,21 +673,24 @@ async function publish(
   outDir: string,
   updateDocs: boolean,
 ): Promise<void> {
-  await writeAtomically(
+  await writeFileAtomically(
     `${outDir}/peers.json`,
-    await formatAs("json", JSON.stringify(report, null, 2)),
+    await formatWithDeno("json", JSON.stringify(report, null, 2)),
   );
   log(`wrote ${outDir}/peers.json`);
   const timelinePath = updateDocs
     ? TIMELINE_SVG
     : `${outDir}/peers_timeline.svg`;
   const soakPath = updateDocs ? SOAK_SVG : `${outDir}/soak.svg`;
-  await writeAtomically(
+  await writeFileAtomically(
     timelinePath,
-    await formatAs("svg", timelineSvg(report)),
+    await formatWithDeno("svg", timelineSvg(report)),
   );
   if (report.soak !== null) {
-    await writeAtomically(soakPath, await formatAs("svg", soakSvg(report)));
+    await writeFileAtomically(
+      soakPath,
+      await formatWithDeno("svg", soakSvg(report)),
+    );
   }
   const section = await renderSection(report, {
     jsonPath: updateDocs
@@ -730,10 +700,10 @@ async function publish(
     soakSvg: updateDocs ? "docs/soak.svg" : soakPath,
   });
   if (updateDocs) {
-    await writeSection(MARKDOWN_PATH, section);
+    await writeSection(MARKDOWN_PATH, section, MARKERS);
     log(`updated ${MARKDOWN_PATH}, ${timelinePath}, ${soakPath}`);
   } else {
-    await writeAtomically(`${outDir}/peers.md`, `${section}\n`);
+    await writeFileAtomically(`${outDir}/peers.md`, `${section}\n`);
     log(`wrote ${outDir}/peers.md, ${timelinePath}`);
   }
   for (const target of report.targets) {

@@ -14,21 +14,36 @@
  * requests and one process left.
  *
  * The server runs pinned to CPU 0 (every generation inherits that), wrk pinned
- * to CPU 1. The timeline comes from inside wrk (bench/restart/timeline.lua).
+ * to CPU 1. The timeline comes from inside wrk (bench/lib/timeline.lua).
  * Results go to `bench/results/restart.json` (`restart-acceptance.json`) and
  * to the restart-bench section of BENCHMARKS.md.
  *
  * @module
  */
 
+import { runBenchMain } from "./lib/bench_main.ts";
 import { killAllChildren } from "./lib/children.ts";
+import { readFlags } from "./lib/flags.ts";
 import {
   clockTicksPerSecond,
   foreignTicks,
   readAllProcessTicks,
 } from "./lib/proc.ts";
+import { failureCount, requestFailures } from "./lib/failures.ts";
+import { writeSection } from "./lib/markdown_section.ts";
 import { freePort } from "./lib/server_process.ts";
-import { type HttpAnswer, httpGet } from "./restart/http.ts";
+import {
+  type LuaTimeline,
+  readTimeline,
+  TIMELINE_LUA_PATH,
+} from "./lib/timeline.ts";
+import {
+  runWrk,
+  wrkCommand,
+  type WrkOptions,
+  type WrkResult,
+} from "./lib/wrk.ts";
+import { type HttpAnswer, httpGet } from "./lib/http_get.ts";
 import {
   type HandoverRecord,
   HandoverTimeoutError,
@@ -36,16 +51,13 @@ import {
   restartOnce,
   type RestartOptions,
 } from "./restart/handover.ts";
-import { type LoadResult, runLoad, wrkCommand } from "./restart/load.ts";
-import { readMachine } from "./restart/machine.ts";
+import { readMachine } from "./lib/machine.ts";
 import {
   diagnoseProcess,
   killAllMarked,
   markedPids,
   newMarker,
   pidsWithMarker,
-  sleep,
-  waitUntil,
 } from "./restart/procs.ts";
 import type {
   AttemptSummary,
@@ -60,7 +72,7 @@ import type {
   StuckRestart,
   TargetResult,
 } from "./restart/records.ts";
-import { renderSection, writeSection } from "./restart/report.ts";
+import { MARKERS, renderSection } from "./restart/report.ts";
 import {
   notableLines,
   type ServerTree,
@@ -69,17 +81,12 @@ import {
   stopTree,
   type TreeOptions,
 } from "./restart/server_tree.ts";
-import {
-  analyzeTimeline,
-  median,
-  percentile,
-  round,
-  type TimelineEvent,
-} from "./restart/timeline.ts";
+import { median, percentile, round } from "./lib/stats.ts";
+import { sleep, waitUntil } from "./lib/time.ts";
+import { analyzeTimeline, type TimelineEvent } from "./restart/timeline.ts";
 
 const BENCH_DIR = decodeURIComponent(new URL(".", import.meta.url).pathname);
 const REPO_DIR = decodeURIComponent(new URL("..", import.meta.url).pathname);
-const LUA_PATH = `${BENCH_DIR}restart/timeline.lua`;
 const MARKDOWN_PATH = `${REPO_DIR}BENCHMARKS.md`;
 
 const SERVER_CPU = 0;
@@ -119,7 +126,14 @@ const TARGET_WINDOW_RATIO = 0.8;
 const TARGET_COLD_RATIO = 1.2;
 
 const ENGINES = ["native", "node"];
-const MODES: { name: ModeName; headers: string[] }[] = [
+
+/** A load mode: its name and wrk's extra headers. */
+interface LoadMode {
+  name: ModeName;
+  headers: string[];
+}
+
+const MODES: LoadMode[] = [
   { name: "keep-alive", headers: [] },
   { name: "close", headers: ["Connection: close"] },
 ];
@@ -169,19 +183,7 @@ function parseFlags(args: string[]): Flags | "help" {
   let outDir = `${BENCH_DIR}results`;
   let markdown = true;
   let render = false;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    const eq = arg.indexOf("=");
-    const name = arg.startsWith("--") && eq !== -1 ? arg.slice(0, eq) : arg;
-    const inline = arg.startsWith("--") && eq !== -1
-      ? arg.slice(eq + 1)
-      : undefined;
-    const value = (): string => {
-      if (inline !== undefined) return inline;
-      i++;
-      if (i >= args.length) throw new TypeError(`${name} needs a value`);
-      return args[i];
-    };
+  for (const { arg, name, value } of readFlags(args)) {
     switch (name) {
       case "--restarts":
         restarts = positiveInteger(name, value());
@@ -268,7 +270,11 @@ async function main(args: string[]): Promise<number> {
   if (flags.acceptance) {
     for (const mode of MODES) {
       scenarios.push(
-        await measureScenario(undefined, mode, "SIGUSR1", flags, clockTicks),
+        await measureScenario(
+          { engine: undefined, mode, signal: "SIGUSR1" },
+          flags,
+          clockTicks,
+        ),
       );
     }
   } else {
@@ -278,7 +284,11 @@ async function main(args: string[]): Promise<number> {
       idleHandovers.push(await measureIdleHandovers(engine, flags));
       for (const mode of MODES) {
         scenarios.push(
-          await measureScenario(engine, mode, "SIGUSR2", flags, clockTicks),
+          await measureScenario(
+            { engine, mode, signal: "SIGUSR2" },
+            flags,
+            clockTicks,
+          ),
         );
       }
     }
@@ -380,9 +390,36 @@ async function publish(
   });
   console.log(`\n${section}\n`);
   if (markdown) {
-    await writeSection(MARKDOWN_PATH, section);
+    await writeSection(MARKDOWN_PATH, section, MARKERS);
     console.log(`updated ${MARKDOWN_PATH}`);
   }
+}
+
+/**
+ * A server of `engine` (undefined: the default) restarted by `restartSignal`
+ * (undefined: the default), pinned to the server CPU, on a free port, with
+ * a new marker.
+ */
+function freshTree(
+  engine: string | undefined,
+  restartSignal: Deno.Signal | undefined,
+): TreeOptions {
+  return {
+    repoDir: REPO_DIR,
+    cpu: SERVER_CPU,
+    port: freePort(),
+    marker: newMarker(),
+    engine,
+    restartSignal,
+  };
+}
+
+/** One scenario: an engine under one load mode, restarted by one signal. */
+interface ScenarioPlan {
+  /** `--engine`; undefined: not given (the default). */
+  engine: string | undefined;
+  mode: LoadMode;
+  signal: Deno.Signal;
 }
 
 /**
@@ -392,15 +429,13 @@ async function publish(
  * still count.
  */
 async function measureScenario(
-  engine: string | undefined,
-  mode: { name: ModeName; headers: string[] },
-  signal: Deno.Signal,
+  plan: ScenarioPlan,
   flags: Flags,
   clockTicks: number,
 ): Promise<ScenarioRecord> {
   const attempts: ScenarioRecord[] = [];
   for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-    const record = await runScenario(engine, mode, signal, flags, clockTicks);
+    const record = await runScenario(plan, flags, clockTicks);
     attempts.push(record);
     if (record.foreignCpuPercent <= MAX_FOREIGN_PERCENT) break;
     if (attempt < MAX_ATTEMPTS) {
@@ -438,24 +473,18 @@ function summarizeAttempt(record: ScenarioRecord): AttemptSummary {
 
 /** One engine × mode: wrk for the whole run, `flags.restarts` restarts in it. */
 async function runScenario(
-  engine: string | undefined,
-  mode: { name: ModeName; headers: string[] },
-  signal: Deno.Signal,
+  plan: ScenarioPlan,
   flags: Flags,
   clockTicks: number,
 ): Promise<ScenarioRecord> {
+  const { engine, mode, signal } = plan;
   const label = `${engine ?? "default engine"} ${mode.name}`;
   const quietBefore = await waitForQuiet(clockTicks, flags.quietWaitMs);
-  const marker = newMarker();
-  const port = freePort();
-  const treeOptions: TreeOptions = {
-    repoDir: REPO_DIR,
-    cpu: SERVER_CPU,
-    port,
-    marker,
+  const treeOptions = freshTree(
     engine,
-    restartSignal: signal === "SIGUSR1" ? undefined : signal,
-  };
+    signal === "SIGUSR1" ? undefined : signal,
+  );
+  const { marker, port } = treeOptions;
   const tree = await startTree(treeOptions, START_TIMEOUT_MS);
   const timelinePath = await Deno.makeTempFile({
     prefix: "restart-timeline-",
@@ -468,23 +497,28 @@ async function runScenario(
       (LEAD_MS + (flags.restarts - 1) * flags.intervalMs + WINDOW_MS +
         TAIL_MS) / 1000,
     );
-    const loadOptions = {
-      port,
-      durationS,
+    const loadOptions: WrkOptions = {
+      url: `http://127.0.0.1:${port}/`,
+      duration: durationS,
       threads: THREADS,
       connections: CONNECTIONS,
       cpu: CLIENT_CPU,
       headers: mode.headers,
-      scriptPath: LUA_PATH,
-      timelinePath,
-      bucketMs: BUCKET_MS,
+      script: {
+        path: TIMELINE_LUA_PATH,
+        args: [timelinePath, String(BUCKET_MS)],
+      },
     };
     console.log(
       `\n${label}: ${flags.restarts} × ${signal} every ${flags.intervalMs} ms under wrk (${durationS} s)`,
     );
     const ticksBefore = await readAllProcessTicks();
     const loadStarted = performance.now();
-    const load = runLoad(loadOptions);
+    const load = runWrk(loadOptions).then(async ({ result, output }) => ({
+      wrk: result,
+      output,
+      timeline: await readTimeline(timelinePath),
+    }));
     // Keep the promise handled while the restarts run.
     load.catch(() => {});
     const restartOptions: RestartOptions = {
@@ -527,7 +561,7 @@ async function runScenario(
         break;
       }
     }
-    let result: LoadResult;
+    let result: { wrk: WrkResult; output: string; timeline: LuaTimeline };
     try {
       result = await load;
     } catch (error) {
@@ -536,7 +570,7 @@ async function runScenario(
     const loadSeconds = (performance.now() - loadStarted) / 1000;
     const ticksAfter = await readAllProcessTicks();
     await Promise.all(pending.map((p) => p.oldExit));
-    await waitUntil(() => pidsWithMarker(marker).length <= 1, SETTLE_MS);
+    await waitUntil(() => pidsWithMarker(marker).length <= 1, SETTLE_MS, 10);
     const processesLeft = pidsWithMarker(marker).length;
     const handovers = pending.map((p) => p.record);
     const own = new Set<number>([Deno.pid, tree.root.pid]);
@@ -557,26 +591,21 @@ async function runScenario(
     );
     const stop = await stopTree(tree, STOP_GRACE_MS);
     const timeline = analyzeTimeline(result.timeline, {
-      signalsMs: handovers.map((h) => h.signalAtMs),
+      triggersMs: handovers.map((h) => h.signalAtMs),
       windowMs: WINDOW_MS,
       rampMs: RAMP_MS,
       maxOutstanding: CONNECTIONS + THREADS,
     });
-    const errors = result.wrk.errors;
     const probeFailures = handovers.reduce(
       (n, h) => n + h.probeErrors.length,
       0,
     );
     const non2xx = result.timeline.non2xx.reduce((n, [, c]) => n + c, 0);
+    const requests = requestFailures(result.wrk.errors, non2xx);
     const failures: Failures = {
-      connect: errors.connect,
-      read: errors.read,
-      write: errors.write,
-      timeout: errors.timeout,
-      non2xx,
+      ...requests,
       probes: probeFailures,
-      total: errors.connect + errors.read + errors.write + errors.timeout +
-        non2xx + probeFailures,
+      total: failureCount(requests) + probeFailures,
     };
     const record: ScenarioRecord = {
       engine: engine ?? "auto (default)",
@@ -587,8 +616,10 @@ async function runScenario(
       serverCommand: displayCommand(tree.command),
       wrkCommand: displayCommand(wrkCommand({
         ...loadOptions,
-        scriptPath: "bench/restart/timeline.lua",
-        timelinePath: "timeline.json",
+        script: {
+          path: "bench/lib/timeline.lua",
+          args: ["timeline.json", String(BUCKET_MS)],
+        },
       })),
       wrkOutput: result.output,
       wrk: result.wrk,
@@ -657,16 +688,7 @@ async function measureColdStarts(
   const listening: number[] = [];
   let command = "";
   for (let i = 0; i < samples; i++) {
-    const port = freePort();
-    const marker = newMarker();
-    const tree = spawnTree({
-      repoDir: REPO_DIR,
-      cpu: SERVER_CPU,
-      port,
-      marker,
-      engine,
-      restartSignal: "SIGUSR2",
-    });
+    const tree = spawnTree(freshTree(engine, "SIGUSR2"));
     command = displayCommand(tree.command);
     try {
       times.push(await untilHello(tree));
@@ -721,16 +743,9 @@ async function measureIdleHandovers(
   engine: string,
   flags: Flags,
 ): Promise<IdleHandoverRecord> {
-  const marker = newMarker();
-  const port = freePort();
-  const tree = await startTree({
-    repoDir: REPO_DIR,
-    cpu: SERVER_CPU,
-    port,
-    marker,
-    engine,
-    restartSignal: "SIGUSR2",
-  }, START_TIMEOUT_MS);
+  const treeOptions = freshTree(engine, "SIGUSR2");
+  const { marker, port } = treeOptions;
+  const tree = await startTree(treeOptions, START_TIMEOUT_MS);
   const handovers: HandoverRecord[] = [];
   let stuck: StuckRestart | null = null;
   try {
@@ -1142,34 +1157,11 @@ function cleanUp(): void {
   tempFiles.clear();
 }
 
-function onSignal(signal: Deno.Signal): void {
-  console.error(`\n${signal}: stopping every server generation and wrk`);
-  cleanUp();
-  Deno.exit(signal === "SIGINT" ? 130 : 143);
-}
-
 if (import.meta.main) {
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
-  const handlers = signals.map((signal) => {
-    const handler = () => onSignal(signal);
-    Deno.addSignalListener(signal, handler);
-    return { signal, handler };
+  await runBenchMain(main, {
+    name: "restart bench",
+    stopping: "every server generation and wrk",
+    cleanUp,
+    printStack: true,
   });
-  globalThis.addEventListener("unload", cleanUp);
-  let code = 1;
-  try {
-    code = await main(Deno.args);
-  } catch (error) {
-    console.error(
-      `restart bench failed: ${
-        error instanceof Error ? error.stack ?? error.message : error
-      }`,
-    );
-  } finally {
-    cleanUp();
-    for (const { signal, handler } of handlers) {
-      Deno.removeSignalListener(signal, handler);
-    }
-  }
-  Deno.exit(code);
 }

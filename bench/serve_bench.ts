@@ -13,7 +13,11 @@
  * @module
  */
 
+import { runBenchMain } from "./lib/bench_main.ts";
 import { killAllChildren } from "./lib/children.ts";
+import { readFlags } from "./lib/flags.ts";
+import { formatMarkdown } from "./lib/deno_fmt.ts";
+import { writeSection } from "./lib/markdown_section.ts";
 import {
   clockTicksPerSecond,
   commandOutput,
@@ -32,11 +36,10 @@ import {
   type Environment,
   formatErrors,
   formatInteger,
-  formatMarkdown,
+  MARKERS,
   type ModeSpec,
   renderMarkdown,
   type RunRecord,
-  spliceSection,
   type SystemSpec,
 } from "./lib/report.ts";
 import {
@@ -45,6 +48,7 @@ import {
   startServer,
   stopServerProcess,
 } from "./lib/server_process.ts";
+import { sleep } from "./lib/time.ts";
 import { runWrk, type WrkOptions, type WrkResult } from "./lib/wrk.ts";
 
 const SYSTEMS: SystemSpec[] = [
@@ -132,19 +136,7 @@ function parseFlags(args: string[]): Flags | "help" {
   let systems = SYSTEMS;
   let markdown = true;
   let render: string | undefined;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    const eq = arg.indexOf("=");
-    const name = arg.startsWith("--") && eq !== -1 ? arg.slice(0, eq) : arg;
-    const inline = arg.startsWith("--") && eq !== -1
-      ? arg.slice(eq + 1)
-      : undefined;
-    const value = (): string => {
-      if (inline !== undefined) return inline;
-      i++;
-      if (i >= args.length) throw new Error(`${name} needs a value`);
-      return args[i];
-    };
+  for (const { arg, name, value } of readFlags(args)) {
     switch (name) {
       case "-h":
       case "--help":
@@ -237,10 +229,6 @@ async function readEnvironment(clockTicks: number): Promise<Environment> {
     clockTicksPerSecond: clockTicks,
     loadAverageAtStart: loadavg.split(" ").slice(0, 3).join(" "),
   };
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function coreDeltaPercent(
@@ -340,7 +328,7 @@ async function waitForQuiet(
   const exclude = new Set([serverPid, Deno.pid]);
   while (true) {
     const before = await readAllProcessTicks();
-    await delay(QUIET_WINDOW_MS);
+    await sleep(QUIET_WINDOW_MS);
     const after = await readAllProcessTicks();
     const foreignPercent = foreignTicks(before, after, exclude) / clockTicks /
       (QUIET_WINDOW_MS / 1000) * 100;
@@ -381,7 +369,7 @@ async function measure(
       cpu: CLIENT_CPU,
     };
     const warmup = await runWrk(load);
-    await delay(SETTLE_MS);
+    await sleep(SETTLE_MS);
     if (server.exited()) throw new Error("the server exited during warm-up");
 
     const attempts: AttemptRecord[] = [];
@@ -548,43 +536,16 @@ async function writeOutputs(report: BenchReport, flags: Flags): Promise<void> {
   console.log(`\n${section}\n`);
   console.log(`wrote ${jsonPath}`);
   if (flags.markdown) {
-    let document: string | undefined;
-    try {
-      document = await Deno.readTextFile(MARKDOWN_PATH);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    }
-    await Deno.writeTextFile(MARKDOWN_PATH, spliceSection(document, section));
+    await writeSection(MARKDOWN_PATH, section, MARKERS);
     console.log(`updated ${MARKDOWN_PATH}`);
   }
 }
 
-function onSignal(signal: Deno.Signal): void {
-  console.error(`\n${signal}: stopping every server and wrk`);
-  killAllChildren();
-  Deno.exit(signal === "SIGINT" ? 130 : 143);
-}
-
 if (import.meta.main) {
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
-  const handlers = signals.map((signal) => {
-    const handler = () => onSignal(signal);
-    Deno.addSignalListener(signal, handler);
-    return { signal, handler };
+  await runBenchMain(main, {
+    name: "serve bench",
+    stopping: "every server and wrk",
+    cleanUp: killAllChildren,
+    printStack: false,
   });
-  globalThis.addEventListener("unload", killAllChildren);
-  let code = 1;
-  try {
-    code = await main(Deno.args);
-  } catch (error) {
-    console.error(
-      `serve bench failed: ${error instanceof Error ? error.message : error}`,
-    );
-  } finally {
-    killAllChildren();
-    for (const { signal, handler } of handlers) {
-      Deno.removeSignalListener(signal, handler);
-    }
-  }
-  Deno.exit(code);
 }

@@ -34,16 +34,40 @@ export interface ProcessFacts {
 }
 
 /**
- * Reads utime and stime of `pid` from `/proc/<pid>/stat` (fields 14 and 15).
- * The process name (field 2) may contain spaces and parentheses, so the
- * fields are counted from the last ")".
+ * The fields of a `/proc/<pid>/stat` line after the process name: index 0
+ * is field 3 (the state letter), so field N is at index N - 3. The name
+ * (field 2) may contain spaces and parentheses, so the fields are counted
+ * from the last ")".
  */
+export function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(")") + 2).trim().split(" ");
+}
+
+/**
+ * The inodes of the sockets listening on 127.0.0.1:`port`, from the text of
+ * /proc/net/tcp (state 0A is LISTEN).
+ */
+export function listeningInodes(tcpTable: string, port: number): Set<string> {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const inodes = new Set<string>();
+  for (const line of tcpTable.split("\n").slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields[1] === local && fields[3] === "0A") inodes.add(fields[9]);
+  }
+  return inodes;
+}
+
+/** The inode of a socket fd's link target ("socket:[123]"); undefined for any other file. */
+export function socketInode(linkTarget: string): string | undefined {
+  return /^socket:\[(\d+)\]$/.exec(linkTarget)?.[1];
+}
+
+/** Reads utime and stime of `pid` from `/proc/<pid>/stat` (fields 14 and 15). */
 export async function readProcessCpuTicks(
   pid: number,
 ): Promise<ProcessCpuTicks> {
   const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).trim().split(" ");
-  // fields[0] is field 3 (state), so field N is fields[N - 3].
+  const fields = statFields(stat);
   const user = Number(fields[14 - 3]);
   const system = Number(fields[15 - 3]);
   if (!Number.isFinite(user) || !Number.isFinite(system)) {
@@ -125,13 +149,10 @@ export async function holdsListeningSocket(
   pid: number,
   port: number,
 ): Promise<boolean> {
-  const table = await Deno.readTextFile("/proc/net/tcp");
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  const inodes = new Set<string>();
-  for (const line of table.split("\n").slice(1)) {
-    const fields = line.trim().split(/\s+/);
-    if (fields[1] === local && fields[3] === "0A") inodes.add(fields[9]);
-  }
+  const inodes = listeningInodes(
+    await Deno.readTextFile("/proc/net/tcp"),
+    port,
+  );
   if (inodes.size === 0) return false;
   for await (const fd of Deno.readDir(`/proc/${pid}/fd`)) {
     let target = "";
@@ -140,7 +161,7 @@ export async function holdsListeningSocket(
     } catch {
       continue; // closed while we looked
     }
-    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    const inode = socketInode(target);
     if (inode !== undefined && inodes.has(inode)) return true;
   }
   return false;
@@ -161,7 +182,7 @@ export async function readAllProcessTicks(): Promise<Map<number, number>> {
     } catch {
       continue; // exited while we looked
     }
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).trim().split(" ");
+    const fields = statFields(stat);
     // utime, stime, cutime, cstime are fields 14 to 17.
     const sum = Number(fields[14 - 3]) + Number(fields[15 - 3]) +
       Number(fields[16 - 3]) + Number(fields[17 - 3]);

@@ -1,62 +1,10 @@
-import {
-  deepStrictEqual as assertEquals,
-  throws as assertThrows,
-} from "node:assert/strict";
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import {
   type BenchConfig,
-  END_MARKER,
   evaluateTargets,
-  formatMarkdown,
-  median,
   type Ratio,
   type RunRecord,
-  spliceSection,
-  START_MARKER,
 } from "./report.ts";
-
-Deno.test("median of odd and even counts", () => {
-  assertEquals(median([3, 1, 2]), 2);
-  assertEquals(median([4, 1, 3, 2]), 2.5);
-  assertEquals(Number.isNaN(median([])), true);
-});
-
-Deno.test("spliceSection creates the file with an intro", () => {
-  const text = spliceSection(undefined, "body");
-  assertEquals(text.startsWith("# Benchmarks\n"), true);
-  assertEquals(
-    text.endsWith(`${START_MARKER}\n\nbody\n\n${END_MARKER}\n`),
-    true,
-  );
-});
-
-Deno.test("spliceSection replaces only between the markers", () => {
-  const before = `# B\n\nhand\n\n${START_MARKER}\nold\n${END_MARKER}\n\ntail\n`;
-  assertEquals(
-    spliceSection(before, "new"),
-    `# B\n\nhand\n\n${START_MARKER}\n\nnew\n\n${END_MARKER}\n\ntail\n`,
-  );
-});
-
-Deno.test("spliceSection appends when the markers are missing", () => {
-  assertEquals(
-    spliceSection("# B\n", "x"),
-    `# B\n\n${START_MARKER}\n\nx\n\n${END_MARKER}\n`,
-  );
-});
-
-Deno.test("a new file with a formatted section is deno-fmt clean", async () => {
-  const section = await formatMarkdown(
-    "## Title\n\nSome text long enough to need wrapping by the formatter, " +
-      "which wraps prose at eighty columns.\n\n| a | b |\n| --- | --: |\n| 1 | 2 |",
-  );
-  const document = spliceSection(undefined, section);
-  assertEquals(await formatMarkdown(document) + "\n", document);
-});
-
-Deno.test("spliceSection refuses a broken marker pair", () => {
-  assertThrows(() => spliceSection(`${END_MARKER}\n${START_MARKER}\n`, "x"));
-  assertThrows(() => spliceSection(`${START_MARKER}\n`, "x"));
-});
 
 function fakeRun(
   system: string,

@@ -6,11 +6,14 @@
  */
 
 import { signalChild, track } from "./children.ts";
+import { denoRunCommand, pinnedToCpu } from "./commands.ts";
+import { readLines } from "./lines.ts";
 import {
   holdsListeningSocket,
   type ProcessFacts,
   readProcessFacts,
 } from "./proc.ts";
+import { spawnPiped } from "./spawn.ts";
 
 /** A bench server process that is up and answering. */
 export interface RunningServer {
@@ -41,7 +44,6 @@ export interface StartOptions {
 }
 
 const OUTPUT_LIMIT = 16_384;
-const LISTEN_ENV = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
 
 /** Finds a free TCP port on 127.0.0.1 by binding port 0 and reading it. */
 export function freePort(): number {
@@ -61,25 +63,10 @@ export async function startServer(
   options: StartOptions,
 ): Promise<RunningServer> {
   const port = freePort();
-  const env = Deno.env.toObject();
-  for (const name of LISTEN_ENV) delete env[name];
-  const child = new Deno.Command("taskset", {
-    args: [
-      "-c",
-      String(options.cpu),
-      Deno.execPath(),
-      "run",
-      "-A",
-      options.script,
-      String(port),
-    ],
-    cwd: options.cwd,
-    clearEnv: true,
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnPiped(
+    pinnedToCpu(options.cpu, denoRunCommand([options.script, String(port)])),
+    { cwd: options.cwd },
+  );
   track(child);
   let exited = false;
   child.status.then(() => {
@@ -90,11 +77,11 @@ export async function startServer(
     output = (output + text).slice(-OUTPUT_LIMIT);
   };
   const portLine = Promise.withResolvers<number>();
-  collectLines(child.stdout, (line) => {
+  readLines(child.stdout, (line) => {
     append(line + "\n");
     if (/^\d+$/.test(line.trim())) portLine.resolve(Number(line.trim()));
   });
-  collectLines(child.stderr, (line) => append(line + "\n"));
+  readLines(child.stderr, (line) => append(line + "\n"));
 
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<"timeout">((resolve) => {
@@ -199,24 +186,4 @@ export async function checkHelloWorld(
   } finally {
     client.close();
   }
-}
-
-function collectLines(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-): void {
-  const read = async () => {
-    let pending = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
-      let newline = pending.indexOf("\n");
-      while (newline !== -1) {
-        onLine(pending.slice(0, newline));
-        pending = pending.slice(newline + 1);
-        newline = pending.indexOf("\n");
-      }
-    }
-    if (pending !== "") onLine(pending);
-  };
-  read().catch(() => {});
 }

@@ -1,10 +1,12 @@
 /**
- * Runs wrk pinned to a CPU and parses what it prints.
+ * Runs wrk pinned to a CPU (optionally with a Lua script) and parses what it
+ * prints.
  *
  * @module
  */
 
 import { track } from "./children.ts";
+import { pinnedToCpu } from "./commands.ts";
 
 /** Errors wrk counted: socket errors, and responses with status ≥ 400. */
 export interface WrkErrors {
@@ -50,6 +52,16 @@ export interface WrkOptions {
   headers: string[];
   /** The CPU to pin wrk to. */
   cpu: number;
+  /** A Lua script (`-s`), and the arguments it gets after `--`. */
+  script?: WrkScript;
+}
+
+/** A wrk Lua script and its arguments. */
+export interface WrkScript {
+  /** The script's file. */
+  path: string;
+  /** What wrk passes to its `init(args)`. */
+  args: string[];
 }
 
 /** The wrk command line (after `taskset -c <cpu>`) for `options`. */
@@ -61,16 +73,24 @@ export function wrkArgs(options: WrkOptions): string[] {
     "--latency",
   ];
   for (const header of options.headers) args.push("-H", header);
+  if (options.script !== undefined) args.push("-s", options.script.path);
   args.push(options.url);
+  if (options.script !== undefined) args.push("--", ...options.script.args);
   return args;
+}
+
+/** The whole command: `taskset -c <cpu> wrk …`. */
+export function wrkCommand(options: WrkOptions): string[] {
+  return pinnedToCpu(options.cpu, ["wrk", ...wrkArgs(options)]);
 }
 
 /** Runs `taskset -c <cpu> wrk ...` and parses its output; throws on failure. */
 export async function runWrk(
   options: WrkOptions,
 ): Promise<{ result: WrkResult; output: string }> {
-  const child = new Deno.Command("taskset", {
-    args: ["-c", String(options.cpu), "wrk", ...wrkArgs(options)],
+  const [command, ...args] = wrkCommand(options);
+  const child = new Deno.Command(command, {
+    args,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

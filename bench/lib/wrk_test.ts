@@ -1,5 +1,11 @@
 import { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
-import { parseBytes, parseDuration, parseWrkOutput, wrkArgs } from "./wrk.ts";
+import {
+  parseBytes,
+  parseDuration,
+  parseWrkOutput,
+  wrkArgs,
+  wrkCommand,
+} from "./wrk.ts";
 
 const KEEP_ALIVE = `Running 3s test @ http://127.0.0.1:37845/
   1 threads and 50 connections
@@ -96,6 +102,36 @@ Deno.test("wrkArgs builds the command line", () => {
       "-H",
       "Connection: close",
       "http://127.0.0.1:1/",
+    ],
+  );
+});
+
+Deno.test("wrkCommand pins wrk and passes a script its arguments", () => {
+  assertEquals(
+    wrkCommand({
+      url: "http://127.0.0.1:1/",
+      duration: 23,
+      threads: 1,
+      connections: 50,
+      headers: [],
+      cpu: 1,
+      script: { path: "bench/lib/timeline.lua", args: ["out.json", "10"] },
+    }),
+    [
+      "taskset",
+      "-c",
+      "1",
+      "wrk",
+      "-t1",
+      "-c50",
+      "-d23s",
+      "--latency",
+      "-s",
+      "bench/lib/timeline.lua",
+      "http://127.0.0.1:1/",
+      "--",
+      "out.json",
+      "10",
     ],
   );
 });

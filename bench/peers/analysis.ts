@@ -1,15 +1,28 @@
 /**
- * Reads a timeline.lua timeline: the steady rate outside the restart windows, the
- * throughput in the window after each restart trigger, the longest time
- * without a response, non-2xx answers, requests written and never answered,
- * and a 100 ms series for the chart.
+ * Reads a bench/lib/timeline.lua timeline: the steady rate outside the
+ * restart windows, the throughput in the window after each restart trigger,
+ * the longest time without a response, non-2xx answers, requests written and
+ * never answered, and a 100 ms series for the chart.
  *
  * Times in the result are ms relative to `originMs` (the first trigger).
  *
  * @module
  */
 
-import type { LuaTimeline } from "./load.ts";
+import {
+  longestZeroRun,
+  overlapsAnyWindow,
+  sumRange,
+  unansweredRequests,
+  windowCounts,
+} from "../lib/buckets.ts";
+import { mean, median, round } from "../lib/stats.ts";
+import {
+  denseTimeline,
+  type LuaTimeline,
+  statusCounts,
+  type TimelineAnalysisOptions,
+} from "../lib/timeline.ts";
 
 /** Throughput after one trigger. */
 export interface WindowStat {
@@ -85,45 +98,27 @@ export interface TimelineAnalysis {
   series: SeriesPoint[];
 }
 
-/** How to read a timeline. */
-export interface AnalysisOptions {
-  /** Restart triggers (epoch ms). */
-  triggersMs: number[];
-  windowMs: number;
-  /** Left out at wrk's start (ms). */
-  rampMs: number;
-  /** Connections + threads. */
-  maxOutstanding: number;
-}
-
 /** Analyses `timeline` around the triggers. */
 export function analyzeTimeline(
   timeline: LuaTimeline,
-  options: AnalysisOptions,
+  options: TimelineAnalysisOptions,
 ): TimelineAnalysis {
-  const width = timeline.bucketMs;
-  const firstKey = Math.floor(timeline.startMs / width);
-  const keys = [
-    ...timeline.written.map(([key]) => key),
-    ...timeline.answered.map(([key]) => key),
-  ];
-  const lastKey = Math.max(firstKey, ...keys);
-  const length = lastKey - firstKey + 1;
-  const answered = dense(timeline.answered, firstKey, length);
-  const written = dense(timeline.written, firstKey, length);
-  const non2xx = dense(timeline.non2xx, firstKey, length);
+  const dense = denseTimeline(timeline);
+  const { width, firstKey, length, non2xx } = dense;
+  const answered = dense.received;
+  const written = dense.sent;
   const base = firstKey * width;
-  const originMs = options.triggersMs[0] ?? timeline.startMs;
+  const originMs = options.triggersMs[0] ?? timeline.startedMs;
   /** Index of the first whole bucket at or after epoch ms `at`. */
   const indexAt = (at: number) => Math.ceil((at - base) / width);
 
-  const rampEnd = indexAt(timeline.startMs + options.rampMs);
+  const rampEnd = indexAt(timeline.startedMs + options.rampMs);
   const steadyEnd = options.triggersMs.length > 0
     ? Math.floor((options.triggersMs[0] - base) / width)
     : length - 1;
   const leadBuckets = Math.max(0, steadyEnd - rampEnd);
   const leadRps = leadBuckets > 0
-    ? sum(answered, rampEnd, steadyEnd) / (leadBuckets * width / 1000)
+    ? sumRange(answered, rampEnd, steadyEnd) / (leadBuckets * width / 1000)
     : NaN;
 
   const per100 = Math.round(100 / width);
@@ -132,48 +127,35 @@ export function analyzeTimeline(
   for (let at = rampEnd; at + per100 <= length - 1; at += per100) {
     const from = base + at * width;
     const to = from + 100;
-    const inWindow = options.triggersMs.some((t) =>
-      from < t + options.windowMs && to > t
-    );
-    if (!inWindow) outside.push(sum(answered, at, at + per100) * 10);
+    if (!overlapsAnyWindow(from, to, options.triggersMs, options.windowMs)) {
+      outside.push(sumRange(answered, at, at + per100) * 10);
+    }
   }
   const steadyRps = median(outside);
   const windows = options.triggersMs.map((trigger) => {
-    const from = indexAt(trigger);
-    const to = Math.min(length, from + perWindow);
-    const responses = sum(answered, from, to);
-    const seconds = Math.max(1, to - from) * width / 1000;
-    let worst = Infinity;
-    for (let at = from; at + per100 <= to; at++) {
-      worst = Math.min(worst, sum(answered, at, at + per100) * (1000 / 100));
-    }
+    const window = windowCounts(answered, indexAt(trigger), perWindow, width);
+    const seconds = Math.max(1, window.to - window.from) * width / 1000;
     return {
       atMs: round(trigger - originMs),
-      responses,
-      rps: round(responses / seconds),
-      ratio: round(responses / seconds / steadyRps, 3),
-      worst100msRps: worst === Infinity ? 0 : worst,
-      gapMs: zeroRun(answered, from, to).buckets * width,
+      responses: window.responses,
+      rps: round(window.responses / seconds),
+      ratio: round(window.responses / seconds / steadyRps, 3),
+      worst100msRps: window.worst100msPerSecond,
+      gapMs: window.longestZeroMs,
     };
   });
 
   const firstAnswer = Math.max(rampEnd, answered.findIndex((n) => n > 0));
-  const gap = zeroRun(answered, firstAnswer, length - 1);
+  const gap = longestZeroRun(answered, firstAnswer, length - 1);
 
-  const lostPerBucket = new Array<number>(length).fill(0);
+  const lost = unansweredRequests(written, answered, options.maxOutstanding);
   const events: { atMs: number; count: number }[] = [];
-  let outstanding = 0;
-  let worstExcess = 0;
   for (let i = 0; i < length; i++) {
-    outstanding += written[i] - answered[i];
-    const excess = outstanding - options.maxOutstanding;
-    if (excess > worstExcess) {
-      lostPerBucket[i] = excess - worstExcess;
+    if (lost.perBucket[i] > 0) {
       events.push({
         atMs: round(base + i * width - originMs),
-        count: excess - worstExcess,
+        count: lost.perBucket[i],
       });
-      worstExcess = excess;
     }
   }
 
@@ -193,13 +175,13 @@ export function analyzeTimeline(
     }
     series[slot].responses += answered[i];
     series[slot].non2xx += non2xx[i];
-    series[slot].lost += lostPerBucket[i];
+    series[slot].lost += lost.perBucket[i];
   }
 
   // Only whole 100 ms buckets inside wrk's run.
   const whole = series.filter((point) =>
-    point.atMs >= timeline.startMs - originMs &&
-    point.atMs + 100 <= timeline.endMs - originMs
+    point.atMs >= timeline.startedMs - originMs &&
+    point.atMs + 100 <= timeline.endedMs - originMs
   );
   series.length = 0;
   series.push(...whole);
@@ -210,9 +192,9 @@ export function analyzeTimeline(
     originMs,
     bucketMs: width,
     windowMs: options.windowMs,
-    runMs: round(timeline.endMs - timeline.startMs),
-    written: sum(written, 0, length),
-    responses: sum(answered, 0, length),
+    runMs: round(timeline.endedMs - timeline.startedMs),
+    written: sumRange(written, 0, length),
+    responses: sumRange(answered, 0, length),
     steadyRps: round(steadyRps),
     steadyBuckets: outside.length,
     leadRps: round(leadRps),
@@ -227,76 +209,13 @@ export function analyzeTimeline(
       ms: gap.buckets * width,
       atMs: round(base + gap.start * width - originMs),
     },
-    non2xx: sum(non2xx, 0, length),
-    statuses: Object.fromEntries(
-      timeline.statuses.map(([status, count]) => [String(status), count]),
-    ),
+    non2xx: sumRange(non2xx, 0, length),
+    statuses: statusCounts(timeline),
     lost: {
-      total: worstExcess,
-      atEnd: outstanding,
+      total: lost.total,
+      atEnd: lost.atEnd,
       events,
     },
     series,
   };
-}
-
-/** The median (NaN when empty). */
-export function median(values: number[]): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = (sorted.length - 1) / 2;
-  return (sorted[Math.floor(mid)] + sorted[Math.ceil(mid)]) / 2;
-}
-
-/** The mean (NaN when empty). */
-export function mean(values: number[]): number {
-  if (values.length === 0) return NaN;
-  return values.reduce((a, b) => a + b, 0) / values.length;
-}
-
-/** Rounds to `digits` decimals. */
-export function round(value: number, digits = 1): number {
-  const scale = 10 ** digits;
-  return Math.round(value * scale) / scale;
-}
-
-function dense(
-  pairs: [number, number][],
-  firstKey: number,
-  length: number,
-): number[] {
-  const values = new Array<number>(length).fill(0);
-  for (const [key, count] of pairs) {
-    const index = key - firstKey;
-    if (index >= 0 && index < length) values[index] += count;
-  }
-  return values;
-}
-
-function sum(values: number[], from: number, to: number): number {
-  let total = 0;
-  for (let i = Math.max(0, from); i < Math.min(values.length, to); i++) {
-    total += values[i];
-  }
-  return total;
-}
-
-function zeroRun(
-  values: number[],
-  from: number,
-  to: number,
-): { start: number; buckets: number } {
-  let best = { start: Math.max(0, from), buckets: 0 };
-  let runStart = -1;
-  for (let i = Math.max(0, from); i < Math.min(values.length, to); i++) {
-    if (values[i] === 0) {
-      if (runStart === -1) runStart = i;
-      if (i - runStart + 1 > best.buckets) {
-        best = { start: runStart, buckets: i - runStart + 1 };
-      }
-    } else {
-      runStart = -1;
-    }
-  }
-  return best;
 }

@@ -1,7 +1,6 @@
-import { analyzeTimeline, median } from "./analysis.ts";
+import { analyzeTimeline } from "./analysis.ts";
+import type { LuaTimeline } from "../lib/timeline.ts";
 import { niceTicks } from "./charts.ts";
-import type { LuaTimeline } from "./load.ts";
-import { END_MARKER, spliceSection, START_MARKER } from "./report.ts";
 
 function assertEquals(actual: unknown, expected: unknown): void {
   const a = JSON.stringify(actual);
@@ -30,15 +29,17 @@ function timeline(
   }
   return {
     bucketMs: 10,
-    startMs,
-    endMs: startMs + seconds * 1000,
-    written,
-    answered,
+    startedMs: startMs,
+    endedMs: startMs + seconds * 1000,
+    sent: written,
+    received: answered,
     non2xx: [],
     statuses: [],
-    requests: 0,
-    durationUs: seconds * 1e6,
-    errors: { connect: 0, read: 0, write: 0, status: 0, timeout: 0 },
+    summary: {
+      requests: 0,
+      durationUs: seconds * 1e6,
+      errors: { connect: 0, read: 0, write: 0, status: 0, timeout: 0 },
+    },
   };
 }
 
@@ -69,12 +70,6 @@ Deno.test("steady rate, restart windows, gaps and lost requests", () => {
   assertEquals(analysis.series[0].atMs, -3000);
 });
 
-Deno.test("median", () => {
-  assertEquals(median([3, 1, 2]), 2);
-  assertEquals(median([4, 1, 2, 3]), 2.5);
-  assertEquals(Number.isNaN(median([])), true);
-});
-
 Deno.test("niceTicks stays inside, or covers with `cover`", () => {
   assertEquals(niceTicks(-1.5, 6, 8), [-1, 0, 1, 2, 3, 4, 5, 6]);
   assertEquals(niceTicks(0, 83_000, 5, true), [
@@ -85,18 +80,4 @@ Deno.test("niceTicks stays inside, or covers with `cover`", () => {
     80_000,
     100_000,
   ]);
-});
-
-Deno.test("spliceSection replaces only its own section", () => {
-  const other = "<!-- other:start -->\n\nx\n\n<!-- other:end -->";
-  const appended = spliceSection(`# B\n\n${other}\n`, "one");
-  assertEquals(
-    appended,
-    `# B\n\n${other}\n\n${START_MARKER}\n\none\n\n${END_MARKER}\n`,
-  );
-  const replaced = spliceSection(appended, "two");
-  assertEquals(
-    replaced,
-    `# B\n\n${other}\n\n${START_MARKER}\n\ntwo\n\n${END_MARKER}\n`,
-  );
 });

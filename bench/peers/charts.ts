@@ -65,6 +65,28 @@ interface Lane {
   probeFailures: { fromMs: number; toMs: number }[];
 }
 
+/**
+ * A horizontal grid line across the plot at each of `ticks`, labelled at its
+ * left (`sy` maps a value to its y coordinate).
+ */
+function yGrid(
+  ticks: number[],
+  left: number,
+  width: number,
+  sy: (value: number) => number,
+  stroke: string,
+  label: (tick: number) => string,
+): string[] {
+  return ticks.map((tick) =>
+    `<line x1="${left}" x2="${left + width}" y1="${sy(tick)}" y2="${
+      sy(tick)
+    }" stroke="${stroke}"/>` +
+    `<text x="${left - 6}" y="${
+      sy(tick) + 4
+    }" font-size="11" text-anchor="end" fill="#444">${label(tick)}</text>`
+  );
+}
+
 function lanesFor(report: PeersReport, modeIndex: number): Lane[] {
   const lanes: Lane[] = [];
   for (const system of report.systems) {
@@ -200,18 +222,9 @@ export function timelineSvg(report: PeersReport): string {
     parts.push(
       `<rect x="${left}" y="${top}" width="${plotWidth}" height="${plotHeight}" fill="#fafafa" stroke="#ccc"/>`,
     );
-    for (const tick of yTicks) {
-      parts.push(
-        `<line x1="${left}" x2="${left + plotWidth}" y1="${sy(tick)}" y2="${
-          sy(tick)
-        }" stroke="#e4e4e4"/>` +
-          `<text x="${left - 6}" y="${
-            sy(tick) + 4
-          }" font-size="11" text-anchor="end" fill="#444">${
-            formatCount(tick)
-          }</text>`,
-      );
-    }
+    parts.push(
+      ...yGrid(yTicks, left, plotWidth, sy, "#e4e4e4", formatCount),
+    );
     parts.push(
       `<text x="${left - 48}" y="${
         top + plotHeight / 2
@@ -397,16 +410,7 @@ export function soakSvg(report: PeersReport): string {
       }</text>` +
         `<rect x="${left}" y="${top}" width="${panelWidth}" height="${plotHeight}" fill="#fafafa" stroke="#ccc"/>`,
     );
-    for (const tick of yTicks) {
-      parts.push(
-        `<line x1="${left}" x2="${left + panelWidth}" y1="${sy(tick)}" y2="${
-          sy(tick)
-        }" stroke="#e6e6e6"/>` +
-          `<text x="${left - 6}" y="${
-            sy(tick) + 4
-          }" font-size="11" text-anchor="end" fill="#444">${tick}</text>`,
-      );
-    }
+    parts.push(...yGrid(yTicks, left, panelWidth, sy, "#e6e6e6", String));
     for (
       const tick of niceTicks(xMin, xMax, 8).filter(Number.isInteger)
     ) {

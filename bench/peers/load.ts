@@ -1,13 +1,24 @@
 /**
  * wrk, pinned to the client CPU: a plain fixed-length run (steady state), and
- * a run with bench/peers/timeline.lua that lasts until the bench stops it with
+ * a run with bench/lib/timeline.lua that lasts until the bench stops it with
  * SIGINT (wrk then prints its summary and runs the Lua `done()` as at the end
  * of `-d`).
  *
  * @module
  */
 
-import { parseWrkOutput, type WrkResult } from "../lib/wrk.ts";
+import {
+  type LuaTimeline,
+  readTimeline,
+  TIMELINE_LUA_PATH,
+} from "../lib/timeline.ts";
+import {
+  parseWrkOutput,
+  wrkCommand,
+  type WrkOptions,
+  type WrkResult,
+  type WrkScript,
+} from "../lib/wrk.ts";
 import { type Spawned, spawnProcess } from "./spawn.ts";
 
 /** What every wrk run shares. */
@@ -20,49 +31,21 @@ export interface WrkSetup {
   cpu: number;
 }
 
-/** wrk's counts as the Lua `done()` saw them. */
-export interface LuaErrors {
-  connect: number;
-  read: number;
-  write: number;
-  status: number;
-  timeout: number;
-}
-
-/** What timeline.lua writes; counts are `[bucket key, count]` pairs. */
-export interface LuaTimeline {
-  bucketMs: number;
-  /** When the first thread's init() ran (epoch ms). */
-  startMs: number;
-  /** When done() ran (epoch ms). */
-  endMs: number;
-  /** request() calls (requests about to be written). */
-  written: [number, number][];
-  /** response() calls (responses read). */
-  answered: [number, number][];
-  /** Responses outside 200–299. */
-  non2xx: [number, number][];
-  /** `[status, count]` of those. */
-  statuses: [number, number][];
-  requests: number;
-  durationUs: number;
-  errors: LuaErrors;
-}
-
-/** The command line of a wrk run (before any Lua arguments). */
-export function wrkArgs(setup: WrkSetup, seconds: number): string[] {
-  const args = [
-    "taskset",
-    "-c",
-    String(setup.cpu),
-    "wrk",
-    `-t${setup.threads}`,
-    `-c${setup.connections}`,
-    `-d${seconds}s`,
-    "--latency",
-  ];
-  for (const header of setup.headers) args.push("-H", header);
-  return args;
+/** The wrk options of a run of `seconds` with `setup`. */
+function wrkOptions(
+  setup: WrkSetup,
+  seconds: number,
+  script?: WrkScript,
+): WrkOptions {
+  return {
+    url: `http://127.0.0.1:${setup.port}/`,
+    duration: seconds,
+    threads: setup.threads,
+    connections: setup.connections,
+    headers: setup.headers,
+    cpu: setup.cpu,
+    script,
+  };
 }
 
 /** Runs wrk for `seconds` without Lua; resolves with its parsed summary. */
@@ -70,16 +53,20 @@ export async function runPlainWrk(
   setup: WrkSetup,
   seconds: number,
 ): Promise<{ result: WrkResult; output: string; pid: number }> {
-  const command = [
-    ...wrkArgs(setup, seconds),
-    `http://127.0.0.1:${setup.port}/`,
-  ];
+  const command = wrkCommand(wrkOptions(setup, seconds));
   const spawned = spawnProcess(command, { tool: true });
+  return { ...await wrkFinished(spawned), pid: spawned.pid };
+}
+
+/** Waits for a spawned wrk to end; resolves with its parsed summary. */
+async function wrkFinished(
+  spawned: Spawned,
+): Promise<{ result: WrkResult; output: string }> {
   const status = await spawned.done;
   await spawned.drained;
   const output = spawned.lines.join("\n");
   if (!status.success) throw new Error(`wrk failed:\n${output}`);
-  return { result: parseWrkOutput(output), output, pid: spawned.pid };
+  return { result: parseWrkOutput(output), output };
 }
 
 /** A wrk run with the timeline script, until {@linkcode TimelineRun.stop}. */
@@ -90,23 +77,22 @@ export interface TimelineRun {
   stop(): Promise<{ result: WrkResult; timeline: LuaTimeline; output: string }>;
 }
 
-/** Starts wrk with timeline.lua (at most `maxSeconds`). */
+/**
+ * Starts wrk with bench/lib/timeline.lua, writing its timeline (in buckets
+ * of `bucketMs`) to `outPath`, for at most `maxSeconds`.
+ */
 export function startTimelineRun(
   setup: WrkSetup,
-  luaPath: string,
   outPath: string,
   bucketMs: number,
   maxSeconds: number,
 ): TimelineRun {
-  const command = [
-    ...wrkArgs(setup, maxSeconds),
-    "-s",
-    luaPath,
-    `http://127.0.0.1:${setup.port}/`,
-    "--",
-    outPath,
-    String(bucketMs),
-  ];
+  const command = wrkCommand(
+    wrkOptions(setup, maxSeconds, {
+      path: TIMELINE_LUA_PATH,
+      args: [outPath, String(bucketMs)],
+    }),
+  );
   const spawned: Spawned = spawnProcess(command, { tool: true });
   return {
     command,
@@ -117,14 +103,9 @@ export function startTimelineRun(
       } catch {
         // it ended by itself (-d reached)
       }
-      const status = await spawned.done;
-      await spawned.drained;
-      const output = spawned.lines.join("\n");
-      if (!status.success) throw new Error(`wrk failed:\n${output}`);
-      const timeline = JSON.parse(
-        await Deno.readTextFile(outPath),
-      ) as LuaTimeline;
-      return { result: parseWrkOutput(output), timeline, output };
+      const { result, output } = await wrkFinished(spawned);
+      const timeline = await readTimeline(outPath);
+      return { result, timeline, output };
     },
   };
 }

@@ -15,6 +15,10 @@
  * @module
  */
 
+import { signalPid } from "../lib/pids.ts";
+import { statFields } from "../lib/proc.ts";
+import { sleepSync } from "../lib/time.ts";
+
 const PR_SET_CHILD_SUBREAPER = 36;
 const WNOHANG = 1;
 
@@ -116,16 +120,15 @@ export function readProcTable(): Map<number, ProcRow> {
     } catch {
       continue; // gone while we looked
     }
-    const close = stat.lastIndexOf(")");
-    const fields = stat.slice(close + 2).trim().split(" ");
-    // fields[0] is field 3 (state); field N is fields[N - 3].
-    const own = Number(fields[11]) + Number(fields[12]);
-    const ticks = own + Number(fields[13]) + Number(fields[14]);
+    const fields = statFields(stat);
+    // utime, stime (fields 14, 15); cutime, cstime (16, 17).
+    const own = Number(fields[14 - 3]) + Number(fields[15 - 3]);
+    const ticks = own + Number(fields[16 - 3]) + Number(fields[17 - 3]);
     table.set(Number(entry.name), {
       pid: Number(entry.name),
-      ppid: Number(fields[1]),
+      ppid: Number(fields[4 - 3]),
       state: fields[0],
-      comm: stat.slice(stat.indexOf("(") + 1, close),
+      comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")),
       ticks,
       own,
     });
@@ -138,30 +141,25 @@ export function readProcTable(): Map<number, ProcRow> {
  * below a tool): the servers under test. Marks them as seen for the reaper.
  */
 export function serverPids(table = readProcTable()): number[] {
-  const children = new Map<number, number[]>();
-  for (const row of table.values()) {
-    const list = children.get(row.ppid) ?? [];
-    list.push(row.pid);
-    children.set(row.ppid, list);
-  }
-  const found: number[] = [];
-  const stack = [...(children.get(Deno.pid) ?? [])];
-  while (stack.length > 0) {
-    const pid = stack.pop()!;
-    if (toolPids.has(pid)) continue;
-    const row = table.get(pid);
-    if (row === undefined) continue;
-    if (row.state !== "Z" && row.state !== "X") {
-      found.push(pid);
-      seenPids.add(pid);
-    }
-    stack.push(...(children.get(pid) ?? []));
-  }
+  const found = liveDescendants(table, Deno.pid, toolPids);
+  for (const pid of found) seenPids.add(pid);
   return found.sort((a, b) => a - b);
 }
 
 /** Every live descendant of this process, tools included. */
 export function allDescendants(table = readProcTable()): number[] {
+  return liveDescendants(table, Deno.pid, new Set());
+}
+
+/**
+ * The live (not zombie) descendants of `root` in `table`, depth first; a pid
+ * in `skip` is left out with everything below it.
+ */
+export function liveDescendants(
+  table: Map<number, ProcRow>,
+  root: number,
+  skip: Set<number>,
+): number[] {
   const children = new Map<number, number[]>();
   for (const row of table.values()) {
     const list = children.get(row.ppid) ?? [];
@@ -169,13 +167,13 @@ export function allDescendants(table = readProcTable()): number[] {
     children.set(row.ppid, list);
   }
   const found: number[] = [];
-  const stack = [...(children.get(Deno.pid) ?? [])];
+  const stack = [...(children.get(root) ?? [])];
   while (stack.length > 0) {
     const pid = stack.pop()!;
+    if (skip.has(pid)) continue;
     const row = table.get(pid);
-    if (row !== undefined && row.state !== "Z" && row.state !== "X") {
-      found.push(pid);
-    }
+    if (row === undefined) continue;
+    if (row.state !== "Z" && row.state !== "X") found.push(pid);
     stack.push(...(children.get(pid) ?? []));
   }
   return found;
@@ -198,28 +196,6 @@ export function killAllDescendants(): number {
     reapOrphans(true);
   }
   return killed;
-}
-
-/** Sends `signal` to `pid`; false when it is gone. */
-export function signalPid(pid: number, signal: Deno.Signal): boolean {
-  try {
-    Deno.kill(pid, signal);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Whether `pid` exists and is not a zombie. */
-export function isAlive(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  } catch {
-    return false;
-  }
-  const state = stat.charAt(stat.lastIndexOf(")") + 2);
-  return state !== "Z" && state !== "X";
 }
 
 /** Marks `pid` as a server process the reaper may reap once it is a zombie. */
@@ -315,30 +291,6 @@ export function rssOf(pid: number): number | null {
   } catch {
     return null;
   }
-}
-
-/** Resolves after `ms`. */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
-}
-
-/** Blocks the thread for `ms` (for the synchronous clean-up paths). */
-export function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-/** Resolves true once `check()` holds (polled every `everyMs`), false after `timeoutMs`. */
-export async function waitFor(
-  check: () => boolean,
-  timeoutMs: number,
-  everyMs = 5,
-): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (!check()) {
-    if (performance.now() >= deadline) return false;
-    await sleep(everyMs);
-  }
-  return true;
 }
 
 /** Pins this process (every thread) to `cpu` with `taskset -a -p`. */

@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { RequestFailures } from "../lib/failures.ts";
 import type { WrkErrors, WrkResult } from "../lib/wrk.ts";
 import type { TimelineAnalysis } from "./analysis.ts";
 import type { Memory } from "./procs.ts";
@@ -78,14 +79,10 @@ export interface QuietWait {
 }
 
 /** Failed requests during a restart run. */
-export interface Failures {
-  connect: number;
-  read: number;
-  write: number;
-  timeout: number;
-  /** Responses outside 200–299 (counted in Lua). */
-  non2xx: number;
+export interface Failures extends RequestFailures {
+  /** Everything above. */
   total: number;
+  /** total ÷ restarts. */
   perRestart: number;
 }
 

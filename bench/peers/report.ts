@@ -1,13 +1,15 @@
 /**
  * The peers-bench section of BENCHMARKS.md: targets, tables, method and
- * reproduction, rendered from a report; and the splice that replaces only the
- * text between this section's markers (atomically: other sections of the
- * file belong to other benches).
+ * reproduction, rendered from a report.
  *
  * @module
  */
 
-import { formatMarkdown } from "../lib/report.ts";
+import { formatMarkdown } from "../lib/deno_fmt.ts";
+import {
+  type SectionMarkers,
+  sectionMarkers,
+} from "../lib/markdown_section.ts";
 import type {
   ModeName,
   ModeRecord,
@@ -18,10 +20,8 @@ import type {
   TargetResult,
 } from "./records.ts";
 
-/** The markers around the generated section. */
-export const START_MARKER = "<!-- peers-bench:start -->";
-/** The end marker. */
-export const END_MARKER = "<!-- peers-bench:end -->";
+/** The markers around the generated section in BENCHMARKS.md. */
+export const MARKERS: SectionMarkers = sectionMarkers("peers-bench");
 
 const TARGET_COLD_RATIO = 1.2;
 
@@ -536,7 +536,7 @@ export async function renderSection(
     `- Every system is started by the bench, pinned to CPU ${c.serverCpu} (\`taskset -c ${c.serverCpu}\`; every later generation inherits it); wrk runs on CPU ${c.clientCpu} (\`taskset -c ${c.clientCpu} wrk -t${c.threads} -c${c.connections}\`), and so does the bench itself (\`taskset -a -p\`). The bench is a child subreaper (\`prctl(PR_SET_CHILD_SUBREAPER)\`), so every generation, daemon and worker stays below it: a system's processes are the bench's descendants less its tools, and the bench kills all of them (by pid) on exit, error or signal.`,
   );
   lines.push(
-    `- Per system: ${c.coldStarts} cold starts (the last one is the instance measured), ${c.idleRestarts} restart(s) without load, then per mode (keep-alive, then \`Connection: close\`): ${c.warmupS} s warm-up, the ${c.steadyS} s steady run, and the restart run: wrk with \`bench/peers/timeline.lua\` for ${
+    `- Per system: ${c.coldStarts} cold starts (the last one is the instance measured), ${c.idleRestarts} restart(s) without load, then per mode (keep-alive, then \`Connection: close\`): ${c.warmupS} s warm-up, the ${c.steadyS} s steady run, and the restart run: wrk with \`bench/lib/timeline.lua\` for ${
       c.leadMs / 1000
     } s, then ${c.restarts} restarts, each at least ${
       c.intervalMs / 1000
@@ -589,42 +589,4 @@ export async function renderSection(
     lines.push("");
   }
   return await formatMarkdown(lines.join("\n"));
-}
-
-/**
- * Puts `section` between the markers of `document` (replacing only what is
- * between them), or appends the markers and the section when they are missing.
- */
-export function spliceSection(document: string, section: string): string {
-  const block = `${START_MARKER}\n\n${section}\n\n${END_MARKER}`;
-  const start = document.indexOf(START_MARKER);
-  const end = document.indexOf(END_MARKER);
-  if (start === -1 && end === -1) {
-    const separator = document.endsWith("\n") ? "\n" : "\n\n";
-    return `${document}${separator}${block}\n`;
-  }
-  if (start === -1 || end === -1 || end < start) {
-    throw new Error(
-      `BENCHMARKS.md has a broken ${START_MARKER} … ${END_MARKER} pair; fix it by hand`,
-    );
-  }
-  return document.slice(0, start) + block +
-    document.slice(end + END_MARKER.length);
-}
-
-/** Re-reads `path` and replaces this section in it, atomically (rename). */
-export async function writeSection(
-  path: string,
-  section: string,
-): Promise<void> {
-  const document = await Deno.readTextFile(path);
-  const text = spliceSection(document, section);
-  const temp = `${path}.peers-bench-${Deno.pid}.tmp`;
-  try {
-    await Deno.writeTextFile(temp, text);
-    await Deno.rename(temp, path);
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
 }

@@ -7,8 +7,11 @@
  * @module
  */
 
-import { getPid } from "../restart/http.ts";
-import { isAlive, markSeen, sleep } from "./procs.ts";
+import { round } from "../lib/stats.ts";
+import { getPid } from "../lib/http_get.ts";
+import { isAlive } from "../lib/pids.ts";
+import { epochNow, sleep } from "../lib/time.ts";
+import { markSeen } from "./procs.ts";
 import type { SystemInstance } from "./systems.ts";
 
 /** One restart, as the bench saw it. */
@@ -43,11 +46,6 @@ export interface RestartTiming {
   handoverTimeoutMs: number;
   /** How long to wait for the old pid to exit (ms). */
   exitTimeoutMs: number;
-}
-
-/** Epoch ms with sub-ms resolution (the clock of Date.now() and of timeline.lua). */
-export function epochNow(): number {
-  return performance.timeOrigin + performance.now();
 }
 
 /** GET /pid, tried up to 3 times. */
@@ -135,8 +133,4 @@ export async function restartOnce(
       `old pid ${oldPid} still runs ${timing.exitTimeoutMs} ms after the trigger`;
   }
   return record;
-}
-
-function round(value: number): number {
-  return Math.round(value * 10) / 10;
 }

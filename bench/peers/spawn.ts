@@ -7,6 +7,8 @@
  * @module
  */
 
+import { readLines } from "../lib/lines.ts";
+import { spawnPiped } from "../lib/spawn.ts";
 import { registerSpawned, unregisterSpawned } from "./procs.ts";
 
 /** A started process. */
@@ -37,25 +39,12 @@ export interface SpawnOptions {
   onLine?: (line: string) => void;
 }
 
-const LISTEN_ENV = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
-
 /** Starts `command`; stdin is /dev/null, stdout and stderr are read. */
 export function spawnProcess(
   command: string[],
   options: SpawnOptions,
 ): Spawned {
-  const env = Deno.env.toObject();
-  for (const name of LISTEN_ENV) delete env[name];
-  Object.assign(env, options.env ?? {});
-  const child = new Deno.Command(command[0], {
-    args: command.slice(1),
-    cwd: options.cwd,
-    clearEnv: true,
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnPiped(command, { cwd: options.cwd, env: options.env });
   registerSpawned(child.pid, options.tool);
   const keep = options.keepLines ?? 400;
   const spawned: Spawned = {
@@ -98,25 +87,4 @@ export async function runTool(
     );
   }
   return output;
-}
-
-async function readLines(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-): Promise<void> {
-  let pending = "";
-  try {
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
-      let newline = pending.indexOf("\n");
-      while (newline !== -1) {
-        onLine(pending.slice(0, newline));
-        pending = pending.slice(newline + 1);
-        newline = pending.indexOf("\n");
-      }
-    }
-  } catch {
-    // the pipe broke: nothing more to read
-  }
-  if (pending !== "") onLine(pending);
 }

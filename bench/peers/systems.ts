@@ -7,8 +7,11 @@
  * @module
  */
 
-import { httpGet } from "../restart/http.ts";
-import { isAlive, serverPids, signalPid, sleep, waitFor } from "./procs.ts";
+import { denoRunCommand, pinnedToCpu } from "../lib/commands.ts";
+import { httpGet } from "../lib/http_get.ts";
+import { isAlive, signalPid } from "../lib/pids.ts";
+import { sleep, waitUntil } from "../lib/time.ts";
+import { serverPids } from "./procs.ts";
 import { runTool, type Spawned, spawnProcess } from "./spawn.ts";
 import type { Toolchain } from "./setup.ts";
 
@@ -142,26 +145,18 @@ export function createSystem(
     case "deno-kill":
       return denoKillSystem(port, context);
     case "tableflip":
-      return signalledSystem(
+      return goSystem(
         SPECS[id],
         "SIGHUP",
-        [
-          context.toolchain.tableflipBinary,
-          "-listen",
-          `127.0.0.1:${port}`,
-        ],
+        context.toolchain.tableflipBinary,
         port,
         context,
       );
     case "grace":
-      return signalledSystem(
+      return goSystem(
         SPECS[id],
         "SIGUSR2",
-        [
-          context.toolchain.graceBinary,
-          "-listen",
-          `127.0.0.1:${port}`,
-        ],
+        context.toolchain.graceBinary,
         port,
         context,
       );
@@ -173,7 +168,7 @@ export function createSystem(
 }
 
 function pinned(context: SystemContext, command: string[]): string[] {
-  return ["taskset", "-c", String(context.cpu), ...command];
+  return pinnedToCpu(context.cpu, command);
 }
 
 /** A system restarted by a signal to the serving pid. */
@@ -216,6 +211,18 @@ function signalledSystem(
   };
 }
 
+/** One of the Go hello servers: `<binary> -listen 127.0.0.1:<port>`. */
+function goSystem(
+  spec: SystemSpec,
+  signal: Deno.Signal,
+  binary: string,
+  port: number,
+  context: SystemContext,
+): SystemInstance {
+  const argv = [binary, "-listen", `127.0.0.1:${port}`];
+  return signalledSystem(spec, signal, argv, port, context);
+}
+
 function oursSystem(
   spec: SystemSpec,
   engine: string,
@@ -225,10 +232,7 @@ function oursSystem(
   return signalledSystem(
     spec,
     "SIGUSR2",
-    [
-      Deno.execPath(),
-      "run",
-      "-A",
+    denoRunCommand([
       `${context.repoDir}mod.ts`,
       "--port",
       String(port),
@@ -238,7 +242,7 @@ function oursSystem(
       engine,
       "--restart-signal",
       "SIGUSR2",
-    ],
+    ]),
     port,
     context,
     { NO_COLOR: "1" },
@@ -246,13 +250,13 @@ function oursSystem(
 }
 
 function denoKillSystem(port: number, context: SystemContext): SystemInstance {
-  const command = pinned(context, [
-    Deno.execPath(),
-    "run",
-    "-A",
-    `${context.repoDir}bench/peers/apps/deno_serve.ts`,
-    String(port),
-  ]);
+  const command = pinned(
+    context,
+    denoRunCommand([
+      `${context.repoDir}bench/peers/apps/deno_serve.ts`,
+      String(port),
+    ]),
+  );
   let current: Spawned | null = null;
   const lines: string[] = [];
   const spawn = () => {
@@ -278,7 +282,7 @@ function denoKillSystem(port: number, context: SystemContext): SystemInstance {
     },
     async trigger(pid) {
       if (!signalPid(pid, "SIGTERM")) throw new Error(`pid ${pid} is gone`);
-      if (!await waitFor(() => !isAlive(pid), 10_000, 1)) {
+      if (!await waitUntil(() => !isAlive(pid), 10_000, 1)) {
         throw new Error(`pid ${pid} still runs 10 s after SIGTERM`);
       }
       spawn();
@@ -469,9 +473,9 @@ async function stopAll(
   ask: (pids: number[]) => void,
 ): Promise<number[]> {
   ask(serverPids());
-  await waitFor(() => serverPids().length === 0, graceMs, 20);
+  await waitUntil(() => serverPids().length === 0, graceMs, 20);
   const left = serverPids();
   for (const pid of left) signalPid(pid, "SIGKILL");
-  await waitFor(() => serverPids().length === 0, 5_000, 20);
+  await waitUntil(() => serverPids().length === 0, 5_000, 20);
   return left;
 }

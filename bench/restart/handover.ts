@@ -6,8 +6,9 @@
  * @module
  */
 
-import { getPid } from "./http.ts";
-import { isAlive, sleep } from "./procs.ts";
+import { getPid } from "../lib/http_get.ts";
+import { isAlive } from "../lib/pids.ts";
+import { epochNow, sleep } from "../lib/time.ts";
 
 /** One restart, as the bench saw it. */
 export interface HandoverRecord {
@@ -72,11 +73,6 @@ export class HandoverTimeoutError extends Error {
     this.name = "HandoverTimeoutError";
     this.record = record;
   }
-}
-
-/** The time as epoch ms, with sub-ms resolution (CLOCK_REALTIME based). */
-export function epochNow(): number {
-  return performance.timeOrigin + performance.now();
 }
 
 /**

@@ -10,6 +10,9 @@
  * @module
  */
 
+import { isAlive, signalPid } from "../lib/pids.ts";
+import { listeningInodes, socketInode, statFields } from "../lib/proc.ts";
+
 const markers = new Set<string>();
 
 /** A fresh marker, registered for {@linkcode killAllMarked}. */
@@ -45,31 +48,6 @@ export function pidsWithMarker(marker: string): number[] {
   return pids.sort((a, b) => a - b);
 }
 
-/** Whether `pid` exists and is not a zombie. */
-export function isAlive(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  } catch {
-    return false;
-  }
-  const state = stat.slice(
-    stat.lastIndexOf(")") + 2,
-    stat.lastIndexOf(")") + 3,
-  );
-  return state !== "Z" && state !== "X";
-}
-
-/** Sends `signal` to `pid`, ignoring a process that is already gone. */
-export function signalPid(pid: number, signal: Deno.Signal): boolean {
-  try {
-    Deno.kill(pid, signal);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** SIGKILLs every process that carries `marker`; returns how many. */
 export function killMarked(marker: string): number {
   let killed = 0;
@@ -92,25 +70,6 @@ export function killAllMarked(): number {
   let killed = 0;
   for (const marker of markers) killed += killMarked(marker);
   return killed;
-}
-
-/** Resolves once `check()` is true (polled every `everyMs`), or false after `timeoutMs`. */
-export async function waitUntil(
-  check: () => boolean,
-  timeoutMs: number,
-  everyMs = 10,
-): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (!check()) {
-    if (performance.now() >= deadline) return false;
-    await sleep(everyMs);
-  }
-  return true;
-}
-
-/** Resolves after `ms` milliseconds. */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 }
 
 /** What /proc says about a stuck process. */
@@ -137,7 +96,7 @@ export function diagnoseProcess(pid: number, port: number): ProcessDiagnosis {
   const status = readOrEmpty(`/proc/${pid}/status`);
   return {
     pid,
-    state: stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3),
+    state: statFields(stat)[0],
     mainThreadWchan: readOrEmpty(`/proc/${pid}/wchan`),
     threads: Number(/^Threads:\s*(\d+)/m.exec(status)?.[1] ?? "0"),
     listeningSocket: listeningSocketOf(pid, port),
@@ -148,17 +107,11 @@ function listeningSocketOf(
   pid: number,
   port: number,
 ): ProcessDiagnosis["listeningSocket"] {
-  let table = "";
+  let inodes: Set<string>;
   try {
-    table = Deno.readTextFileSync("/proc/net/tcp");
+    inodes = listeningInodes(Deno.readTextFileSync("/proc/net/tcp"), port);
   } catch {
     return null;
-  }
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  const inodes = new Set<string>();
-  for (const line of table.split("\n").slice(1)) {
-    const fields = line.trim().split(/\s+/);
-    if (fields[1] === local && fields[3] === "0A") inodes.add(fields[9]);
   }
   let entries: Deno.DirEntry[] = [];
   try {
@@ -173,7 +126,7 @@ function listeningSocketOf(
     } catch {
       continue;
     }
-    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    const inode = socketInode(target);
     if (inode === undefined || !inodes.has(inode)) continue;
     let info = "";
     try {

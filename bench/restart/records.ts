@@ -4,9 +4,10 @@
  * @module
  */
 
+import type { RequestFailures } from "../lib/failures.ts";
 import type { WrkResult } from "../lib/wrk.ts";
 import type { HandoverRecord } from "./handover.ts";
-import type { MachineInfo } from "./machine.ts";
+import type { MachineInfo } from "../lib/machine.ts";
 import type { ProcessDiagnosis } from "./procs.ts";
 import type { TimelineAnalysis } from "./timeline.ts";
 
@@ -50,14 +51,7 @@ export interface IdleHandoverRecord {
 }
 
 /** Failed requests, by kind. */
-export interface Failures {
-  /** wrk's socket errors. */
-  connect: number;
-  read: number;
-  write: number;
-  timeout: number;
-  /** Responses outside 200-299, counted in Lua. */
-  non2xx: number;
+export interface Failures extends RequestFailures {
   /** Failed GET /pid probes of the bench itself (separate connections). */
   probes: number;
   /** Everything above. */

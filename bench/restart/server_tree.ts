@@ -7,14 +7,13 @@
  */
 
 import { track } from "../lib/children.ts";
-import { getPid } from "./http.ts";
-import {
-  killMarked,
-  pidsWithMarker,
-  signalPid,
-  sleep,
-  waitUntil,
-} from "./procs.ts";
+import { denoRunCommand, pinnedToCpu } from "../lib/commands.ts";
+import { readLines } from "../lib/lines.ts";
+import { spawnPiped } from "../lib/spawn.ts";
+import { getPid } from "../lib/http_get.ts";
+import { signalPid } from "../lib/pids.ts";
+import { sleep, waitUntil } from "../lib/time.ts";
+import { killMarked, pidsWithMarker } from "./procs.ts";
 
 /** How to start a server. */
 export interface TreeOptions {
@@ -60,7 +59,6 @@ export interface Milestones {
   ready?: number;
 }
 
-const LISTEN_ENV = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
 const READY = /new generation (\d+) ready \(pid (\d+)\) in (\d+) ms/;
 const LOG_LINE =
   /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d\.\d+) ([+-]\d\d:\d\d) \w+ \[pid (\d+) gen \d+\] \S+: (.*)$/;
@@ -68,44 +66,25 @@ const MAX_LINES = 20_000;
 
 /** The command line for `options` (taskset, then deno and its arguments). */
 export function treeCommand(options: TreeOptions): string[] {
-  const args = [
-    "taskset",
-    "-c",
-    String(options.cpu),
-    Deno.execPath(),
-    "run",
-    "-A",
-    "mod.ts",
-    "--port",
-    String(options.port),
-    "--hostname",
-    "127.0.0.1",
-  ];
+  const args = ["mod.ts", "--port", String(options.port)];
+  args.push("--hostname", "127.0.0.1");
   if (options.engine !== undefined) args.push("--engine", options.engine);
   if (options.restartSignal !== undefined) {
     args.push("--restart-signal", options.restartSignal);
   }
   args.push("--name", options.marker);
-  return args;
+  return pinnedToCpu(options.cpu, denoRunCommand(args));
 }
 
 /** Spawns the server; does not wait for it to serve. */
 export function spawnTree(options: TreeOptions): ServerTree {
   const command = treeCommand(options);
-  const env = Deno.env.toObject();
-  for (const name of LISTEN_ENV) delete env[name];
-  env.NO_COLOR = "1";
   const spawnedAt = performance.now();
   const spawnedAtEpochMs = performance.timeOrigin + spawnedAt;
-  const root = new Deno.Command(command[0], {
-    args: command.slice(1),
+  const root = spawnPiped(command, {
     cwd: options.repoDir,
-    clearEnv: true,
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+    env: { NO_COLOR: "1" },
+  });
   track(root);
   const tree: ServerTree = {
     options,
@@ -117,8 +96,8 @@ export function spawnTree(options: TreeOptions): ServerTree {
     spawnedAtEpochMs,
     milestones: new Map(),
   };
-  pumpLines(root.stdout, tree);
-  pumpLines(root.stderr, tree);
+  readLines(root.stdout, (line) => addLine(tree, line));
+  readLines(root.stderr, (line) => addLine(tree, line));
   return tree;
 }
 
@@ -172,11 +151,13 @@ export async function stopTree(
   const graceful = await waitUntil(
     () => pidsWithMarker(tree.options.marker).length === 0,
     graceMs,
+    10,
   );
   if (!graceful) killMarked(tree.options.marker);
   await waitUntil(
     () => pidsWithMarker(tree.options.marker).length === 0,
     5_000,
+    10,
   );
   return { graceful, ms: Math.round(performance.now() - started) };
 }
@@ -188,30 +169,6 @@ export function notableLines(tree: ServerTree): string[] {
     (!/ (INF|DBG) /.test(line) && !/^Listening on /.test(line) &&
       line.trim() !== "")
   );
-}
-
-function pumpLines(
-  stream: ReadableStream<Uint8Array>,
-  tree: ServerTree,
-): void {
-  readLines(stream, tree).catch(() => {});
-}
-
-async function readLines(
-  stream: ReadableStream<Uint8Array>,
-  tree: ServerTree,
-): Promise<void> {
-  let pending = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    pending += chunk;
-    let newline = pending.indexOf("\n");
-    while (newline !== -1) {
-      addLine(tree, pending.slice(0, newline));
-      pending = pending.slice(newline + 1);
-      newline = pending.indexOf("\n");
-    }
-  }
-  if (pending !== "") addLine(tree, pending);
 }
 
 function addLine(tree: ServerTree, line: string): void {

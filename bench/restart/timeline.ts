@@ -1,44 +1,26 @@
 /**
- * The timeline that `bench/restart/timeline.lua` writes from inside wrk, and
- * what the restart bench reads from it: steady-state throughput, throughput
- * in the second after each restart signal, stalls, non-2xx answers, and
- * requests that were written but never answered.
- *
- * Times are epoch milliseconds (CLOCK_REALTIME) on both sides: wrk's Lua
- * reads clock_gettime(2) through LuaJIT's FFI, the bench reads
- * `performance.timeOrigin + performance.now()`.
+ * What the restart bench reads from the timeline that `bench/lib/timeline.lua`
+ * writes from inside wrk: steady-state throughput, throughput in the second
+ * after each restart signal, stalls, non-2xx answers, and requests that were
+ * written but never answered.
  *
  * @module
  */
 
-/** wrk's own error counters, as its `done()` hook sees them. */
-export interface LuaErrors {
-  connect: number;
-  read: number;
-  write: number;
-  /** Responses with status > 399 (wrk's "Non-2xx or 3xx responses"). */
-  status: number;
-  timeout: number;
-}
-
-/** What timeline.lua writes. Counts are `[bucket key, count]` pairs. */
-export interface LuaTimeline {
-  /** The bucket width (ms); a key K covers [K × bucketMs, (K+1) × bucketMs). */
-  bucketMs: number;
-  /** When the first wrk thread started (epoch ms). */
-  startedMs: number;
-  /** When wrk's `done()` ran (epoch ms). */
-  endedMs: number;
-  /** Requests written, by bucket. */
-  sent: [number, number][];
-  /** Responses completed, by bucket. */
-  received: [number, number][];
-  /** Responses with a status outside 200-299, by bucket. */
-  non2xx: [number, number][];
-  /** Those statuses, `[status, count]`. */
-  statuses: [number, number][];
-  summary: { requests: number; durationUs: number; errors: LuaErrors };
-}
+import {
+  longestZeroRun,
+  overlapsAnyWindow,
+  sumRange,
+  unansweredRequests,
+  windowCounts,
+} from "../lib/buckets.ts";
+import { mean, median, round } from "../lib/stats.ts";
+import {
+  denseTimeline,
+  type LuaTimeline,
+  statusCounts,
+  type TimelineAnalysisOptions,
+} from "../lib/timeline.ts";
 
 /** One point in time, placed relative to the restart signals. */
 export interface TimelineEvent {
@@ -108,55 +90,16 @@ export interface TimelineAnalysis {
   series100ms: number[];
 }
 
-/** Parses timeline.lua's JSON, checking its shape. */
-export function parseTimeline(text: string): LuaTimeline {
-  const data = JSON.parse(text) as LuaTimeline;
-  for (const key of ["bucketMs", "startedMs", "endedMs"] as const) {
-    if (typeof data[key] !== "number" || !Number.isFinite(data[key])) {
-      throw new Error(`timeline: ${key} is not a number`);
-    }
-  }
-  for (const key of ["sent", "received", "non2xx", "statuses"] as const) {
-    if (!Array.isArray(data[key])) {
-      throw new Error(`timeline: ${key} is not an array`);
-    }
-  }
-  return data;
-}
-
-/** How to read a timeline. */
-export interface AnalysisOptions {
-  /** When each restart signal was sent (epoch ms). */
-  signalsMs: number[];
-  /** The restart window after each signal (ms). */
-  windowMs: number;
-  /** Ms after wrk's start that are left out of the steady state (ramp-up). */
-  rampMs: number;
-  /**
-   * How many `request()` calls may be outstanding without a loss: wrk's
-   * connection count, plus its thread count (wrk 4.1 makes one more
-   * `request()` call than it sends at the start of a run).
-   */
-  maxOutstanding: number;
-}
-
 /** Reads steady state, restart windows, stalls and losses from `timeline`. */
 export function analyzeTimeline(
   timeline: LuaTimeline,
-  options: AnalysisOptions,
+  options: TimelineAnalysisOptions,
 ): TimelineAnalysis {
-  const width = timeline.bucketMs;
-  const firstKey = Math.floor(timeline.startedMs / width);
-  const lastKey = Math.max(
-    firstKey,
-    ...timeline.received.map(([key]) => key),
-    ...timeline.sent.map(([key]) => key),
+  const { width, firstKey, length, sent, received, non2xx } = denseTimeline(
+    timeline,
   );
-  const length = lastKey - firstKey + 1;
-  const received = dense(timeline.received, firstKey, length);
-  const sent = dense(timeline.sent, firstKey, length);
   const origin = firstKey * width;
-  const signals = options.signalsMs.map((ms) => ms - origin);
+  const signals = options.triggersMs.map((ms) => ms - origin);
 
   // Steady state: whole 100 ms buckets after the ramp, before the last
   // (partial) fine bucket, and outside every restart window.
@@ -164,35 +107,34 @@ export function analyzeTimeline(
   const steady: number[] = [];
   const series100ms: number[] = [];
   for (let start = 0; start + per100 <= length; start += per100) {
-    const count = sum(received, start, start + per100);
+    const count = sumRange(received, start, start + per100);
     series100ms.push(count);
     const fromMs = start * width;
     const toMs = fromMs + 100;
     if (fromMs < options.rampMs) continue;
     if (toMs > (length - 1) * width) continue;
-    const inWindow = signals.some((s) =>
-      fromMs < s + options.windowMs && toMs > s
-    );
-    if (!inWindow) steady.push(count * 10);
+    if (!overlapsAnyWindow(fromMs, toMs, signals, options.windowMs)) {
+      steady.push(count * 10);
+    }
   }
   const steadyRps = median(steady);
 
   const windows: WindowStats[] = signals.map((signalAt) => {
-    const from = Math.ceil(signalAt / width);
-    const to = Math.min(length, from + Math.round(options.windowMs / width));
-    const responses = sum(received, from, to);
-    let worst = Infinity;
-    for (let at = from; at + per100 <= to; at++) {
-      worst = Math.min(worst, sum(received, at, at + per100) * 10);
-    }
-    const rps = responses / ((to - from) * width / 1000);
+    const window = windowCounts(
+      received,
+      Math.ceil(signalAt / width),
+      Math.round(options.windowMs / width),
+      width,
+    );
+    const rps = window.responses /
+      ((window.to - window.from) * width / 1000);
     return {
       signalAtMs: round(signalAt),
-      responses,
+      responses: window.responses,
       requestsPerSecond: round(rps),
       ratio: round(rps / steadyRps, 3),
-      worst100msRequestsPerSecond: worst === Infinity ? 0 : worst,
-      longestStallMs: longestZeroRun(received, from, to).buckets * width,
+      worst100msRequestsPerSecond: window.worst100msPerSecond,
+      longestStallMs: window.longestZeroMs,
     };
   });
   const windowMean = mean(windows.map((w) => w.requestsPerSecond));
@@ -201,7 +143,6 @@ export function analyzeTimeline(
   const firstResponse = received.findIndex((count) => count > 0);
   const stall = longestZeroRun(received, Math.max(0, firstResponse), length);
 
-  const non2xx = dense(timeline.non2xx, firstKey, length);
   const non2xxEvents: TimelineEvent[] = [];
   for (let i = 0; i < length; i++) {
     if (non2xx[i] > 0) {
@@ -209,17 +150,13 @@ export function analyzeTimeline(
     }
   }
 
+  const unanswered = unansweredRequests(sent, received, options.maxOutstanding);
   const excessEvents: TimelineEvent[] = [];
-  let outstanding = 0;
-  let worstExcess = 0;
   for (let i = 0; i < length; i++) {
-    outstanding += sent[i] - received[i];
-    const excess = outstanding - options.maxOutstanding;
-    if (excess > worstExcess) {
+    if (unanswered.perBucket[i] > 0) {
       excessEvents.push(
-        placeEvent(i * width, width, excess - worstExcess, signals),
+        placeEvent(i * width, width, unanswered.perBucket[i], signals),
       );
-      worstExcess = excess;
     }
   }
 
@@ -227,8 +164,8 @@ export function analyzeTimeline(
     bucketMs: width,
     windowMs: options.windowMs,
     runMs: round(timeline.endedMs - timeline.startedMs),
-    responses: sum(received, 0, length),
-    sent: sum(sent, 0, length),
+    responses: sumRange(received, 0, length),
+    sent: sumRange(sent, 0, length),
     steadyRequestsPerSecond: round(steadyRps),
     steadyBuckets: steady.length,
     windows,
@@ -247,39 +184,10 @@ export function analyzeTimeline(
       ms: stall.buckets * width,
     },
     non2xx: non2xxEvents,
-    statuses: Object.fromEntries(
-      timeline.statuses.map(([status, count]) => [String(status), count]),
-    ),
-    unanswered: { atEnd: outstanding, excessEvents },
+    statuses: statusCounts(timeline),
+    unanswered: { atEnd: unanswered.atEnd, excessEvents },
     series100ms,
   };
-}
-
-/** The median of `values` (NaN when empty). */
-export function median(values: number[]): number {
-  return percentile(values, 50);
-}
-
-/** The `p`th percentile of `values`, linearly interpolated (NaN when empty). */
-export function percentile(values: number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const at = (p / 100) * (sorted.length - 1);
-  const low = Math.floor(at);
-  const high = Math.ceil(at);
-  return sorted[low] + (sorted[high] - sorted[low]) * (at - low);
-}
-
-/** The mean of `values` (NaN when empty). */
-export function mean(values: number[]): number {
-  if (values.length === 0) return NaN;
-  return values.reduce((a, b) => a + b, 0) / values.length;
-}
-
-/** Rounds to `digits` decimals. */
-export function round(value: number, digits = 1): number {
-  const scale = 10 ** digits;
-  return Math.round(value * scale) / scale;
 }
 
 /** Places the bucket that starts at `atMs` after the latest signal in it or before it. */
@@ -301,45 +209,4 @@ function placeEvent(
     signalIndex,
     count,
   };
-}
-
-function dense(
-  pairs: [number, number][],
-  firstKey: number,
-  length: number,
-): number[] {
-  const values = new Array<number>(length).fill(0);
-  for (const [key, count] of pairs) {
-    const index = key - firstKey;
-    if (index >= 0 && index < length) values[index] += count;
-  }
-  return values;
-}
-
-function sum(values: number[], from: number, to: number): number {
-  let total = 0;
-  for (let i = Math.max(0, from); i < Math.min(values.length, to); i++) {
-    total += values[i];
-  }
-  return total;
-}
-
-function longestZeroRun(
-  values: number[],
-  from: number,
-  to: number,
-): { start: number; buckets: number } {
-  let best = { start: from, buckets: 0 };
-  let runStart = -1;
-  for (let i = from; i < Math.min(values.length, to); i++) {
-    if (values[i] === 0) {
-      if (runStart === -1) runStart = i;
-      if (i - runStart + 1 > best.buckets) {
-        best = { start: runStart, buckets: i - runStart + 1 };
-      }
-    } else {
-      runStart = -1;
-    }
-  }
-  return best;
 }

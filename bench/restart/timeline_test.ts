@@ -1,10 +1,6 @@
 import { assertEquals } from "../../tests/assert.ts";
-import {
-  analyzeTimeline,
-  type LuaTimeline,
-  parseTimeline,
-  percentile,
-} from "./timeline.ts";
+import { type LuaTimeline, parseTimeline } from "../lib/timeline.ts";
+import { analyzeTimeline } from "./timeline.ts";
 
 const WIDTH = 10;
 const START_KEY = 170_000_000_000;
@@ -46,7 +42,7 @@ function syntheticTimeline(): LuaTimeline {
 Deno.test("analyzeTimeline: steady state, window, stall, loss and non-2xx", () => {
   const timeline = parseTimeline(JSON.stringify(syntheticTimeline()));
   const analysis = analyzeTimeline(timeline, {
-    signalsMs: [START_KEY * WIDTH + 3000],
+    triggersMs: [START_KEY * WIDTH + 3000],
     windowMs: 1000,
     rampMs: 1000,
     maxOutstanding: 51,
@@ -72,13 +68,4 @@ Deno.test("analyzeTimeline: steady state, window, stall, loss and non-2xx", () =
     count: 1,
   }]);
   assertEquals(analysis.statuses, { "503": 2 });
-});
-
-Deno.test("percentile interpolates linearly", () => {
-  assertEquals(percentile([1, 2, 3, 4], 50), 2.5);
-  assertEquals(percentile([10], 95), 10);
-  assertEquals(
-    Math.round(percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 95) * 100) / 100,
-    9.55,
-  );
 });

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { commandOutput } from "../lib/proc.ts";
+import { commandOutput } from "./proc.ts";
 
 /** What the report says about where it was measured. */
 export interface MachineInfo {

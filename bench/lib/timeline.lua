@@ -1,33 +1,36 @@
--- wrk script for bench/restart_bench.ts: a timeline of the run.
+-- wrk script shared by bench/restart_bench.ts and bench/peers_bench.ts: a
+-- timeline of the run. Read by bench/lib/timeline.ts.
 --
--- Usage: wrk ... -s bench/restart/timeline.lua URL -- OUT_PATH BUCKET_MS
+-- Usage: wrk ... -s bench/lib/timeline.lua URL -- OUT_PATH [BUCKET_MS]
 --
 -- wrk 4.1's Lua API has no wall clock (os.time() has 1 s resolution,
 -- os.clock() is CPU time), so the time comes from clock_gettime(2)
--- (CLOCK_REALTIME) through LuaJIT's FFI: the same clock as Deno's
--- performance.timeOrigin + performance.now(), so the bench can place its
--- restart signals on this timeline.
+-- (CLOCK_REALTIME) through LuaJIT's FFI: the same clock as Deno's Date.now()
+-- and performance.timeOrigin + performance.now(), so the benches can place
+-- their restart triggers on this timeline.
 --
--- Per BUCKET_MS bucket (keyed by floor(epoch_ms / BUCKET_MS)) each wrk thread
--- counts: requests written (request()), responses completed (response()), and
--- responses whose status is not 2xx. At the end, done() gathers every
--- thread's counts and writes them to OUT_PATH as JSON.
+-- Per BUCKET_MS bucket (default 10; keyed by floor(epoch_ms / BUCKET_MS))
+-- each wrk thread counts: requests written (request()), responses completed
+-- (response()), and responses whose status is not 2xx. At the end (at -d, or
+-- when wrk is stopped with SIGINT), done() gathers every thread's counts and
+-- writes them to OUT_PATH as JSON.
 
 local ffi = require("ffi")
 ffi.cdef([[
-typedef struct { long tv_sec; long tv_nsec; } restart_bench_timespec;
-int clock_gettime(int clock_id, restart_bench_timespec *tp);
+typedef struct { long tv_sec; long tv_nsec; } bench_timeline_timespec;
+int clock_gettime(int clock_id, bench_timeline_timespec *tp);
 ]])
 
 local CLOCK_REALTIME = 0
-local timespec = ffi.new("restart_bench_timespec")
+local timespec = ffi.new("bench_timeline_timespec")
 
 local function now_ms()
   ffi.C.clock_gettime(CLOCK_REALTIME, timespec)
   return tonumber(timespec.tv_sec) * 1000 + tonumber(timespec.tv_nsec) / 1e6
 end
 
--- Per-thread state (each wrk thread has its own Lua state).
+-- Per-thread state (each wrk thread has its own Lua state); done(), which
+-- runs in the main state, reads these globals with thread:get().
 bucket_ms = 10
 sent = {}
 received = {}
@@ -44,7 +47,7 @@ function setup(thread)
 end
 
 function init(args)
-  out_path = args[1]
+  out_path = assert(args[1], "usage: -s timeline.lua URL -- OUT_PATH [BUCKET_MS]")
   bucket_ms = tonumber(args[2]) or 10
   request_text = wrk.format()
   started_ms = now_ms()
