@@ -19,6 +19,8 @@
  * @module
  */
 
+import { trace } from "./src/trace.ts";
+
 export {
   type EngineName,
   type GracefulServeOptions,
@@ -43,6 +45,8 @@ export type { ProcessStatus } from "./src/supervisor.ts";
 export type { AdminOptions } from "./src/admin.ts";
 
 if (import.meta.main) {
+  trace("mod.ts evaluated");
   const { main } = await import("./src/cli.ts");
+  trace("cli.ts loaded");
   Deno.exit(await main(Deno.args));
 }

@@ -30,6 +30,7 @@ import type {
   GracefulHandlerInfo,
   Listener,
 } from "./types.ts";
+import { trace } from "./trace.ts";
 
 /** The internal pieces the native engine needs. */
 export interface NativeSupport {
@@ -244,6 +245,7 @@ class NativeBinding implements EngineBinding {
 
   #accept(status: number): void {
     if (status !== 0) return; // EMFILE and friends: the next accept retries.
+    trace("accepted a connection");
     const handle = this.#handle;
     const client = new handle.constructor(TCP_SOCKET);
     if (handle.accept(client) !== 0) return;

@@ -16,6 +16,7 @@
  */
 
 import type { ControlMessage } from "./control.ts";
+import { trace } from "./trace.ts";
 
 /** The state given to the next generation. */
 export interface HandoverState {
@@ -273,6 +274,7 @@ export class Restarter {
   async #run(options: RestartOptions): Promise<RestartResult> {
     const seam = this.#seam;
     const trigger = options.trigger ?? "api";
+    trace("restart: start");
     const started = Date.now();
     const cancel = new AbortController();
     this.#cancel = cancel;
@@ -314,6 +316,7 @@ export class Restarter {
         control.accept(deadline),
         "connect",
       );
+      trace("restart: hello accepted");
       control.close();
       if (peer.pid !== spawned.pid) {
         throw new RestartError(
@@ -326,6 +329,7 @@ export class Restarter {
             `a socket that process does not hold; refused`,
         );
       }
+      trace("restart: ownership checked");
       const state: HandoverState = {
         generation,
         firstStartedAt: this.#info.firstStartedAt,
@@ -335,12 +339,14 @@ export class Restarter {
         restart: { trigger, at: started },
       };
       await peer.send({ type: "state", state });
+      trace("restart: state sent");
       const answer = await this.#within(
         deadline,
         early,
         peer.receive(),
         "become ready",
       );
+      trace(`restart: ${answer.type} received`);
       if (answer.type === "fail") {
         throw new RestartError(
           `the new generation failed to start: ${answer.reason}`,
@@ -404,6 +410,7 @@ export class Restarter {
       await seam.committed({ pid, generation });
       await peer.send({ type: "draining" }).catch(() => {});
       await seam.drain();
+      trace("handover: drained");
       await peer.send({ type: "done" }).catch(() => {});
     } catch (error) {
       seam.log("error", `handover: ${error}`);

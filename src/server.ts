@@ -28,6 +28,7 @@ import {
 } from "./engine_native.ts";
 import { assertDenoVersion } from "./version.ts";
 import { logger } from "./log.ts";
+import { trace } from "./trace.ts";
 import {
   joinGeneration,
   type ProcessStatus,
@@ -338,6 +339,7 @@ class Server implements GracefulServer {
 
   async #start(): Promise<void> {
     const options = this.#options;
+    trace("server: starting");
     const joined = await joinGeneration();
     if (joined && options.handover && this.name in joined.app) {
       await options.handover.restore(joined.app[this.name]);
@@ -351,6 +353,7 @@ class Server implements GracefulServer {
     let native: Engine | undefined;
     if (wanted !== "node") {
       const support = await detectNativeSupport();
+      trace("server: native engine probed");
       if (typeof support === "string") {
         if (!nodeFallbackWarned) {
           nodeFallbackWarned = true;
@@ -373,6 +376,7 @@ class Server implements GracefulServer {
         inheritedFds().some((f) => f.addr.transport === "unix")
       ? (await import("./engine_node.ts")).createNodeEngine()
       : undefined;
+    trace("server: engines ready");
     const onError = options.onError ?? defaultOnError;
     const handler = await this.#routedHandler();
     const draining = this.#draining.signal;
@@ -405,6 +409,7 @@ class Server implements GracefulServer {
       this.#engines = [];
       throw error;
     }
+    trace("server: listening");
     if (this.#shutdown) return;
     if (!this.#refed) this.unref();
     const onListen = options.onListen ?? defaultOnListen;
@@ -510,8 +515,10 @@ class Server implements GracefulServer {
   async #drainNow(finish = true): Promise<void> {
     const drainTimeout = this.drainTimeout;
     const idleGrace = this.#options.idleGrace ?? 500;
+    trace("server: stopping accepting");
     this.#draining.abort();
     await Promise.all(this.#bindings.map((b) => b.stopAccepting()));
+    trace("server: stopped accepting");
     for (const listener of this.#listeners) releaseListener(listener);
     log.info("draining {connections} connections ({inFlight} requests)", {
       connections: this.connections,

@@ -36,6 +36,7 @@ import {
 import { logger } from "./log.ts";
 import { monotonicUsec, sdNotify, watchdogIntervalMs } from "./notify.ts";
 import { recordRestart, removePidfile, writePidfile } from "./pidfile.ts";
+import { trace } from "./trace.ts";
 
 const log = logger("supervisor");
 
@@ -166,10 +167,13 @@ export function joinGeneration(): Promise<HandoverState | undefined> {
 }
 
 async function join(): Promise<HandoverState | undefined> {
+  trace("join: connecting to the control channel");
   const channel = await connectControl();
   if (!channel) return undefined;
+  trace("join: hello sent");
   peer = channel;
   const message = await channel.receive(60_000);
+  trace("join: state received");
   if (message.type !== "state") {
     channel.close();
     throw new Error(`control channel: expected state, got ${message.type}`);
@@ -259,7 +263,9 @@ async function checkReady(): Promise<void> {
   savePidfile();
   if (peer) {
     if (madeBy) madeBy.durationMs = Date.now() - madeBy.at;
+    trace("ready: sending");
     await peer.send({ type: "ready", pid: Deno.pid });
+    trace("ready: sent");
     log.info("generation {generation} (pid {pid}) is ready", {
       generation: info.generation,
       pid: Deno.pid,
@@ -337,6 +343,7 @@ async function followOldGeneration(channel: ControlPeer): Promise<void> {
     while (true) {
       const message = await channel.receive(24 * 3600_000);
       if (message.type === "draining") {
+        trace("the previous generation drains");
         // The old generation has told systemd MAINPID=<this pid>.
         sdNotify(`READY=1\nSTATUS=${statusLine()}`);
         log.info("the previous generation stopped accepting and drains");
@@ -468,7 +475,9 @@ function realSeam(): HandoverSeam {
   const restartLog = logger("handover");
   return {
     async openControl() {
+      trace("restart: loading spawn.ts");
       spawning ??= await import("./spawn.ts");
+      trace("restart: spawn.ts loaded");
       const server = await openControlServer({
         onReject(reason: string) {
           restartLog.warn("control channel: refused a connection: {reason}", {
@@ -501,7 +510,10 @@ function realSeam(): HandoverSeam {
         execPath: options.execPath,
         entry: options.entry,
       });
-      return spawnGeneration({ ...command, fds, env });
+      trace("restart: spawning");
+      const child = spawnGeneration({ ...command, fds, env });
+      trace("restart: spawned");
+      return child;
     },
     async saveAppState() {
       const app: Record<string, unknown> = {};
@@ -520,12 +532,14 @@ function realSeam(): HandoverSeam {
       return Promise.resolve();
     },
     async drain() {
+      trace("handover: draining");
       stopping = true;
       await Promise.allSettled(
         [...servers].map((server) => server.drainForHandover()),
       );
     },
     exit(code) {
+      trace("handover: exit");
       releaseProcess();
       handoverEnded.resolve();
       Deno.exit(code);
