@@ -15,6 +15,14 @@ const F_SETFL = 4;
 const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  getsockopt: {
+    parameters: ["i32", "i32", "i32", "buffer", "buffer"],
+    result: "i32",
+  },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
 } as const;
 
 /** The libc functions this module uses. */
@@ -23,6 +31,26 @@ export interface Libc {
   close(fd: number): number;
   /** fcntl(2) with an int argument. */
   fcntl(fd: number, command: number, arg: number): number;
+  /** getsockopt(2): fills `value`, and `length` (a socklen_t) with its size. */
+  getsockopt(
+    fd: number,
+    level: number,
+    name: number,
+    value: Uint8Array<ArrayBuffer>,
+    length: Uint8Array<ArrayBuffer>,
+  ): number;
+  /** getsockname(2): fills `address`, and `length` (a socklen_t). */
+  getsockname(
+    fd: number,
+    address: Uint8Array<ArrayBuffer>,
+    length: Uint8Array<ArrayBuffer>,
+  ): number;
+  /** socket(2). */
+  socket(domain: number, type: number, protocol: number): number;
+  /** send(2) of the whole buffer. */
+  send(fd: number, data: Uint8Array<ArrayBuffer>, flags: number): number;
+  /** recv(2) into the whole buffer. */
+  recv(fd: number, buffer: Uint8Array<ArrayBuffer>, flags: number): number;
 }
 
 let cached: Libc | null | undefined;
@@ -41,9 +69,20 @@ export function libc(): Libc | undefined {
   if (cached !== undefined) return cached ?? undefined;
   try {
     const lib = Deno.dlopen(libcPath(), SYMBOLS);
+    const symbols = lib.symbols;
     cached = {
-      close: (fd) => lib.symbols.close(fd),
-      fcntl: (fd, command, arg) => lib.symbols.fcntl(fd, command, arg),
+      close: (fd) => symbols.close(fd),
+      fcntl: (fd, command, arg) => symbols.fcntl(fd, command, arg),
+      getsockopt: (fd, level, name, value, length) =>
+        symbols.getsockopt(fd, level, name, value, length),
+      getsockname: (fd, address, length) =>
+        symbols.getsockname(fd, address, length),
+      socket: (domain, type, protocol) =>
+        symbols.socket(domain, type, protocol),
+      send: (fd, data, flags) =>
+        Number(symbols.send(fd, data, BigInt(data.length), flags)),
+      recv: (fd, buffer, flags) =>
+        Number(symbols.recv(fd, buffer, BigInt(buffer.length), flags)),
     };
   } catch (error) {
     whyNot = error instanceof Error ? error.message : String(error);
@@ -131,5 +170,169 @@ export function isFdOpen(fd: number): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** C structs are in the host's byte order. */
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** getsockopt(2) and socket(2) constants (Linux). */
+const SOL_SOCKET = 1;
+const SO_TYPE = 3;
+const SO_ACCEPTCONN = 30;
+const SO_PROTOCOL = 38;
+const SO_DOMAIN = 39;
+const SOCK_CLOEXEC = 0o2000000;
+
+/** What getsockopt(2) and getsockname(2) say about a socket. */
+export interface SocketFacts {
+  /** SO_DOMAIN: AF_UNIX (1), AF_INET (2), AF_INET6 (10)... */
+  domain: number;
+  /** SO_TYPE: SOCK_STREAM (1), SOCK_DGRAM (2), SOCK_SEQPACKET (5)... */
+  type: number;
+  /** SO_PROTOCOL: IPPROTO_TCP (6) for a TCP socket. */
+  protocol: number;
+  /** SO_ACCEPTCONN: whether listen(2) was called. */
+  listening: boolean;
+  /** getsockname(2): the local address, as the raw sockaddr bytes. */
+  address: Uint8Array;
+}
+
+/**
+ * Asks the kernel directly (getsockopt(2), getsockname(2)) what the socket
+ * open as `fd` is: microseconds, where the /proc/net tables take
+ * milliseconds (they list every socket of the network namespace). Returns
+ * undefined when FFI is not available or `fd` is not a socket.
+ *
+ * @example
+ * ```ts ignore
+ * const facts = socketFacts(3);
+ * if (facts?.listening) console.log("fd 3 listens");
+ * ```
+ */
+export function socketFacts(fd: number): SocketFacts | undefined {
+  const c = libc();
+  if (!c) return undefined;
+  const value = new Uint8Array(4);
+  const length = new Uint8Array(4);
+  const lengthView = new DataView(length.buffer);
+  function intOption(name: number): number | undefined {
+    lengthView.setUint32(0, 4, HOST_LITTLE_ENDIAN);
+    if (c!.getsockopt(fd, SOL_SOCKET, name, value, length) !== 0) {
+      return undefined;
+    }
+    return new DataView(value.buffer).getInt32(0, HOST_LITTLE_ENDIAN);
+  }
+  const domain = intOption(SO_DOMAIN);
+  const type = intOption(SO_TYPE);
+  const protocol = intOption(SO_PROTOCOL);
+  const listening = intOption(SO_ACCEPTCONN);
+  if (
+    domain === undefined || type === undefined || protocol === undefined ||
+    listening === undefined
+  ) {
+    return undefined;
+  }
+  // sockaddr_storage: 128 bytes holds every address family.
+  const address = new Uint8Array(128);
+  lengthView.setUint32(0, address.length, HOST_LITTLE_ENDIAN);
+  if (c.getsockname(fd, address, length) !== 0) return undefined;
+  const size = Math.min(
+    lengthView.getUint32(0, HOST_LITTLE_ENDIAN),
+    address.length,
+  );
+  return {
+    domain,
+    type,
+    protocol,
+    listening: listening !== 0,
+    address: address.subarray(0, size),
+  };
+}
+
+/** Netlink and sock_diag(7) constants (Linux). */
+const AF_INET = 2;
+const AF_NETLINK = 16;
+const SOCK_RAW = 3;
+const NETLINK_SOCK_DIAG = 4;
+const SOCK_DIAG_BY_FAMILY = 20;
+const NLM_F_REQUEST = 1;
+const NLMSG_ERROR = 2;
+const IPPROTO_TCP = 6;
+const MSG_DONTWAIT = 0x40;
+/** struct nlmsghdr. */
+const NLMSG_HEADER_BYTES = 16;
+/** struct inet_diag_req_v2. */
+const INET_DIAG_REQUEST_BYTES = 56;
+/** The offset of idiag_inode in struct inet_diag_msg. */
+const INET_DIAG_INODE_OFFSET = 68;
+
+/**
+ * The inode of the TCP socket whose local address is 127.0.0.1:`localPort`
+ * and whose peer is 127.0.0.1:`peerPort`, looked up in the kernel with one
+ * sock_diag(7) netlink request (what `ss` uses): a direct lookup by address,
+ * where /proc/net/tcp lists every socket of the namespace (milliseconds with
+ * a few hundred sockets, tens of them with thousands in TIME_WAIT).
+ *
+ * Returns null when the kernel has no such socket, and undefined when the
+ * lookup cannot be made here (no FFI, netlink refused): then use
+ * /proc/net/tcp.
+ *
+ * @example
+ * ```ts ignore
+ * const inode = loopbackTcpInode(conn.localAddr.port, conn.remoteAddr.port);
+ * ```
+ */
+export function loopbackTcpInode(
+  localPort: number,
+  peerPort: number,
+): number | null | undefined {
+  const c = libc();
+  if (!c) return undefined;
+  const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return undefined;
+  try {
+    const request = new Uint8Array(
+      NLMSG_HEADER_BYTES + INET_DIAG_REQUEST_BYTES,
+    );
+    const view = new DataView(request.buffer);
+    const le = HOST_LITTLE_ENDIAN;
+    // struct nlmsghdr
+    view.setUint32(0, request.length, le);
+    view.setUint16(4, SOCK_DIAG_BY_FAMILY, le);
+    view.setUint16(6, NLM_F_REQUEST, le);
+    view.setUint32(8, 1, le); // sequence number
+    // struct inet_diag_req_v2: family, protocol, ext, pad, states
+    const req = NLMSG_HEADER_BYTES;
+    view.setUint8(req, AF_INET);
+    view.setUint8(req + 1, IPPROTO_TCP);
+    view.setUint32(req + 4, 0xffffffff, le); // every TCP state
+    // struct inet_diag_sockid: ports in network order, then the addresses
+    view.setUint16(req + 8, localPort, false);
+    view.setUint16(req + 10, peerPort, false);
+    request.set([127, 0, 0, 1], req + 12);
+    request.set([127, 0, 0, 1], req + 28);
+    // idiag_cookie: INET_DIAG_NOCOOKIE, no cookie to match
+    view.setUint32(req + 48, 0xffffffff, le);
+    view.setUint32(req + 52, 0xffffffff, le);
+    if (c.send(fd, request, 0) !== request.length) return undefined;
+    // The kernel answers a single-socket request while handling send(2).
+    const answer = new Uint8Array(1024);
+    const received = c.recv(fd, answer, MSG_DONTWAIT);
+    if (received < NLMSG_HEADER_BYTES) return undefined;
+    const reply = new DataView(answer.buffer, 0, received);
+    const type = reply.getUint16(4, le);
+    if (type === NLMSG_ERROR) {
+      // ENOENT: no such socket. Anything else: the lookup is refused here.
+      const errno = -reply.getInt32(NLMSG_HEADER_BYTES, le);
+      return errno === 2 ? null : undefined;
+    }
+    const inodeAt = NLMSG_HEADER_BYTES + INET_DIAG_INODE_OFFSET;
+    if (type !== SOCK_DIAG_BY_FAMILY || received < inodeAt + 4) {
+      return undefined;
+    }
+    return reply.getUint32(inodeAt, le);
+  } finally {
+    c.close(fd);
   }
 }
