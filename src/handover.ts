@@ -408,8 +408,11 @@ export class Restarter {
     const seam = this.#seam;
     try {
       await seam.committed({ pid, generation });
+      // Stop accepting at once (before the message is written), so that new
+      // connections go to the new generation only.
+      const drained = seam.drain();
       await peer.send({ type: "draining" }).catch(() => {});
-      await seam.drain();
+      await drained;
       trace("handover: drained");
       await peer.send({ type: "done" }).catch(() => {});
     } catch (error) {
