@@ -34,9 +34,15 @@ import {
   wireSignals,
 } from "./signals.ts";
 import { logger } from "./log.ts";
-import { monotonicUsec, sdNotify, watchdogIntervalMs } from "./notify.ts";
+import {
+  monotonicUsec,
+  notifying,
+  sdNotify,
+  watchdogIntervalMs,
+} from "./notify.ts";
 import { recordRestart, removePidfile, writePidfile } from "./pidfile.ts";
 import { trace } from "./trace.ts";
+import { libc } from "./os.ts";
 
 const log = logger("supervisor");
 
@@ -260,6 +266,7 @@ async function checkReady(): Promise<void> {
   if (announced || unclaimedInheritedFds().length > 0) return;
   announced = true;
   startWatchdog();
+  warmUpRestart();
   savePidfile();
   if (peer) {
     if (madeBy) madeBy.durationMs = Date.now() - madeBy.at;
@@ -430,7 +437,9 @@ export function restartProcess(
   }
   restarter ??= new Restarter(realSeam(), info, { startTimeout });
   const fresh = restarter.phase === "serving";
-  if (fresh) {
+  if (fresh && notifying()) {
+    // Not without systemd: the clock reading opens libc (a millisecond or
+    // two on the way to the spawn).
     sdNotify(
       `RELOADING=1\nMONOTONIC_USEC=${monotonicUsec()}\n` +
         `STATUS=restarting: starting generation ${info.generation + 1}`,
@@ -468,15 +477,37 @@ export function processStatus(): ProcessStatus {
   };
 }
 
-/** spawn.ts (node:child_process), loaded on the first restart only. */
+/** spawn.ts (node:child_process), loaded once this generation serves. */
 let spawning: typeof import("./spawn.ts") | undefined;
+
+/** How long after it is ready a generation loads what a restart needs. */
+const WARM_UP_DELAY_MS = 250;
+
+async function loadSpawning(): Promise<typeof import("./spawn.ts")> {
+  spawning ??= await import("./spawn.ts");
+  return spawning;
+}
+
+/**
+ * Loads what a restart needs (spawn.ts with node:child_process, and libc
+ * through FFI: 2-4 ms) in the background, once this generation is ready and
+ * its own handover is past its critical part, so that a restart spawns the
+ * next generation at once instead of loading them first. Not during
+ * start-up: that would delay serving, and so every handover.
+ */
+function warmUpRestart(): void {
+  const timer = setTimeout(() => {
+    loadSpawning().then(() => libc(), () => {});
+  }, WARM_UP_DELAY_MS);
+  Deno.unrefTimer(timer);
+}
 
 function realSeam(): HandoverSeam {
   const restartLog = logger("handover");
   return {
     async openControl() {
       trace("restart: loading spawn.ts");
-      spawning ??= await import("./spawn.ts");
+      await loadSpawning();
       trace("restart: spawn.ts loaded");
       const server = await openControlServer({
         onReject(reason: string) {
