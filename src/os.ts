@@ -15,11 +15,6 @@ const F_SETFL = 4;
 const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  getsockopt: {
-    parameters: ["i32", "i32", "i32", "buffer", "buffer"],
-    result: "i32",
-  },
-  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
@@ -31,20 +26,6 @@ export interface Libc {
   close(fd: number): number;
   /** fcntl(2) with an int argument. */
   fcntl(fd: number, command: number, arg: number): number;
-  /** getsockopt(2): fills `value`, and `length` (a socklen_t) with its size. */
-  getsockopt(
-    fd: number,
-    level: number,
-    name: number,
-    value: Uint8Array<ArrayBuffer>,
-    length: Uint8Array<ArrayBuffer>,
-  ): number;
-  /** getsockname(2): fills `address`, and `length` (a socklen_t). */
-  getsockname(
-    fd: number,
-    address: Uint8Array<ArrayBuffer>,
-    length: Uint8Array<ArrayBuffer>,
-  ): number;
   /** socket(2). */
   socket(domain: number, type: number, protocol: number): number;
   /** send(2) of the whole buffer. */
@@ -73,10 +54,6 @@ export function libc(): Libc | undefined {
     cached = {
       close: (fd) => symbols.close(fd),
       fcntl: (fd, command, arg) => symbols.fcntl(fd, command, arg),
-      getsockopt: (fd, level, name, value, length) =>
-        symbols.getsockopt(fd, level, name, value, length),
-      getsockname: (fd, address, length) =>
-        symbols.getsockname(fd, address, length),
       socket: (domain, type, protocol) =>
         symbols.socket(domain, type, protocol),
       send: (fd, data, flags) =>
@@ -184,6 +161,34 @@ const SO_PROTOCOL = 38;
 const SO_DOMAIN = 39;
 const SOCK_CLOEXEC = 0o2000000;
 
+const SOCKET_SYMBOLS = {
+  getsockopt: {
+    parameters: ["i32", "i32", "i32", "buffer", "buffer"],
+    result: "i32",
+  },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+} as const;
+
+let socketLib: Deno.DynamicLibrary<typeof SOCKET_SYMBOLS> | null | undefined;
+
+/**
+ * getsockopt(2) and getsockname(2), in a binding of their own: a new
+ * generation needs only them on its way to serving, and every bound symbol
+ * adds to the load (about 1 ms for these two, 2 ms for all of libc's here).
+ */
+function socketCalls():
+  | Deno.DynamicLibrary<typeof SOCKET_SYMBOLS>["symbols"]
+  | undefined {
+  if (socketLib === undefined) {
+    try {
+      socketLib = Deno.dlopen(libcPath(), SOCKET_SYMBOLS);
+    } catch {
+      socketLib = null;
+    }
+  }
+  return socketLib?.symbols;
+}
+
 /** What getsockopt(2) and getsockname(2) say about a socket. */
 export interface SocketFacts {
   /** SO_DOMAIN: AF_UNIX (1), AF_INET (2), AF_INET6 (10)... */
@@ -211,14 +216,15 @@ export interface SocketFacts {
  * ```
  */
 export function socketFacts(fd: number): SocketFacts | undefined {
-  const c = libc();
-  if (!c) return undefined;
+  const calls = socketCalls();
+  if (!calls) return undefined;
+  const { getsockopt, getsockname } = calls;
   const value = new Uint8Array(4);
   const length = new Uint8Array(4);
   const lengthView = new DataView(length.buffer);
   function intOption(name: number): number | undefined {
     lengthView.setUint32(0, 4, HOST_LITTLE_ENDIAN);
-    if (c!.getsockopt(fd, SOL_SOCKET, name, value, length) !== 0) {
+    if (getsockopt(fd, SOL_SOCKET, name, value, length) !== 0) {
       return undefined;
     }
     return new DataView(value.buffer).getInt32(0, HOST_LITTLE_ENDIAN);
@@ -236,7 +242,7 @@ export function socketFacts(fd: number): SocketFacts | undefined {
   // sockaddr_storage: 128 bytes holds every address family.
   const address = new Uint8Array(128);
   lengthView.setUint32(0, address.length, HOST_LITTLE_ENDIAN);
-  if (c.getsockname(fd, address, length) !== 0) return undefined;
+  if (getsockname(fd, address, length) !== 0) return undefined;
   const size = Math.min(
     lengthView.getUint32(0, HOST_LITTLE_ENDIAN),
     address.length,
