@@ -30,6 +30,7 @@ import { assertDenoVersion } from "./version.ts";
 import { logger } from "./log.ts";
 import { trace } from "./trace.ts";
 import {
+  helloSent,
   joinGeneration,
   type ProcessStatus,
   processStatus,
@@ -381,8 +382,13 @@ class Server implements GracefulServer {
     // The handshake with the previous generation (when there is one) runs
     // while this one prepares everything that does not depend on the state
     // it hands over: a handover then takes about as long as a cold start.
+    // The hello goes out first: preparing blocks the event loop for
+    // milliseconds (module loads), and with it the hello.
+    const joining = joinGeneration();
+    joining.catch(() => {}); // settled below
+    await helloSent();
     const [joined, prepared] = await Promise.allSettled([
-      joinGeneration(),
+      joining,
       fdsError === undefined ? this.#prepare() : Promise.reject(fdsError),
     ]);
     // A failed join comes first: without the channel, nobody hears why.

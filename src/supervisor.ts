@@ -147,6 +147,7 @@ let info: GenerationInfo = {
 };
 let restarter: Restarter | undefined;
 let joined: Promise<HandoverState | undefined> | undefined;
+let helloWritten: Promise<void> | undefined;
 let peer: ControlPeer | undefined;
 let announced = false;
 let stopping = false;
@@ -168,13 +169,40 @@ let madeBy: LastRestart | undefined;
  * ```
  */
 export function joinGeneration(): Promise<HandoverState | undefined> {
-  joined ??= join();
+  if (joined === undefined) {
+    trace("join: connecting to the control channel");
+    const connecting = connectControl();
+    helloWritten = connecting.then(() => {}, () => {});
+    joined = join(connecting);
+  }
   return joined;
 }
 
-async function join(): Promise<HandoverState | undefined> {
-  trace("join: connecting to the control channel");
-  const channel = await connectControl();
+/**
+ * Starts {@linkcode joinGeneration} if needed, and resolves once the hello is
+ * written to the previous generation (at once in a first generation; also
+ * when connecting failed, which `joinGeneration()` reports). The previous
+ * generation checks the hello and collects the state meanwhile, so a new
+ * generation should let the hello out before it blocks its event loop
+ * (loading modules, say).
+ *
+ * @example
+ * ```ts ignore
+ * const state = joinGeneration();
+ * await helloSent();
+ * await import("./heavy.ts");
+ * restore(await state);
+ * ```
+ */
+export function helloSent(): Promise<void> {
+  joinGeneration().catch(() => {});
+  return helloWritten ?? Promise.resolve();
+}
+
+async function join(
+  connecting: ReturnType<typeof connectControl>,
+): Promise<HandoverState | undefined> {
+  const channel = await connecting;
   if (!channel) return undefined;
   trace("join: hello sent");
   peer = channel;
