@@ -342,3 +342,249 @@ export function loopbackTcpInode(
     c.close(fd);
   }
 }
+
+const SPAWN_SYMBOLS = {
+  posix_spawn: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  posix_spawn_file_actions_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_adddup2: {
+    parameters: ["buffer", "i32", "i32"],
+    result: "i32",
+  },
+  posix_spawn_file_actions_addchdir_np: {
+    parameters: ["buffer", "buffer"],
+    result: "i32",
+    optional: true,
+  },
+  posix_spawn_file_actions_destroy: { parameters: ["buffer"], result: "i32" },
+  posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
+  posix_spawnattr_setsigdefault: {
+    parameters: ["buffer", "buffer"],
+    result: "i32",
+  },
+  posix_spawnattr_setsigmask: {
+    parameters: ["buffer", "buffer"],
+    result: "i32",
+  },
+  posix_spawnattr_destroy: { parameters: ["buffer"], result: "i32" },
+  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+} as const;
+
+/** posix_spawnattr_setflags(3) flags (glibc and musl). */
+const POSIX_SPAWN_SETSIGDEF = 0x04;
+const POSIX_SPAWN_SETSIGMASK = 0x08;
+const POSIX_SPAWN_SETSID = 0x80;
+/** posix_spawn_file_actions_t and posix_spawnattr_t take 80 and 336 bytes. */
+const SPAWN_STRUCT_BYTES = 1024;
+/** sigset_t: 1024 bits. */
+const SIGSET_BYTES = 128;
+const SIGKILL = 9;
+const SIGSTOP = 19;
+/** The highest signal number (SIGRTMAX). */
+const SIGNAL_MAX = 64;
+const WNOHANG = 1;
+
+let spawnLib: Deno.DynamicLibrary<typeof SPAWN_SYMBOLS> | null | undefined;
+
+/** posix_spawn(3) and waitpid(2), in a binding of their own. */
+function spawnCalls():
+  | Deno.DynamicLibrary<typeof SPAWN_SYMBOLS>["symbols"]
+  | undefined {
+  if (spawnLib === undefined) {
+    try {
+      spawnLib = Deno.dlopen(libcPath(), SPAWN_SYMBOLS);
+    } catch {
+      spawnLib = null;
+    }
+  }
+  return spawnLib?.symbols;
+}
+
+/**
+ * Loads posix_spawn(3) and waitpid(2) through FFI ahead of the first spawn
+ * (a restart loads it once the generation serves). Returns whether they are
+ * available.
+ *
+ * @example
+ * ```ts ignore
+ * loadSpawnCalls();
+ * ```
+ */
+export function loadSpawnCalls(): boolean {
+  return spawnCalls() !== undefined;
+}
+
+const encoder = new TextEncoder();
+
+/** A NUL-terminated copy of `text`. */
+function cString(text: string): Uint8Array<ArrayBuffer> {
+  return encoder.encode(`${text}\0`);
+}
+
+/** A NULL-terminated array of pointers to `strings` (which must stay alive). */
+function pointerArray(
+  strings: Uint8Array<ArrayBuffer>[],
+): BigUint64Array<ArrayBuffer> {
+  const array = new BigUint64Array(strings.length + 1);
+  strings.forEach((string, index) => {
+    array[index] = BigInt(
+      Deno.UnsafePointer.value(Deno.UnsafePointer.of(string)),
+    );
+  });
+  return array;
+}
+
+/** A sigset_t with every signal from 1 to SIGRTMAX but SIGKILL and SIGSTOP. */
+function everyResettableSignal(): Uint8Array<ArrayBuffer> {
+  const set = new Uint8Array(SIGSET_BYTES);
+  for (let signal = 1; signal <= SIGNAL_MAX; signal++) {
+    if (signal === SIGKILL || signal === SIGSTOP) continue;
+    const bit = signal - 1;
+    // sigset_t is an array of unsigned longs: bit n of the set is bit n % 64
+    // of long n / 64, whose bytes are in the host's order.
+    const byte = HOST_LITTLE_ENDIAN
+      ? bit >> 3
+      : (bit >> 6) * 8 + 7 - ((bit & 63) >> 3);
+    set[byte] |= 1 << (bit & 7);
+  }
+  return set;
+}
+
+/** What {@linkcode spawnInNewSession} starts. */
+export interface SessionSpawn {
+  /** The executable's path. */
+  path: string;
+  /** Its argv, argv[0] included. */
+  argv: string[];
+  /** Its whole environment. */
+  env: Record<string, string>;
+  /** dup2(from, to) in the child, in this order (the targets lose FD_CLOEXEC). */
+  dups: { from: number; to: number }[];
+  /** Its working directory; default: this process's. */
+  cwd?: string;
+}
+
+/**
+ * Starts a process with posix_spawn(3) in a new session (setsid, so its pid
+ * is its process group), every signal at its default action and none
+ * blocked, and the fds `dups` places. posix_spawn does not copy this process
+ * (glibc uses vfork semantics), where a fork (what Deno's child_process and a
+ * detached Deno.Command do) copies its page tables: milliseconds for a small
+ * Deno process, and in proportion to its memory.
+ *
+ * Returns the pid; undefined when it cannot be done here (no FFI, no
+ * POSIX_SPAWN_SETSID, or `cwd` without posix_spawn_file_actions_addchdir_np),
+ * so that the caller starts the process another way. Throws when
+ * posix_spawn fails.
+ *
+ * @example
+ * ```ts ignore
+ * const pid = spawnInNewSession({
+ *   path: "/bin/sh",
+ *   argv: ["sh", "-c", "exec sleep 1"],
+ *   env: {},
+ *   dups: [],
+ * });
+ * ```
+ */
+export function spawnInNewSession(spec: SessionSpawn): number | undefined {
+  const calls = spawnCalls();
+  if (calls === undefined) return undefined;
+  const actions = new Uint8Array(SPAWN_STRUCT_BYTES);
+  const attributes = new Uint8Array(SPAWN_STRUCT_BYTES);
+  if (calls.posix_spawn_file_actions_init(actions) !== 0) return undefined;
+  try {
+    if (calls.posix_spawnattr_init(attributes) !== 0) return undefined;
+    try {
+      const flags = POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF |
+        POSIX_SPAWN_SETSIGMASK;
+      if (
+        calls.posix_spawnattr_setflags(attributes, flags) !== 0 ||
+        calls.posix_spawnattr_setsigdefault(
+            attributes,
+            everyResettableSignal(),
+          ) !== 0 ||
+        calls.posix_spawnattr_setsigmask(
+            attributes,
+            new Uint8Array(SIGSET_BYTES),
+          ) !== 0
+      ) {
+        return undefined; // an old libc without POSIX_SPAWN_SETSID
+      }
+      for (const { from, to } of spec.dups) {
+        const failed = calls.posix_spawn_file_actions_adddup2(
+          actions,
+          from,
+          to,
+        );
+        if (failed !== 0) {
+          throw new Error(`posix_spawn: cannot pass fd ${from} as ${to}`);
+        }
+      }
+      const addchdir = calls.posix_spawn_file_actions_addchdir_np;
+      if (spec.cwd !== undefined) {
+        if (addchdir === null || addchdir(actions, cString(spec.cwd)) !== 0) {
+          return undefined;
+        }
+      }
+      const path = cString(spec.path);
+      const argv = spec.argv.map(cString);
+      const env = Object.entries(spec.env).map(([key, value]) =>
+        cString(`${key}=${value}`)
+      );
+      const pid = new Int32Array(1);
+      const errno = calls.posix_spawn(
+        pid,
+        path,
+        actions,
+        attributes,
+        pointerArray(argv),
+        pointerArray(env),
+      );
+      if (errno !== 0) {
+        throw new Error(`posix_spawn of ${spec.path} failed (errno ${errno})`);
+      }
+      return pid[0];
+    } finally {
+      calls.posix_spawnattr_destroy(attributes);
+    }
+  } finally {
+    calls.posix_spawn_file_actions_destroy(actions);
+  }
+}
+
+/** How a child process ended, from waitpid(2). */
+export interface ChildExit {
+  /** Its exit status, or null when a signal ended it (or it is unknown). */
+  code: number | null;
+  /** The number of the signal that ended it, or null. */
+  signal: number | null;
+}
+
+/**
+ * waitpid(pid, WNOHANG): reaps child `pid` if it has ended and says how;
+ * undefined while it runs. A pid that is not (or no longer) this process's
+ * child counts as ended, status unknown.
+ *
+ * @example
+ * ```ts ignore
+ * const exit = reapChild(pid);
+ * if (exit) console.log(exit.code, exit.signal);
+ * ```
+ */
+export function reapChild(pid: number): ChildExit | undefined {
+  const calls = spawnCalls();
+  if (calls === undefined) return { code: null, signal: null };
+  const status = new Int32Array(1);
+  const result = calls.waitpid(pid, status, WNOHANG);
+  if (result === 0) return undefined;
+  // Below 0: not this process's child (ECHILD), or reaped elsewhere.
+  if (result < 0) return { code: null, signal: null };
+  const value = status[0];
+  const termSignal = value & 0x7f;
+  if (termSignal === 0) return { code: (value >> 8) & 0xff, signal: null };
+  return { code: null, signal: termSignal };
+}

@@ -42,7 +42,6 @@ import {
 } from "./notify.ts";
 import { recordRestart, removePidfile, writePidfile } from "./pidfile.ts";
 import { trace } from "./trace.ts";
-import { libc } from "./os.ts";
 
 const log = logger("supervisor");
 
@@ -518,14 +517,14 @@ async function loadSpawning(): Promise<typeof import("./spawn.ts")> {
 
 /**
  * Loads what a restart needs (spawn.ts with node:child_process, and libc
- * through FFI: 2-4 ms) in the background, once this generation is ready and
+ * and posix_spawn through FFI: 2-4 ms) in the background, once this generation is ready and
  * its own handover is past its critical part, so that a restart spawns the
  * next generation at once instead of loading them first. Not during
  * start-up: that would delay serving, and so every handover.
  */
 function warmUpRestart(): void {
   const timer = setTimeout(() => {
-    loadSpawning().then(() => libc(), () => {});
+    loadSpawning().then((spawn) => spawn.prepareSpawning(), () => {});
   }, WARM_UP_DELAY_MS);
   Deno.unrefTimer(timer);
 }
