@@ -19,6 +19,8 @@
  * @module
  */
 
+import { trace } from "./src/trace.ts";
+
 export {
   type EngineName,
   type GracefulServeOptions,
@@ -43,9 +45,13 @@ export type { ProcessStatus } from "./src/supervisor.ts";
 export type { AdminOptions } from "./src/admin.ts";
 
 if (import.meta.main) {
+  trace("mod.ts evaluated");
   // No top-level await: an APP.ts that the CLI runs may import this module,
   // and it must not wait for the CLI that is waiting for it.
   import("./src/cli.ts")
-    .then(({ main }) => main(Deno.args))
+    .then(({ main }) => {
+      trace("cli.ts loaded");
+      return main(Deno.args);
+    })
     .then((code) => Deno.exit(code));
 }

@@ -35,6 +35,7 @@ import { demoHandler } from "./demo.ts";
 import { type EngineName, serveGraceful } from "./server.ts";
 import type { GracefulHandler } from "./types.ts";
 import { assertDenoVersion } from "./version.ts";
+import { trace } from "./trace.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 /** The CLI's default port, when nothing is inherited and none is given. */
@@ -166,6 +167,7 @@ export async function main(args: string[]): Promise<number> {
       String(values["log-level"] ?? "info"),
       values["json-logs"] === true,
     );
+    trace("cli: logging configured");
     const handler = parsed.positionals.length > 0
       ? await loadApp(parsed.positionals[0])
       : demoHandler;

@@ -25,6 +25,8 @@
  * @module
  */
 
+import { loopbackTcpInode } from "./os.ts";
+
 /**
  * The environment variable that carries the control address
  * (`"127.0.0.1:PORT"`) to the new process.
@@ -911,9 +913,10 @@ class OldSidePeer extends Peer<OldToNewMessage, NewToOldMessage>
 /**
  * Whether process `pid` holds the TCP socket whose local port on 127.0.0.1
  * is `localPort` and whose peer is port `peerPort`: the hello's pid claim,
- * checked against the kernel's socket table (/proc/net/tcp and
- * /proc/PID/fd), so that a same-user process that read the secret cannot
- * pose as the new generation.
+ * checked against the kernel, so that a same-user process that read the
+ * secret cannot pose as the new generation. The kernel names the socket's
+ * inode (a sock_diag(7) lookup by address, or, where netlink is not
+ * available, /proc/net/tcp), and /proc/PID/fd says whether `pid` holds it.
  *
  * @example
  * ```ts ignore
@@ -925,11 +928,33 @@ export function socketOwnedBy(
   localPort: number,
   peerPort: number,
 ): boolean {
+  let inode = loopbackTcpInode(localPort, peerPort);
+  if (inode === undefined) inode = procNetTcpInode(localPort, peerPort);
+  if (inode === null || inode === 0) return false;
+  return processHoldsSocket(pid, inode);
+}
+
+/**
+ * The inode of the 127.0.0.1:`localPort` → 127.0.0.1:`peerPort` TCP socket
+ * according to /proc/net/tcp, or null when it is not listed (or the table
+ * cannot be read).
+ *
+ * @internal Exported for tests.
+ *
+ * @example
+ * ```ts ignore
+ * const inode = procNetTcpInode(conn.localAddr.port, conn.remoteAddr.port);
+ * ```
+ */
+export function procNetTcpInode(
+  localPort: number,
+  peerPort: number,
+): number | null {
   let table: string;
   try {
     table = Deno.readTextFileSync("/proc/net/tcp");
   } catch {
-    return false;
+    return null;
   }
   const local = `0100007F:${
     localPort.toString(16).toUpperCase().padStart(4, "0")
@@ -937,19 +962,23 @@ export function socketOwnedBy(
   const remote = `0100007F:${
     peerPort.toString(16).toUpperCase().padStart(4, "0")
   }`;
-  let inode = "";
+  let inode: number | null = null;
   for (const line of table.split("\n")) {
     const cols = line.trim().split(/\s+/);
-    if (cols[1] === local && cols[2] === remote) inode = cols[9];
+    if (cols[1] === local && cols[2] === remote && /^\d+$/.test(cols[9])) {
+      inode = Number(cols[9]);
+    }
   }
-  if (!inode || inode === "0") return false;
+  return inode;
+}
+
+/** Whether one of the fds of process `pid` is the socket `inode`. */
+function processHoldsSocket(pid: number, inode: number): boolean {
+  const target = `socket:[${inode}]`;
   try {
     for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
       try {
-        if (
-          Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`) ===
-            `socket:[${inode}]`
-        ) {
+        if (Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`) === target) {
           return true;
         }
       } catch {

@@ -30,6 +30,7 @@ import type {
   GracefulHandlerInfo,
   Listener,
 } from "./types.ts";
+import { trace } from "./trace.ts";
 
 /** The internal pieces the native engine needs. */
 export interface NativeSupport {
@@ -75,15 +76,30 @@ async function probeNativeSupport(): Promise<NativeSupport | string> {
   // deno-lint-ignore no-explicit-any
   const denoAny = Deno as any;
   const internal = denoAny.internal ? denoAny[denoAny.internal] : undefined;
-  if (typeof internal?.serveHttpOnConnection !== "function") {
-    return "Deno[Deno.internal].serveHttpOnConnection is missing";
-  }
-  const core = internal.core;
+  const core = internal?.core;
   if (
     typeof core?.resources !== "function" || typeof core?.close !== "function"
   ) {
     return "Deno[Deno.internal].core.resources/close are missing";
   }
+  const TcpConn = await probeTcpConn();
+  if (typeof TcpConn === "string") return TcpConn;
+  // After the network round trip above, not before it: the first read of
+  // serveHttpOnConnection loads Deno's HTTP serving code (about 4 ms of CPU),
+  // which in a new generation then runs while its control handshake with
+  // the old one is in flight, instead of holding the handshake back.
+  const serveHttpOnConnection = internal.serveHttpOnConnection;
+  if (typeof serveHttpOnConnection !== "function") {
+    return "Deno[Deno.internal].serveHttpOnConnection is missing";
+  }
+  return { serveHttpOnConnection, TcpConn, core };
+}
+
+/**
+ * Recovers the TcpConn class from a loopback connection; a string says why
+ * it could not.
+ */
+async function probeTcpConn(): Promise<NativeSupport["TcpConn"] | string> {
   let listener: Deno.TcpListener | undefined;
   let conn: Deno.TcpConn | undefined;
   let accepted: Deno.TcpConn | undefined;
@@ -99,11 +115,7 @@ async function probeNativeSupport(): Promise<NativeSupport | string> {
     if (typeof TcpConn !== "function" || TcpConn.length < 3) {
       return "the TcpConn constructor is not reachable";
     }
-    return {
-      serveHttpOnConnection: internal.serveHttpOnConnection,
-      TcpConn,
-      core,
-    };
+    return TcpConn;
   } catch (error) {
     return `probing TcpConn failed: ${error}`;
   } finally {
@@ -244,6 +256,7 @@ class NativeBinding implements EngineBinding {
 
   #accept(status: number): void {
     if (status !== 0) return; // EMFILE and friends: the next accept retries.
+    trace("accepted a connection");
     const handle = this.#handle;
     const client = new handle.constructor(TCP_SOCKET);
     if (handle.accept(client) !== 0) return;

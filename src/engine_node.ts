@@ -33,6 +33,7 @@ import type {
   GracefulHandlerInfo,
   Listener,
 } from "./types.ts";
+import { trace } from "./trace.ts";
 
 // ---------------------------------------------------------------------------
 // Node internals this module relies on
@@ -548,6 +549,7 @@ class NodeBinding implements EngineBinding {
   // --- connections ---------------------------------------------------------
 
   accept(socket: TrackedSocket): void {
+    trace("accepted a connection");
     const connection = new Connection(this, socket);
     socket[kConnection] = connection;
     this.open.add(connection);

@@ -16,6 +16,7 @@
  */
 
 import type { ControlMessage } from "./control.ts";
+import { trace } from "./trace.ts";
 
 /** The state given to the next generation. */
 export interface HandoverState {
@@ -291,6 +292,7 @@ export class Restarter {
   async #run(options: RestartOptions): Promise<RestartResult> {
     const seam = this.#seam;
     const trigger = options.trigger ?? "api";
+    trace("restart: start");
     const started = Date.now();
     const cancel = new AbortController();
     this.#cancel = cancel;
@@ -333,6 +335,7 @@ export class Restarter {
         control.accept(deadline),
         "connect",
       );
+      trace("restart: hello accepted");
       control.close();
       if (peer.pid !== spawned.pid) {
         throw new RestartError(
@@ -345,6 +348,7 @@ export class Restarter {
             `a socket that process does not hold; refused`,
         );
       }
+      trace("restart: ownership checked");
       const state: HandoverState = {
         generation,
         firstStartedAt: this.#info.firstStartedAt,
@@ -354,12 +358,14 @@ export class Restarter {
         restart: { trigger, at: started },
       };
       await peer.send({ type: "state", state });
+      trace("restart: state sent");
       const answer = await this.#within(
         deadline,
         early,
         peer.receive(),
         "become ready",
       );
+      trace(`restart: ${answer.type} received`);
       if (answer.type === "fail") {
         saidFail = true;
         throw new RestartError(
@@ -427,8 +433,12 @@ export class Restarter {
     const seam = this.#seam;
     try {
       await seam.committed({ pid, generation });
+      // Stop accepting at once (before the message is written), so that new
+      // connections go to the new generation only.
+      const drained = seam.drain();
       await peer.send({ type: "draining" }).catch(() => {});
-      await seam.drain();
+      await drained;
+      trace("handover: drained");
       await peer.send({ type: "done" }).catch(() => {});
     } catch (error) {
       seam.log("error", `handover: ${error}`);

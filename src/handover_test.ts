@@ -87,6 +87,8 @@ function scriptedSeam(script: Script) {
   const calls: string[] = [];
   const children: ScriptedChild[] = [];
   const peers: ScriptedPeer[] = [];
+  /** What the child had been sent when drain() was called. */
+  const sentAtDrain: string[] = [];
   const exited = Promise.withResolvers<number>();
   let nextPid = 1000;
   const seam: HandoverSeam = {
@@ -130,6 +132,7 @@ function scriptedSeam(script: Script) {
     },
     drain() {
       calls.push("drain");
+      sentAtDrain.push(...(peers.at(-1)?.sent.map((m) => m.type) ?? []));
       return Promise.resolve();
     },
     exit(code) {
@@ -153,13 +156,20 @@ function scriptedSeam(script: Script) {
     queueMicrotask(() => script.child(child, (pid) => control!.connect(pid)));
     return child;
   };
-  return { seam, calls, children, peers, exited: exited.promise };
+  return {
+    seam,
+    calls,
+    children,
+    peers,
+    sentAtDrain,
+    exited: exited.promise,
+  };
 }
 
 const INFO = { generation: 4, firstStartedAt: 1, startedAt: 2, restarts: 3 };
 
 Deno.test("handover: hello, state, ready, then drain, done and exit 0", async () => {
-  const { seam, calls, children, peers, exited } = scriptedSeam({
+  const { seam, calls, children, peers, sentAtDrain, exited } = scriptedSeam({
     child(child, connect) {
       const peer = connect(child.pid);
       peer.push({ type: "ready", pid: child.pid });
@@ -183,6 +193,8 @@ Deno.test("handover: hello, state, ready, then drain, done and exit 0", async ()
     },
   });
   assertEquals(peers[0].sent.map((m) => m.type), ["state", "draining", "done"]);
+  // It stops accepting before it tells the child so.
+  assertEquals(sentAtDrain, ["state"]);
   assertEquals(calls.filter((c) => /committed|drain|exit/.test(c)), [
     "committed 1000",
     "drain",

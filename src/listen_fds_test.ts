@@ -7,6 +7,7 @@ import {
 import {
   classifySocket,
   decodeProcInetAddress,
+  decodeSockaddr,
   type InheritedFd,
   ListenFdsError,
   parseListenEnv,
@@ -18,6 +19,7 @@ import {
   readProcNetTables,
   readSocketInode,
 } from "./listen_fds.ts";
+import { socketFacts } from "./os.ts";
 
 // ---------------------------------------------------------------------------
 // Pure functions, on fixed /proc text
@@ -496,6 +498,81 @@ Deno.test("real listeners: unix socket path", () => {
     assertEquals(inspect(fd), { transport: "unix", path });
   } finally {
     listener.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("decodeSockaddr decodes sockaddr_in, sockaddr_in6 and sockaddr_un", () => {
+  assertEquals(
+    decodeSockaddr(new Uint8Array([2, 0, 0x1f, 0x40, 127, 0, 0, 1]), true),
+    { transport: "tcp", hostname: "127.0.0.1", port: 8000 },
+  );
+  assertEquals(
+    decodeSockaddr(new Uint8Array([0, 2, 0x1f, 0x40, 10, 0, 2, 15]), false),
+    { transport: "tcp", hostname: "10.0.2.15", port: 8000 },
+  );
+  const in6 = new Uint8Array(28);
+  in6.set([10, 0, 0x01, 0xbb]);
+  in6.set([0x20, 0x01, 0x0d, 0xb8], 8);
+  in6[23] = 1;
+  assertEquals(decodeSockaddr(in6, true), {
+    transport: "tcp",
+    hostname: "2001:db8::1",
+    port: 443,
+  });
+  const encoder = new TextEncoder();
+  const path = encoder.encode("/run/my app.sock\0");
+  assertEquals(decodeSockaddr(new Uint8Array([1, 0, ...path]), true), {
+    transport: "unix",
+    path: "/run/my app.sock",
+  });
+  const abstract = encoder.encode("\0name\0with nul");
+  assertEquals(decodeSockaddr(new Uint8Array([1, 0, ...abstract]), true), {
+    transport: "unix",
+    path: "@name@with nul",
+  });
+  assertEquals(decodeSockaddr(new Uint8Array([1, 0]), true), {
+    transport: "unix",
+    path: "",
+  });
+  assertEquals(decodeSockaddr(new Uint8Array([17, 0, 1, 2]), true), undefined);
+  assertEquals(decodeSockaddr(new Uint8Array([2, 0, 1]), true), undefined);
+});
+
+Deno.test("real listeners: getsockname and /proc give the same address", () => {
+  const dir = Deno.makeTempDirSync();
+  const listeners: Deno.Listener[] = [
+    Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+    Deno.listen({ hostname: "0.0.0.0", port: 0 }),
+    Deno.listen({ transport: "unix", path: `${dir}/kernel fds.sock` }),
+  ];
+  if (hasIpv6()) {
+    for (const hostname of ["::1", "::", "::ffff:127.0.0.1"]) {
+      listeners.push(Deno.listen({ hostname, port: 0 }));
+    }
+  }
+  try {
+    const tables = readProcNetTables();
+    let checked = 0;
+    for (const entry of Deno.readDirSync("/proc/self/fd")) {
+      const fd = Number(entry.name);
+      let inode: number;
+      try {
+        inode = readSocketInode(fd);
+      } catch {
+        continue; // not a socket, or closed meanwhile
+      }
+      const facts = socketFacts(fd);
+      if (!facts?.listening) continue;
+      assertEquals(
+        decodeSockaddr(facts.address),
+        classifySocket(fd, inode, tables),
+      );
+      checked++;
+    }
+    assert(checked >= listeners.length, `only ${checked} listeners checked`);
+  } finally {
+    for (const listener of listeners) listener.close();
     Deno.removeSync(dir, { recursive: true });
   }
 });

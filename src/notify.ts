@@ -105,6 +105,21 @@ export function sockaddrUn(address: string): Uint8Array<ArrayBuffer> {
 }
 
 /**
+ * Whether there is a service manager to notify (`$NOTIFY_SOCKET` is set):
+ * what is computed only for it (a monotonic clock reading through FFI) can
+ * then be skipped.
+ *
+ * @example
+ * ```ts
+ * import { notifying } from "./notify.ts";
+ * console.log(notifying() ? "under systemd" : "standalone");
+ * ```
+ */
+export function notifying(): boolean {
+  return Boolean(Deno.env.get("NOTIFY_SOCKET"));
+}
+
+/**
  * Sends one notification ("READY=1", "STATUS=…", several joined by "\n").
  * Returns true when it was sent; false when there is no NOTIFY_SOCKET or it
  * could not be sent (which is logged, never thrown).

@@ -15,6 +15,9 @@ const F_SETFL = 4;
 const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
 } as const;
 
 /** The libc functions this module uses. */
@@ -23,6 +26,12 @@ export interface Libc {
   close(fd: number): number;
   /** fcntl(2) with an int argument. */
   fcntl(fd: number, command: number, arg: number): number;
+  /** socket(2). */
+  socket(domain: number, type: number, protocol: number): number;
+  /** send(2) of the whole buffer. */
+  send(fd: number, data: Uint8Array<ArrayBuffer>, flags: number): number;
+  /** recv(2) into the whole buffer. */
+  recv(fd: number, buffer: Uint8Array<ArrayBuffer>, flags: number): number;
 }
 
 let cached: Libc | null | undefined;
@@ -41,9 +50,16 @@ export function libc(): Libc | undefined {
   if (cached !== undefined) return cached ?? undefined;
   try {
     const lib = Deno.dlopen(libcPath(), SYMBOLS);
+    const symbols = lib.symbols;
     cached = {
-      close: (fd) => lib.symbols.close(fd),
-      fcntl: (fd, command, arg) => lib.symbols.fcntl(fd, command, arg),
+      close: (fd) => symbols.close(fd),
+      fcntl: (fd, command, arg) => symbols.fcntl(fd, command, arg),
+      socket: (domain, type, protocol) =>
+        symbols.socket(domain, type, protocol),
+      send: (fd, data, flags) =>
+        Number(symbols.send(fd, data, BigInt(data.length), flags)),
+      recv: (fd, buffer, flags) =>
+        Number(symbols.recv(fd, buffer, BigInt(buffer.length), flags)),
     };
   } catch (error) {
     whyNot = error instanceof Error ? error.message : String(error);
@@ -132,4 +148,464 @@ export function isFdOpen(fd: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** C structs are in the host's byte order. */
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** getsockopt(2) and socket(2) constants (Linux). */
+const SOL_SOCKET = 1;
+const SO_TYPE = 3;
+const SO_ACCEPTCONN = 30;
+const SO_PROTOCOL = 38;
+const SO_DOMAIN = 39;
+const SOCK_CLOEXEC = 0o2000000;
+
+const SOCKET_SYMBOLS = {
+  getsockopt: {
+    parameters: ["i32", "i32", "i32", "buffer", "buffer"],
+    result: "i32",
+  },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+} as const;
+
+let socketLib: Deno.DynamicLibrary<typeof SOCKET_SYMBOLS> | null | undefined;
+
+/**
+ * getsockopt(2) and getsockname(2), in a binding of their own: a new
+ * generation needs only them on its way to serving, and every bound symbol
+ * adds to the load (about 1 ms for these two, 2 ms for all of libc's here).
+ */
+function socketCalls():
+  | Deno.DynamicLibrary<typeof SOCKET_SYMBOLS>["symbols"]
+  | undefined {
+  if (socketLib === undefined) {
+    try {
+      socketLib = Deno.dlopen(libcPath(), SOCKET_SYMBOLS);
+    } catch {
+      socketLib = null;
+    }
+  }
+  return socketLib?.symbols;
+}
+
+/** What getsockopt(2) and getsockname(2) say about a socket. */
+export interface SocketFacts {
+  /** SO_DOMAIN: AF_UNIX (1), AF_INET (2), AF_INET6 (10)... */
+  domain: number;
+  /** SO_TYPE: SOCK_STREAM (1), SOCK_DGRAM (2), SOCK_SEQPACKET (5)... */
+  type: number;
+  /** SO_PROTOCOL: IPPROTO_TCP (6) for a TCP socket. */
+  protocol: number;
+  /** SO_ACCEPTCONN: whether listen(2) was called. */
+  listening: boolean;
+  /** getsockname(2): the local address, as the raw sockaddr bytes. */
+  address: Uint8Array;
+}
+
+/**
+ * Asks the kernel directly (getsockopt(2), getsockname(2)) what the socket
+ * open as `fd` is: microseconds, where the /proc/net tables take
+ * milliseconds (they list every socket of the network namespace). Returns
+ * undefined when FFI is not available or `fd` is not a socket.
+ *
+ * @example
+ * ```ts ignore
+ * const facts = socketFacts(3);
+ * if (facts?.listening) console.log("fd 3 listens");
+ * ```
+ */
+export function socketFacts(fd: number): SocketFacts | undefined {
+  const calls = socketCalls();
+  if (!calls) return undefined;
+  const { getsockopt, getsockname } = calls;
+  const value = new Uint8Array(4);
+  const length = new Uint8Array(4);
+  const lengthView = new DataView(length.buffer);
+  function intOption(name: number): number | undefined {
+    lengthView.setUint32(0, 4, HOST_LITTLE_ENDIAN);
+    if (getsockopt(fd, SOL_SOCKET, name, value, length) !== 0) {
+      return undefined;
+    }
+    return new DataView(value.buffer).getInt32(0, HOST_LITTLE_ENDIAN);
+  }
+  const domain = intOption(SO_DOMAIN);
+  const type = intOption(SO_TYPE);
+  const protocol = intOption(SO_PROTOCOL);
+  const listening = intOption(SO_ACCEPTCONN);
+  if (
+    domain === undefined || type === undefined || protocol === undefined ||
+    listening === undefined
+  ) {
+    return undefined;
+  }
+  // sockaddr_storage: 128 bytes holds every address family.
+  const address = new Uint8Array(128);
+  lengthView.setUint32(0, address.length, HOST_LITTLE_ENDIAN);
+  if (getsockname(fd, address, length) !== 0) return undefined;
+  const size = Math.min(
+    lengthView.getUint32(0, HOST_LITTLE_ENDIAN),
+    address.length,
+  );
+  return {
+    domain,
+    type,
+    protocol,
+    listening: listening !== 0,
+    address: address.subarray(0, size),
+  };
+}
+
+/** Netlink and sock_diag(7) constants (Linux). */
+const AF_INET = 2;
+const AF_NETLINK = 16;
+const SOCK_RAW = 3;
+const NETLINK_SOCK_DIAG = 4;
+const SOCK_DIAG_BY_FAMILY = 20;
+const NLM_F_REQUEST = 1;
+const NLMSG_ERROR = 2;
+const IPPROTO_TCP = 6;
+const MSG_DONTWAIT = 0x40;
+/** struct nlmsghdr. */
+const NLMSG_HEADER_BYTES = 16;
+/** struct inet_diag_req_v2. */
+const INET_DIAG_REQUEST_BYTES = 56;
+/** The offset of idiag_inode in struct inet_diag_msg. */
+const INET_DIAG_INODE_OFFSET = 68;
+
+/**
+ * The inode of the TCP socket whose local address is 127.0.0.1:`localPort`
+ * and whose peer is 127.0.0.1:`peerPort`, looked up in the kernel with one
+ * sock_diag(7) netlink request (what `ss` uses): a direct lookup by address,
+ * where /proc/net/tcp lists every socket of the namespace (milliseconds with
+ * a few hundred sockets, tens of them with thousands in TIME_WAIT).
+ *
+ * Returns null when the kernel has no such socket, and undefined when the
+ * lookup cannot be made here (no FFI, netlink refused): then use
+ * /proc/net/tcp.
+ *
+ * @example
+ * ```ts ignore
+ * const inode = loopbackTcpInode(conn.localAddr.port, conn.remoteAddr.port);
+ * ```
+ */
+export function loopbackTcpInode(
+  localPort: number,
+  peerPort: number,
+): number | null | undefined {
+  const c = libc();
+  if (!c) return undefined;
+  const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return undefined;
+  try {
+    const request = new Uint8Array(
+      NLMSG_HEADER_BYTES + INET_DIAG_REQUEST_BYTES,
+    );
+    const view = new DataView(request.buffer);
+    const le = HOST_LITTLE_ENDIAN;
+    // struct nlmsghdr
+    view.setUint32(0, request.length, le);
+    view.setUint16(4, SOCK_DIAG_BY_FAMILY, le);
+    view.setUint16(6, NLM_F_REQUEST, le);
+    view.setUint32(8, 1, le); // sequence number
+    // struct inet_diag_req_v2: family, protocol, ext, pad, states
+    const req = NLMSG_HEADER_BYTES;
+    view.setUint8(req, AF_INET);
+    view.setUint8(req + 1, IPPROTO_TCP);
+    view.setUint32(req + 4, 0xffffffff, le); // every TCP state
+    // struct inet_diag_sockid: ports in network order, then the addresses
+    view.setUint16(req + 8, localPort, false);
+    view.setUint16(req + 10, peerPort, false);
+    request.set([127, 0, 0, 1], req + 12);
+    request.set([127, 0, 0, 1], req + 28);
+    // idiag_cookie: INET_DIAG_NOCOOKIE, no cookie to match
+    view.setUint32(req + 48, 0xffffffff, le);
+    view.setUint32(req + 52, 0xffffffff, le);
+    if (c.send(fd, request, 0) !== request.length) return undefined;
+    // The kernel answers a single-socket request while handling send(2).
+    const answer = new Uint8Array(1024);
+    const received = c.recv(fd, answer, MSG_DONTWAIT);
+    if (received < NLMSG_HEADER_BYTES) return undefined;
+    const reply = new DataView(answer.buffer, 0, received);
+    const type = reply.getUint16(4, le);
+    if (type === NLMSG_ERROR) {
+      // ENOENT: no such socket. Anything else: the lookup is refused here.
+      const errno = -reply.getInt32(NLMSG_HEADER_BYTES, le);
+      return errno === 2 ? null : undefined;
+    }
+    const inodeAt = NLMSG_HEADER_BYTES + INET_DIAG_INODE_OFFSET;
+    if (type !== SOCK_DIAG_BY_FAMILY || received < inodeAt + 4) {
+      return undefined;
+    }
+    return reply.getUint32(inodeAt, le);
+  } finally {
+    c.close(fd);
+  }
+}
+
+const SPAWN_SYMBOLS = {
+  posix_spawn: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  posix_spawn_file_actions_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_adddup2: {
+    parameters: ["buffer", "i32", "i32"],
+    result: "i32",
+  },
+  posix_spawn_file_actions_addopen: {
+    parameters: ["buffer", "i32", "buffer", "i32", "u32"],
+    result: "i32",
+  },
+  posix_spawn_file_actions_addchdir_np: {
+    parameters: ["buffer", "buffer"],
+    result: "i32",
+    optional: true,
+  },
+  posix_spawn_file_actions_destroy: { parameters: ["buffer"], result: "i32" },
+  posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
+  posix_spawnattr_setsigdefault: {
+    parameters: ["buffer", "buffer"],
+    result: "i32",
+  },
+  posix_spawnattr_setsigmask: {
+    parameters: ["buffer", "buffer"],
+    result: "i32",
+  },
+  posix_spawnattr_destroy: { parameters: ["buffer"], result: "i32" },
+  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+} as const;
+
+/** posix_spawnattr_setflags(3) flags (glibc and musl). */
+const POSIX_SPAWN_SETSIGDEF = 0x04;
+const POSIX_SPAWN_SETSIGMASK = 0x08;
+const POSIX_SPAWN_SETSID = 0x80;
+/** posix_spawn_file_actions_t and posix_spawnattr_t take 80 and 336 bytes. */
+const SPAWN_STRUCT_BYTES = 1024;
+/** sigset_t: 1024 bits. */
+const SIGSET_BYTES = 128;
+const SIGKILL = 9;
+const SIGSTOP = 19;
+/** The highest signal number (SIGRTMAX). */
+const SIGNAL_MAX = 64;
+const WNOHANG = 1;
+
+let spawnLib: Deno.DynamicLibrary<typeof SPAWN_SYMBOLS> | null | undefined;
+
+/** posix_spawn(3) and waitpid(2), in a binding of their own. */
+function spawnCalls():
+  | Deno.DynamicLibrary<typeof SPAWN_SYMBOLS>["symbols"]
+  | undefined {
+  if (spawnLib === undefined) {
+    try {
+      spawnLib = Deno.dlopen(libcPath(), SPAWN_SYMBOLS);
+    } catch {
+      spawnLib = null;
+    }
+  }
+  return spawnLib?.symbols;
+}
+
+/**
+ * Loads posix_spawn(3) and waitpid(2) through FFI ahead of the first spawn
+ * (a restart loads it once the generation serves). Returns whether they are
+ * available.
+ *
+ * @example
+ * ```ts ignore
+ * loadSpawnCalls();
+ * ```
+ */
+export function loadSpawnCalls(): boolean {
+  return spawnCalls() !== undefined;
+}
+
+const encoder = new TextEncoder();
+
+/** A NUL-terminated copy of `text`. */
+function cString(text: string): Uint8Array<ArrayBuffer> {
+  return encoder.encode(`${text}\0`);
+}
+
+/** A NULL-terminated array of pointers to `strings` (which must stay alive). */
+function pointerArray(
+  strings: Uint8Array<ArrayBuffer>[],
+): BigUint64Array<ArrayBuffer> {
+  const array = new BigUint64Array(strings.length + 1);
+  strings.forEach((string, index) => {
+    array[index] = BigInt(
+      Deno.UnsafePointer.value(Deno.UnsafePointer.of(string)),
+    );
+  });
+  return array;
+}
+
+/** A sigset_t with every signal from 1 to SIGRTMAX but SIGKILL and SIGSTOP. */
+function everyResettableSignal(): Uint8Array<ArrayBuffer> {
+  const set = new Uint8Array(SIGSET_BYTES);
+  for (let signal = 1; signal <= SIGNAL_MAX; signal++) {
+    if (signal === SIGKILL || signal === SIGSTOP) continue;
+    const bit = signal - 1;
+    // sigset_t is an array of unsigned longs: bit n of the set is bit n % 64
+    // of long n / 64, whose bytes are in the host's order.
+    const byte = HOST_LITTLE_ENDIAN
+      ? bit >> 3
+      : (bit >> 6) * 8 + 7 - ((bit & 63) >> 3);
+    set[byte] |= 1 << (bit & 7);
+  }
+  return set;
+}
+
+/** open(2) flag: read and write. */
+const O_RDWR = 2;
+
+/** What {@linkcode spawnInNewSession} starts. */
+export interface SessionSpawn {
+  /** The executable's path. */
+  path: string;
+  /** Its argv, argv[0] included. */
+  argv: string[];
+  /** Its whole environment. */
+  env: Record<string, string>;
+  /** dup2(from, to) in the child, in this order (the targets lose FD_CLOEXEC). */
+  dups: { from: number; to: number }[];
+  /** Fds (0, 1, 2) that get /dev/null in the child instead of this process's. */
+  devNull?: number[];
+  /** Its working directory; default: this process's. */
+  cwd?: string;
+}
+
+/**
+ * Starts a process with posix_spawn(3) in a new session (setsid, so its pid
+ * is its process group), every signal at its default action and none
+ * blocked, and the fds `dups` places. posix_spawn does not copy this process
+ * (glibc uses vfork semantics), where a fork (what Deno's child_process and a
+ * detached Deno.Command do) copies its page tables: milliseconds for a small
+ * Deno process, and in proportion to its memory.
+ *
+ * Returns the pid; undefined when it cannot be done here (no FFI, no
+ * POSIX_SPAWN_SETSID, or `cwd` without posix_spawn_file_actions_addchdir_np),
+ * so that the caller starts the process another way. Throws when
+ * posix_spawn fails.
+ *
+ * @example
+ * ```ts ignore
+ * const pid = spawnInNewSession({
+ *   path: "/bin/sh",
+ *   argv: ["sh", "-c", "exec sleep 1"],
+ *   env: {},
+ *   dups: [],
+ * });
+ * ```
+ */
+export function spawnInNewSession(spec: SessionSpawn): number | undefined {
+  const calls = spawnCalls();
+  if (calls === undefined) return undefined;
+  const actions = new Uint8Array(SPAWN_STRUCT_BYTES);
+  const attributes = new Uint8Array(SPAWN_STRUCT_BYTES);
+  if (calls.posix_spawn_file_actions_init(actions) !== 0) return undefined;
+  try {
+    if (calls.posix_spawnattr_init(attributes) !== 0) return undefined;
+    try {
+      const flags = POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF |
+        POSIX_SPAWN_SETSIGMASK;
+      if (
+        calls.posix_spawnattr_setflags(attributes, flags) !== 0 ||
+        calls.posix_spawnattr_setsigdefault(
+            attributes,
+            everyResettableSignal(),
+          ) !== 0 ||
+        calls.posix_spawnattr_setsigmask(
+            attributes,
+            new Uint8Array(SIGSET_BYTES),
+          ) !== 0
+      ) {
+        return undefined; // an old libc without POSIX_SPAWN_SETSID
+      }
+      for (const { from, to } of spec.dups) {
+        const failed = calls.posix_spawn_file_actions_adddup2(
+          actions,
+          from,
+          to,
+        );
+        if (failed !== 0) {
+          throw new Error(`posix_spawn: cannot pass fd ${from} as ${to}`);
+        }
+      }
+      for (const fd of spec.devNull ?? []) {
+        const failed = calls.posix_spawn_file_actions_addopen(
+          actions,
+          fd,
+          cString("/dev/null"),
+          O_RDWR,
+          0,
+        );
+        if (failed !== 0) {
+          throw new Error(`posix_spawn: cannot open /dev/null as fd ${fd}`);
+        }
+      }
+      const addchdir = calls.posix_spawn_file_actions_addchdir_np;
+      if (spec.cwd !== undefined) {
+        if (addchdir === null || addchdir(actions, cString(spec.cwd)) !== 0) {
+          return undefined;
+        }
+      }
+      const path = cString(spec.path);
+      const argv = spec.argv.map(cString);
+      const env = Object.entries(spec.env).map(([key, value]) =>
+        cString(`${key}=${value}`)
+      );
+      const pid = new Int32Array(1);
+      const errno = calls.posix_spawn(
+        pid,
+        path,
+        actions,
+        attributes,
+        pointerArray(argv),
+        pointerArray(env),
+      );
+      if (errno !== 0) {
+        throw new Error(`posix_spawn of ${spec.path} failed (errno ${errno})`);
+      }
+      return pid[0];
+    } finally {
+      calls.posix_spawnattr_destroy(attributes);
+    }
+  } finally {
+    calls.posix_spawn_file_actions_destroy(actions);
+  }
+}
+
+/** How a child process ended, from waitpid(2). */
+export interface ChildExit {
+  /** Its exit status, or null when a signal ended it (or it is unknown). */
+  code: number | null;
+  /** The number of the signal that ended it, or null. */
+  signal: number | null;
+}
+
+/**
+ * waitpid(pid, WNOHANG): reaps child `pid` if it has ended and says how;
+ * undefined while it runs. A pid that is not (or no longer) this process's
+ * child counts as ended, status unknown.
+ *
+ * @example
+ * ```ts ignore
+ * const exit = reapChild(pid);
+ * if (exit) console.log(exit.code, exit.signal);
+ * ```
+ */
+export function reapChild(pid: number): ChildExit | undefined {
+  const calls = spawnCalls();
+  if (calls === undefined) return { code: null, signal: null };
+  const status = new Int32Array(1);
+  const result = calls.waitpid(pid, status, WNOHANG);
+  if (result === 0) return undefined;
+  // Below 0: not this process's child (ECHILD), or reaped elsewhere.
+  if (result < 0) return { code: null, signal: null };
+  const value = status[0];
+  const termSignal = value & 0x7f;
+  if (termSignal === 0) return { code: (value >> 8) & 0xff, signal: null };
+  return { code: null, signal: termSignal };
 }

@@ -28,7 +28,9 @@ import {
 } from "./engine_native.ts";
 import { assertDenoVersion } from "./version.ts";
 import { logger } from "./log.ts";
+import { trace } from "./trace.ts";
 import {
+  helloSent,
   joinGeneration,
   type ProcessStatus,
   processStatus,
@@ -296,6 +298,35 @@ function print(write: (...data: unknown[]) => void, data: unknown): void {
   }
 }
 
+/** What {@linkcode Server} prepares before it listens. */
+interface Prepared {
+  specs: ListenSpec[];
+  fallback: ListenSpec;
+  tls: TlsOptions | undefined;
+  native: Engine | undefined;
+  node: Engine | undefined;
+  handler: GracefulHandler;
+  onError: ErrorHandler;
+}
+
+/** The native engine, or undefined (with a warning, once) when unavailable. */
+async function nativeEngine(): Promise<Engine | undefined> {
+  const support = await detectNativeSupport();
+  trace("server: native engine probed");
+  if (typeof support !== "string") return createNativeEngine(support);
+  if (!nodeFallbackWarned) {
+    nodeFallbackWarned = true;
+    log.warn(
+      "the native engine is unavailable ({reason}); serving with node:http",
+      { reason: support },
+    );
+    console.warn(
+      `serveGraceful: native engine unavailable (${support}); using node:http`,
+    );
+  }
+  return undefined;
+}
+
 class Server implements GracefulServer {
   readonly name: string;
   readonly ready: Promise<void>;
@@ -351,43 +382,37 @@ class Server implements GracefulServer {
 
   async #start(): Promise<void> {
     const options = this.#options;
-    const joined = await joinGeneration();
-    if (joined && options.handover && this.name in joined.app) {
-      await options.handover.restore(joined.app[this.name]);
+    trace("server: starting");
+    // Bad LISTEN_FDS fail here, before this process opens any socket (the
+    // control connection, the native engine's probe) that could take the
+    // number of an fd they name.
+    let fdsError: unknown;
+    try {
+      inheritedFds();
+    } catch (error) {
+      fdsError = error;
     }
-    const { specs, fallback } = specsOf(options);
-    const tls = tlsOf(options);
-    // Bad LISTEN_FDS fails here, before anything (even the native engine's
-    // probe) listens.
-    inheritedFds();
-    const wanted = options.engine ?? "auto";
-    let native: Engine | undefined;
-    if (wanted !== "node") {
-      const support = await detectNativeSupport();
-      if (typeof support === "string") {
-        if (!nodeFallbackWarned) {
-          nodeFallbackWarned = true;
-          log.warn(
-            "the native engine is unavailable ({reason}); serving with node:http",
-            { reason: support },
-          );
-          console.warn(
-            `serveGraceful: native engine unavailable (${support}); using node:http`,
-          );
-        }
-      } else {
-        native = createNativeEngine(support);
-      }
+    // The handshake with the previous generation (when there is one) runs
+    // while this one prepares everything that does not depend on the state
+    // it hands over: a handover then takes about as long as a cold start.
+    // The hello goes out first: preparing blocks the event loop for
+    // milliseconds (module loads), and with it the hello.
+    const joining = joinGeneration();
+    joining.catch(() => {}); // settled below
+    await helloSent();
+    const [joined, prepared] = await Promise.allSettled([
+      joining,
+      fdsError === undefined ? this.#prepare() : Promise.reject(fdsError),
+    ]);
+    // A failed join comes first: without the channel, nobody hears why.
+    if (joined.status === "rejected") throw joined.reason;
+    if (prepared.status === "rejected") throw prepared.reason;
+    const state = joined.value;
+    if (state && options.handover && this.name in state.app) {
+      await options.handover.restore(state.app[this.name]);
     }
-    // node:http is loaded only when a listener needs it: it would add tens
-    // of ms to every generation's start-up (and so to every handover).
-    const node = native === undefined || tls !== undefined ||
-        specs.some((s) => s.transport === "unix") ||
-        inheritedFds().some((f) => f.addr.transport === "unix")
-      ? (await import("./engine_node.ts")).createNodeEngine()
-      : undefined;
-    const onError = options.onError ?? defaultOnError;
-    const handler = await this.#routedHandler();
+    const { specs, fallback, tls, native, node, handler, onError } =
+      prepared.value;
     const draining = this.#draining.signal;
     const attach = (listener: Listener) => {
       const engine = native && canServeNatively(listener, { tls })
@@ -418,6 +443,7 @@ class Server implements GracefulServer {
       this.#engines = [];
       throw error;
     }
+    trace("server: listening");
     if (this.#shutdown) return;
     if (!this.#refed) this.unref();
     const onListen = options.onListen ?? defaultOnListen;
@@ -439,6 +465,36 @@ class Server implements GracefulServer {
       await this.#drainNow(false);
       throw error;
     }
+  }
+
+  /**
+   * Everything the server needs before it listens that does not depend on
+   * the previous generation's state: addresses, TLS, engines, the handler.
+   */
+  async #prepare(): Promise<Prepared> {
+    const options = this.#options;
+    const { specs, fallback } = specsOf(options);
+    const tls = tlsOf(options);
+    const wanted = options.engine ?? "auto";
+    // node:http is loaded only when a listener needs it: it would add tens
+    // of ms to every generation's start-up (and so to every handover).
+    const nodeNeeded = tls !== undefined ||
+      specs.some((s) => s.transport === "unix") ||
+      inheritedFds().some((f) => f.addr.transport === "unix");
+    const [native, nodeModule, handler] = await Promise.all([
+      wanted === "node" ? undefined : nativeEngine(),
+      wanted === "node" || nodeNeeded ? import("./engine_node.ts") : undefined,
+      this.#routedHandler(),
+    ]);
+    let node: Engine | undefined;
+    if (nodeModule !== undefined) {
+      node = nodeModule.createNodeEngine();
+    } else if (native === undefined) {
+      node = (await import("./engine_node.ts")).createNodeEngine();
+    }
+    trace("server: engines ready");
+    const onError = options.onError ?? defaultOnError;
+    return { specs, fallback, tls, native, node, handler, onError };
   }
 
   /** The app handler, behind the health and admin routes when configured. */
@@ -523,8 +579,10 @@ class Server implements GracefulServer {
   async #drainNow(finish = true): Promise<void> {
     const drainTimeout = this.drainTimeout;
     const idleGrace = this.#options.idleGrace ?? 500;
+    trace("server: stopping accepting");
     this.#draining.abort();
     await Promise.all(this.#bindings.map((b) => b.stopAccepting()));
+    trace("server: stopped accepting");
     for (const listener of this.#listeners) releaseListener(listener);
     log.info("draining {connections} connections ({inFlight} requests)", {
       connections: this.connections,

@@ -14,6 +14,7 @@
 
 import inspector from "node:inspector";
 import { logger } from "./log.ts";
+import { trace } from "./trace.ts";
 
 const log = logger("signals");
 
@@ -81,6 +82,7 @@ function listenerFor(
   actions: SignalActions,
 ): () => void {
   return function listener() {
+    trace(`signal ${signal}`);
     if (signal === "SIGUSR1") guardInspector();
     if (isRestart) actions.restart(signal);
     else actions.shutdown(signal);

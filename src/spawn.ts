@@ -16,6 +16,9 @@ import {
   ensureNonBlocking,
   libc,
   libcUnavailableReason,
+  loadSpawnCalls,
+  reapChild,
+  spawnInNewSession,
 } from "./os.ts";
 
 /** The first passed fd (SD_LISTEN_FDS_START). */
@@ -611,6 +614,12 @@ function shortFlagsLength(args: readonly string[], index: number): number {
  * FD_CLOEXEC are marked close-on-exec for the moment of the spawn (found in
  * /proc/self/fd, which needs `--allow-all`; without it they reach the child).
  *
+ * With FFI, the child is started with posix_spawn(3), which does not copy
+ * this process: Deno's child_process (the fallback) forks, which copies this
+ * process's page tables, a few ms for a small server and more the more memory
+ * it has, on the way to every restart. Its exit is then polled with
+ * waitpid(2) every {@linkcode EXIT_POLL_MS} ms while it runs.
+ *
  * Deno's child_process clears O_NONBLOCK on the passed sockets, which this
  * process shares with the child; without O_NONBLOCK an accept loop here
  * would block the event loop. It is set again right after the spawn.
@@ -618,7 +627,8 @@ function shortFlagsLength(args: readonly string[], index: number): number {
  * If `execPath` cannot be run, the shell exits with status 127 (not found)
  * or 126, and `exited` says so.
  *
- * Needs `--allow-run`, and, to pass fds, FFI (`--allow-ffi`; `-A` has both).
+ * Needs `--allow-run` (for the fallback) and, to pass fds, FFI
+ * (`--allow-ffi`; `-A` has both).
  *
  * @param options What to run and which fds to pass.
  * @returns The running child.
@@ -670,11 +680,24 @@ export function spawnGeneration(options: SpawnGenerationOptions): Generation {
     const marked = markInheritableFdsCloseOnExec();
     let child: ChildProcess;
     try {
+      const stdio = inheritedStdio();
+      const pid = spawnInNewSession({
+        path: "/bin/sh",
+        argv: ["sh", "-c", CHILD_SCRIPT, "sh", execPath, ...args],
+        env: childEnv,
+        dups: copies.map((copy, index) => ({
+          from: copy,
+          to: LISTEN_FDS_START + index,
+        })),
+        devNull: [0, 1, 2].filter((fd) => stdio[fd] === "ignore"),
+        cwd,
+      });
+      if (pid !== undefined) return watchSpawned(pid);
       child = spawn(
         "/bin/sh",
         ["-c", CHILD_SCRIPT, "sh", execPath, ...args],
         {
-          stdio: [...inheritedStdio(), ...copies],
+          stdio: [...stdio, ...copies],
           env: childEnv,
           cwd,
           detached: true,
@@ -733,7 +756,95 @@ export function isHungUpTerminal(fd: number, isTerminal: boolean): boolean {
   return TERMINAL_PATH.test(target);
 }
 
-/** Wraps a spawned child as a {@linkcode Generation}. */
+/**
+ * How often (ms) the exit of a child started with posix_spawn is checked
+ * (waitpid(2) with WNOHANG), while it runs.
+ */
+export const EXIT_POLL_MS = 10;
+
+/** Wraps a child started with posix_spawn as a {@linkcode Generation}. */
+function watchSpawned(pid: number): Generation {
+  const { promise: exited, resolve } = Promise.withResolvers<
+    GenerationExit
+  >();
+  const timer = setInterval(() => {
+    const exit = reapChild(pid);
+    if (exit === undefined) return;
+    clearInterval(timer);
+    resolve({
+      code: exit.code,
+      signal: exit.signal === null ? null : signalName(exit.signal),
+    });
+  }, EXIT_POLL_MS);
+  return {
+    pid,
+    exited,
+    killGroup(signal: Deno.Signal = "SIGKILL"): void {
+      killProcessGroup(pid, signal);
+    },
+    unref(): void {
+      Deno.unrefTimer(timer);
+    },
+  };
+}
+
+/** Linux's signal numbers, and their names. */
+const SIGNAL_NAMES: readonly string[] = [
+  "",
+  "SIGHUP",
+  "SIGINT",
+  "SIGQUIT",
+  "SIGILL",
+  "SIGTRAP",
+  "SIGABRT",
+  "SIGBUS",
+  "SIGFPE",
+  "SIGKILL",
+  "SIGUSR1",
+  "SIGSEGV",
+  "SIGUSR2",
+  "SIGPIPE",
+  "SIGALRM",
+  "SIGTERM",
+  "SIGSTKFLT",
+  "SIGCHLD",
+  "SIGCONT",
+  "SIGSTOP",
+  "SIGTSTP",
+  "SIGTTIN",
+  "SIGTTOU",
+  "SIGURG",
+  "SIGXCPU",
+  "SIGXFSZ",
+  "SIGVTALRM",
+  "SIGPROF",
+  "SIGWINCH",
+  "SIGIO",
+  "SIGPWR",
+  "SIGSYS",
+];
+
+/** The name of signal `signal` ("SIGKILL"), or "SIG" and its number. */
+function signalName(signal: number): string {
+  return SIGNAL_NAMES[signal] || `SIG${signal}`;
+}
+
+/**
+ * Loads what {@linkcode spawnGeneration} needs through FFI (libc, and
+ * posix_spawn), so that the first spawn does not: a restart calls it once the
+ * generation serves.
+ *
+ * @example
+ * ```ts ignore
+ * prepareSpawning();
+ * ```
+ */
+export function prepareSpawning(): void {
+  libc();
+  loadSpawnCalls();
+}
+
+/** Wraps a child spawned by Deno's child_process as a {@linkcode Generation}. */
 function watchGeneration(
   child: ChildProcess,
   execPath: string,

@@ -867,6 +867,38 @@ Deno.test("spawnGeneration: killGroup kills the child and what it started", asyn
   }
 });
 
+Deno.test("spawnGeneration: the child leads its own session, with no signal ignored or blocked", async () => {
+  // Deno ignores SIGPIPE; a child that inherited that would not die of a
+  // broken pipe.
+  const generation = spawnGeneration({
+    execPath: "/bin/sh",
+    args: ["-c", "exec sleep 30"],
+    fds: [],
+    env: {},
+  });
+  try {
+    let status = "";
+    await until(() => {
+      try {
+        status = Deno.readTextFileSync(`/proc/${generation.pid}/status`);
+        return /^Name:\s+sleep$/m.test(status);
+      } catch {
+        return false;
+      }
+    }, "the child to exec sleep");
+    const stat = Deno.readTextFileSync(`/proc/${generation.pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // pgrp and session, after state and ppid
+    assertEquals(Number(fields[2]), generation.pid);
+    assertEquals(Number(fields[3]), generation.pid);
+    assertMatch(status, /^SigIgn:\s+0+$/m);
+    assertMatch(status, /^SigBlk:\s+0+$/m);
+  } finally {
+    generation.killGroup();
+    await within(generation.exited, 20_000, "exit");
+  }
+});
+
 Deno.test("spawnGeneration refuses invalid fds before spawning", async () => {
   const a = await listenWithFd();
   try {

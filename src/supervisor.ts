@@ -34,8 +34,14 @@ import {
   wireSignals,
 } from "./signals.ts";
 import { logger } from "./log.ts";
-import { monotonicUsec, sdNotify, watchdogIntervalMs } from "./notify.ts";
+import {
+  monotonicUsec,
+  notifying,
+  sdNotify,
+  watchdogIntervalMs,
+} from "./notify.ts";
 import { recordRestart, removePidfile, writePidfile } from "./pidfile.ts";
+import { trace } from "./trace.ts";
 
 const log = logger("supervisor");
 
@@ -142,6 +148,7 @@ let info: GenerationInfo = {
 };
 let restarter: Restarter | undefined;
 let joined: Promise<HandoverState | undefined> | undefined;
+let helloWritten: Promise<void> | undefined;
 let peer: ControlPeer | undefined;
 let announced = false;
 let stopping = false;
@@ -163,15 +170,45 @@ let madeBy: LastRestart | undefined;
  * ```
  */
 export function joinGeneration(): Promise<HandoverState | undefined> {
-  joined ??= join();
+  if (joined === undefined) {
+    trace("join: connecting to the control channel");
+    const connecting = connectControl();
+    helloWritten = connecting.then(() => {}, () => {});
+    joined = join(connecting);
+  }
   return joined;
 }
 
-async function join(): Promise<HandoverState | undefined> {
-  const channel = await connectControl();
+/**
+ * Starts {@linkcode joinGeneration} if needed, and resolves once the hello is
+ * written to the previous generation (at once in a first generation; also
+ * when connecting failed, which `joinGeneration()` reports). The previous
+ * generation checks the hello and collects the state meanwhile, so a new
+ * generation should let the hello out before it blocks its event loop
+ * (loading modules, say).
+ *
+ * @example
+ * ```ts ignore
+ * const state = joinGeneration();
+ * await helloSent();
+ * await import("./heavy.ts");
+ * restore(await state);
+ * ```
+ */
+export function helloSent(): Promise<void> {
+  joinGeneration().catch(() => {});
+  return helloWritten ?? Promise.resolve();
+}
+
+async function join(
+  connecting: ReturnType<typeof connectControl>,
+): Promise<HandoverState | undefined> {
+  const channel = await connecting;
   if (!channel) return undefined;
+  trace("join: hello sent");
   peer = channel;
   const message = await channel.receive(60_000);
+  trace("join: state received");
   if (message.type !== "state") {
     channel.close();
     throw new Error(`control channel: expected state, got ${message.type}`);
@@ -260,10 +297,13 @@ async function checkReady(): Promise<void> {
   if (announced || unclaimedInheritedFds().length > 0) return;
   announced = true;
   startWatchdog();
+  warmUpRestart();
   savePidfile();
   if (peer) {
     if (madeBy) madeBy.durationMs = Date.now() - madeBy.at;
+    trace("ready: sending");
     await peer.send({ type: "ready", pid: Deno.pid });
+    trace("ready: sent");
     log.info("generation {generation} (pid {pid}) is ready", {
       generation: info.generation,
       pid: Deno.pid,
@@ -343,6 +383,7 @@ async function followOldGeneration(channel: ControlPeer): Promise<void> {
     while (true) {
       const message = await channel.receive(24 * 3600_000);
       if (message.type === "draining") {
+        trace("the previous generation drains");
         // The old generation has told systemd MAINPID=<this pid>.
         sdNotify(`READY=1\nSTATUS=${statusLine()}`);
         log.info("the previous generation stopped accepting and drains");
@@ -487,7 +528,9 @@ export function restartProcess(
   }
   restarter ??= new Restarter(realSeam(), info, { startTimeout });
   const fresh = restarter.phase === "serving";
-  if (fresh) {
+  if (fresh && notifying()) {
+    // Not without systemd: the clock reading opens libc (a millisecond or
+    // two on the way to the spawn).
     sdNotify(
       `RELOADING=1\nMONOTONIC_USEC=${monotonicUsec()}\n` +
         `STATUS=restarting: starting generation ${info.generation + 1}`,
@@ -525,14 +568,38 @@ export function processStatus(): ProcessStatus {
   };
 }
 
-/** spawn.ts (node:child_process), loaded on the first restart only. */
+/** spawn.ts (node:child_process), loaded once this generation serves. */
 let spawning: typeof import("./spawn.ts") | undefined;
+
+/** How long after it is ready a generation loads what a restart needs. */
+const WARM_UP_DELAY_MS = 250;
+
+async function loadSpawning(): Promise<typeof import("./spawn.ts")> {
+  spawning ??= await import("./spawn.ts");
+  return spawning;
+}
+
+/**
+ * Loads what a restart needs (spawn.ts with node:child_process, and libc
+ * and posix_spawn through FFI: 2-4 ms) in the background, once this generation is ready and
+ * its own handover is past its critical part, so that a restart spawns the
+ * next generation at once instead of loading them first. Not during
+ * start-up: that would delay serving, and so every handover.
+ */
+function warmUpRestart(): void {
+  const timer = setTimeout(() => {
+    loadSpawning().then((spawn) => spawn.prepareSpawning(), () => {});
+  }, WARM_UP_DELAY_MS);
+  Deno.unrefTimer(timer);
+}
 
 function realSeam(): HandoverSeam {
   const restartLog = logger("handover");
   return {
     async openControl() {
-      spawning ??= await import("./spawn.ts");
+      trace("restart: loading spawn.ts");
+      await loadSpawning();
+      trace("restart: spawn.ts loaded");
       const server = await openControlServer({
         onReject(reason: string) {
           restartLog.warn("control channel: refused a connection: {reason}", {
@@ -565,7 +632,10 @@ function realSeam(): HandoverSeam {
         execPath: options.execPath,
         entry: options.entry,
       });
-      return spawnGeneration({ ...command, fds, env });
+      trace("restart: spawning");
+      const child = spawnGeneration({ ...command, fds, env });
+      trace("restart: spawned");
+      return child;
     },
     async saveAppState() {
       const app: Record<string, unknown> = {};
@@ -584,12 +654,14 @@ function realSeam(): HandoverSeam {
       return Promise.resolve();
     },
     async drain() {
+      trace("handover: draining");
       stopping = true;
       await Promise.allSettled(
         [...servers].map((server) => server.drainForHandover()),
       );
     },
     exit(code) {
+      trace("handover: exit");
       releaseProcess();
       handoverEnded.resolve();
       Deno.exit(code);
