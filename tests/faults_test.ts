@@ -923,8 +923,9 @@ Deno.test({
       await until(() => !alive(old));
       await terminal.done;
       assertEquals(await pidOf(port), now);
-      // Its stdout and stderr are the hung-up terminal now.
-      await app.write("v3");
+      // Its stdout and stderr are the hung-up terminal now; the next version
+      // prints at load, as apps do.
+      await app.write("v3", 'console.log("v3 loading");');
       Deno.kill(now, "SIGUSR1");
       let outcome = "";
       await until(async () => {
