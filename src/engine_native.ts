@@ -267,6 +267,9 @@ class NativeBinding implements EngineBinding {
       client.close();
       return;
     }
+    // The stream is Deno's resource now; the emptied handle must still be
+    // closed, or the event loop keeps it (and its wrapper) for good.
+    client.close();
     const conn = new this.#support.TcpConn(rid, null, this.#listener.addr);
     const record: NativeConnection = {
       http: undefined,
