@@ -18,7 +18,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { getPid, httpGet } from "./restart/http.ts";
+import { getPid, httpGet } from "./lib/http_get.ts";
 
 interface Restart {
   latencyMs: number;
