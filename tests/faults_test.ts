@@ -39,6 +39,23 @@ import {
  * that runs the CLI (which imports the app).
  */
 const MOD_TS = `${ROOT}/mod.ts`;
+
+/**
+ * A prelude that adds a server "warm" whose readiness hook fails, but only
+ * once the app has accepted a request (`/hold`): a warm-up that fails after a
+ * while, under traffic.
+ */
+const WARM_UP_FAILS = `import { serveGraceful } from ${JSON.stringify(MOD_TS)};
+serveGraceful({
+  name: "warm",
+  listen: ["127.0.0.1:${freePort()}"],
+  onListen() {},
+  async readiness() {
+    while (!(globalThis.holding > 0)) await new Promise((r) => setTimeout(r, 5));
+    throw new Error("warm-up failed");
+  },
+}, () => new Response("warm"));
+`;
 const LAUNCHER = `${ROOT}/tests/fixtures/faults_listen_fds.py`;
 const IS_ROOT = Deno.uid() === 0;
 
@@ -709,17 +726,7 @@ Deno.test({
       const old = await pidOf(port);
       await app.write(
         "v2",
-        `import { serveGraceful } from ${JSON.stringify(MOD_TS)};
-serveGraceful({
-  name: "warm",
-  listen: ["127.0.0.1:${freePort()}"],
-  onListen() {},
-  async readiness() {
-    while (!(globalThis.holding > 0)) await new Promise((r) => setTimeout(r, 5));
-    throw new Error("warm-up failed");
-  },
-}, () => new Response("warm"));
-`,
+        WARM_UP_FAILS,
       );
       Deno.kill(old, "SIGUSR1");
       // Requests on fresh connections until one lands on v2 (v2's warm-up
@@ -758,17 +765,7 @@ Deno.test("first generation: a server whose readiness fails ends the process wit
   const app = await makeApp();
   await app.write(
     "v1",
-    `import { serveGraceful } from ${JSON.stringify(MOD_TS)};
-serveGraceful({
-  name: "warm",
-  listen: ["127.0.0.1:${freePort()}"],
-  onListen() {},
-  async readiness() {
-    while (!(globalThis.holding > 0)) await new Promise((r) => setTimeout(r, 5));
-    throw new Error("warm-up failed");
-  },
-}, () => new Response("warm"));
-`,
+    WARM_UP_FAILS,
   );
   const { child, port } = await startApp(app);
   try {
