@@ -264,12 +264,13 @@ class NativeBinding implements EngineBinding {
     try {
       rid = client.takeStream();
     } catch {
-      client.close();
       return;
+    } finally {
+      // Taken or not, the handle must be closed (once taken, the stream is
+      // Deno's resource and stays open), or the event loop keeps the handle
+      // and its wrapper for good.
+      client.close();
     }
-    // The stream is Deno's resource now; the emptied handle must still be
-    // closed, or the event loop keeps it (and its wrapper) for good.
-    client.close();
     const conn = new this.#support.TcpConn(rid, null, this.#listener.addr);
     const record: NativeConnection = {
       http: undefined,

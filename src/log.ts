@@ -24,3 +24,25 @@ export type { Logger };
 export function logger(part: string): Logger {
   return getLogger(["graceful", part]);
 }
+
+/**
+ * Writes to the console with `write` (`console.log`, `console.error` or
+ * `console.warn`), ignoring a failed write: an output that is gone (EIO from
+ * a closed terminal, EPIPE) must not fail a server, a request or a start.
+ *
+ * @example
+ * ```ts
+ * import { print } from "./log.ts";
+ * print(console.log, "Listening on http://127.0.0.1:8000/");
+ * ```
+ */
+export function print(
+  write: (...data: unknown[]) => void,
+  ...data: unknown[]
+): void {
+  try {
+    write(...data);
+  } catch {
+    // nowhere to say it
+  }
+}

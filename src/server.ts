@@ -27,7 +27,7 @@ import {
   detectNativeSupport,
 } from "./engine_native.ts";
 import { assertDenoVersion } from "./version.ts";
-import { logger } from "./log.ts";
+import { logger, print } from "./log.ts";
 import { trace } from "./trace.ts";
 import {
   helloSent,
@@ -285,19 +285,6 @@ function defaultOnListen(addr: Addr): void {
   }
 }
 
-/**
- * Prints with `write` (console.log or console.error), ignoring a failed
- * write: an output that is gone (EIO from a closed terminal, EPIPE) must not
- * fail a server or a request.
- */
-function print(write: (...data: unknown[]) => void, data: unknown): void {
-  try {
-    write(data);
-  } catch {
-    // nowhere to say it
-  }
-}
-
 /** What {@linkcode Server} prepares before it listens. */
 interface Prepared {
   specs: ListenSpec[];
@@ -320,7 +307,8 @@ async function nativeEngine(): Promise<Engine | undefined> {
       "the native engine is unavailable ({reason}); serving with node:http",
       { reason: support },
     );
-    console.warn(
+    print(
+      console.warn,
       `serveGraceful: native engine unavailable (${support}); using node:http`,
     );
   }

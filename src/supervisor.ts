@@ -33,7 +33,7 @@ import {
   DEFAULT_SHUTDOWN_SIGNALS,
   wireSignals,
 } from "./signals.ts";
-import { logger } from "./log.ts";
+import { logger, print } from "./log.ts";
 import {
   monotonicUsec,
   notifying,
@@ -400,6 +400,16 @@ async function followOldGeneration(channel: ControlPeer): Promise<void> {
   }
 }
 
+/**
+ * Every server stops accepting and drains at once (no shutdown delay): after
+ * a handover, or a failed start.
+ */
+async function drainAllNow(): Promise<void> {
+  await Promise.allSettled(
+    [...servers].map((server) => server.drainForHandover()),
+  );
+}
+
 /** The `finished` promises of this process's servers. */
 const finishedOf = new WeakSet<Promise<unknown>>();
 let watchingRejections = false;
@@ -441,24 +451,15 @@ function failStart(error: unknown): void {
   stopping = true;
   const reason = error instanceof Error ? error.message : String(error);
   log.error("failed to start: {reason}", { reason });
-  if (!peer) {
-    try {
-      console.error("error:", error);
-    } catch {
-      // stderr is gone (a closed terminal): the exit code still says it
-    }
-  }
+  // (stderr may be gone, a closed terminal: the exit code still says it)
+  if (!peer) print(console.error, "error:", error);
   // The old generation hears it first (it waits for this process to exit),
   // then every server drains what it had accepted.
   const told = peer && !announced
     ? peer.send({ type: "fail", reason }).catch(() => {})
     : Promise.resolve();
   told
-    .then(() =>
-      Promise.allSettled(
-        [...servers].map((server) => server.drainForHandover()),
-      )
-    )
+    .then(drainAllNow)
     .then(() => {
       releaseProcess();
       Deno.exit(1);
@@ -656,9 +657,7 @@ function realSeam(): HandoverSeam {
     async drain() {
       trace("handover: draining");
       stopping = true;
-      await Promise.allSettled(
-        [...servers].map((server) => server.drainForHandover()),
-      );
+      await drainAllNow();
     },
     exit(code) {
       trace("handover: exit");
