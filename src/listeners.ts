@@ -24,6 +24,7 @@ import type { Addr, Listener } from "./types.ts";
 import { addrMatches, formatAddr, type ListenSpec } from "./address.ts";
 import { type InheritedFd, readListenFds } from "./listen_fds.ts";
 import { closeFd } from "./os.ts";
+import { storeListeners } from "./fd_store.ts";
 
 let inherited: InheritedFd[] | undefined;
 const claimed = new Set<number>();
@@ -134,6 +135,9 @@ export async function acquireListeners(
       opened.push(listener);
       onListening(listener);
     }
+    // systemd's fd store (when on) keeps the sockets opened here across
+    // restarts and crashes.
+    storeListeners(opened);
   } catch (error) {
     for (const listener of opened) releaseListener(listener);
     throw error;
