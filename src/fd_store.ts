@@ -8,9 +8,10 @@
  *
  * Every listening socket this process opens itself is stored once it
  * listens, named (FDNAME=) after its server, so that the next start's
- * servers claim them by name (the address is read from the socket). Sockets
- * that come back and that no server claims are dropped from the store
- * (FDSTOREREMOVE=1) once the first generation is ready.
+ * servers claim them (by address when a server asks for addresses, else by
+ * name; the address is read from the socket). Sockets that come back and
+ * that no server claims are dropped from the store (FDSTOREREMOVE=1) once
+ * the first generation is ready.
  *
  * On when `$FDSTORE` (the store's size: systemd ≥ 254 sets it; the shipped
  * units set it for 252) and `$NOTIFY_SOCKET` are set.
@@ -20,7 +21,7 @@
 
 import type { Listener } from "./types.ts";
 import type { InheritedFd } from "./listen_fds.ts";
-import { formatAddr } from "./address.ts";
+import { formatAddr, type ListenSpec } from "./address.ts";
 import { logger } from "./log.ts";
 import { sdNotify, sdNotifyWithFds } from "./notify.ts";
 
@@ -120,41 +121,65 @@ export function storeListeners(
 }
 
 /**
+ * Whether a server's configured addresses decide which inherited sockets it
+ * takes, rather than their names: in a first generation with systemd's fd
+ * store on, for a server that asks for addresses. The store keeps sockets
+ * from an earlier start, and the configuration may have changed since (an
+ * address dropped, or added). Under a socket unit alone, or after a reload,
+ * the sockets named for a server are authoritative. A stored socket no
+ * server asks for is left unclaimed, and dropped from the store once the
+ * process is ready.
+ *
+ * @example
+ * ```ts ignore
+ * const mine = configDecides(request) ? [] : named;
+ * ```
+ */
+export function configDecides(
+  request: { restarted?: boolean; specs: readonly ListenSpec[] },
+  env: FdStoreEnv = Deno.env,
+): boolean {
+  if (request.restarted || request.specs.length === 0) return false;
+  return fdStoreEnabled(env);
+}
+
+/**
  * Drops from systemd's fd store (FDSTOREREMOVE=1) every name under which
  * sockets came back that no server claimed: a server that is gone, or that
- * listens elsewhere now. The fds stay open here (a server that starts later
- * may still claim them, and is then stored again). Returns the names
+ * listens elsewhere now. Removing a name removes every fd under it, so the
+ * `active` listeners of that name are stored again. The unclaimed fds stay
+ * open here (a server that starts later may still claim them, and is then
+ * stored again); the next start no longer gets them. Returns the names
  * removed; none when the store is off.
  *
  * @example
  * ```ts ignore
- * removeUnclaimed(unclaimedInheritedFds(), inheritedFds());
+ * removeUnclaimed(unclaimedInheritedFds(), activeListeners());
  * ```
  */
 export function removeUnclaimed(
   unclaimed: readonly InheritedFd[],
-  inherited: readonly InheritedFd[],
+  active: readonly Listener[],
   env: FdStoreEnv = Deno.env,
 ): string[] {
   if (unclaimed.length === 0 || !fdStoreEnabled(env)) return [];
-  const open = new Set(unclaimed.map((f) => f.fd));
-  // A name some server claimed stays (removing a name removes all its fds).
-  const claimedNames = new Set(
-    inherited.filter((f) => !open.has(f.fd)).map((f) => f.name),
-  );
-  const names = [...new Set(unclaimed.map((f) => f.name))].filter((name) =>
-    !claimedNames.has(name) && validFdName(name)
+  const names = [...new Set(unclaimed.map((f) => f.name))].filter(
+    validFdName,
   );
   for (const name of names) {
-    if (sdNotify(`FDSTOREREMOVE=1\nFDNAME=${name}`, env.get("NOTIFY_SOCKET"))) {
-      removed.add(name);
-      const addrs = unclaimed.filter((f) => f.name === name)
-        .map((f) => formatAddr(f.addr)).join(", ");
-      log.warn(
-        "no server claimed the stored socket(s) {name} ({addrs}): removed from systemd's fd store",
-        { name, addrs },
-      );
+    if (
+      !sdNotify(`FDSTOREREMOVE=1\nFDNAME=${name}`, env.get("NOTIFY_SOCKET"))
+    ) {
+      continue;
     }
+    removed.add(name);
+    const addrs = unclaimed.filter((f) => f.name === name)
+      .map((f) => formatAddr(f.addr)).join(", ");
+    log.warn(
+      "no server claimed the stored socket(s) {name} on {addrs}: removed from systemd's fd store",
+      { name, addrs },
+    );
+    storeListeners(active.filter((l) => l.name === name), env);
   }
   return names;
 }

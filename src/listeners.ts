@@ -24,7 +24,7 @@ import type { Addr, Listener } from "./types.ts";
 import { addrMatches, formatAddr, type ListenSpec } from "./address.ts";
 import { type InheritedFd, readListenFds } from "./listen_fds.ts";
 import { closeFd } from "./os.ts";
-import { storeListeners } from "./fd_store.ts";
+import { configDecides, storeListeners } from "./fd_store.ts";
 
 let inherited: InheritedFd[] | undefined;
 const claimed = new Set<number>();
@@ -102,7 +102,10 @@ export async function acquireListeners(
   onListening: (listener: Listener) => void,
 ): Promise<Listener[]> {
   const fds = inheritedFds().filter((f) => !claimed.has(f.fd));
-  let mine = fds.filter((f) => f.name === request.name);
+  // After a restart from systemd's fd store, the addresses asked for decide.
+  let mine = configDecides(request)
+    ? []
+    : fds.filter((f) => f.name === request.name);
   const toOpen: ListenSpec[] = [];
   if (mine.length > 0) {
     // Sockets named for this server are authoritative: the unit file (or the

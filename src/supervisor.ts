@@ -26,11 +26,7 @@ import {
   openControlServer,
   socketOwnedBy,
 } from "./control.ts";
-import {
-  activeListeners,
-  inheritedFds,
-  unclaimedInheritedFds,
-} from "./listeners.ts";
+import { activeListeners, unclaimedInheritedFds } from "./listeners.ts";
 import { fdStoreEnabled, removeUnclaimed } from "./fd_store.ts";
 import { formatAddr } from "./address.ts";
 import {
@@ -301,7 +297,7 @@ async function checkReady(): Promise<void> {
   }
   if (announced || waitingForInherited()) return;
   announced = true;
-  if (!peer) removeUnclaimed(unclaimedInheritedFds(), inheritedFds());
+  if (!peer) removeUnclaimed(unclaimedInheritedFds(), activeListeners());
   startWatchdog();
   warmUpRestart();
   savePidfile();
