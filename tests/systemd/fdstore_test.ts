@@ -39,7 +39,7 @@ function summary(what: string, stats: LoopStats): string {
 
 Deno.test({
   name:
-    "systemd suite (nspawn, systemd 252): with the fd store, restart and a crash refuse no connection; stop closes the port",
+    "systemd suite (nspawn, systemd 252): with the fd store, restart and a crash refuse no connection; a moved port is dropped from the store; stop closes the port",
   ignore: await systemdIgnore(),
   async fn() {
     const port = freePort();
@@ -102,12 +102,48 @@ Deno.test({
       assert(crashStats.ok > 40, summary("crash", crashStats));
       assertEquals(await pidOf(port), recovered.MainPID);
 
+      // The configuration moves the server to another port: after a
+      // restart it listens there, and the stored socket of the old port is
+      // dropped from the store, so that the next restart closes that port.
+      const port2 = freePort();
+      await installStandalone(c, STANDALONE, port2);
+      await c.exec(["systemctl", "restart", STANDALONE], {
+        timeoutMs: 120_000,
+        check: true,
+      });
+      const moved = await show(c, STANDALONE);
+      assertEquals(await pidOf(port2), moved.MainPID);
+      assertMatch(
+        await c.journal(STANDALONE),
+        new RegExp(
+          `no server claimed the stored socket\\(s\\) http on 127\\.0\\.0\\.1:${port}: removed`,
+        ),
+      );
+      await c.exec(["systemctl", "restart", STANDALONE], {
+        timeoutMs: 120_000,
+        check: true,
+      });
+      const settled = await show(c, STANDALONE);
+      assertEquals(await pidOf(port2), settled.MainPID);
+      assert(await refused(port), "the old port is still open");
+      const lines = (await c.journal(STANDALONE, [`_PID=${settled.MainPID}`]))
+        .split("\n");
+      assert(
+        lines.some((line) =>
+          new RegExp(
+            `listening on 127\\.0\\.0\\.1:${port2} \\(fd \\d+, inherited`,
+          )
+            .test(line)
+        ),
+        lines.join("\n"),
+      );
+
       // systemctl stop empties the store: the port closes.
       const stop = await c.exec(["systemctl", "stop", STANDALONE], {
         timeoutMs: 120_000,
       });
       assertEquals(stop.code, 0, stop.stderr);
-      assert(await refused(port), "the port is still open after stop");
+      assert(await refused(port2), "the port is still open after stop");
     } catch (error) {
       console.error(await c.journal(STANDALONE).catch(() => ""));
       throw error;
