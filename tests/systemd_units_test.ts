@@ -16,7 +16,9 @@ Deno.test("systemd units pass systemd-analyze verify", async () => {
       const source = Deno.readTextFileSync(`${ROOT}/systemd/${entry.name}`);
       // A unit for a newer systemd is verified under it, in the systemd
       // suite (tests/systemd/fdstore_test.ts).
-      const needs = Number(source.match(/^# Needs systemd >= (\d+)/m)?.[1] ?? 0);
+      const needs = Number(
+        source.match(/^# Needs systemd >= (\d+)/m)?.[1] ?? 0,
+      );
       if (needs > version) continue;
       const text = source
         .replaceAll("/usr/local/bin/deno", deno)
