@@ -22,9 +22,8 @@ import {
   pidOf,
   reloadsUnderWrk,
   show,
-  waitFor,
 } from "./standalone.ts";
-import { refused } from "../helpers.ts";
+import { refused, until } from "../helpers.ts";
 
 const STANDALONE = "myapp-standalone.service";
 const NOTIFY_RELOAD = "myapp-notify-reload.service";
@@ -87,7 +86,7 @@ Deno.test({
       await c.exec(["kill", "-KILL", String(restarted.MainPID)], {
         check: true,
       });
-      await waitFor(async () => {
+      await until(async () => {
         const s = await show(c, STANDALONE);
         return s.NRestarts === "1" && s.SubState === "running" &&
           s.MainPID !== 0 && s.MainPID !== restarted.MainPID;

@@ -8,7 +8,7 @@
 
 import { assert, assertEquals, assertNotEquals } from "../assert.ts";
 import type { Container } from "./harness.ts";
-import { ROOT } from "../helpers.ts";
+import { ROOT, until } from "../helpers.ts";
 
 /** Installs systemd/`unit` as is, listening on 127.0.0.1:`port` instead. */
 export async function installStandalone(
@@ -49,18 +49,6 @@ export async function alive(c: Container, pid: number): Promise<boolean> {
   return (await c.exec(["test", "-d", `/proc/${pid}`])).code === 0;
 }
 
-/** Polls `check` until it holds; throws after `ms`. */
-export async function waitFor(
-  check: () => Promise<boolean>,
-  ms = 60_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /**
  * `count` × `systemctl reload unit` under wrk (keep-alive, 20 connections);
  * each reload must succeed and hand over to a new main pid in the same
@@ -91,8 +79,8 @@ export async function reloadsUnderWrk(
       assertNotEquals(now.MainPID, previous, `reload ${i + 1}`);
       assertEquals(now.InvocationID, start.InvocationID);
       assertEquals(now.ActiveState, "active");
-      await waitFor(async () => !(await alive(c, previous)));
-      await waitFor(async () => (await pidOf(port)) === now.MainPID);
+      await until(async () => !(await alive(c, previous)));
+      await until(async () => (await pidOf(port)) === now.MainPID);
       previous = now.MainPID;
     }
     await new Promise((r) => setTimeout(r, 500));
