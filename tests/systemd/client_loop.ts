@@ -30,8 +30,11 @@ export interface LoopStats {
 export interface ClientLoop {
   /** Stops starting connections, waits for the open ones, and reports. */
   stop(): Promise<LoopStats>;
-  /** Resolves once `count` more connections were answered. */
-  answered(count: number): Promise<void>;
+  /**
+   * Resolves once `count` more connections were answered; rejects, with
+   * what the clients saw, when that takes longer than `netMs`.
+   */
+  answered(count: number, netMs?: number): Promise<void>;
 }
 
 const REQUEST = "GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
@@ -116,9 +119,21 @@ export function clientLoop(
       await Promise.all(open);
       return stats;
     },
-    answered(count: number) {
-      const { promise, resolve } = Promise.withResolvers<void>();
-      waiters.push({ at: stats.ok + count, resolve });
+    answered(count: number, netMs = 120_000) {
+      const { promise, resolve, reject } = Promise.withResolvers<void>();
+      // A net against a hang, not a measurement.
+      const timer = setTimeout(() => {
+        reject(
+          new Error(`${count} answers not seen: ${JSON.stringify(stats)}`),
+        );
+      }, netMs);
+      waiters.push({
+        at: stats.ok + count,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
       return promise;
     },
   };

@@ -30,7 +30,9 @@
  *    systemd-container debootstrap` (about 10 s). Without
  *    `--no-install-recommends` apt also pulls libnss-mymachines, which adds
  *    `mymachines` to the host's /etc/nsswitch.conf.
- * 2. **Root file system** (`ensureRootfs()`), cached in
+ * 2. **Root file system** (`ensureRootfs(suite)`: bookworm by default, or
+ *    trixie with systemd 257, `bootContainer({ suite: "trixie" })`; each
+ *    suite has its own cache directory, lock and marker), cached in
  *    `${GRACEFUL_SYSTEMD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/graceful-systemd}/rootfs-bookworm`:
  *    `debootstrap --variant=minbase
  *    --include=systemd,systemd-sysv,dbus,curl,procps,iproute2 bookworm TMP
