@@ -48,7 +48,12 @@ export interface FdStoreEnv {
  * ```
  */
 export function fdStoreEnabled(env: FdStoreEnv = Deno.env): boolean {
-  const text = env.get("FDSTORE");
+  let text: string | undefined;
+  try {
+    text = env.get("FDSTORE");
+  } catch {
+    return false; // no --allow-env: nor could sd_notify find its socket
+  }
   if (text === undefined || text === "") return false;
   if (!/^\d+$/.test(text)) {
     throw new TypeError(
