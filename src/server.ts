@@ -421,7 +421,7 @@ class Server implements GracefulServer {
     let listeners;
     try {
       listeners = await acquireListeners(
-        { name: this.name, specs, fallback, restarted: joined !== undefined },
+        { name: this.name, specs, fallback, restarted: state !== undefined },
         attach,
       );
     } catch (error) {

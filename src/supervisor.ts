@@ -27,6 +27,7 @@ import {
   socketOwnedBy,
 } from "./control.ts";
 import { activeListeners, unclaimedInheritedFds } from "./listeners.ts";
+import { fdStoreEnabled, removeUnclaimed } from "./fd_store.ts";
 import { formatAddr } from "./address.ts";
 import {
   DEFAULT_RESTART_SIGNALS,
@@ -286,7 +287,7 @@ function rewire(): void {
  */
 async function checkReady(): Promise<void> {
   if (announced) return;
-  if (unclaimedInheritedFds().length > 0) return;
+  if (waitingForInherited()) return;
   for (const server of servers) {
     try {
       await server.ready;
@@ -294,8 +295,9 @@ async function checkReady(): Promise<void> {
       return;
     }
   }
-  if (announced || unclaimedInheritedFds().length > 0) return;
+  if (announced || waitingForInherited()) return;
   announced = true;
+  if (!peer) removeUnclaimed(unclaimedInheritedFds(), activeListeners());
   startWatchdog();
   warmUpRestart();
   savePidfile();
@@ -312,6 +314,17 @@ async function checkReady(): Promise<void> {
   } else {
     sdNotify(`READY=1\nSTATUS=${statusLine()}`);
   }
+}
+
+/**
+ * Whether readiness waits for inherited sockets that no server claimed yet.
+ * Not in a first generation with systemd's fd store on: sockets stored for
+ * a server that is gone would hold it back forever (and the store keeps
+ * them across every Restart=); they are removed from the store instead.
+ */
+function waitingForInherited(): boolean {
+  if (unclaimedInheritedFds().length === 0) return false;
+  return peer !== undefined || !fdStoreEnabled();
 }
 
 function savePidfile(): void {

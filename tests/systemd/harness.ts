@@ -30,7 +30,9 @@
  *    systemd-container debootstrap` (about 10 s). Without
  *    `--no-install-recommends` apt also pulls libnss-mymachines, which adds
  *    `mymachines` to the host's /etc/nsswitch.conf.
- * 2. **Root file system** (`ensureRootfs()`), cached in
+ * 2. **Root file system** (`ensureRootfs(suite)`: bookworm by default, or
+ *    trixie with systemd 257, `bootContainer({ suite: "trixie" })`; each
+ *    suite has its own cache directory, lock and marker), cached in
  *    `${GRACEFUL_SYSTEMD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/graceful-systemd}/rootfs-bookworm`:
  *    `debootstrap --variant=minbase
  *    --include=systemd,systemd-sysv,dbus,curl,procps,iproute2 bookworm TMP
@@ -153,8 +155,14 @@
  * @module
  */
 
-/** The Debian release booted: bookworm has systemd 252. */
+/** The Debian release booted by default: bookworm has systemd 252. */
 export const SUITE = "bookworm";
+/**
+ * The Debian releases the harness can boot: bookworm (systemd 252), trixie
+ * (systemd 257, for what needs systemd >= 253: Type=notify-reload). Each has
+ * its own cached rootfs, built on first use from the same mirror.
+ */
+export type Suite = "bookworm" | "trixie";
 /** The packages added to debootstrap's minbase. */
 export const PACKAGES: readonly string[] = [
   "systemd",
@@ -177,9 +185,13 @@ const MASKED: readonly string[] = [
 ];
 /** Bump when the build's post-processing changes. */
 const TWEAKS = 1;
-/** Written into the rootfs last; a different value rebuilds. */
-export const ROOTFS_VERSION = `graceful-rootfs ${TWEAKS} ${SUITE} minbase ` +
-  `${PACKAGES.join(",")} masked:${MASKED.join(",")}`;
+/** Written into a suite's rootfs last; a different value rebuilds. */
+export function rootfsVersion(suite: Suite): string {
+  return `graceful-rootfs ${TWEAKS} ${suite} minbase ` +
+    `${PACKAGES.join(",")} masked:${MASKED.join(",")}`;
+}
+/** Written into the bookworm rootfs last; a different value rebuilds. */
+export const ROOTFS_VERSION = rootfsVersion(SUITE);
 const MARKER = ".graceful-rootfs-version";
 const NAME_PREFIX = "graceful-test-";
 const CONTAINER_PATH =
@@ -232,6 +244,8 @@ export interface BootOptions {
   verbose?: boolean;
   /** Extra systemd-nspawn arguments (e.g. `--setenv=…`, `--bind-ro=…`). */
   nspawnArgs?: string[];
+  /** The Debian release to boot (default SUITE, bookworm). */
+  suite?: Suite;
 }
 
 /** Milliseconds spent in the phases of `bootContainer`. */
@@ -535,14 +549,16 @@ function cacheDir(): string {
   return `${xdg}/graceful-systemd`;
 }
 
-function rootfsPaths(): { dir: string; lock: string; marker: string } {
-  const dir = `${cacheDir()}/rootfs-${SUITE}`;
+function rootfsPaths(
+  suite: Suite = SUITE,
+): { dir: string; lock: string; marker: string } {
+  const dir = `${cacheDir()}/rootfs-${suite}`;
   return { dir, lock: `${dir}.lock`, marker: `${dir}/${MARKER}` };
 }
 
-function markerOk(marker: string): boolean {
+function markerOk(marker: string, suite: Suite = SUITE): boolean {
   try {
-    return Deno.readTextFileSync(marker).trim() === ROOTFS_VERSION;
+    return Deno.readTextFileSync(marker).trim() === rootfsVersion(suite);
   } catch {
     return false;
   }
@@ -606,24 +622,24 @@ function mirrorFromDeb822(text: string): string | undefined {
 }
 
 /**
- * The cached bookworm rootfs (built on first use, about a minute; rebuilt
- * when ROOTFS_VERSION changes); returns its path. Safe to call from
- * concurrent test runs.
+ * The cached rootfs of `suite` (default bookworm; built on first use, about a
+ * minute; rebuilt when its rootfsVersion changes); returns its path. Safe to
+ * call from concurrent test runs.
  */
-export async function ensureRootfs(): Promise<string> {
+export async function ensureRootfs(suite: Suite = SUITE): Promise<string> {
   const reason = await available();
   if (reason) throw new Error(`systemd harness unavailable: ${reason}`);
-  const { dir, lock, marker } = rootfsPaths();
+  const { dir, lock, marker } = rootfsPaths(suite);
   await Deno.mkdir(cacheDir(), { recursive: true });
-  if (markerOk(marker)) return dir;
+  if (markerOk(marker, suite)) return dir;
   using file = await Deno.open(lock, { create: true, write: true });
   await file.lock(true);
   try {
     await sweepBuilds(dir);
-    if (markerOk(marker)) return dir;
+    if (markerOk(marker, suite)) return dir;
     const tmp = `${dir}.tmp-${Deno.pid}-${randomHex()}`;
     try {
-      await buildRootfs(tmp);
+      await buildRootfs(tmp, suite);
       if (exists(dir)) {
         const old = `${dir}.old-${Deno.pid}-${randomHex()}`;
         await Deno.rename(dir, old);
@@ -654,18 +670,19 @@ async function sweepBuilds(dir: string): Promise<void> {
   }
 }
 
-async function buildRootfs(tmp: string): Promise<void> {
+async function buildRootfs(tmp: string, suite: Suite): Promise<void> {
+  // The host's mirror for its own release (bookworm) serves trixie too.
   const mirror = debianMirror();
   const cmd = [
     "debootstrap",
     "--variant=minbase",
     `--include=${PACKAGES.join(",")}`,
-    SUITE,
+    suite,
     tmp,
     mirror,
   ];
   console.error(
-    `systemd harness: building the ${SUITE} rootfs (about a minute): ${
+    `systemd harness: building the ${suite} rootfs (about a minute): ${
       cmd.join(" ")
     }`,
   );
@@ -675,7 +692,7 @@ async function buildRootfs(tmp: string): Promise<void> {
     timeoutMs: 20 * 60_000,
   });
   await Deno.writeTextFile(
-    `${cacheDir()}/rootfs-${SUITE}.build.log`,
+    `${cacheDir()}/rootfs-${suite}.build.log`,
     `${cmd.join(" ")}\n${result.stdout}\n${result.stderr}`,
   );
   checked(cmd, result);
@@ -699,7 +716,7 @@ async function buildRootfs(tmp: string): Promise<void> {
     await Deno.symlink("/dev/null", path);
   }
   await Deno.writeTextFile(`${tmp}/etc/hostname`, "graceful-test\n");
-  await Deno.writeTextFile(`${tmp}/${MARKER}`, `${ROOTFS_VERSION}\n`);
+  await Deno.writeTextFile(`${tmp}/${MARKER}`, `${rootfsVersion(suite)}\n`);
   console.error(
     `systemd harness: rootfs built in ${
       ((Date.now() - started) / 1000).toFixed(0)
@@ -735,8 +752,9 @@ export async function bootContainer(
   options: BootOptions = {},
 ): Promise<Container> {
   const t0 = Date.now();
-  const rootfs = await ensureRootfs();
-  const lock = await holdRootfs();
+  const suite = options.suite ?? SUITE;
+  const rootfs = await ensureRootfs(suite);
+  const lock = await holdRootfs(suite);
   const t1 = Date.now();
   await sweepStale();
   const name = `${NAME_PREFIX}${Deno.pid}-${++containerCount}-${randomHex()}`;
@@ -825,15 +843,15 @@ export async function bootContainer(
  * A shared lock on the rootfs, held while a container runs on it, so that a
  * rebuild (exclusive lock) waits.
  */
-async function holdRootfs(): Promise<Deno.FsFile> {
-  const { lock, marker } = rootfsPaths();
+async function holdRootfs(suite: Suite): Promise<Deno.FsFile> {
+  const { lock, marker } = rootfsPaths(suite);
   for (let attempt = 0;; attempt++) {
     const file = await Deno.open(lock, { create: true, write: true });
     await file.lock(false);
-    if (markerOk(marker)) return file;
+    if (markerOk(marker, suite)) return file;
     file.close();
     if (attempt > 0) throw new Error("the rootfs changed under the harness");
-    await ensureRootfs();
+    await ensureRootfs(suite);
   }
 }
 
