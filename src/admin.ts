@@ -273,14 +273,16 @@ export function createAdmin(
   return {
     path: state.config.path,
     handle(request, info) {
-      let url: URL;
-      try {
-        url = new URL(request.url);
-      } catch {
-        return undefined;
-      }
+      const target = requestTarget(request);
+      if (target === undefined) return undefined;
+      const { url, hostOk } = target;
       const sub = subpathOf(url.pathname, state.config.path);
       if (sub === undefined) return undefined;
+      if (!hostOk) {
+        return Promise.resolve(
+          refuse(request, info, 400, "invalid Host header"),
+        );
+      }
       return route(state, request, info, url, sub).catch((error) => {
         log.error("admin: {method} {path} failed: {error}", {
           method: request.method,
@@ -348,6 +350,44 @@ function normalisePath(path: string): string {
   return trimmed;
 }
 
+/** What a Host header may hold: a host name or IP literal, and a port. */
+const VALID_HOST =
+  /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::\d*)?$/;
+
+/**
+ * The request's URL as the client's request target says it. Deno's engines
+ * build `request.url` as scheme + Host header + target, so a Host with a
+ * path in it (`127.0.0.1:8000/debug/admin/status?`) would move the path into
+ * the query string and make another route answer. Then the path is cut out
+ * of `request.url` after the Host header as sent, and `hostOk` is false.
+ */
+function requestTarget(
+  request: Request,
+): { url: URL; hostOk: boolean } | undefined {
+  const raw = request.url;
+  const host = request.headers.get("host");
+  if (host !== null && !VALID_HOST.test(host)) {
+    const scheme = raw.slice(0, raw.indexOf("://") + 3);
+    const prefix = scheme + host;
+    if (raw.startsWith(prefix) && raw.charAt(prefix.length) === "/") {
+      try {
+        const url = new URL(raw.slice(prefix.length), `${scheme}invalid`);
+        return { url, hostOk: false };
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  try {
+    return {
+      url: new URL(raw),
+      hostOk: host === null || VALID_HOST.test(host),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
 /** "" for the page, "status" etc. for subpaths, undefined when not ours. */
 function subpathOf(pathname: string, base: string): string | undefined {
   if (pathname === base) return "";
@@ -391,8 +431,11 @@ async function route(
       });
   }
 
+  // With a token, `authorise` checked the bearer header, which a browser
+  // never sends on its own: that is the proof a cross-site page cannot give.
   const csrf = request.headers.get(ADMIN_CSRF_HEADER);
-  if (csrf === null || !(await sameSecret(csrf, state.csrf))) {
+  const needsCsrf = state.config.token === undefined;
+  if (needsCsrf && (csrf === null || !(await sameSecret(csrf, state.csrf)))) {
     return refuse(
       request,
       info,
@@ -814,13 +857,13 @@ function json(
 function refuse(
   request: Request,
   info: AdminRequestInfo,
-  status: 401 | 403,
+  status: 400 | 401 | 403,
   error: string,
   headers: Record<string, string> = {},
 ): Response {
   log.warn("admin: refused {method} {path} from {client}: {error}", {
     method: request.method,
-    path: new URL(request.url).pathname,
+    path: requestTarget(request)?.url.pathname,
     client: describeAddr(info.remoteAddr),
     error,
   });
