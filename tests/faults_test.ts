@@ -407,8 +407,10 @@ const ACTIVATION_CASES: ActivationCase[] = [
     what: "LISTEN_FDS larger than the fds present",
     fds: () => [LISTEN],
     env: { LISTEN_PID: "$PID", LISTEN_FDS: "3" },
-    // fd 4 is closed or one of Deno's own (an epoll fd, a cache file).
-    error: () => /^error: fd 4 /m,
+    // fd 4 is closed or one of Deno's own (an epoll fd, a cache file): the
+    // count is named first, not that fd as if it had been passed.
+    error: () =>
+      /^error: LISTEN_FDS is 3 but only 1 fd\(s\) were passed \(fd 3\): fd 4 is (not open|this process's own \(.*\)), not inherited$/m,
   },
   {
     what: "LISTEN_FDNAMES with fewer names than fds",
@@ -416,6 +418,17 @@ const ACTIVATION_CASES: ActivationCase[] = [
     env: { LISTEN_PID: "$PID", LISTEN_FDS: "2", LISTEN_FDNAMES: "http" },
     error: () =>
       /^error: LISTEN_FDNAMES has 1 name\(s\) \("http"\) but LISTEN_FDS is 2/m,
+  },
+  {
+    what: "LISTEN_FDNAMES of 100 KB: the error quotes a cut value",
+    fds: () => [LISTEN],
+    env: {
+      LISTEN_PID: "$PID",
+      LISTEN_FDS: "1",
+      LISTEN_FDNAMES: "a:".repeat(50_000),
+    },
+    error: () =>
+      /^error: LISTEN_FDNAMES has 50001 name\(s\) \("(a:){40}"… \(100000 characters\)\) but LISTEN_FDS is 1; systemd sends exactly one name per fd$/m,
   },
   {
     what: "LISTEN_FDNAMES with more names than fds",
