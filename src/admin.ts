@@ -295,20 +295,32 @@ export function createAdmin(
   };
 }
 
+/**
+ * Why `token` cannot be an admin token, or undefined when it can.
+ *
+ * @example
+ * ```ts
+ * import { adminTokenProblem } from "./admin.ts";
+ *
+ * adminTokenProblem("short"); // "admin token must be at least 16 characters"
+ * ```
+ */
+export function adminTokenProblem(token: unknown): string | undefined {
+  if (typeof token !== "string" || !/^[\x21-\x7e]+$/.test(token)) {
+    return "admin token must be visible ASCII characters (no spaces)";
+  }
+  if (token.length < MIN_TOKEN_LENGTH) {
+    return `admin token must be at least ${MIN_TOKEN_LENGTH} characters`;
+  }
+  return undefined;
+}
+
 function resolveOptions(options: AdminOptions): Config {
   const path = normalisePath(options.path ?? DEFAULT_ADMIN_PATH);
   const token = options.token;
   if (token !== undefined) {
-    if (typeof token !== "string" || !/^[\x21-\x7e]+$/.test(token)) {
-      throw new TypeError(
-        "admin token must be visible ASCII characters (no spaces)",
-      );
-    }
-    if (token.length < MIN_TOKEN_LENGTH) {
-      throw new TypeError(
-        `admin token must be at least ${MIN_TOKEN_LENGTH} characters`,
-      );
-    }
+    const problem = adminTokenProblem(token);
+    if (problem) throw new TypeError(problem);
   }
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_ADMIN_MAX_BODY_BYTES;
   if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 0) {

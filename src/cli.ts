@@ -58,6 +58,7 @@ const OPTIONS = {
   "shutdown-delay": { type: "string" },
   admin: { type: "string" },
   "admin-token": { type: "string" },
+  "admin-token-file": { type: "string" },
   cert: { type: "string" },
   key: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -103,6 +104,10 @@ Options:
       --admin[=PATH]      the admin page and API at PATH (default /debug/admin);
                           loopback clients only unless --admin-token is set
       --admin-token T     require "Authorization: Bearer T" for the admin API
+                          (warns: a command line is readable by every user;
+                          later generations never get it in theirs)
+      --admin-token-file F  the same, the token read from F (chmod 600) by
+                          every generation as it starts
       --cert F --key F    serve HTTPS with these PEM files (node engine)
 
 Every option can also come from the environment, for unit files:
@@ -171,6 +176,9 @@ export async function main(args: string[]): Promise<number> {
     const handler = parsed.positionals.length > 0
       ? await loadApp(parsed.positionals[0])
       : demoHandler;
+    const adminToken = values.admin === undefined
+      ? undefined
+      : await adminTokenOf(args, values);
     if (parsed.positionals.length > 1) {
       throw new TypeError(
         `unexpected argument "${parsed.positionals[1]}" (one APP.ts at most)`,
@@ -201,7 +209,7 @@ export async function main(args: string[]): Promise<number> {
         : parseMs("--shutdown-delay", values["shutdown-delay"] as string),
       admin: values.admin === undefined ? undefined : {
         path: values.admin as string,
-        token: values["admin-token"] as string | undefined,
+        token: adminToken,
       },
       cert: values.cert === undefined
         ? undefined
@@ -264,6 +272,28 @@ async function startWatch(
     watcher.close();
   });
   return watcher;
+}
+
+/**
+ * The admin token (src/admin_token.ts). A later generation may wait here for
+ * the previous one's state; the inherited fds are read first, so that the
+ * control connection cannot take the number of an fd LISTEN_FDS names.
+ */
+async function adminTokenOf(
+  args: string[],
+  values: Record<string, unknown>,
+): Promise<string | undefined> {
+  inheritedFds();
+  const { resolveAdminToken } = await import("./admin_token.ts");
+  const cliLog = logger("cli");
+  return await resolveAdminToken({
+    token: values["admin-token"] as string | undefined,
+    onCommandLine: args.some((arg) =>
+      arg === "--admin-token" || arg.startsWith("--admin-token=")
+    ),
+    file: values["admin-token-file"] as string | undefined,
+    warn: (message) => cliLog.warn("{message}", { message }),
+  });
 }
 
 /** `--admin` alone means the default path (parseArgs has no optional values). */

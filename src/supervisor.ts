@@ -158,6 +158,23 @@ let startTimeout: number | undefined;
 let pidfile: string | undefined;
 /** As a new generation: the restart that made it (for status pages). */
 let madeBy: LastRestart | undefined;
+/** The admin token the next generation gets over the control channel. */
+let carriedAdminToken: string | undefined;
+
+/**
+ * Hands `token` to every later generation over the control channel (in the
+ * state), so that it never has to be in their command line; the CLI, which
+ * strips `--admin-token` from the next command line, carries its token.
+ *
+ * @example
+ * ```ts ignore
+ * carryAdminToken(token);
+ * const next = (await joinGeneration())?.adminToken;
+ * ```
+ */
+export function carryAdminToken(token: string | undefined): void {
+  carriedAdminToken = token;
+}
 
 /**
  * As a new generation: joins the handover once (hello, then receives the
@@ -629,15 +646,20 @@ function realSeam(): HandoverSeam {
     },
     spawn(fds, env, options) {
       const { buildCommand, currentCommand, spawnGeneration } = spawning!;
-      const command = buildCommand(currentCommand(), {
+      const current = currentCommand();
+      let command = buildCommand(current, {
         execPath: options.execPath,
         entry: options.entry,
       });
+      if (carriedAdminToken !== undefined) {
+        command = spawning!.withoutAdminToken(command, current.compiled);
+      }
       trace("restart: spawning");
       const child = spawnGeneration({ ...command, fds, env });
       trace("restart: spawned");
       return child;
     },
+    adminToken: () => carriedAdminToken,
     async saveAppState() {
       const app: Record<string, unknown> = {};
       for (const server of servers) {
