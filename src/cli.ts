@@ -24,7 +24,7 @@ import {
   restartProcess,
 } from "./supervisor.ts";
 import type { Watcher } from "./watch.ts";
-import { statusPath } from "./pidfile.ts";
+import { checkPidfileDir, statusPath } from "./pidfile.ts";
 import { logger } from "./log.ts";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -173,6 +173,7 @@ export async function main(args: string[]): Promise<number> {
       values["json-logs"] === true,
     );
     trace("cli: logging configured");
+    if (values.pidfile !== undefined) checkPidfileDir(values.pidfile as string);
     const handler = parsed.positionals.length > 0
       ? await loadApp(parsed.positionals[0])
       : demoHandler;

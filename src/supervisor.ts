@@ -333,18 +333,22 @@ async function checkReady(): Promise<void> {
 
 function savePidfile(): void {
   if (!pidfile) return;
-  try {
-    writePidfile(pidfile, {
-      pid: Deno.pid,
-      generation: info.generation,
-      startedAt: info.startedAt,
-      firstStartedAt: info.firstStartedAt,
-      restarts: info.restarts,
-      listeners: activeListeners().map((l) => formatAddr(l.addr)),
+  const path = pidfile;
+  writePidfile(path, {
+    pid: Deno.pid,
+    generation: info.generation,
+    startedAt: info.startedAt,
+    firstStartedAt: info.firstStartedAt,
+    restarts: info.restarts,
+    listeners: activeListeners().map((l) => formatAddr(l.addr)),
+    // What `reload` may send: only signals this process restarts on.
+    restartSignals: [...restartSignals],
+  }).catch((error) => {
+    log.error("cannot write pidfile {pidfile}: {error}", {
+      pidfile: path,
+      error,
     });
-  } catch (error) {
-    log.error("cannot write pidfile {pidfile}: {error}", { pidfile, error });
-  }
+  });
 }
 
 const handoverEnded = Promise.withResolvers<void>();
