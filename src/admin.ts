@@ -109,6 +109,7 @@ import type { LastRestart } from "./handover.ts";
 export type { LastRestart, RestartTrigger } from "./handover.ts";
 import { renderAdminPage } from "./admin_page.ts";
 import { logger } from "./log.ts";
+import { randomHex } from "./random.ts";
 
 const log = logger("admin");
 
@@ -128,10 +129,20 @@ export interface AdminOptions {
   /** Where the routes are mounted. Default `/debug/admin`. */
   path?: string;
   /**
-   * A bearer token for status and actions, from any client. Without one, only
-   * loopback clients are served. At least 16 visible ASCII characters.
+   * A bearer token for status and actions, from any client; the admin routes
+   * are then served on the app's listeners. Without one, they are served
+   * only on a listener of their own (see `listen`), to loopback clients.
+   * At least 16 visible ASCII characters.
    */
   token?: string;
+  /**
+   * The admin API's own listener: `unix:PATH`, or (without a token) a
+   * loopback `127.0.0.1:PORT` or `[::1]:PORT`. Default without a token: a
+   * unix socket (mode 0600) `admin-PID.sock` in `$XDG_RUNTIME_DIR/serve-graceful/`
+   * or `/tmp/serve-graceful-UID/`. With a token and no `listen`, the admin
+   * routes are served on the app's listeners.
+   */
+  listen?: string;
   /**
    * Whether `POST {path}/restart` may name another `entry` or `execPath`, and
    * in which directories they must lie. Default `false`: never.
@@ -890,11 +901,6 @@ function describeAddr(addr: Deno.Addr): string {
 
 // ---------------------------------------------------------------------------
 // Secrets
-
-function randomHex(bytes: number): string {
-  const buffer = crypto.getRandomValues(new Uint8Array(bytes));
-  return Array.from(buffer, (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 async function digest(text: string): Promise<Uint8Array> {
   const data = new TextEncoder().encode(text);

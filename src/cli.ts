@@ -59,6 +59,7 @@ const OPTIONS = {
   admin: { type: "string" },
   "admin-token": { type: "string" },
   "admin-token-file": { type: "string" },
+  "admin-listen": { type: "string" },
   cert: { type: "string" },
   key: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -102,7 +103,12 @@ Options:
       --shutdown-delay MS on SIGTERM, answer health 503 and keep accepting for
                           MS before draining (default 0)
       --admin[=PATH]      the admin page and API at PATH (default /debug/admin);
-                          loopback clients only unless --admin-token is set
+                          without a token, only on a listener of its own: a
+                          unix socket (0600) in $XDG_RUNTIME_DIR/serve-graceful
+                          or /tmp/serve-graceful-UID (see the log, or status)
+      --admin-listen ADDR the admin API's own listener: unix:PATH, or without
+                          a token 127.0.0.1:PORT; with a token and no
+                          --admin-listen, the admin is on the app's listeners
       --admin-token T     require "Authorization: Bearer T" for the admin API
                           (warns: a command line is readable by every user;
                           later generations never get it in theirs)
@@ -211,6 +217,7 @@ export async function main(args: string[]): Promise<number> {
       admin: values.admin === undefined ? undefined : {
         path: values.admin as string,
         token: adminToken,
+        listen: values["admin-listen"] as string | undefined,
       },
       cert: values.cert === undefined
         ? undefined

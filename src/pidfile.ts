@@ -24,6 +24,8 @@
  * @module
  */
 
+import { randomHex } from "./random.ts";
+
 /** What the status file holds. */
 export interface StatusFile {
   pid: number;
@@ -103,11 +105,6 @@ function writeAtomic(path: string, text: string): void {
   }
 }
 
-function randomHex(bytes: number): string {
-  const buffer = crypto.getRandomValues(new Uint8Array(bytes));
-  return Array.from(buffer, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /**
  * Throws, naming the directory, when the pidfile's directory may be written
  * by group or others and is not sticky: whoever can write there can replace
@@ -120,23 +117,38 @@ function randomHex(bytes: number): string {
  * ```
  */
 export function checkPidfileDir(pidfile: string): void {
-  const dir = dirname(pidfile);
+  checkFileDir(pidfile, "pidfile", "redirect the pidfile");
+}
+
+/**
+ * Throws when the directory of `path` (a `role`: "pidfile", "admin socket")
+ * may be written by group or others and is not sticky; `risk` says what
+ * such a writer could do.
+ *
+ * @example
+ * ```ts
+ * import { checkFileDir } from "./pidfile.ts";
+ * checkFileDir("/tmp/admin.sock", "admin socket", "replace the socket");
+ * ```
+ */
+export function checkFileDir(path: string, role: string, risk: string): void {
+  const dir = dirname(path);
   let mode: number | null;
   try {
     mode = Deno.statSync(dir).mode;
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    throw new Error(`pidfile directory ${dir}: ${message}`);
+    throw new Error(`${role} directory ${dir}: ${message}`);
   }
   if (mode === null) return;
   if ((mode & 0o022) !== 0 && (mode & 0o1000) === 0) {
     throw new Error(
-      `pidfile directory ${dir} is writable by ${
+      `${role} directory ${dir} is writable by ${
         (mode & 0o002) !== 0 ? "others" : "its group"
       } and not sticky (mode ${
         (mode & 0o7777).toString(8).padStart(4, "0")
-      }): anyone who can write there could redirect the pidfile; use a ` +
-        `directory only the server's user can write (or a sticky one)`,
+      }): anyone who can write there could ${risk}; use a directory only ` +
+        `the server's user can write (or a sticky one)`,
     );
   }
 }

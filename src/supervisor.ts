@@ -27,6 +27,7 @@ import {
   socketOwnedBy,
 } from "./control.ts";
 import { activeListeners, unclaimedInheritedFds } from "./listeners.ts";
+import { ADMIN_SERVER_NAME } from "./admin_listener.ts";
 import { formatAddr } from "./address.ts";
 import {
   DEFAULT_RESTART_SIGNALS,
@@ -103,8 +104,14 @@ export function processTotals(): {
     inFlight += server.inFlight;
     connections += server.connections;
   }
-  const listeners = activeListeners().map((l) => formatAddr(l.addr));
-  return { inFlight, connections, listeners };
+  return { inFlight, connections, listeners: appListeners() };
+}
+
+/** Where the app listens (the admin API's own listener is not the app's). */
+function appListeners(): string[] {
+  return activeListeners()
+    .filter((l) => l.name !== ADMIN_SERVER_NAME)
+    .map((l) => formatAddr(l.addr));
 }
 
 /**
@@ -160,6 +167,21 @@ let pidfile: string | undefined;
 let madeBy: LastRestart | undefined;
 /** The admin token the next generation gets over the control channel. */
 let carriedAdminToken: string | undefined;
+/** Where the admin API has a listener of its own, for the status file. */
+let adminAddress: string | undefined;
+
+/**
+ * Records where the admin API listens apart from the app (for the status
+ * file and `status`).
+ *
+ * @example
+ * ```ts ignore
+ * advertiseAdmin("unix:/run/user/1000/serve-graceful/admin-1234.sock");
+ * ```
+ */
+export function advertiseAdmin(address: string): void {
+  adminAddress = address;
+}
 
 /**
  * Hands `token` to every later generation over the control channel (in the
@@ -340,9 +362,10 @@ function savePidfile(): void {
     startedAt: info.startedAt,
     firstStartedAt: info.firstStartedAt,
     restarts: info.restarts,
-    listeners: activeListeners().map((l) => formatAddr(l.addr)),
+    listeners: appListeners(),
     // What `reload` may send: only signals this process restarts on.
     restartSignals: [...restartSignals],
+    ...(adminAddress === undefined ? {} : { admin: adminAddress }),
   }).catch((error) => {
     log.error("cannot write pidfile {pidfile}: {error}", {
       pidfile: path,

@@ -6,23 +6,10 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { curl } from "./curl.ts";
 import { alive, Child, MOD, TempApp, until } from "./helpers.ts";
 
 const APP = `export default { fetch: () => new Response(String(Deno.pid)) };`;
-
-/** A real curl process; resolves to the status code and the body. */
-async function curl(
-  args: string[],
-): Promise<{ status: number; body: string }> {
-  const out = await new Deno.Command("curl", {
-    args: ["-sS", "--max-time", "60", "-w", "\n%{http_code}", ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  const cut = text.lastIndexOf("\n");
-  return { status: Number(text.slice(cut + 1)), body: text.slice(0, cut) };
-}
 
 function bearer(token: string): string[] {
   return ["-H", `Authorization: Bearer ${token}`];
