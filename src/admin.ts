@@ -28,13 +28,18 @@
  *   token on every fetch.
  * - **Without a token**, the page, status and actions are served to loopback
  *   clients only (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104, unix sockets); any
- *   other client gets 403. Two traps are closed as well: a request that
- *   carries `Forwarded`, `X-Forwarded-For` or `X-Real-IP` is treated as not
- *   local (a reverse proxy on the same host would otherwise make every
- *   Internet client look like loopback: set a token behind a proxy), and a
- *   TCP request must name a loopback host (`localhost`, `*.localhost`,
+ *   other client gets 403. The server never mounts such a router on the app's
+ *   listeners, but on one of its own (admin_listener.ts: a 0600 unix socket
+ *   by default): a reverse proxy on the same host makes every client look
+ *   local, and a default nginx `proxy_pass` adds no header that would say so.
+ *   On a TCP listener two traps are closed as well: a request that carries
+ *   `Forwarded`, `X-Forwarded-For` or `X-Real-IP` is treated as not local,
+ *   and a TCP request must name a loopback host (`localhost`, `*.localhost`,
  *   127.x.y.z, `[::1]`) in `Host` (DNS rebinding: a hostile page whose name
  *   resolves to 127.0.0.1 would otherwise be same-origin with this API).
+ * - **A `Host` header that is no host** (`127.0.0.1:8000/debug/admin/status?`)
+ *   cannot move the route: Deno builds `request.url` from Host and target, so
+ *   the router cuts the target back out; an admin target then gets 400.
  *
  * ## CSRF
  *
@@ -43,23 +48,23 @@
  *
  * - actions are `POST` only (a GET is 405 with `Allow: POST`), and no CORS
  *   header is ever sent, so a preflighted cross-origin request fails;
- * - every action needs the header `X-Admin-CSRF` with this process's CSRF
- *   token, 256 random bits made when the router is created (compared in
- *   constant time). The page embeds it; scripts can read it from the
- *   `X-Admin-CSRF` header of an authorised `{path}/status` response. Cross-site
- *   pages can read neither (same-origin policy, no CORS), and HTML forms cannot
- *   set headers;
+ * - without a token, every action needs the header `X-Admin-CSRF` with this
+ *   process's CSRF token, 256 random bits made when the router is created
+ *   (compared in constant time). The page embeds it; scripts can read it from
+ *   the `X-Admin-CSRF` header of a `{path}/status` response. Cross-site pages
+ *   can read neither (same-origin policy, no CORS), and HTML forms cannot set
+ *   headers;
+ * - with a token, the bearer header is the proof instead: a browser never
+ *   attaches one on its own, so a cross-site page cannot send it, and
+ *   `curl -X POST -H "Authorization: Bearer $T" …/restart` needs nothing else
+ *   (the CSRF token is no secret from whoever can load the page, which is
+ *   served without the bearer token);
  * - status and actions are refused (403) when `Sec-Fetch-Site` is present and
  *   is not `same-origin` or `none`, or when `Origin` is present and is `null`
  *   or names another host than the request's `Host` (a reverse proxy must
  *   pass `Host` through);
  * - a non-empty action body must be `application/json` (415 otherwise): no
- *   form encodings.
- *
- * With a token, the CSRF token is no secret from whoever can load the page
- * (the page is served without the bearer token); there the defence is the
- * bearer token itself, which browsers never attach on their own. The CSRF
- * header still blocks forms and keeps one code path.
+ *   form encodings. An empty body is accepted whatever its `Content-Type`.
  *
  * Every response carries `Cache-Control: no-store`,
  * `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY` and

@@ -29,6 +29,7 @@ import { logger } from "./log.ts";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "./args.ts";
+import { quoteValue } from "./quote.ts";
 import { COMMANDS } from "./cli_commands.ts";
 import { inheritedFds } from "./listeners.ts";
 import { demoHandler } from "./demo.ts";
@@ -357,7 +358,9 @@ function fail(error: unknown): number {
 function parsePort(raw: string): number {
   const port = Number(raw);
   if (!/^\d+$/.test(raw) || port > 65535) {
-    throw new TypeError(`--port "${raw}" is not a port number (0-65535)`);
+    throw new TypeError(
+      `--port ${quoteValue(raw)} is not a port number (0-65535)`,
+    );
   }
   return port;
 }
@@ -365,7 +368,9 @@ function parsePort(raw: string): number {
 function parseMs(flag: string, raw: string): number {
   const ms = Number(raw);
   if (!/^\d+$/.test(raw)) {
-    throw new TypeError(`${flag} "${raw}" is not a number of milliseconds`);
+    throw new TypeError(
+      `${flag} ${quoteValue(raw)} is not a number of milliseconds`,
+    );
   }
   return ms;
 }

@@ -18,6 +18,7 @@
  */
 
 import { parseArgs } from "./args.ts";
+import { quoteValue } from "./quote.ts";
 import {
   checkPidfileDir,
   isAlive,
@@ -102,7 +103,7 @@ export async function runCommand(
 
 function positiveInt(flag: string, raw: string): number {
   if (!/^\d+$/.test(raw) || Number(raw) <= 0) {
-    throw new TypeError(`${flag} "${raw}" is not a positive number`);
+    throw new TypeError(`${flag} ${quoteValue(raw)} is not a positive number`);
   }
   return Number(raw);
 }
@@ -112,7 +113,9 @@ function signalOf(raw: unknown): Deno.Signal | undefined {
   const name = String(raw).toUpperCase();
   const signal = name.startsWith("SIG") ? name : `SIG${name}`;
   if (!["SIGUSR1", "SIGUSR2", "SIGHUP"].includes(signal)) {
-    throw new TypeError(`--signal "${raw}" must be SIGUSR1, SIGUSR2 or SIGHUP`);
+    throw new TypeError(
+      `--signal ${quoteValue(String(raw))} must be SIGUSR1, SIGUSR2 or SIGHUP`,
+    );
   }
   return signal as Deno.Signal;
 }

@@ -113,9 +113,11 @@ export interface GracefulServeOptions {
   };
   /**
    * The admin page and API (off by default): `true` for the defaults, or
-   * `{ path, token, allowEntryOverride }`. Default path `/debug/admin`. Without
-   * a token, only loopback clients may use it. The admin routes never reach
-   * the handler.
+   * `{ path, token, listen, allowEntryOverride }`. Default path
+   * `/debug/admin`. Without a token it is served only on a listener of its
+   * own (default: a 0600 unix socket in a private directory, named in the
+   * log); with one, on the app's listeners. The admin routes never reach the
+   * handler.
    */
   admin?: boolean | AdminOptions;
   /**

@@ -301,3 +301,18 @@ Deno.test("cli --pidfile under umask 000 with symlinks planted: files are 0644, 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("cli: a 100 KB GRACEFUL_PORT is quoted cut, in one short line", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MOD],
+    env: { GRACEFUL_PORT: "9".repeat(100_000) },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stderr).trim();
+  assertEquals(out.code, 1, text);
+  assertMatch(
+    text,
+    /^error: --port "9{80}"… \(100000 characters\) is not a port number \(0-65535\)$/,
+  );
+});
