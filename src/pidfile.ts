@@ -213,7 +213,10 @@ export function recordRestart(
  */
 export function removePidfile(pidfile: string, pid: number): void {
   if (readPid(pidfile) !== pid) return;
-  for (const path of [pidfile, statusPath(pidfile)]) {
+  const paths = readStatus(pidfile)?.pid === pid
+    ? [pidfile, statusPath(pidfile)]
+    : [pidfile];
+  for (const path of paths) {
     try {
       Deno.removeSync(path);
     } catch {

@@ -337,7 +337,9 @@ async function checkReady(): Promise<void> {
   announced = true;
   startWatchdog();
   warmUpRestart();
-  savePidfile();
+  // Before the old generation hears "ready": it removes the pidfile on its
+  // way out while the file still names it.
+  await savePidfile();
   if (peer) {
     if (madeBy) madeBy.durationMs = Date.now() - madeBy.at;
     trace("ready: sending");
@@ -353,10 +355,10 @@ async function checkReady(): Promise<void> {
   }
 }
 
-function savePidfile(): void {
-  if (!pidfile) return;
+function savePidfile(): Promise<void> {
+  if (!pidfile) return Promise.resolve();
   const path = pidfile;
-  writePidfile(path, {
+  return writePidfile(path, {
     pid: Deno.pid,
     generation: info.generation,
     startedAt: info.startedAt,
