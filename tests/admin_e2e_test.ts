@@ -6,7 +6,7 @@
 import { dirname } from "node:path";
 import { assertEquals, assertMatch, assertNotEquals } from "./assert.ts";
 import { curl, header } from "./curl.ts";
-import { alive, freePort, get, MOD, TempApp, until } from "./helpers.ts";
+import { alive, freePort, get, runCli, TempApp, until } from "./helpers.ts";
 
 const APP = `export default { fetch: () => new Response("app " + Deno.pid) };`;
 
@@ -138,23 +138,16 @@ Deno.test("admin without a token: --admin-listen a loopback port is its listener
   } finally {
     await s.t.stop();
   }
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      MOD,
-      "--port",
-      "0",
-      "--admin",
-      "--admin-listen",
-      "0.0.0.0:1",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const out = await runCli([
+    "--port",
+    "0",
+    "--admin",
+    "--admin-listen",
+    "0.0.0.0:1",
+  ]);
   assertEquals(out.code, 1);
   assertMatch(
-    new TextDecoder().decode(out.stderr),
+    out.stderr,
     /^error: admin listen address 0\.0\.0\.0:1: without a token the admin API listens only on a unix socket or a loopback address$/m,
   );
 });

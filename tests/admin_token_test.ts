@@ -7,7 +7,7 @@
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { curl } from "./curl.ts";
-import { alive, Child, MOD, TempApp, until } from "./helpers.ts";
+import { alive, runCli, TempApp, until } from "./helpers.ts";
 
 const APP = `export default { fetch: () => new Response(String(Deno.pid)) };`;
 
@@ -164,24 +164,19 @@ Deno.test("admin token file: missing, empty or too short is one line naming the 
       ],
     ];
     for (const [file, pattern] of cases) {
-      const child = new Child(Deno.execPath(), [
-        "run",
-        "-A",
-        MOD,
+      const out = await runCli([
         "--port",
         "0",
         "--admin",
         "--admin-token-file",
         file,
       ]);
-      const status = await child.done;
-      assertEquals(status.code, 1, child.output);
-      assertEquals(
-        child.lines.filter((l) => l.trim() !== "").length,
-        1,
-        child.output,
+      const lines = (out.stdout + out.stderr).split("\n").filter((l) =>
+        l.trim() !== ""
       );
-      assertMatch(child.lines[0], pattern);
+      assertEquals(out.code, 1, out.stderr);
+      assertEquals(lines.length, 1, out.stderr);
+      assertMatch(lines[0], pattern);
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

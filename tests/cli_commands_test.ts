@@ -9,7 +9,7 @@ import {
   assertMatch,
   assertNotEquals,
 } from "./assert.ts";
-import { alive, Child, get, MOD, TempApp, until } from "./helpers.ts";
+import { alive, Child, get, MOD, runCli, TempApp, until } from "./helpers.ts";
 
 async function cli(args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -237,12 +237,8 @@ Deno.test("cli: a pidfile directory others may write is refused by the server an
   const dir = await Deno.makeTempDir({ prefix: "graceful-pid-" });
   try {
     await Deno.chmod(dir, 0o777);
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MOD, "--port", "0", "--pidfile", `${dir}/app.pid`],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stderr);
+    const out = await runCli(["--port", "0", "--pidfile", `${dir}/app.pid`]);
+    const text = out.stderr;
     assertEquals(out.code, 1, text);
     assertMatch(
       text,
@@ -303,13 +299,8 @@ Deno.test("cli --pidfile under umask 000 with symlinks planted: files are 0644, 
 });
 
 Deno.test("cli: a 100 KB GRACEFUL_PORT is quoted cut, in one short line", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MOD],
-    env: { GRACEFUL_PORT: "9".repeat(100_000) },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stderr).trim();
+  const out = await runCli([], { GRACEFUL_PORT: "9".repeat(100_000) });
+  const text = out.stderr.trim();
   assertEquals(out.code, 1, text);
   assertMatch(
     text,
