@@ -144,7 +144,8 @@ export interface AdminOptions {
    * The admin API's own listener: `unix:PATH`, or (without a token) a
    * loopback `127.0.0.1:PORT` or `[::1]:PORT`. Default without a token: a
    * unix socket (mode 0600) `admin-PID.sock` in `$XDG_RUNTIME_DIR/serve-graceful/`
-   * or `/tmp/serve-graceful-UID/`. With a token and no `listen`, the admin
+   * (or `$RUNTIME_DIRECTORY/serve-graceful/`, systemd's RuntimeDirectory=),
+   * else `/tmp/serve-graceful-UID/`. With a token and no `listen`, the admin
    * routes are served on the app's listeners.
    */
   listen?: string;

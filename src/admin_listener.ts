@@ -6,7 +6,8 @@
  * `Host: 127.0.0.1`, so the loopback rule alone cannot tell).
  *
  * - By default a unix socket, mode 0600, in a directory only this user may
- *   enter: `$XDG_RUNTIME_DIR/serve-graceful/`, else `/tmp/serve-graceful-UID/`
+ *   enter: `$XDG_RUNTIME_DIR/serve-graceful/` (or under systemd's
+ *   `$RUNTIME_DIRECTORY`), else `/tmp/serve-graceful-UID/`
  *   (made 0700, and refused unless it is a real directory of this user's that
  *   nobody else may enter), named `admin-PID.sock` after the first
  *   generation's pid. Reach it with
@@ -126,7 +127,9 @@ function isLoopback(hostname: string): boolean {
 /** The default socket: in a directory only this user may enter. */
 function defaultSocketPath(): string {
   const uid = Deno.uid() ?? 0;
-  const runtime = Deno.env.get("XDG_RUNTIME_DIR");
+  // systemd's RuntimeDirectory= sets RUNTIME_DIRECTORY (a list).
+  const runtime = Deno.env.get("XDG_RUNTIME_DIR") ||
+    Deno.env.get("RUNTIME_DIRECTORY")?.split(":")[0];
   const dir = runtime
     ? `${runtime}/serve-graceful`
     : `/tmp/serve-graceful-${uid}`;

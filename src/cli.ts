@@ -105,8 +105,9 @@ Options:
                           MS before draining (default 0)
       --admin[=PATH]      the admin page and API at PATH (default /debug/admin);
                           without a token, only on a listener of its own: a
-                          unix socket (0600) in $XDG_RUNTIME_DIR/serve-graceful
-                          or /tmp/serve-graceful-UID (see the log, or status)
+                          unix socket (0600) in $XDG_RUNTIME_DIR/serve-graceful,
+                          $RUNTIME_DIRECTORY/serve-graceful (systemd) or
+                          /tmp/serve-graceful-UID (see the log, or status)
       --admin-listen ADDR the admin API's own listener: unix:PATH, or without
                           a token 127.0.0.1:PORT; with a token and no
                           --admin-listen, the admin is on the app's listeners

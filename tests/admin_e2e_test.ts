@@ -177,3 +177,36 @@ Deno.test("admin: with a token (from GRACEFUL_ADMIN_TOKEN) actions need it", asy
     await s.t.stop();
   }
 });
+
+Deno.test("admin without a token: the socket goes under systemd's RUNTIME_DIRECTORY; a socket directory others may enter is refused", async () => {
+  const runtime = await Deno.makeTempDir({ prefix: "graceful-run-" });
+  try {
+    const s = await serveApp(["--admin"], { RUNTIME_DIRECTORY: runtime });
+    try {
+      const socket = await adminSocket(s.t);
+      assertEquals(
+        socket,
+        `${runtime}/serve-graceful/admin-${s.child.pid}.sock`,
+      );
+      assertEquals(Deno.statSync(dirname(socket)).mode! & 0o777, 0o700);
+      const status = JSON.parse((await overSocket(socket, "/status")).body);
+      assertEquals(status.pid, s.child.pid);
+    } finally {
+      await s.t.stop();
+    }
+    await Deno.chmod(`${runtime}/serve-graceful`, 0o755);
+    const out = await runCli(["--port", "0", "--admin"], {
+      XDG_RUNTIME_DIR: runtime,
+    });
+    assertEquals(out.code, 1, out.stderr);
+    assertMatch(
+      out.stderr,
+      new RegExp(
+        `^error: admin socket directory ${runtime}/serve-graceful is not a directory of uid \\d+ that only it may enter`,
+        "m",
+      ),
+    );
+  } finally {
+    await Deno.remove(runtime, { recursive: true });
+  }
+});
