@@ -330,6 +330,33 @@ function cmdlineOf(pid: number): Uint8Array<ArrayBuffer> | undefined {
   }
 }
 
+/** /proc/stat's btime has whole seconds: the start time is that coarse. */
+const LEGACY_SLACK_MS = 2000;
+/** USER_HZ: the unit of /proc/PID/stat's times, 100 on Linux. */
+const USER_HZ = 100;
+
+/** When process `pid` started (ms since the epoch, to about a second). */
+function startedAtMs(pid: number): number | undefined {
+  const ticks = startTimeOf(pid);
+  let boot: number | undefined;
+  try {
+    const match = Deno.readTextFileSync("/proc/stat").match(/^btime (\d+)$/m);
+    boot = match ? Number(match[1]) * 1000 : undefined;
+  } catch {
+    boot = undefined;
+  }
+  if (ticks === undefined || boot === undefined) return undefined;
+  return boot + (ticks / USER_HZ) * 1000;
+}
+
+function mtimeMs(path: string): number | undefined {
+  try {
+    return Deno.statSync(path).mtime?.getTime();
+  } catch {
+    return undefined;
+  }
+}
+
 async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -363,7 +390,22 @@ export async function verifyServer(
   if (status.pid !== pid) {
     throw refuse(`its status file names pid ${status.pid}`);
   }
-  if (status.startTime === undefined || startTimeOf(pid) !== status.startTime) {
+  if (status.startTime === undefined) {
+    // From a version before startTime, still serving (as during the upgrade
+    // that brings this one): the process must have started before the file
+    // was written, so the pid was not reused since.
+    const started = startedAtMs(pid);
+    const written = mtimeMs(statusPath(pidfile));
+    if (
+      started === undefined || written === undefined ||
+      started > written + LEGACY_SLACK_MS
+    ) {
+      throw refuse(
+        "that process started after its status file was written (the pid " +
+          "was reused, or the pidfile points elsewhere)",
+      );
+    }
+  } else if (startTimeOf(pid) !== status.startTime) {
     throw refuse(
       "that process is not the server that wrote it (its start time differs: " +
         "the pid was reused, or the pidfile points elsewhere)",

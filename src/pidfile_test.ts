@@ -145,3 +145,28 @@ Deno.test("pidfile: the status file records who wrote it, and another process is
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("pidfile: a status file from before startTime (an older version serving) is trusted only for a process that started before it was written", async () => {
+  const dir = await Deno.makeTempDir();
+  const sleeper = new Deno.Command("sleep", { args: ["60"] }).spawn();
+  try {
+    const pidfile = `${dir}/app.pid`;
+    const legacy = status();
+    await Deno.writeTextFile(`${pidfile}.json`, JSON.stringify(legacy));
+    await Deno.writeTextFile(pidfile, `${Deno.pid}\n`);
+    // This process started before the file was written: trusted.
+    await verifyServer(pidfile, Deno.pid, legacy);
+    // A file written an hour ago, and a process started since: refused.
+    const hourAgo = new Date(Date.now() - 3600_000);
+    await Deno.utime(`${pidfile}.json`, hourAgo, hourAgo);
+    const forged = { ...legacy, pid: sleeper.pid };
+    assertMatch(
+      await rejectsMessage(verifyServer(pidfile, sleeper.pid, forged)),
+      /that process started after its status file was written .*: refused$/,
+    );
+  } finally {
+    sleeper.kill("SIGKILL");
+    await sleeper.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -307,3 +307,23 @@ Deno.test("cli: a 100 KB GRACEFUL_PORT is quoted cut, in one short line", async 
     /^error: --port "9{80}"… \(100000 characters\) is not a port number \(0-65535\)$/,
   );
 });
+
+Deno.test("cli reload: a server of an older version (its status file without startTime and restartSignals) still reloads, by SIGUSR2", async () => {
+  const s = await serve(["--restart-signal", "SIGUSR2"]);
+  try {
+    const { startTime: _s, cmdlineSha256: _c, restartSignals: _r, ...legacy } =
+      JSON.parse(Deno.readTextFileSync(`${s.pidfile}.json`));
+    Deno.writeTextFileSync(`${s.pidfile}.json`, JSON.stringify(legacy));
+    const r = await cli([
+      "reload",
+      "--pidfile",
+      s.pidfile,
+      "--timeout",
+      "60000",
+    ]);
+    assertEquals(r.code, 0, r.text);
+    assertMatch(r.text, /reloaded: generation 2/);
+  } finally {
+    await s.stop();
+  }
+});
