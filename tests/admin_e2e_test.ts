@@ -23,6 +23,11 @@ async function csrf(port: number, auth: Record<string, string> = {}) {
   return res.headers.get("x-admin-csrf") ?? "";
 }
 
+const HAS_PYTHON = await Deno.stat("/usr/bin/python3").then(
+  () => true,
+  () => false,
+);
+
 /** The admin socket the log names ("admin API on unix:PATH"). */
 async function adminSocket(t: TempApp): Promise<string> {
   return (await t.child.waitFor(/admin API on unix:(\S+)/))[1];
@@ -60,6 +65,29 @@ Deno.test("admin without a token: only on its own unix socket (0600), never on t
       },
     );
     assertEquals(await appPost.text(), `app ${s.child.pid}`);
+
+    // Another local user (nobody) cannot connect to it.
+    if (HAS_PYTHON) {
+      const other = await new Deno.Command("setpriv", {
+        args: [
+          "--reuid=nobody",
+          "--regid=nogroup",
+          "--clear-groups",
+          "/usr/bin/python3", // (a pyenv shim under /root is not nobody's)
+          "-c",
+          "import socket, sys\n" +
+          "try:\n" +
+          "  socket.socket(socket.AF_UNIX).connect(sys.argv[1]); print('connected')\n" +
+          "except OSError as e: print(type(e).__name__)",
+          socket,
+        ],
+        stdout: "piped",
+      }).output();
+      assertEquals(
+        new TextDecoder().decode(other.stdout).trim(),
+        "PermissionError",
+      );
+    }
 
     const status = JSON.parse((await overSocket(socket, "/status")).body);
     assertEquals([status.pid, status.generation], [s.child.pid, 1]);
