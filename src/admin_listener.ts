@@ -65,6 +65,8 @@ export function ownAdminListener(options: AdminOptions): boolean {
   return options.listen !== undefined || options.token === undefined;
 }
 
+let planned = false;
+
 const TEMP_SUFFIX = /\.[0-9a-f]{16}\.bind$/;
 
 /**
@@ -79,6 +81,13 @@ const TEMP_SUFFIX = /\.[0-9a-f]{16}\.bind$/;
  * ```
  */
 export function planAdminListener(options: AdminOptions): AdminListenPlan {
+  if (planned) {
+    throw new TypeError(
+      "admin: only one server of a process can have the admin API on a " +
+        "listener of its own (the API is the whole process's)",
+    );
+  }
+  planned = true;
   const inherited = inheritedFds().find((f) => f.name === ADMIN_SERVER_NAME);
   if (inherited) {
     const bound = formatAddr(inherited.addr);
