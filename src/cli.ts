@@ -24,11 +24,12 @@ import {
   restartProcess,
 } from "./supervisor.ts";
 import type { Watcher } from "./watch.ts";
-import { statusPath } from "./pidfile.ts";
+import { checkPidfileDir, statusPath } from "./pidfile.ts";
 import { logger } from "./log.ts";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "./args.ts";
+import { quoteValue } from "./quote.ts";
 import { COMMANDS } from "./cli_commands.ts";
 import { inheritedFds } from "./listeners.ts";
 import { demoHandler } from "./demo.ts";
@@ -58,6 +59,8 @@ const OPTIONS = {
   "shutdown-delay": { type: "string" },
   admin: { type: "string" },
   "admin-token": { type: "string" },
+  "admin-token-file": { type: "string" },
+  "admin-listen": { type: "string" },
   cert: { type: "string" },
   key: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -101,8 +104,18 @@ Options:
       --shutdown-delay MS on SIGTERM, answer health 503 and keep accepting for
                           MS before draining (default 0)
       --admin[=PATH]      the admin page and API at PATH (default /debug/admin);
-                          loopback clients only unless --admin-token is set
+                          without a token, only on a listener of its own: a
+                          unix socket (0600) in $XDG_RUNTIME_DIR/serve-graceful,
+                          $RUNTIME_DIRECTORY/serve-graceful (systemd) or
+                          /tmp/serve-graceful-UID (see the log, or status)
+      --admin-listen ADDR the admin API's own listener: unix:PATH, or without
+                          a token 127.0.0.1:PORT; with a token and no
+                          --admin-listen, the admin is on the app's listeners
       --admin-token T     require "Authorization: Bearer T" for the admin API
+                          (warns: a command line is readable by every user;
+                          later generations never get it in theirs)
+      --admin-token-file F  the same, the token read from F (chmod 600) by
+                          every generation as it starts
       --cert F --key F    serve HTTPS with these PEM files (node engine)
 
 Every option can also come from the environment, for unit files:
@@ -168,9 +181,13 @@ export async function main(args: string[]): Promise<number> {
       values["json-logs"] === true,
     );
     trace("cli: logging configured");
+    if (values.pidfile !== undefined) checkPidfileDir(values.pidfile as string);
     const handler = parsed.positionals.length > 0
       ? await loadApp(parsed.positionals[0])
       : demoHandler;
+    const adminToken = values.admin === undefined
+      ? undefined
+      : await adminTokenOf(args, values);
     if (parsed.positionals.length > 1) {
       throw new TypeError(
         `unexpected argument "${parsed.positionals[1]}" (one APP.ts at most)`,
@@ -201,7 +218,8 @@ export async function main(args: string[]): Promise<number> {
         : parseMs("--shutdown-delay", values["shutdown-delay"] as string),
       admin: values.admin === undefined ? undefined : {
         path: values.admin as string,
-        token: values["admin-token"] as string | undefined,
+        token: adminToken,
+        listen: values["admin-listen"] as string | undefined,
       },
       cert: values.cert === undefined
         ? undefined
@@ -266,6 +284,28 @@ async function startWatch(
   return watcher;
 }
 
+/**
+ * The admin token (src/admin_token.ts). A later generation may wait here for
+ * the previous one's state; the inherited fds are read first, so that the
+ * control connection cannot take the number of an fd LISTEN_FDS names.
+ */
+async function adminTokenOf(
+  args: string[],
+  values: Record<string, unknown>,
+): Promise<string | undefined> {
+  inheritedFds();
+  const { resolveAdminToken } = await import("./admin_token.ts");
+  const cliLog = logger("cli");
+  return await resolveAdminToken({
+    token: values["admin-token"] as string | undefined,
+    onCommandLine: args.some((arg) =>
+      arg === "--admin-token" || arg.startsWith("--admin-token=")
+    ),
+    file: values["admin-token-file"] as string | undefined,
+    warn: (message) => cliLog.warn("{message}", { message }),
+  });
+}
+
 /** `--admin` alone means the default path (parseArgs has no optional values). */
 function normalizeAdminFlag(args: string[]): string[] {
   return args.map((arg) => arg === "--admin" ? "--admin=/debug/admin" : arg);
@@ -319,7 +359,9 @@ function fail(error: unknown): number {
 function parsePort(raw: string): number {
   const port = Number(raw);
   if (!/^\d+$/.test(raw) || port > 65535) {
-    throw new TypeError(`--port "${raw}" is not a port number (0-65535)`);
+    throw new TypeError(
+      `--port ${quoteValue(raw)} is not a port number (0-65535)`,
+    );
   }
   return port;
 }
@@ -327,7 +369,9 @@ function parsePort(raw: string): number {
 function parseMs(flag: string, raw: string): number {
   const ms = Number(raw);
   if (!/^\d+$/.test(raw)) {
-    throw new TypeError(`${flag} "${raw}" is not a number of milliseconds`);
+    throw new TypeError(
+      `${flag} ${quoteValue(raw)} is not a number of milliseconds`,
+    );
   }
   return ms;
 }

@@ -19,7 +19,7 @@
  * @module
  */
 
-import type { Listener } from "./types.ts";
+import { ADMIN_SERVER_NAME, type Listener } from "./types.ts";
 import type { InheritedFd } from "./listen_fds.ts";
 import { formatAddr, type ListenSpec } from "./address.ts";
 import { logger } from "./log.ts";
@@ -100,8 +100,12 @@ export function storeListeners(
   env: FdStoreEnv = Deno.env,
 ): void {
   if (!fdStoreEnabled(env)) return;
+  // Not the admin socket: its path lives in the runtime directory, which
+  // systemd removes on stop and restart, so a stored one would come back
+  // with no path to reach it by.
   const toStore = listeners.filter((l) =>
-    l.fd >= 0 && (!l.inherited || removed.has(l.name))
+    l.fd >= 0 && l.name !== ADMIN_SERVER_NAME &&
+    (!l.inherited || removed.has(l.name))
   );
   for (const listener of toStore) {
     if (!validFdName(listener.name)) {

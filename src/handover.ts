@@ -32,6 +32,12 @@ export interface HandoverState {
   app: Record<string, unknown>;
   /** The restart that made this generation. */
   restart: { trigger: RestartTrigger; at: number };
+  /**
+   * The admin token, when the process carries one: the CLI hands it on here
+   * rather than in the next generation's arguments, which every local user
+   * can read.
+   */
+  adminToken?: string;
 }
 
 /** What triggered a restart, for logs and status. */
@@ -108,6 +114,8 @@ export interface HandoverSeam {
   ): SeamChild;
   /** Collects application state (the `handover.save()` hooks). */
   saveAppState(): Promise<Record<string, unknown>>;
+  /** The admin token to hand to the next generation, if any. */
+  adminToken?(): string | undefined;
   /** Called once the child is ready, before draining (systemd: MAINPID=). */
   committed(child: { pid: number; generation: number }): Promise<void>;
   /** Stop accepting and drain every server in this process. */
@@ -357,6 +365,8 @@ export class Restarter {
         app: await seam.saveAppState(),
         restart: { trigger, at: started },
       };
+      const adminToken = seam.adminToken?.();
+      if (adminToken !== undefined) state.adminToken = adminToken;
       await peer.send({ type: "state", state });
       trace("restart: state sent");
       const answer = await this.#within(

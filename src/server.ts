@@ -30,6 +30,7 @@ import { assertDenoVersion } from "./version.ts";
 import { logger, print } from "./log.ts";
 import { trace } from "./trace.ts";
 import {
+  advertiseAdmin,
   helloSent,
   joinGeneration,
   type ProcessStatus,
@@ -112,9 +113,11 @@ export interface GracefulServeOptions {
   };
   /**
    * The admin page and API (off by default): `true` for the defaults, or
-   * `{ path, token, allowEntryOverride }`. Default path `/debug/admin`. Without
-   * a token, only loopback clients may use it. The admin routes never reach
-   * the handler.
+   * `{ path, token, listen, allowEntryOverride }`. Default path
+   * `/debug/admin`. Without a token it is served only on a listener of its
+   * own (default: a 0600 unix socket in a private directory, named in the
+   * log); with one, on the app's listeners. The admin routes never reach the
+   * handler.
    */
   admin?: boolean | AdminOptions;
   /**
@@ -330,6 +333,10 @@ class Server implements GracefulServer {
   #refed = true;
   #stopping = false;
   #unregister: () => void;
+  /** The admin API's own server, when it has a listener of its own. */
+  #admin: { server: Server; removed(): void } | undefined;
+  /** Resolves once the admin server has shut down (not for a handover). */
+  #adminStopped: Promise<void> | undefined;
 
   constructor(options: GracefulServeOptions, handler: GracefulHandler) {
     this.name = options.name ?? "http";
@@ -445,6 +452,7 @@ class Server implements GracefulServer {
       onListen(listener.addr);
     }
     try {
+      await this.#admin?.server.ready;
       await options.readiness?.();
     } catch (error) {
       // It may already have accepted requests on the shared sockets: finish
@@ -489,9 +497,12 @@ class Server implements GracefulServer {
   async #routedHandler(): Promise<GracefulHandler> {
     const app = this.#handler;
     const healthPath = this.#options.healthPath;
-    const admin = this.#options.admin
+    const adminOptions = this.#options.admin === true
+      ? {}
+      : this.#options.admin || undefined;
+    let admin = adminOptions
       ? (await import("./admin.ts")).createAdmin(
-        this.#options.admin === true ? {} : this.#options.admin,
+        adminOptions,
         {
           status() {
             return { ...processStatus(), ...processTotals() };
@@ -505,6 +516,13 @@ class Server implements GracefulServer {
         },
       )
       : undefined;
+    if (admin && adminOptions) {
+      const own = await import("./admin_listener.ts");
+      if (own.ownAdminListener(adminOptions)) {
+        this.#serveAdminApart(own, adminOptions, admin);
+        admin = undefined;
+      }
+    }
     if (healthPath === undefined && admin === undefined) return app;
     const health = (): Response =>
       this.#stopping
@@ -519,6 +537,35 @@ class Server implements GracefulServer {
       }
       return admin?.handle(request, info) ?? app(request, info);
     };
+  }
+
+  /**
+   * Serves the admin routes on a listener of their own (admin_listener.ts):
+   * a server of this process like any other, so that its socket is passed to
+   * the next generation.
+   */
+  #serveAdminApart(
+    own: typeof import("./admin_listener.ts"),
+    options: AdminOptions,
+    router: import("./admin.ts").AdminRouter,
+  ): void {
+    const plan = own.planAdminListener(options);
+    const parent = this.#options;
+    const server = new Server({
+      name: own.ADMIN_SERVER_NAME,
+      listen: [plan.listen],
+      shutdownSignals: parent.shutdownSignals,
+      restartSignals: parent.restartSignals,
+      drainTimeout: parent.drainTimeout,
+      onListen() {
+        plan.placed();
+        advertiseAdmin(plan.address);
+        log.info("admin API on {address}", { address: plan.address });
+      },
+    }, (request, info) =>
+      router.handle(request, info) ??
+        new Response("not found\n", { status: 404 }));
+    this.#admin = { server, removed: plan.removed };
   }
 
   saveState(): unknown {
@@ -537,6 +584,11 @@ class Server implements GracefulServer {
     if (!this.#shutdown) {
       this.#stopping = true;
       const delay = this.#options.shutdownDelay ?? 0;
+      // The admin server stops with the app (`finished` waits for it); its
+      // socket's path goes only here: a handover keeps it for the next
+      // generation.
+      const admin = this.#admin;
+      this.#adminStopped = admin?.server.shutdown().then(() => admin.removed());
       this.#shutdown = delay > 0 ? this.#delayThenDrain(delay) : this.#drain();
     }
     return this.#shutdown;
@@ -591,6 +643,7 @@ class Server implements GracefulServer {
       for (const binding of this.#bindings) binding.abort();
     }
     if (!finish) return;
+    await this.#adminStopped;
     this.#unregister();
     log.info("shut down");
     this.#finish.resolve();
@@ -599,11 +652,13 @@ class Server implements GracefulServer {
   ref(): void {
     this.#refed = true;
     for (const binding of this.#bindings) binding.ref();
+    this.#admin?.server.ref();
   }
 
   unref(): void {
     this.#refed = false;
     for (const binding of this.#bindings) binding.unref();
+    this.#admin?.server.unref();
   }
 
   [Symbol.asyncDispose](): Promise<void> {

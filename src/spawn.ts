@@ -514,6 +514,47 @@ export function buildCommand(
 }
 
 /**
+ * Returns `command` without the program's own `--admin-token T` and
+ * `--admin-token=T` arguments (those after the main module; all of them for
+ * a compiled binary, which has no deno flags), up to a `--`. The next
+ * generation gets the token over the control channel instead: arguments are
+ * readable by every local user (`ps`, /proc/PID/cmdline).
+ *
+ * @internal Exported for tests.
+ *
+ * @example
+ * ```ts
+ * import { withoutAdminToken } from "./spawn.ts";
+ *
+ * withoutAdminToken({
+ *   execPath: "/usr/bin/deno",
+ *   args: ["run", "-A", "mod.ts", "--admin", "--admin-token", "T", "-p", "80"],
+ * }, false).args; // ["run", "-A", "mod.ts", "--admin", "-p", "80"]
+ * ```
+ */
+export function withoutAdminToken(
+  command: Command,
+  compiled: boolean,
+): Command {
+  const args = command.args;
+  const main = compiled ? -1 : findMainModuleIndex(args);
+  const kept = args.slice(0, main + 1);
+  for (let index = main + 1; index < args.length; index++) {
+    const arg = args[index];
+    if (arg === "--") {
+      kept.push(...args.slice(index));
+      break;
+    }
+    if (arg === "--admin-token") {
+      index++; // and its value
+    } else if (!arg.startsWith("--admin-token=")) {
+      kept.push(arg);
+    }
+  }
+  return { execPath: command.execPath, args: kept };
+}
+
+/**
  * Returns the index in `args` (deno's arguments, without argv[0]) of the
  * main module of a `deno run` command line, or -1 when there is none (another
  * subcommand, or no script).

@@ -18,6 +18,7 @@ import {
   resolveCommand,
   spawnGeneration,
   stripDeletedSuffix,
+  withoutAdminToken,
 } from "./spawn.ts";
 
 const FIXTURES = `${ROOT}/tests/fixtures`;
@@ -1100,4 +1101,30 @@ Deno.test("spawnGeneration sets LISTEN_* and drops a stale LISTEN_PID", async ()
     await closeServer(a.server);
     await Deno.remove(directory, { recursive: true });
   }
+});
+
+Deno.test("withoutAdminToken strips the program's --admin-token, not deno's flags or what follows --", () => {
+  const strip = (args: string[], compiled = false) =>
+    withoutAdminToken({ execPath: "/usr/bin/deno", args }, compiled).args;
+  assertEquals(
+    strip(["run", "-A", "mod.ts", "--admin-token", "T", "--admin", "-p", "1"]),
+    ["run", "-A", "mod.ts", "--admin", "-p", "1"],
+  );
+  assertEquals(strip(["run", "-A", "mod.ts", "--admin-token=T"]), [
+    "run",
+    "-A",
+    "mod.ts",
+  ]);
+  assertEquals(strip(["run", "-A", "mod.ts", "--", "--admin-token", "T"]), [
+    "run",
+    "-A",
+    "mod.ts",
+    "--",
+    "--admin-token",
+    "T",
+  ]);
+  assertEquals(strip(["--admin-token", "T", "--port", "80"], true), [
+    "--port",
+    "80",
+  ]);
 });

@@ -28,6 +28,7 @@ import {
 } from "./control.ts";
 import { activeListeners, unclaimedInheritedFds } from "./listeners.ts";
 import { fdStoreEnabled, removeUnclaimed } from "./fd_store.ts";
+import { ADMIN_SERVER_NAME } from "./admin_listener.ts";
 import { formatAddr } from "./address.ts";
 import {
   DEFAULT_RESTART_SIGNALS,
@@ -104,8 +105,14 @@ export function processTotals(): {
     inFlight += server.inFlight;
     connections += server.connections;
   }
-  const listeners = activeListeners().map((l) => formatAddr(l.addr));
-  return { inFlight, connections, listeners };
+  return { inFlight, connections, listeners: appListeners() };
+}
+
+/** Where the app listens (the admin API's own listener is not the app's). */
+function appListeners(): string[] {
+  return activeListeners()
+    .filter((l) => l.name !== ADMIN_SERVER_NAME)
+    .map((l) => formatAddr(l.addr));
 }
 
 /**
@@ -159,6 +166,38 @@ let startTimeout: number | undefined;
 let pidfile: string | undefined;
 /** As a new generation: the restart that made it (for status pages). */
 let madeBy: LastRestart | undefined;
+/** The admin token the next generation gets over the control channel. */
+let carriedAdminToken: string | undefined;
+/** Where the admin API has a listener of its own, for the status file. */
+let adminAddress: string | undefined;
+
+/**
+ * Records where the admin API listens apart from the app (for the status
+ * file and `status`).
+ *
+ * @example
+ * ```ts ignore
+ * advertiseAdmin("unix:/run/user/1000/serve-graceful/admin-1234.sock");
+ * ```
+ */
+export function advertiseAdmin(address: string): void {
+  adminAddress = address;
+}
+
+/**
+ * Hands `token` to every later generation over the control channel (in the
+ * state), so that it never has to be in their command line; the CLI, which
+ * strips `--admin-token` from the next command line, carries its token.
+ *
+ * @example
+ * ```ts ignore
+ * carryAdminToken(token);
+ * const next = (await joinGeneration())?.adminToken;
+ * ```
+ */
+export function carryAdminToken(token: string | undefined): void {
+  carriedAdminToken = token;
+}
 
 /**
  * As a new generation: joins the handover once (hello, then receives the
@@ -300,7 +339,9 @@ async function checkReady(): Promise<void> {
   if (!peer) removeUnclaimed(unclaimedInheritedFds(), activeListeners());
   startWatchdog();
   warmUpRestart();
-  savePidfile();
+  // Before the old generation hears "ready": it removes the pidfile on its
+  // way out while the file still names it.
+  await savePidfile();
   if (peer) {
     if (madeBy) madeBy.durationMs = Date.now() - madeBy.at;
     trace("ready: sending");
@@ -327,20 +368,25 @@ function waitingForInherited(): boolean {
   return peer !== undefined || !fdStoreEnabled();
 }
 
-function savePidfile(): void {
-  if (!pidfile) return;
-  try {
-    writePidfile(pidfile, {
-      pid: Deno.pid,
-      generation: info.generation,
-      startedAt: info.startedAt,
-      firstStartedAt: info.firstStartedAt,
-      restarts: info.restarts,
-      listeners: activeListeners().map((l) => formatAddr(l.addr)),
+function savePidfile(): Promise<void> {
+  if (!pidfile) return Promise.resolve();
+  const path = pidfile;
+  return writePidfile(path, {
+    pid: Deno.pid,
+    generation: info.generation,
+    startedAt: info.startedAt,
+    firstStartedAt: info.firstStartedAt,
+    restarts: info.restarts,
+    listeners: appListeners(),
+    // What `reload` may send: only signals this process restarts on.
+    restartSignals: [...restartSignals],
+    ...(adminAddress === undefined ? {} : { admin: adminAddress }),
+  }).catch((error) => {
+    log.error("cannot write pidfile {pidfile}: {error}", {
+      pidfile: path,
+      error,
     });
-  } catch (error) {
-    log.error("cannot write pidfile {pidfile}: {error}", { pidfile, error });
-  }
+  });
 }
 
 const handoverEnded = Promise.withResolvers<void>();
@@ -642,15 +688,20 @@ function realSeam(): HandoverSeam {
     },
     spawn(fds, env, options) {
       const { buildCommand, currentCommand, spawnGeneration } = spawning!;
-      const command = buildCommand(currentCommand(), {
+      const current = currentCommand();
+      let command = buildCommand(current, {
         execPath: options.execPath,
         entry: options.entry,
       });
+      if (carriedAdminToken !== undefined) {
+        command = spawning!.withoutAdminToken(command, current.compiled);
+      }
       trace("restart: spawning");
       const child = spawnGeneration({ ...command, fds, env });
       trace("restart: spawned");
       return child;
     },
+    adminToken: () => carriedAdminToken,
     async saveAppState() {
       const app: Record<string, unknown> = {};
       for (const server of servers) {

@@ -309,3 +309,25 @@ export class TempApp {
     await Deno.remove(this.dir, { recursive: true });
   }
 }
+
+/**
+ * Runs `deno run -A mod.ts ...args` to its end (an operator command, or a
+ * start that must fail); resolves to its exit code and output.
+ */
+export async function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MOD, ...args],
+    env: { NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return {
+    code: out.code,
+    stdout: decode(out.stdout),
+    stderr: decode(out.stderr),
+  };
+}
