@@ -7,7 +7,7 @@ import {
   validFdName,
 } from "./fd_store.ts";
 import { acquireListeners, releaseListener } from "./listeners.ts";
-import type { Listener } from "./types.ts";
+import { ADMIN_SERVER_NAME, type Listener } from "./types.ts";
 
 /**
  * A real unix datagram socket standing in for systemd's notify socket
@@ -69,17 +69,18 @@ async function listenerNamed(name: string): Promise<Listener> {
   return listener;
 }
 
-Deno.test("storeListeners puts each self-opened socket into the store, named after its server", async () => {
+Deno.test("storeListeners puts each self-opened socket into the store, named after its server, but not the admin socket", async () => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/notify.sock`;
   const web = await listenerNamed("web");
   const api = await listenerNamed("api");
+  const admin = await listenerNamed(ADMIN_SERVER_NAME);
   const inherited: Listener = { ...api, name: "unit", inherited: true };
   try {
     const r = receiver(path, 2);
     await r.bound();
     const env = new Map([["FDSTORE", "4"], ["NOTIFY_SOCKET", path]]);
-    storeListeners([web, inherited, api], env);
+    storeListeners([web, inherited, admin, api], env);
     const messages = await r.messages();
     assertEquals(messages, [
       {
@@ -94,6 +95,7 @@ Deno.test("storeListeners puts each self-opened socket into the store, named aft
   } finally {
     releaseListener(web);
     releaseListener(api);
+    releaseListener(admin);
     await Deno.remove(dir, { recursive: true });
   }
 });
