@@ -9,11 +9,14 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { Child, MOD } from "./helpers.ts";
+import type { Child } from "./helpers.ts";
+import { MOD } from "./helpers.ts";
 import {
   assertHoldsGuard,
   CAN_RACE,
   generationPid,
+  inNetworkOf,
+  inOwnNetwork,
   inspectorAttempts,
   inspectorListeners,
   raceRestarts,
@@ -68,22 +71,12 @@ Deno.test({
   },
 });
 
-/** Runs `args` in the network namespace of `pid`. */
-function inNamespaceOf(pid: number, args: string[]): Child {
-  return new Child("nsenter", [`--net=/proc/${pid}/ns/net`, "--", ...args]);
-}
-
 Deno.test({
   name:
     "inspector guard: 127.0.0.1:9229 taken by another process: said once, retried, and held once it is freed",
   ignore: !CAN_RACE,
   async fn() {
-    const holder = new Child("unshare", [
-      "--net",
-      "sh",
-      "-c",
-      'ip link set lo up && exec "$@"',
-      "sh",
+    const holder = inOwnNetwork([
       Deno.execPath(),
       "eval",
       `Deno.listen({ hostname: "127.0.0.1", port: 9229 }); console.log("held");
@@ -92,7 +85,7 @@ setInterval(() => {}, 1000);`,
     let server: Child | undefined;
     try {
       await holder.waitFor(/^held$/);
-      server = inNamespaceOf(holder.pid, [
+      server = inNetworkOf(holder.pid, [
         Deno.execPath(),
         "run",
         "-A",
@@ -132,12 +125,7 @@ Deno.test({
     "inspector guard: stands aside under --inspect (Deno's own inspector holds 127.0.0.1:9229; no guard, no warning)",
   ignore: !CAN_RACE,
   async fn() {
-    const server = new Child("unshare", [
-      "--net",
-      "sh",
-      "-c",
-      'ip link set lo up && exec "$@"',
-      "sh",
+    const server = inOwnNetwork([
       Deno.execPath(),
       "run",
       "-A",

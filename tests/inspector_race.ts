@@ -25,6 +25,7 @@
 import { assert, assertEquals } from "./assert.ts";
 import {
   alive,
+  canRun,
   Child,
   killAllWith,
   MOD,
@@ -39,15 +40,6 @@ const INSPECTOR_ADDR = "0100007F:240D";
 const REFUSED = /Failed to start inspector server/;
 const OPENED = /Debugger listening on ws:\/\/127\.0\.0\.1:9229\//;
 
-function canRun(cmd: string, args: string[]): boolean {
-  try {
-    return new Deno.Command(cmd, { args, stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Root, with unshare, ip, nsenter and setpriv: a server can get a network
  * namespace of its own, and a racer can act as nobody inside it.
@@ -55,6 +47,26 @@ function canRun(cmd: string, args: string[]): boolean {
 export const CAN_RACE = Deno.uid() === 0 &&
   canRun("unshare", ["--net", "sh", "-c", "ip link set lo up"]) &&
   canRun("nsenter", ["--version"]) && canRun("setpriv", ["--version"]);
+
+/** Runs `args` in a new network namespace (its loopback up). */
+export function inOwnNetwork(
+  args: string[],
+  env: Record<string, string> = {},
+): Child {
+  return new Child("unshare", [
+    "--net",
+    "sh",
+    "-c",
+    'ip link set lo up && exec "$@"',
+    "sh",
+    ...args,
+  ], env);
+}
+
+/** Runs `args` in the network namespace of process `pid`. */
+export function inNetworkOf(pid: number, args: string[]): Child {
+  return new Child("nsenter", [`--net=/proc/${pid}/ns/net`, "--", ...args]);
+}
 
 /** A library app in a temp dir, served in a network namespace of its own. */
 export interface GuardedApp {
@@ -97,12 +109,7 @@ serveGraceful({
 }, () => new Response(String(Deno.pid)));
 `,
   );
-  const child = new Child("unshare", [
-    "--net",
-    "sh",
-    "-c",
-    'ip link set lo up && exec "$@"',
-    "sh",
+  const child = inOwnNetwork([
     Deno.execPath(),
     "run",
     "-A",
@@ -149,14 +156,14 @@ export function inspectorListeners(pid: number): string[] {
     .map((cols) => cols[9]);
 }
 
-/** Socket inodes that process `pid` holds. */
-export function socketsOf(pid: number): Set<string> {
-  const inodes = new Set<string>();
+/** Socket inodes that process `pid` holds, each with how many fds it has. */
+export function socketsOf(pid: number): Map<string, number> {
+  const inodes = new Map<string, number>();
   for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
     try {
       const target = Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`);
       const m = target.match(/^socket:\[(\d+)\]$/);
-      if (m) inodes.add(m[1]);
+      if (m) inodes.set(m[1], (inodes.get(m[1]) ?? 0) + 1);
     } catch {
       // closed meanwhile
     }
@@ -166,19 +173,24 @@ export function socketsOf(pid: number): Set<string> {
 
 /**
  * Asserts that `pid` itself holds the only socket listening on
- * 127.0.0.1:9229 in its namespace, and returns its inode.
+ * 127.0.0.1:9229 in its namespace (through `fds` fds, when given: an
+ * inherited guard is one fd, and a leaked copy would be another), and
+ * returns its inode.
  */
-export function assertHoldsGuard(pid: number, what: string): string {
+export function assertHoldsGuard(
+  pid: number,
+  what: string,
+  fds?: number,
+): string {
   const listening = inspectorListeners(pid);
   assertEquals(
     listening.length,
     1,
     `${what}: sockets listening on 127.0.0.1:9229: ${listening.length}`,
   );
-  assert(
-    socketsOf(pid).has(listening[0]),
-    `${what}: 127.0.0.1:9229 is held, but not by pid ${pid}`,
-  );
+  const held = socketsOf(pid).get(listening[0]) ?? 0;
+  assert(held > 0, `${what}: 127.0.0.1:9229 is held, but not by pid ${pid}`);
+  if (fds !== undefined) assertEquals(held, fds, `${what}: fds of the guard`);
   return listening[0];
 }
 
@@ -214,9 +226,7 @@ export async function startRacer(pid: number): Promise<Racer> {
   const home = await Deno.makeTempDir({ prefix: "graceful-racer-" });
   await Deno.chown(home, 65534, 65534);
   const stopFile = `${home}/stop`;
-  const child = new Child("nsenter", [
-    `--net=/proc/${pid}/ns/net`,
-    "--",
+  const child = inNetworkOf(pid, [
     "setpriv",
     "--reuid=65534",
     "--regid=65534",
@@ -281,7 +291,7 @@ export async function raceRestarts(
     for (let generation = 1; generation <= restarts; generation++) {
       const what = `generation ${generation} (pid ${pid})`;
       assertEquals(
-        assertHoldsGuard(pid, what),
+        assertHoldsGuard(pid, what, generation > 1 ? 1 : undefined),
         guard,
         `${what}: another socket`,
       );
@@ -297,7 +307,7 @@ export async function raceRestarts(
       pid = await generationPid(app, generation + 1);
     }
     assertEquals(
-      assertHoldsGuard(pid, `generation ${restarts + 1}`),
+      assertHoldsGuard(pid, `generation ${restarts + 1}`, 1),
       guard,
       `generation ${restarts + 1}: another socket`,
     );

@@ -10,16 +10,15 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { alive, Child, killAllWith, MOD, pidsWith, until } from "./helpers.ts";
-
-function canRun(cmd: string, args: string[]): boolean {
-  try {
-    return new Deno.Command(cmd, { args, stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
+import {
+  alive,
+  canRun,
+  Child,
+  killAllWith,
+  MOD,
+  pidsWith,
+  until,
+} from "./helpers.ts";
 
 const HAS_SETSID = canRun("setsid", ["--version"]);
 const HAS_SCRIPT = canRun("script", ["--version"]);
