@@ -149,3 +149,32 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "inspector guard: --no-inspector-guard (inspectorGuard: false) holds nothing, and says what that means",
+  ignore: !CAN_RACE,
+  async fn() {
+    const server = inOwnNetwork([
+      Deno.execPath(),
+      "run",
+      "-A",
+      MOD,
+      "--port",
+      "0",
+      "--hostname",
+      "127.0.0.1",
+      "--no-inspector-guard",
+    ]);
+    try {
+      await server.waitFor(/Listening on/);
+      await server.waitFor(
+        /inspector guard off: a SIGUSR1 opens the V8 inspector on 127\.0\.0\.1:9229/,
+      );
+      assertEquals(inspectorListeners(server.pid), []);
+    } finally {
+      server.kill("SIGKILL");
+      await server.done;
+    }
+  },
+});
