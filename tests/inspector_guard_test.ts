@@ -71,6 +71,22 @@ Deno.test({
   },
 });
 
+/** The CLI's command line (the demo on a free port), with `extra` options and Deno `flags`. */
+function cli(extra: string[] = [], flags: string[] = []): string[] {
+  return [
+    Deno.execPath(),
+    "run",
+    "-A",
+    ...flags,
+    MOD,
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+    ...extra,
+  ];
+}
+
 Deno.test({
   name:
     "inspector guard: 127.0.0.1:9229 taken by another process: said once, retried, and held once it is freed",
@@ -85,16 +101,7 @@ setInterval(() => {}, 1000);`,
     let server: Child | undefined;
     try {
       await holder.waitFor(/^held$/);
-      server = inNetworkOf(holder.pid, [
-        Deno.execPath(),
-        "run",
-        "-A",
-        MOD,
-        "--port",
-        "0",
-        "--hostname",
-        "127.0.0.1",
-      ]);
+      server = inNetworkOf(holder.pid, cli());
       await server.waitFor(/Listening on/);
       const line = await server.waitFor(
         /inspector guard: cannot hold 127\.0\.0\.1:9229 .*held by uid 0.*retrying/,
@@ -125,17 +132,7 @@ Deno.test({
     "inspector guard: stands aside under --inspect (Deno's own inspector holds 127.0.0.1:9229; no guard, no warning)",
   ignore: !CAN_RACE,
   async fn() {
-    const server = inOwnNetwork([
-      Deno.execPath(),
-      "run",
-      "-A",
-      "--inspect",
-      MOD,
-      "--port",
-      "0",
-      "--hostname",
-      "127.0.0.1",
-    ]);
+    const server = inOwnNetwork(cli([], ["--inspect"]));
     try {
       await server.waitFor(/Listening on/);
       await server.waitFor(/Debugger listening on ws:\/\/127\.0\.0\.1:9229\//);
@@ -155,17 +152,7 @@ Deno.test({
     "inspector guard: --no-inspector-guard (inspectorGuard: false) holds nothing, and says what that means",
   ignore: !CAN_RACE,
   async fn() {
-    const server = inOwnNetwork([
-      Deno.execPath(),
-      "run",
-      "-A",
-      MOD,
-      "--port",
-      "0",
-      "--hostname",
-      "127.0.0.1",
-      "--no-inspector-guard",
-    ]);
+    const server = inOwnNetwork(cli(["--no-inspector-guard"]));
     try {
       await server.waitFor(/Listening on/);
       await server.waitFor(
