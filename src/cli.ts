@@ -88,8 +88,8 @@ Options:
       --drain-timeout MS  longest graceful shutdown before cutting (default 30000)
       --start-timeout MS  how long a new generation may take to be ready
                           (default 30000); then it is killed, the old one stays
-      --restart-signal S  signal that restarts (repeatable; default SIGUSR1,
-                          SIGUSR2, and SIGHUP without a terminal; "none");
+      --restart-signal S  signal that restarts (repeatable; default SIGUSR2,
+                          SIGUSR1, and SIGHUP without a terminal; "none");
                           others of these three are logged and ignored
       --no-inspector-guard  do not hold 127.0.0.1:9229 (then a SIGUSR1 opens
                           Deno's V8 inspector there: for debugging only)

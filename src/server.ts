@@ -90,7 +90,7 @@ export interface GracefulServeOptions {
   shutdownSignals?: Deno.Signal[] | false;
   /**
    * Restart (hand over to a new generation of this program) on these signals.
-   * Default ["SIGUSR1", "SIGUSR2"], and SIGHUP when the process has no
+   * Default ["SIGUSR2", "SIGUSR1"], and SIGHUP when the process has no
    * controlling terminal (in a terminal, SIGHUP shuts down; ignored from the
    * start, as under nohup, it stays ignored). SIGHUP, SIGUSR1 and SIGUSR2
    * left out are logged and ignored. `false` leaves them alone.

@@ -31,7 +31,7 @@ export const DEFAULT_SHUTDOWN_SIGNALS: Deno.Signal[] = [
 ];
 
 /** The signals that restart unless told otherwise (SIGHUP without a terminal too). */
-export const DEFAULT_RESTART_SIGNALS: Deno.Signal[] = ["SIGUSR1", "SIGUSR2"];
+export const DEFAULT_RESTART_SIGNALS: Deno.Signal[] = ["SIGUSR2", "SIGUSR1"];
 
 /** Signals whose default action ends the process, and that people send to reload. */
 const STRAY_SIGNALS: Deno.Signal[] = ["SIGHUP", "SIGUSR1", "SIGUSR2"];
@@ -103,7 +103,7 @@ export interface SignalOptions {
  * ```ts
  * import { resolveSignals } from "./signals.ts";
  * const { restart } = resolveSignals({}, { terminal: false, hangupIgnored: false });
- * console.log(restart); // ["SIGUSR1", "SIGUSR2", "SIGHUP"]
+ * console.log(restart); // ["SIGUSR2", "SIGUSR1", "SIGHUP"]
  * ```
  */
 export function resolveSignals(

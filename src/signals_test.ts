@@ -8,21 +8,21 @@ const NOHUP = { terminal: true, hangupIgnored: true };
 Deno.test("resolveSignals: defaults without a terminal: SIGHUP restarts", () => {
   assertEquals(resolveSignals({}, NO_TERMINAL), {
     shutdown: ["SIGTERM", "SIGINT", "SIGQUIT"],
-    restart: ["SIGUSR1", "SIGUSR2", "SIGHUP"],
+    restart: ["SIGUSR2", "SIGUSR1", "SIGHUP"],
   });
 });
 
 Deno.test("resolveSignals: defaults in a terminal: SIGHUP shuts down", () => {
   assertEquals(resolveSignals({}, TERMINAL), {
     shutdown: ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP"],
-    restart: ["SIGUSR1", "SIGUSR2"],
+    restart: ["SIGUSR2", "SIGUSR1"],
   });
 });
 
 Deno.test("resolveSignals: SIGHUP ignored from the start is on neither side, even when asked for", () => {
   assertEquals(resolveSignals({}, NOHUP), {
     shutdown: ["SIGTERM", "SIGINT", "SIGQUIT"],
-    restart: ["SIGUSR1", "SIGUSR2"],
+    restart: ["SIGUSR2", "SIGUSR1"],
   });
   assertEquals(
     resolveSignals({ restartSignals: ["SIGHUP", "SIGUSR2"] }, NOHUP).restart,
@@ -37,7 +37,7 @@ Deno.test("resolveSignals: a given list wins; SIGHUP named on one side is not ad
   });
   assertEquals(
     resolveSignals({ shutdownSignals: ["SIGTERM", "SIGHUP"] }, NO_TERMINAL),
-    { shutdown: ["SIGTERM", "SIGHUP"], restart: ["SIGUSR1", "SIGUSR2"] },
+    { shutdown: ["SIGTERM", "SIGHUP"], restart: ["SIGUSR2", "SIGUSR1"] },
   );
   assertEquals(
     resolveSignals({ restartSignals: ["SIGHUP"] }, TERMINAL),

@@ -71,8 +71,8 @@ export interface ProcessOptions {
   /** Signals that drain every server and exit 0; `false`: none. */
   shutdownSignals?: Deno.Signal[] | false;
   /**
-   * Signals that restart the process; `false`: none. Default SIGUSR1,
-   * SIGUSR2, and SIGHUP without a controlling terminal.
+   * Signals that restart the process; `false`: none. Default SIGUSR2,
+   * SIGUSR1, and SIGHUP without a controlling terminal.
    */
   restartSignals?: Deno.Signal[] | false;
   /**
@@ -271,19 +271,6 @@ export function registerServer(
       rewire();
     }
   };
-}
-
-/**
- * The signals that restart this process now, in the order they were given
- * (what `reload` should send: the status file can carry them).
- *
- * @example
- * ```ts ignore
- * const [signal] = restartSignalsInEffect(); // "SIGUSR1"
- * ```
- */
-export function restartSignalsInEffect(): Deno.Signal[] {
-  return [...restartSignals];
 }
 
 function rewire(): void {
