@@ -217,11 +217,7 @@ function takeInheritedFd(): number | undefined {
 
 function newServer(): net.Server {
   // Accept and close: the guard serves nothing.
-  const guard = net.createServer((socket) => socket.destroy());
-  guard.on("error", (error) => {
-    log.warn("inspector guard: {error}", { error: String(error) });
-  });
-  return guard;
+  return net.createServer((socket) => socket.destroy());
 }
 
 function adopt(fd: number): void {
@@ -271,16 +267,17 @@ function bind(): void {
   }, (error) => {
     if (!warnedTaken) {
       warnedTaken = true;
-      const holder = holderUid();
+      // (Who holds it is for `ss`: /proc/net/tcp lists every socket of the
+      // namespace, megabytes on a busy host, for one log line.)
       log.warn(
-        "inspector guard: cannot hold {host}:{port} ({error}){holder}. While " +
-          "another process holds it, Deno cannot open the inspector on " +
-          "SIGUSR1 either; retrying every {seconds} s in case it is freed",
+        "inspector guard: cannot hold {host}:{port} ({error}; `ss -ltnp " +
+          "'sport = :{port}'` says who does). While another process holds " +
+          "it, Deno cannot open the inspector on SIGUSR1 either; retrying " +
+          "every {seconds} s in case it is freed",
         {
           host: INSPECTOR_HOST,
           port: INSPECTOR_PORT,
           error: (error as { code?: string }).code ?? String(error),
-          holder: holder === undefined ? "" : `; held by uid ${holder}`,
           seconds: RETRY_MS / 1000,
         },
       );
@@ -310,6 +307,9 @@ function listenOn(
     };
     const onListening = () => {
       guard.off("error", onError);
+      guard.on("error", (error) => {
+        log.warn("inspector guard: {error}", { error: String(error) });
+      });
       guard.unref();
       resolve();
     };
@@ -327,19 +327,4 @@ function stopGuard(): void {
   server = undefined;
   if (ownsDup && guardFd >= 0) closeFd(guardFd);
   guardFd = -1;
-}
-
-/** The uid that holds 127.0.0.1:9229 in LISTEN state, from /proc/net/tcp. */
-function holderUid(): number | undefined {
-  try {
-    for (const line of Deno.readTextFileSync("/proc/net/tcp").split("\n")) {
-      const cols = line.trim().split(/\s+/);
-      if (cols[1] === "0100007F:240D" && cols[3] === "0A") {
-        return Number(cols[7]);
-      }
-    }
-  } catch {
-    // no /proc: say nothing
-  }
-  return undefined;
 }
