@@ -32,6 +32,7 @@ import { parseArgs } from "./args.ts";
 import { quoteValue } from "./quote.ts";
 import { COMMANDS } from "./cli_commands.ts";
 import { inheritedFds } from "./listeners.ts";
+import { startInspectorGuard } from "./inspector_guard.ts";
 import { demoHandler } from "./demo.ts";
 import { type EngineName, serveGraceful } from "./server.ts";
 import type { GracefulHandler } from "./types.ts";
@@ -51,6 +52,7 @@ const OPTIONS = {
   "drain-timeout": { type: "string" },
   "start-timeout": { type: "string" },
   "restart-signal": { type: "string", multiple: true },
+  "no-inspector-guard": { type: "boolean" },
   "log-level": { type: "string" },
   "json-logs": { type: "boolean" },
   pidfile: { type: "string" },
@@ -89,8 +91,11 @@ Options:
       --drain-timeout MS  longest graceful shutdown before cutting (default 30000)
       --start-timeout MS  how long a new generation may take to be ready
                           (default 30000); then it is killed, the old one stays
-      --restart-signal S  signal that restarts (repeatable; default SIGUSR1;
-                          SIGUSR2 avoids Deno opening the inspector; "none")
+      --restart-signal S  signal that restarts (repeatable; default SIGUSR2,
+                          SIGUSR1, and SIGHUP without a terminal; "none");
+                          others of these three are logged and ignored
+      --no-inspector-guard  do not hold 127.0.0.1:9229 (then a SIGUSR1 opens
+                          Deno's V8 inspector there: for debugging only)
       --log-level L       debug, info (default), warning, error
       --json-logs         log JSON lines (with pid and generation) instead of text
       --pidfile F         write F (and F.json, the status) once ready; rewritten
@@ -125,11 +130,12 @@ The command line wins.
   -h, --help              this help
   -V, --version           print the version
 
-Signals: SIGTERM, SIGINT and SIGQUIT drain gracefully and exit 0.
-SIGUSR1 restarts with zero downtime: the program is executed again with the
+Signals: SIGTERM, SIGINT and SIGQUIT drain gracefully and exit 0; so does
+SIGHUP in a terminal (it closed). SIGUSR2 (also SIGUSR1, and SIGHUP without a
+terminal) restarts with zero downtime: the program is executed again with the
 same sockets; the old process stops accepting once the new one is ready,
 finishes its requests and exits. A new version that fails to start is killed
-and the old one keeps serving.
+and the old one keeps serving. SIGHUP ignored from the start (nohup) stays so.
 
 Examples:
   deno run -A mod.ts                                # demo on :${DEFAULT_PORT}
@@ -182,6 +188,11 @@ export async function main(args: string[]): Promise<number> {
     );
     trace("cli: logging configured");
     if (values.pidfile !== undefined) checkPidfileDir(values.pidfile as string);
+    // Before the app loads, which may take longer than the half second after
+    // which Deno opens its inspector on SIGUSR1; after LISTEN_FDS is read, so
+    // that the guard's socket cannot take the number of an fd it names.
+    inheritedFds();
+    startInspectorGuard(values["no-inspector-guard"] !== true);
     const handler = parsed.positionals.length > 0
       ? await loadApp(parsed.positionals[0])
       : demoHandler;
@@ -212,6 +223,7 @@ export async function main(args: string[]): Promise<number> {
       restartSignals: parseSignals(
         values["restart-signal"] as string[] | undefined,
       ),
+      inspectorGuard: values["no-inspector-guard"] !== true,
       healthPath: values.health as string | undefined,
       shutdownDelay: values["shutdown-delay"] === undefined
         ? undefined

@@ -91,10 +91,19 @@ export interface GracefulServeOptions {
   shutdownSignals?: Deno.Signal[] | false;
   /**
    * Restart (hand over to a new generation of this program) on these signals.
-   * Default ["SIGUSR1"]; `false` leaves them alone. SIGUSR1 makes Deno open
-   * the V8 inspector, which is closed again at once; SIGUSR2 avoids that.
+   * Default ["SIGUSR2", "SIGUSR1"], and SIGHUP when the process has no
+   * controlling terminal (in a terminal, SIGHUP shuts down; ignored from the
+   * start, as under nohup, it stays ignored). SIGHUP, SIGUSR1 and SIGUSR2
+   * left out are logged and ignored. `false` leaves them alone.
    */
   restartSignals?: Deno.Signal[] | false;
+  /**
+   * Hold 127.0.0.1:9229 in every generation, so that a SIGUSR1 cannot open
+   * Deno's V8 inspector there for other local users. Default true; `false`
+   * (or GRACEFUL_NO_INSPECTOR_GUARD=1) for debugging. It stands aside when
+   * the process runs with --inspect.
+   */
+  inspectorGuard?: boolean;
   /** How long a new generation may take to become ready (ms). Default 30000. */
   startTimeout?: number;
   /**

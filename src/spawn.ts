@@ -42,6 +42,15 @@ const F_DUPFD_CLOEXEC = 1030;
  */
 const CHILD_SCRIPT = 'unset DENO_EXTRA_STDIO_FDS; LISTEN_PID=$$ exec "$@"';
 
+/**
+ * The same, with SIGHUP ignored across the exec (posix_spawn resets every
+ * signal), for a process that started with it ignored (nohup).
+ */
+const CHILD_SCRIPT_NOHUP = `trap '' HUP; ${CHILD_SCRIPT}`;
+
+/** The variable that names the inspector guard's fd in the child. */
+const INSPECTOR_GUARD_ENV = "GRACEFUL_INSPECTOR_FD";
+
 /** What Linux appends to the /proc/self/exe link of a replaced executable. */
 const DELETED_SUFFIX = " (deleted)";
 
@@ -260,6 +269,14 @@ export interface SpawnGenerationOptions {
   env: Record<string, string>;
   /** The child's working directory. Default: this process's. */
   cwd?: string;
+  /**
+   * The inspector guard's fd: passed just after the LISTEN_FDS range (in no
+   * count, so that no server and no other sd_listen_fds(3) program takes
+   * it), named by GRACEFUL_INSPECTOR_FD.
+   */
+  inspectorGuard?: number;
+  /** Start the child with SIGHUP ignored (this process started so: nohup). */
+  ignoreHangup?: boolean;
 }
 
 /**
@@ -696,17 +713,24 @@ function shortFlagsLength(args: readonly string[], index: number): number {
  * ```
  */
 export function spawnGeneration(options: SpawnGenerationOptions): Generation {
-  const { execPath, args, fds, env, cwd } = options;
-  checkPassedFds(fds);
+  const { execPath, args, env, cwd, inspectorGuard } = options;
+  checkPassedFds(options.fds);
+  const script = options.ignoreHangup ? CHILD_SCRIPT_NOHUP : CHILD_SCRIPT;
 
   const childEnv: Record<string, string> = {
     ...Deno.env.toObject(),
     ...env,
-    LISTEN_FDS: String(fds.length),
-    LISTEN_FDNAMES: fds.map((passed) => passed.name).join(":"),
+    LISTEN_FDS: String(options.fds.length),
+    LISTEN_FDNAMES: options.fds.map((passed) => passed.name).join(":"),
   };
   delete childEnv.LISTEN_PID;
   delete childEnv.DENO_EXTRA_STDIO_FDS;
+  delete childEnv[INSPECTOR_GUARD_ENV];
+  const fds = [...options.fds];
+  if (inspectorGuard !== undefined && fdFlags(inspectorGuard) >= 0) {
+    childEnv[INSPECTOR_GUARD_ENV] = String(LISTEN_FDS_START + fds.length);
+    fds.push({ fd: inspectorGuard, name: "inspector-guard" });
+  }
 
   // Deno's child_process moves each passed fd to its slot with dup2() and
   // then closes the source, one after the other, so a source fd that is
@@ -724,7 +748,7 @@ export function spawnGeneration(options: SpawnGenerationOptions): Generation {
       const stdio = inheritedStdio();
       const pid = spawnInNewSession({
         path: "/bin/sh",
-        argv: ["sh", "-c", CHILD_SCRIPT, "sh", execPath, ...args],
+        argv: ["sh", "-c", script, "sh", execPath, ...args],
         env: childEnv,
         dups: copies.map((copy, index) => ({
           from: copy,
@@ -736,7 +760,7 @@ export function spawnGeneration(options: SpawnGenerationOptions): Generation {
       if (pid !== undefined) return watchSpawned(pid);
       child = spawn(
         "/bin/sh",
-        ["-c", CHILD_SCRIPT, "sh", execPath, ...args],
+        ["-c", script, "sh", execPath, ...args],
         {
           stdio: [...stdio, ...copies],
           env: childEnv,

@@ -30,11 +30,8 @@ import { activeListeners, unclaimedInheritedFds } from "./listeners.ts";
 import { fdStoreEnabled, removeUnclaimed } from "./fd_store.ts";
 import { ADMIN_SERVER_NAME } from "./admin_listener.ts";
 import { formatAddr } from "./address.ts";
-import {
-  DEFAULT_RESTART_SIGNALS,
-  DEFAULT_SHUTDOWN_SIGNALS,
-  wireSignals,
-} from "./signals.ts";
+import { resolveSignals, signalFacts, wireSignals } from "./signals.ts";
+import { inspectorGuardFd, startInspectorGuard } from "./inspector_guard.ts";
 import { logger, print } from "./log.ts";
 import {
   monotonicUsec,
@@ -75,8 +72,16 @@ export interface Supervised {
 export interface ProcessOptions {
   /** Signals that drain every server and exit 0; `false`: none. */
   shutdownSignals?: Deno.Signal[] | false;
-  /** Signals that restart the process; `false`: none. Default SIGUSR1. */
+  /**
+   * Signals that restart the process; `false`: none. Default SIGUSR2,
+   * SIGUSR1, and SIGHUP without a controlling terminal.
+   */
   restartSignals?: Deno.Signal[] | false;
+  /**
+   * Hold 127.0.0.1:9229, so that a SIGUSR1 cannot open Deno's V8 inspector
+   * there. Default true; `false` for debugging (then SIGUSR1 opens it).
+   */
+  inspectorGuard?: boolean;
   /** How long a new generation may take to become ready (ms). Default 30000. */
   startTimeout?: number;
   /**
@@ -290,12 +295,8 @@ export function registerServer(
   if (options.startTimeout !== undefined) startTimeout = options.startTimeout;
   if (options.pidfile !== undefined) pidfile = options.pidfile;
   restarter?.setTimeouts({ startTimeout });
-  const shutdown = options.shutdownSignals === false
-    ? []
-    : options.shutdownSignals ?? DEFAULT_SHUTDOWN_SIGNALS;
-  const restart = options.restartSignals === false
-    ? []
-    : options.restartSignals ?? DEFAULT_RESTART_SIGNALS;
+  startInspectorGuard(options.inspectorGuard !== false);
+  const { shutdown, restart } = resolveSignals(options);
   shutdownSignals = new Set([...shutdownSignals, ...shutdown]);
   restartSignals = new Set([...restartSignals, ...restart]);
   rewire();
@@ -697,7 +698,13 @@ function realSeam(): HandoverSeam {
         command = spawning!.withoutAdminToken(command, current.compiled);
       }
       trace("restart: spawning");
-      const child = spawnGeneration({ ...command, fds, env });
+      const child = spawnGeneration({
+        ...command,
+        fds,
+        env,
+        inspectorGuard: inspectorGuardFd(),
+        ignoreHangup: signalFacts().hangupIgnored,
+      });
       trace("restart: spawned");
       return child;
     },

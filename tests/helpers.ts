@@ -148,7 +148,10 @@ export async function refused(port: number): Promise<boolean> {
   }
 }
 
-/** Socket inodes of the TCP sockets in LISTEN state that process `pid` holds. */
+/**
+ * Socket inodes of the TCP sockets in LISTEN state that process `pid` holds,
+ * but its inspector guard (127.0.0.1:9229, see {@linkcode fdCount}).
+ */
 export function listeningInodes(
   pid: number,
 ): { inode: string; port: number }[] {
@@ -173,6 +176,7 @@ export function listeningInodes(
     for (const line of text.split("\n").slice(1)) {
       const cols = line.trim().split(/\s+/);
       if (cols.length < 10 || cols[3] !== "0A") continue;
+      if (cols[1] === "0100007F:240D") continue;
       if (mine.has(cols[9])) {
         out.push({
           inode: cols[9],
@@ -240,9 +244,40 @@ export function killAllWith(marker: string): void {
   }
 }
 
-/** Number of open fds of process `pid`. */
+/** Whether `cmd args` runs and exits 0 (a capability check). */
+export function canRun(cmd: string, args: string[]): boolean {
+  try {
+    return new Deno.Command(cmd, { args, stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Number of open fds of process `pid`, not counting the inspector guard (the
+ * socket listening on 127.0.0.1:9229: whether a server outside a network
+ * namespace of its own holds it depends on the other servers of the machine;
+ * inspector_race.ts counts it).
+ */
 export function fdCount(pid: number): number {
-  return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
+  const guard = new Set(
+    Deno.readTextFileSync(`/proc/${pid}/net/tcp`).split("\n")
+      .map((line) => line.trim().split(/\s+/))
+      .filter((cols) => cols[1] === "0100007F:240D" && cols[3] === "0A")
+      .map((cols) => `socket:[${cols[9]}]`),
+  );
+  let count = 0;
+  for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (!guard.has(Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`))) {
+        count++;
+      }
+    } catch {
+      count++; // closed meanwhile (as a plain count would have it)
+    }
+  }
+  return count;
 }
 
 /**
