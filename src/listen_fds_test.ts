@@ -20,6 +20,12 @@ import {
   readSocketInode,
 } from "./listen_fds.ts";
 import { socketFacts } from "./os.ts";
+import {
+  has,
+  IPV6,
+  PYTHON,
+  SOCKET_ACTIVATE as SOCKET_ACTIVATE_TOOL,
+} from "../tests/capabilities.ts";
 
 // ---------------------------------------------------------------------------
 // Pure functions, on fixed /proc text
@@ -459,13 +465,9 @@ function inspect(fd: number): Deno.NetAddr | Deno.UnixAddr {
 }
 
 /** True when this host can listen on ::1. */
+/** Whether ::1 can be bound (strict mode: fails without; capabilities.ts). */
 function hasIpv6(): boolean {
-  try {
-    Deno.listen({ hostname: "::1", port: 0 }).close();
-    return true;
-  } catch {
-    return false;
-  }
+  return has(IPV6);
 }
 
 Deno.test("real listeners: /proc gives the addresses Deno reports", () => {
@@ -667,21 +669,9 @@ interface FixtureRun {
 }
 
 /** Whether `command --version` runs and succeeds (so the tool is installed). */
-function canRun(command: string): boolean {
-  try {
-    const { success } = new Deno.Command(command, {
-      args: ["--version"],
-      stdout: "null",
-      stderr: "null",
-    }).outputSync();
-    return success;
-  } catch {
-    return false;
-  }
-}
-
-const HAS_SOCKET_ACTIVATE = canRun(SOCKET_ACTIVATE);
-const HAS_PYTHON = canRun("python3");
+// Each skips its tests without the tool (strict mode: fails; capabilities.ts).
+const HAS_SOCKET_ACTIVATE = has(SOCKET_ACTIVATE_TOOL);
+const HAS_PYTHON = has(PYTHON);
 
 /** This process's environment without LISTEN_*, plus `extra`. */
 function childEnv(extra: Record<string, string> = {}): Record<string, string> {

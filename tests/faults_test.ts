@@ -33,6 +33,13 @@ import {
   ROOT,
   until,
 } from "./helpers.ts";
+import {
+  BE_NOBODY,
+  has,
+  NET_NAMESPACE,
+  PYTHON,
+  SCRIPT,
+} from "./capabilities.ts";
 
 /**
  * What an app that adds servers of its own imports: mod.ts, the very module
@@ -57,24 +64,13 @@ serveGraceful({
 }, () => new Response("warm"));
 `;
 const LAUNCHER = `${ROOT}/tests/fixtures/faults_listen_fds.py`;
-const IS_ROOT = Deno.uid() === 0;
-
-function canRun(cmd: string, args: string[]): boolean {
-  try {
-    return new Deno.Command(cmd, { args, stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
-
-const HAS_PYTHON = canRun("python3", ["--version"]);
-const HAS_SCRIPT = canRun("script", ["--version"]);
+// Each skips its tests without the tool (strict mode: fails; capabilities.ts).
+const HAS_PYTHON = has(PYTHON);
+const HAS_SCRIPT = has(SCRIPT);
 /** Root, with setpriv: tests can act as user nobody. */
-const CAN_BE_NOBODY = IS_ROOT && canRun("setpriv", ["--version"]);
+const CAN_BE_NOBODY = has(BE_NOBODY);
 /** Root, with unshare: a process can get a network namespace of its own. */
-const CAN_UNSHARE = IS_ROOT &&
-  canRun("unshare", ["--net", "sh", "-c", "ip link set lo up"]);
+const CAN_UNSHARE = has(NET_NAMESPACE);
 
 // ---------------------------------------------------------------------------
 // The app and its gates
@@ -887,6 +883,7 @@ async function startInTerminal(app: App, extra: string[] = []) {
 Deno.test({
   name:
     "signals: a closed terminal: SIGHUP ends generation 1, which is in the terminal's session",
+  ignore: !HAS_SCRIPT,
   async fn() {
     const app = await makeApp();
     const { terminal, port } = await startInTerminal(app);

@@ -33,6 +33,11 @@ import {
 } from "./helpers.ts";
 
 const SLOW = Deno.env.get("GRACEFUL_SLOW_TESTS") === "1";
+if (!SLOW) {
+  console.log(
+    "slow suite skipped (on purpose): run it on its own with `deno task test:slow`",
+  );
+}
 const POLLER = `${ROOT}/tests/fixtures/faults_port_poller.ts`;
 const RACER = `${ROOT}/tests/fixtures/faults_inspector_racer.ts`;
 const INSPECTOR_PORT = 9229;

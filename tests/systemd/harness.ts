@@ -153,6 +153,8 @@
  * @module
  */
 
+import { STRICT } from "../capabilities.ts";
+
 /** The Debian release booted: bookworm has systemd 252. */
 export const SUITE = "bookworm";
 /** The packages added to debootstrap's minbase. */
@@ -512,13 +514,19 @@ async function probe(): Promise<string | undefined> {
 /**
  * For `Deno.test({ ignore: await systemdIgnore() })`: true (after printing
  * why) when the harness cannot run; throws instead when
- * GRACEFUL_SYSTEMD_TESTS=1 demands the suite.
+ * GRACEFUL_SYSTEMD_TESTS=1, or strict mode (CI=true, GRACEFUL_STRICT=1;
+ * ../capabilities.ts) without GRACEFUL_SYSTEMD_TESTS=0, demands the suite.
  */
 export async function systemdIgnore(): Promise<boolean> {
   const reason = await available();
   if (reason === undefined) return false;
-  if (Deno.env.get("GRACEFUL_SYSTEMD_TESTS") === "1") {
-    throw new Error(`GRACEFUL_SYSTEMD_TESTS=1 but: ${reason}`);
+  const wanted = Deno.env.get("GRACEFUL_SYSTEMD_TESTS");
+  if (wanted === "1" || (STRICT && wanted !== "0")) {
+    throw new Error(
+      `${
+        wanted === "1" ? "GRACEFUL_SYSTEMD_TESTS=1" : "strict mode"
+      } but: ${reason}`,
+    );
   }
   console.log(`systemd suite skipped: ${reason}`);
   return true;
