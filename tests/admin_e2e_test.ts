@@ -13,11 +13,17 @@ async function serveApp(extra: string[], env: Record<string, string> = {}) {
   return { t, app: t.app, child: t.child, port: t.port };
 }
 
-async function csrf(port: number, auth: Record<string, string> = {}) {
-  const res = await fetch(`http://127.0.0.1:${port}/debug/admin/status`, {
+/** The CSRF token from an (authorised) status response under `path`. */
+async function csrf(
+  port: number,
+  auth: Record<string, string> = {},
+  path = "/debug/admin",
+) {
+  const res = await fetch(`http://127.0.0.1:${port}${path}/status`, {
     headers: auth,
   });
   await res.body?.cancel();
+  assertEquals(res.status, 200, `GET ${path}/status`);
   return res.headers.get("x-admin-csrf") ?? "";
 }
 
@@ -96,12 +102,31 @@ Deno.test("admin: with a token (from GRACEFUL_ADMIN_TOKEN) actions need it", asy
     });
     await wrong.body?.cancel();
     assertEquals(wrong.status, 401);
-    const token = await csrf(s.port, auth).catch(() => "");
     const res = await fetch(`http://127.0.0.1:${s.port}/ops/status`, {
       headers: auth,
     });
     assertEquals((await res.json()).pid, s.child.pid);
-    void token;
+    // The bearer token alone is no action: the CSRF token is needed too.
+    const token = await csrf(s.port, auth, "/ops");
+    assertMatch(token, /^[0-9a-f]{64}$/);
+    const noCsrf = await fetch(`http://127.0.0.1:${s.port}/ops/restart`, {
+      method: "POST",
+      headers: auth,
+    });
+    await noCsrf.body?.cancel();
+    assertEquals(noCsrf.status, 403);
+    // With both, the restart happens.
+    const restarted = await fetch(`http://127.0.0.1:${s.port}/ops/restart`, {
+      method: "POST",
+      headers: { ...auth, "x-admin-csrf": token },
+    });
+    const body = await restarted.json();
+    assertEquals([restarted.status, body.generation], [200, 2]);
+    assertNotEquals(body.pid, s.child.pid);
+    await until(() => !alive(s.child.pid));
+    await until(async () =>
+      (await get(s.port, "/other")).text === `app ${body.pid}`
+    );
   } finally {
     await s.t.stop();
   }
