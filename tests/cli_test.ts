@@ -17,6 +17,9 @@ import {
 } from "./helpers.ts";
 import { rawExchange } from "./http_client.ts";
 
+/** /hold?gate=PATH answers once PATH exists (tests/fixtures/hold_app.ts). */
+const HOLD_APP = `${ROOT}/tests/fixtures/hold_app.ts`;
+
 for (const engine of ["native", "node"]) {
   Deno.test(`cli (${engine}): demo routes`, async () => {
     const { child, port } = await startCli([
@@ -41,7 +44,9 @@ for (const engine of ["native", "node"]) {
 
   for (const signal of ["SIGTERM", "SIGINT", "SIGQUIT"] as const) {
     Deno.test(`cli (${engine}): ${signal} drains in-flight requests and exits 0`, async () => {
+      const dir = await Deno.makeTempDir({ prefix: "graceful-cli-" });
       const { child, port } = await startCli([
+        HOLD_APP,
         "--port",
         "0",
         "--hostname",
@@ -58,23 +63,27 @@ for (const engine of ["native", "node"]) {
           { count: 1 },
         ).catch(() => []);
         assertEquals(first.length, 1);
-        const slow = rawExchange(
+        const gate = `${dir}/gate`;
+        const held = rawExchange(
           port,
-          "GET /sleep?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n",
-          { count: 1 },
+          `GET /hold?gate=${gate} HTTP/1.1\r\nHost: x\r\n\r\n`,
+          { count: 1, timeoutMs: 120_000 },
         );
-        await child.waitFor(/./); // started
-        await new Promise((r) => setTimeout(r, 200));
+        await child.waitFor(/holding in/);
         child.kill(signal);
+        // It drains: it stopped accepting, and the request is still held.
+        await child.waitFor(/draining \d+ connections \(1 requests?\)/);
         await until(() => refused(port));
-        const [res] = await slow;
+        await Deno.writeTextFile(gate, "");
+        const [res] = await held;
         assertEquals(res.status, 200);
-        assertMatch(res.body, new RegExp(`pid ${child.pid}`));
+        assertEquals(res.body, `held in pid ${child.pid}\n`);
         assertEquals(res.headers.get("connection"), "close");
         const status = await child.done;
         assertEquals(status.code, 0, child.output);
       } finally {
         await child.cleanup();
+        await Deno.remove(dir, { recursive: true });
       }
     });
   }
