@@ -6,12 +6,12 @@
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import {
   Child,
-  freePort,
   get,
   listeningInodes,
   MOD,
   refused,
   ROOT,
+  socketActivate,
   startCli,
   until,
 } from "./helpers.ts";
@@ -171,7 +171,6 @@ Deno.test("cli: serves an app module's default export { fetch }", async () => {
 });
 
 Deno.test("cli: several --listen addresses, IPv4, IPv6 and unix", async () => {
-  const p1 = freePort();
   const dir = await Deno.makeTempDir();
   const sock = `${dir}/app.sock`;
   const child = new Child(Deno.execPath(), [
@@ -179,7 +178,7 @@ Deno.test("cli: several --listen addresses, IPv4, IPv6 and unix", async () => {
     "-A",
     MOD,
     "--listen",
-    `127.0.0.1:${p1}`,
+    "127.0.0.1:0",
     "--listen",
     `unix:${sock}`,
     "--listen",
@@ -188,6 +187,9 @@ Deno.test("cli: several --listen addresses, IPv4, IPv6 and unix", async () => {
   try {
     await child.waitFor(/Listening on .*app\.sock/);
     await child.waitFor(/Listening on http:\/\/\[::1\]:\d+/);
+    const p1 = Number(
+      (await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)/))[1],
+    );
     assertEquals((await get(p1, "/")).text, "Hello!\n");
     const v6 = Number((await child.waitFor(/\[::1\]:(\d+)/))[1]);
     const res6 = await fetch(`http://[::1]:${v6}/pid`);
@@ -248,17 +250,13 @@ Deno.test("cli: --help and --version", async () => {
 });
 
 Deno.test("socket activation: serves the demo on the inherited fd and binds nothing else", async () => {
-  const port = freePort();
-  const child = new Child("systemd-socket-activate", [
-    "-l",
-    `127.0.0.1:${port}`,
+  const { child, ports: [port] } = await socketActivate(1, [
     Deno.execPath(),
     "run",
     "-A",
     MOD,
   ]);
   try {
-    await child.waitFor(/Listening on/);
     // The first connection activates the program (exec, same pid).
     const res = await get(port, "/pid");
     assertEquals(res.text, `${child.pid}\n`);
@@ -273,9 +271,7 @@ Deno.test("socket activation: serves the demo on the inherited fd and binds noth
 });
 
 Deno.test("socket activation: two sockets with LISTEN_FDNAMES feed two named servers", async () => {
-  const ports = [freePort(), freePort(), freePort(), freePort()];
-  const child = new Child("systemd-socket-activate", [
-    ...ports.flatMap((p) => ["-l", `127.0.0.1:${p}`]),
+  const { child, ports } = await socketActivate(4, [
     "--fdname=s1:s1:s2:s2",
     Deno.execPath(),
     "run",
@@ -283,7 +279,6 @@ Deno.test("socket activation: two sockets with LISTEN_FDNAMES feed two named ser
     `${ROOT}/examples/multi.ts`,
   ]);
   try {
-    await child.waitFor(/Listening on/);
     const texts = [];
     for (const port of ports) texts.push((await get(port, "/")).text);
     assertEquals(texts.map((t) => t.split(" ")[0]), ["s1", "s1", "s2", "s2"]);
