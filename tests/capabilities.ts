@@ -195,3 +195,16 @@ export const CHROMIUM: Capability = capability(
   "apt-get install -y chromium",
   () => Deno.statSync(CHROMIUM_PATH).isFile,
 );
+
+/** Where Debian's nginx packages put it. */
+export const NGINX_PATHS: readonly string[] = [
+  "/usr/sbin/nginx",
+  "/usr/bin/nginx",
+];
+
+/** nginx, for the admin behind a real reverse proxy. */
+export const NGINX: Capability = capability(
+  "nginx",
+  "apt-get install -y nginx-light",
+  () => NGINX_PATHS.some((path) => canRun(path, ["-v"])),
+);
