@@ -16,6 +16,11 @@ import {
   createAdmin,
 } from "./admin.ts";
 import { type LastRestart, RestartError } from "./handover.ts";
+import {
+  CHROMIUM as CHROMIUM_CAPABILITY,
+  CHROMIUM_PATH,
+  has,
+} from "../tests/capabilities.ts";
 
 const TOKEN = "s3cret-admin-token-0123456789";
 const LOOPBACK: Deno.NetAddr = {
@@ -1073,14 +1078,9 @@ Deno.test("admin: a deps failure is a 500 without details", async () => {
 // ---------------------------------------------------------------------------
 // In a real browser
 
-const CHROMIUM = "/usr/bin/chromium";
-const haveChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
-if (!haveChromium) {
-  console.log(
-    `admin browser tests skipped: ${CHROMIUM} not found ` +
-      "(apt-get install -y chromium)",
-  );
-}
+const CHROMIUM = CHROMIUM_PATH;
+// Skips the browser tests without it (strict mode: fails; capabilities.ts).
+const haveChromium = has(CHROMIUM_CAPABILITY);
 
 const CHROMIUM_FLAGS = [
   "--headless",

@@ -369,10 +369,27 @@ export class Restarter {
       if (adminToken !== undefined) state.adminToken = adminToken;
       await peer.send({ type: "state", state });
       trace("restart: state sent");
+      const received = peer.receive();
+      // A generation that says why it failed and exits at once: its exit
+      // and the end of the channel can be seen before its message is read,
+      // in either order. Its message is the reason; else its exit.
+      const exited = early.catch(async (exit) => {
+        const last = await received.catch(() => undefined);
+        if (last?.type !== "fail") throw exit;
+        throw new RestartError(
+          `the new generation failed to start: ${last.reason}`,
+        );
+      });
+      exited.catch(() => {});
+      const answered = received.catch(async (error) => {
+        // The channel ended: the generation exits; say so by its exit.
+        if ((error as { code?: unknown })?.code === "eof") await exited;
+        throw error;
+      });
       const answer = await this.#within(
         deadline,
-        early,
-        peer.receive(),
+        exited,
+        answered,
         "become ready",
       );
       trace(`restart: ${answer.type} received`);

@@ -6,6 +6,7 @@
 import { dirname } from "node:path";
 import { assertEquals, assertMatch, assertNotEquals } from "./assert.ts";
 import { curl, header } from "./curl.ts";
+import { has, PYTHON } from "./capabilities.ts";
 import { alive, freePort, get, runCli, TempApp, until } from "./helpers.ts";
 
 const APP = `export default { fetch: () => new Response("app " + Deno.pid) };`;
@@ -15,18 +16,19 @@ async function serveApp(extra: string[], env: Record<string, string> = {}) {
   return { t, app: t.app, child: t.child, port: t.port };
 }
 
-async function csrf(port: number, auth: Record<string, string> = {}) {
-  const res = await fetch(`http://127.0.0.1:${port}/debug/admin/status`, {
+/** The CSRF token from an (authorised) status response under `path`. */
+async function csrf(
+  port: number,
+  auth: Record<string, string> = {},
+  path = "/debug/admin",
+) {
+  const res = await fetch(`http://127.0.0.1:${port}${path}/status`, {
     headers: auth,
   });
   await res.body?.cancel();
+  assertEquals(res.status, 200, `GET ${path}/status`);
   return res.headers.get("x-admin-csrf") ?? "";
 }
-
-const HAS_PYTHON = await Deno.stat("/usr/bin/python3").then(
-  () => true,
-  () => false,
-);
 
 /** The admin socket the log names ("admin API on unix:PATH"). */
 async function adminSocket(t: TempApp): Promise<string> {
@@ -67,7 +69,7 @@ Deno.test("admin without a token: only on its own unix socket (0600), never on t
     assertEquals(await appPost.text(), `app ${s.child.pid}`);
 
     // Another local user (nobody) cannot connect to it.
-    if (HAS_PYTHON) {
+    if (has(PYTHON)) {
       const other = await new Deno.Command("setpriv", {
         args: [
           "--reuid=nobody",
@@ -195,12 +197,31 @@ Deno.test("admin: with a token (from GRACEFUL_ADMIN_TOKEN) actions need it", asy
     });
     await wrong.body?.cancel();
     assertEquals(wrong.status, 401);
-    const token = await csrf(s.port, auth).catch(() => "");
     const res = await fetch(`http://127.0.0.1:${s.port}/ops/status`, {
       headers: auth,
     });
     assertEquals((await res.json()).pid, s.child.pid);
-    void token;
+    // The bearer token alone is no action: the CSRF token is needed too.
+    const token = await csrf(s.port, auth, "/ops");
+    assertMatch(token, /^[0-9a-f]{64}$/);
+    const noCsrf = await fetch(`http://127.0.0.1:${s.port}/ops/restart`, {
+      method: "POST",
+      headers: auth,
+    });
+    await noCsrf.body?.cancel();
+    assertEquals(noCsrf.status, 403);
+    // With both, the restart happens.
+    const restarted = await fetch(`http://127.0.0.1:${s.port}/ops/restart`, {
+      method: "POST",
+      headers: { ...auth, "x-admin-csrf": token },
+    });
+    const body = await restarted.json();
+    assertEquals([restarted.status, body.generation], [200, 2]);
+    assertNotEquals(body.pid, s.child.pid);
+    await until(() => !alive(s.child.pid));
+    await until(async () =>
+      (await get(s.port, "/other")).text === `app ${body.pid}`
+    );
   } finally {
     await s.t.stop();
   }

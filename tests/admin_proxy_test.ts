@@ -8,9 +8,10 @@
 
 import { assert, assertEquals, assertNotEquals } from "./assert.ts";
 import { curl, header } from "./curl.ts";
+import { ignoreWithout, NGINX, NGINX_PATHS } from "./capabilities.ts";
 import { Child, freePort, TempApp, until } from "./helpers.ts";
 
-const NGINX = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((path) => {
+const NGINX_BIN = NGINX_PATHS.find((path) => {
   try {
     return Deno.statSync(path).isFile;
   } catch {
@@ -61,7 +62,7 @@ http {
     `--reuid=${uid}`,
     `--regid=${gid}`,
     "--clear-groups",
-    NGINX!,
+    NGINX_BIN!,
     "-p",
     dir,
     "-c",
@@ -83,7 +84,7 @@ http {
 Deno.test({
   name:
     "admin without a token behind nginx proxy_pass: status, page and actions are not reachable through the proxy",
-  ignore: NGINX === undefined,
+  ignore: ignoreWithout(NGINX),
   async fn() {
     const t = await TempApp.start(APP, ["--admin"]);
     const proxyPort = freePort();

@@ -244,16 +244,6 @@ export function killAllWith(marker: string): void {
   }
 }
 
-/** Whether `cmd args` runs and exits 0 (a capability check). */
-export function canRun(cmd: string, args: string[]): boolean {
-  try {
-    return new Deno.Command(cmd, { args, stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Number of open fds of process `pid`, not counting the inspector guard (the
  * socket listening on 127.0.0.1:9229: whether a server outside a network
@@ -365,4 +355,36 @@ export async function runCli(
     stdout: decode(out.stdout),
     stderr: decode(out.stderr),
   };
+}
+
+/**
+ * Runs `systemd-socket-activate -l 127.0.0.1:PORT ... args` on `count` ports
+ * that were free a moment ago, and waits until it listens on all of them
+ * (it cannot bind port 0). Should another process take a port in between,
+ * it fails with EADDRINUSE and other ports are tried, up to 5 times.
+ */
+export async function socketActivate(
+  count: number,
+  args: string[],
+): Promise<{ child: Child; ports: number[] }> {
+  for (let attempt = 1;; attempt++) {
+    const ports = Array.from({ length: count }, () => freePort());
+    const child = new Child("systemd-socket-activate", [
+      ...ports.flatMap((port) => ["-l", `127.0.0.1:${port}`]),
+      ...args,
+    ]);
+    try {
+      for (const port of ports) {
+        await child.waitFor(
+          new RegExp(`Listening on 127\\.0\\.0\\.1:${port} `),
+        );
+      }
+      return { child, ports };
+    } catch (error) {
+      await child.cleanup();
+      if (attempt >= 5 || !/Address already in use/.test(child.output)) {
+        throw error;
+      }
+    }
+  }
 }

@@ -13,12 +13,12 @@ import type { Child } from "./helpers.ts";
 import { MOD } from "./helpers.ts";
 import {
   assertHoldsGuard,
-  CAN_RACE,
   generationPid,
   inNetworkOf,
   inOwnNetwork,
   inspectorAttempts,
   inspectorListeners,
+  raceIgnored,
   raceRestarts,
   signalUntilDenoTries,
   socketsOf,
@@ -30,7 +30,7 @@ import {
 Deno.test({
   name:
     "inspector guard: a local user racing during 2 SIGUSR1 restarts, each generation signalled until Deno tried its inspector, opens 0 sessions; each holds the same 127.0.0.1:9229 socket",
-  ignore: !CAN_RACE,
+  ignore: raceIgnored(),
   async fn() {
     const seen = await raceRestarts(2);
     assertEquals(seen, { generations: 3, listed: 0, sessions: 0 });
@@ -40,7 +40,7 @@ Deno.test({
 Deno.test({
   name:
     "inspector guard: with restartSignals SIGUSR2, stray SIGUSR1s until Deno tried its inspector open none, and the guard survives the SIGUSR2 restart",
-  ignore: !CAN_RACE,
+  ignore: raceIgnored(),
   async fn() {
     const seen = await raceRestarts(1, true);
     assertEquals(seen, { generations: 2, listed: 0, sessions: 0 });
@@ -50,7 +50,7 @@ Deno.test({
 Deno.test({
   name:
     "inspector guard: turned off (GRACEFUL_NO_INSPECTOR_GUARD=1), a SIGUSR1 opens the inspector and the racer gets in: the race can fail",
-  ignore: !CAN_RACE,
+  ignore: raceIgnored(),
   async fn() {
     const app = await startGuardedApp(["SIGUSR2"], {
       GRACEFUL_NO_INSPECTOR_GUARD: "1",
@@ -90,7 +90,7 @@ function cli(extra: string[] = [], flags: string[] = []): string[] {
 Deno.test({
   name:
     "inspector guard: 127.0.0.1:9229 taken by another process: said once (no line per retry), retried, and held once it is freed",
-  ignore: !CAN_RACE,
+  ignore: raceIgnored(),
   async fn() {
     const holder = inOwnNetwork([
       Deno.execPath(),
@@ -130,7 +130,7 @@ setInterval(() => {}, 1000);`,
 Deno.test({
   name:
     "inspector guard: stands aside under --inspect (Deno's own inspector holds 127.0.0.1:9229; no guard, no warning)",
-  ignore: !CAN_RACE,
+  ignore: raceIgnored(),
   async fn() {
     const server = inOwnNetwork(cli([], ["--inspect"]));
     try {
@@ -150,7 +150,7 @@ Deno.test({
 Deno.test({
   name:
     "inspector guard: --no-inspector-guard (inspectorGuard: false) holds nothing, and says what that means",
-  ignore: !CAN_RACE,
+  ignore: raceIgnored(),
   async fn() {
     const server = inOwnNetwork(cli(["--no-inspector-guard"]));
     try {

@@ -10,19 +10,8 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import {
-  alive,
-  canRun,
-  Child,
-  killAllWith,
-  MOD,
-  pidsWith,
-  until,
-} from "./helpers.ts";
-
-const HAS_SETSID = canRun("setsid", ["--version"]);
-const HAS_SCRIPT = canRun("script", ["--version"]);
-const HAS_NOHUP = canRun("nohup", ["--version"]);
+import { ignoreWithout, NOHUP, SCRIPT, SETSID } from "./capabilities.ts";
+import { alive, Child, killAllWith, MOD, pidsWith, until } from "./helpers.ts";
 
 /** `/pid`, and `/hold?gate=NAME`, which answers once DIR/NAME exists. */
 function appSource(dir: string): string {
@@ -125,7 +114,7 @@ function hasTerminal(pid: number): boolean {
 Deno.test({
   name:
     "signals: with the defaults and no terminal (setsid), kill -HUP and kill -USR2 each restart",
-  ignore: !HAS_SETSID,
+  ignore: ignoreWithout(SETSID),
   async fn() {
     const app = await start({ wrapper: ["setsid"] });
     try {
@@ -150,7 +139,7 @@ Deno.test({
 Deno.test({
   name:
     "signals: in a terminal (script), SIGHUP drains (the request in flight is answered) and exits 0, with no restart",
-  ignore: !HAS_SCRIPT,
+  ignore: ignoreWithout(SCRIPT),
   async fn() {
     const app = await start({ terminal: true });
     try {
@@ -176,7 +165,7 @@ Deno.test({
 Deno.test({
   name:
     "signals: under nohup (SIGHUP ignored from the start), SIGHUP is ignored, also by the next generation",
-  ignore: !HAS_SETSID || !HAS_NOHUP,
+  ignore: ignoreWithout(SETSID, NOHUP),
   async fn() {
     // No terminal either: SIGHUP would restart, were nohup not honoured.
     const app = await start({ wrapper: ["setsid", "nohup"] });
@@ -207,7 +196,7 @@ Deno.test({
 Deno.test({
   name:
     "signals: with --restart-signal SIGUSR2, SIGHUP and SIGUSR1 are logged and ignored; the server keeps serving, and SIGUSR2 restarts",
-  ignore: !HAS_SETSID,
+  ignore: ignoreWithout(SETSID),
   async fn() {
     const app = await start({ wrapper: ["setsid"] }, [
       "--restart-signal",

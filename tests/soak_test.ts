@@ -18,7 +18,7 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { CAN_RACE, raceRestarts } from "./inspector_race.ts";
+import { raceIgnored, raceRestarts } from "./inspector_race.ts";
 import {
   alive,
   Child,
@@ -31,6 +31,11 @@ import {
 } from "./helpers.ts";
 
 const SLOW = Deno.env.get("GRACEFUL_SLOW_TESTS") === "1";
+if (!SLOW) {
+  console.log(
+    "slow suite skipped (on purpose): run it on its own with `deno task test:slow`",
+  );
+}
 
 const APP = `export default {
   fetch(req) {
@@ -140,7 +145,7 @@ function within(value: number, base: number, fraction: number): boolean {
 Deno.test({
   name:
     "soak: a local user racing for the inspector during 20 SIGUSR1 restarts, each generation signalled until Deno tried it: 0 sessions",
-  ignore: !SLOW || !CAN_RACE,
+  ignore: !SLOW || raceIgnored(),
   async fn() {
     // The same race as inspector_guard_test.ts, longer: in the server's own
     // network namespace, with /proc as the oracle that every generation

@@ -134,7 +134,8 @@
  *   bus" until /run/systemd/private exists.
  * - The service's network is the host's: a port a unit listens on inside is
  *   reachable as 127.0.0.1:PORT on the host (curl, fetch, wrk run on the
- *   host). Pick free ports (`freePort()`); never assume a fixed one.
+ *   host). Pick free ports and bind them at once (`startSocketOnFreePort()`);
+ *   never assume a fixed one.
  * - `apt-get install systemd-container` upgrades the host's systemd packages
  *   to the same point release (it depends on the exact version); harmless on
  *   a host where systemd is not running.
@@ -154,6 +155,8 @@
  *
  * @module
  */
+
+import { STRICT } from "../capabilities.ts";
 
 /** The Debian release booted by default: bookworm has systemd 252. */
 export const SUITE = "bookworm";
@@ -526,13 +529,19 @@ async function probe(): Promise<string | undefined> {
 /**
  * For `Deno.test({ ignore: await systemdIgnore() })`: true (after printing
  * why) when the harness cannot run; throws instead when
- * GRACEFUL_SYSTEMD_TESTS=1 demands the suite.
+ * GRACEFUL_SYSTEMD_TESTS=1, or strict mode (CI=true, GRACEFUL_STRICT=1;
+ * ../capabilities.ts) without GRACEFUL_SYSTEMD_TESTS=0, demands the suite.
  */
 export async function systemdIgnore(): Promise<boolean> {
   const reason = await available();
   if (reason === undefined) return false;
-  if (Deno.env.get("GRACEFUL_SYSTEMD_TESTS") === "1") {
-    throw new Error(`GRACEFUL_SYSTEMD_TESTS=1 but: ${reason}`);
+  const wanted = Deno.env.get("GRACEFUL_SYSTEMD_TESTS");
+  if (wanted === "1" || (STRICT && wanted !== "0")) {
+    throw new Error(
+      `${
+        wanted === "1" ? "GRACEFUL_SYSTEMD_TESTS=1" : "strict mode"
+      } but: ${reason}`,
+    );
   }
   console.log(`systemd suite skipped: ${reason}`);
   return true;
@@ -742,6 +751,36 @@ export function freePort(): number {
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
   return port;
+}
+
+/**
+ * Starts `socketUnit` on a port that was free a moment ago, and returns the
+ * port: `install(port)` writes the units for it, then the socket is started
+ * at once (systemd cannot bind port 0). Should another process take the
+ * port in between, the socket fails with EADDRINUSE and another port is
+ * tried, up to `tries` times.
+ */
+export async function startSocketOnFreePort(
+  c: Container,
+  socketUnit: string,
+  install: (port: number) => Promise<void>,
+  tries = 5,
+): Promise<number> {
+  for (let attempt = 1;; attempt++) {
+    const port = freePort();
+    await install(port);
+    await c.systemctl("daemon-reload");
+    const started = await c.exec(["systemctl", "start", socketUnit]);
+    if (started.code === 0) return port;
+    const journal = await c.journal(socketUnit);
+    if (attempt >= tries || !/Address already in use/.test(journal)) {
+      throw new Error(
+        `systemctl start ${socketUnit} on 127.0.0.1:${port}: ` +
+          `${started.stderr.trim()}\n${journal}`,
+      );
+    }
+    await c.exec(["systemctl", "reset-failed", socketUnit]);
+  }
 }
 
 /**
