@@ -9,15 +9,6 @@
  */
 
 import {
-  configure,
-  getAnsiColorFormatter,
-  getConsoleSink,
-  getJsonLinesFormatter,
-  getTextFormatter,
-  type LogLevel,
-  type LogRecord,
-} from "@logtape/logtape";
-import {
   afterHandover,
   processStatus,
   releaseProcess,
@@ -25,7 +16,7 @@ import {
 } from "./supervisor.ts";
 import type { Watcher } from "./watch.ts";
 import { statusPath } from "./pidfile.ts";
-import { logger } from "./log.ts";
+import { logger, logtape } from "./log.ts";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "./args.ts";
@@ -392,7 +383,7 @@ async function loadApp(path: string): Promise<GracefulHandler> {
   return fetch.bind(mod.default);
 }
 
-const LEVELS: Record<string, LogLevel> = {
+const LEVELS: Record<string, logtape.LogLevel> = {
   debug: "debug",
   info: "info",
   warning: "warning",
@@ -421,10 +412,10 @@ async function setupLogging(level: string, json: boolean): Promise<void> {
   const formatter = json
     ? jsonWithProcess()
     : colour
-    ? getAnsiColorFormatter({ value: "bare", format })
-    : getTextFormatter({ value: "bare", format });
-  await configure({
-    sinks: { console: getConsoleSink({ formatter }) },
+    ? logtape.getAnsiColorFormatter({ value: "bare", format })
+    : logtape.getTextFormatter({ value: "bare", format });
+  await logtape.configure({
+    sinks: { console: logtape.getConsoleSink({ formatter }) },
     loggers: [
       { category: ["graceful"], lowestLevel, sinks: ["console"] },
       {
@@ -437,9 +428,9 @@ async function setupLogging(level: string, json: boolean): Promise<void> {
 }
 
 /** JSON lines, with the pid and generation added to every record. */
-function jsonWithProcess(): (record: LogRecord) => string {
-  const json = getJsonLinesFormatter();
-  return function format(record: LogRecord): string {
+function jsonWithProcess(): (record: logtape.LogRecord) => string {
+  const json = logtape.getJsonLinesFormatter();
+  return function format(record: logtape.LogRecord): string {
     const { generation } = processStatus();
     return json({
       ...record,
