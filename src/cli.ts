@@ -26,6 +26,7 @@ import { demoHandler } from "./demo.ts";
 import { type EngineName, serveGraceful } from "./server.ts";
 import type { GracefulHandler } from "./types.ts";
 import { assertDenoVersion } from "./version.ts";
+import { serveUnderAppConfig } from "./app_config.ts";
 import { trace } from "./trace.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
@@ -154,6 +155,11 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   try {
+    // First of all, before logging or any socket: this may run the process
+    // again under the app's own deno.json or package.json (app_config.ts).
+    if (parsed.positionals.length > 0) {
+      serveUnderAppConfig(parsed.positionals[0]);
+    }
     await setupLogging(
       String(values["log-level"] ?? "info"),
       values["json-logs"] === true,
