@@ -50,6 +50,8 @@ export interface AppConfigInput {
   mainModule: string;
   /** Whether a path is a file or a directory. */
   exists: (path: string) => boolean;
+  /** The parsed JSON of a configuration file, or undefined (unreadable, JSONC). */
+  readJson?: (path: string) => unknown;
 }
 
 /**
@@ -87,6 +89,10 @@ export function planAppConfig(input: AppConfigInput): AppConfigPlan {
     ? nearestConfig(dirname(fileURLToPath(input.mainModule)), exists)
     : undefined;
   if (wanted === active) return { action: "serve" };
+  if (active && isMember(dirname(wanted), active, input.readJson)) {
+    // A member of the active workspace: its import map already applies.
+    return { action: "serve" };
+  }
   const insert = basename(wanted) === "package.json"
     ? packageJsonFlags(dirname(wanted), cwd, exists)
     : ["--config", wanted];
@@ -119,6 +125,7 @@ export function serveUnderAppConfig(app: string): void {
     cwd: Deno.cwd(),
     mainModule: Deno.mainModule,
     exists,
+    readJson,
   });
   if (plan.action === "serve") return;
   try {
@@ -202,6 +209,34 @@ function packageJsonFlags(
     );
   }
   return ["--no-config", "--node-modules-dir=manual"];
+}
+
+/**
+ * Whether `dir` is a member of the workspace whose root configuration is
+ * `root` (its "workspace" lists the directory, or "parent/*" above it).
+ */
+function isMember(
+  dir: string,
+  root: string,
+  read: ((path: string) => unknown) | undefined,
+): boolean {
+  const config = read?.(root) as { workspace?: unknown } | undefined;
+  const members = Array.isArray(config?.workspace) ? config.workspace : [];
+  const base = dirname(root);
+  return members.some((member) =>
+    typeof member === "string" &&
+    (resolve(base, member) === dir ||
+      (member.endsWith("/*") &&
+        resolve(base, member.slice(0, -2)) === dirname(dir)))
+  );
+}
+
+function readJson(path: string): unknown {
+  try {
+    return JSON.parse(Deno.readTextFileSync(path));
+  } catch {
+    return undefined;
+  }
 }
 
 function exists(path: string): boolean {

@@ -144,3 +144,26 @@ Deno.test("planAppConfig: a package.json app without node_modules is a one-line 
     /^\/app\/node_modules has no @logtape\/logtape/,
   );
 });
+
+Deno.test("planAppConfig: a member of the active workspace is served as it is", () => {
+  const files = ["/repo/deno.json", "/repo/examples/hono/deno.json"];
+  const workspaces: Record<string, unknown> = {
+    "/repo/deno.json": { workspace: ["./examples/hono"] },
+  };
+  const app = "/repo/examples/hono/app.ts";
+  assertEquals(
+    planAppConfig(input(files, { app, readJson: (p) => workspaces[p] })),
+    { action: "serve" },
+  );
+  workspaces["/repo/deno.json"] = { workspace: ["./examples/*"] };
+  assertEquals(
+    planAppConfig(input(files, { app, readJson: (p) => workspaces[p] })),
+    { action: "serve" },
+  );
+  workspaces["/repo/deno.json"] = { workspace: ["./other"] };
+  assertEquals(
+    planAppConfig(input(files, { app, readJson: (p) => workspaces[p] }))
+      .action,
+    "reexec",
+  );
+});
