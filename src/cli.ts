@@ -64,7 +64,8 @@ Usage:
 
   Without APP.ts, serves the demo: / says Hello!, /pid is the serving pid,
   /sleep?ms=N sleeps N ms (default 10000) and answers with its pid.
-  APP.ts must \`export default { fetch(request, info) { ... } }\`.
+  APP.ts must \`export default { fetch(request, info) { ... } }\`; it is
+  served under its own deno.json or package.json (the nearest one).
   Under systemd socket activation (LISTEN_FDS) no options are needed.
 
 Options:
