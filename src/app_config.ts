@@ -16,8 +16,9 @@
  * unchanged, the exit status is the new program's, and the pidfile is
  * written by it, once it serves. Later generations are started from
  * /proc/self/cmdline, which now has the flag: they run under the same
- * configuration and are not re-executed again. A Deno `--config` or
- * `--no-config` given by the user is their choice and is kept as it is.
+ * configuration and are not re-executed again. The CLI's `--config F`
+ * chooses F instead of the nearest; a Deno `--config` or `--no-config` given
+ * by the user is their choice and is kept as it is.
  *
  * @module
  */
@@ -44,6 +45,8 @@ export interface AppConfigInput {
   args: string[];
   /** The APP.ts argument as given. */
   app: string;
+  /** The CLI's `--config`, when given: the app's configuration file. */
+  config?: string;
   /** The working directory. */
   cwd: string;
   /** `Deno.mainModule`. */
@@ -78,12 +81,19 @@ export interface AppConfigInput {
  * ```
  */
 export function planAppConfig(input: AppConfigInput): AppConfigPlan {
-  const { args, app, cwd, exists } = input;
+  const { args, app, config, cwd, exists } = input;
   const main = findMainModuleIndex(args);
-  if (main < 0 || /^[a-z][a-z0-9+.-]+:/i.test(app)) return { action: "serve" };
-  const flags = configFlags(args.slice(0, main));
-  if (flags.given) return { action: "serve" };
-  const wanted = nearestConfig(dirname(resolve(cwd, app)), exists);
+  if (main < 0 || configFlags(args.slice(0, main)).given) {
+    return { action: "serve" };
+  }
+  if (config !== undefined && !exists(resolve(cwd, config))) {
+    throw new Error(`--config ${config}: no such file`);
+  }
+  const wanted = config !== undefined
+    ? resolve(cwd, config)
+    : /^[a-z][a-z0-9+.-]+:/i.test(app)
+    ? undefined
+    : nearestConfig(dirname(resolve(cwd, app)), exists);
   if (wanted === undefined) return { action: "serve" };
   const active = input.mainModule.startsWith("file:")
     ? nearestConfig(dirname(fileURLToPath(input.mainModule)), exists)
@@ -104,9 +114,10 @@ export function planAppConfig(input: AppConfigInput): AppConfigPlan {
 }
 
 /**
- * Re-executes this process under the configuration nearest to `app` when
- * that is not the active one (see the module's header); returns when there
- * is nothing to do. A compiled binary has its configuration built in.
+ * Re-executes this process under `config` (the CLI's `--config`), or else
+ * the configuration nearest to `app`, when that is not the active one (see
+ * the module's header); returns when there is nothing to do. A compiled
+ * binary has its configuration built in.
  *
  * @throws {Error} When the app's node_modules are missing, or execve fails.
  *
@@ -116,12 +127,20 @@ export function planAppConfig(input: AppConfigInput): AppConfigPlan {
  * serveUnderAppConfig("app.ts"); // returns, or runs again under app's deno.json
  * ```
  */
-export function serveUnderAppConfig(app: string): void {
+export function serveUnderAppConfig(
+  app: string | undefined,
+  config?: string,
+): void {
+  if (app === undefined) {
+    if (config === undefined) return;
+    throw new TypeError(`--config ${config} is for an APP.ts: give one`);
+  }
   if (Deno.build.standalone) return;
   const { execPath, args } = currentCommand();
   const plan = planAppConfig({
     args,
     app,
+    config,
     cwd: Deno.cwd(),
     mainModule: Deno.mainModule,
     exists,

@@ -167,3 +167,19 @@ Deno.test("planAppConfig: a member of the active workspace is served as it is", 
     "reexec",
   );
 });
+
+Deno.test("planAppConfig: the CLI's --config chooses the configuration", () => {
+  const files = ["/repo/deno.json", "/app/deno.json", "/app/alt/deno.json"];
+  const plan = planAppConfig(input(files, { config: "alt/deno.json" }));
+  assertEquals(plan.action === "reexec" && plan.config, "/app/alt/deno.json");
+  // The active one: nothing to do.
+  assertEquals(
+    planAppConfig(input(files, { config: "/repo/deno.json" })),
+    { action: "serve" },
+  );
+  assertEquals(
+    assertThrows(() => planAppConfig(input(files, { config: "nope.json" })))
+      .message,
+    "--config nope.json: no such file",
+  );
+});

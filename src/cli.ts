@@ -50,6 +50,7 @@ const OPTIONS = {
   "shutdown-delay": { type: "string" },
   admin: { type: "string" },
   "admin-token": { type: "string" },
+  config: { type: "string", short: "c" },
   cert: { type: "string" },
   key: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -97,6 +98,8 @@ Options:
                           loopback clients only unless --admin-token is set
       --admin-token T     require "Authorization: Bearer T" for the admin API
       --cert F --key F    serve HTTPS with these PEM files (node engine)
+  -c, --config F          serve APP.ts under this deno.json, deno.jsonc or
+                          package.json (default: the one nearest to APP.ts)
 
 Every option can also come from the environment, for unit files:
 GRACEFUL_PORT, GRACEFUL_LISTEN (comma-separated), GRACEFUL_DRAIN_TIMEOUT,
@@ -158,9 +161,10 @@ export async function main(args: string[]): Promise<number> {
   try {
     // First of all, before logging or any socket: this may run the process
     // again under the app's own deno.json or package.json (app_config.ts).
-    if (parsed.positionals.length > 0) {
-      serveUnderAppConfig(parsed.positionals[0]);
-    }
+    serveUnderAppConfig(
+      parsed.positionals[0],
+      values.config as string | undefined,
+    );
     await setupLogging(
       String(values["log-level"] ?? "info"),
       values["json-logs"] === true,

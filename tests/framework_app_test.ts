@@ -80,6 +80,24 @@ Deno.test("a Hono app with its own deno.json is served under it, in every genera
   }
 });
 
+Deno.test("the CLI's --config chooses the app's configuration", async () => {
+  const dir = await tempProject({
+    "hono.json": JSON.stringify({ imports: { hono: "npm:hono@^4.6.0" } }),
+    "app.ts": HONO_APP,
+  });
+  const child = childIn(dir, [...SERVE, "--config", "hono.json"]);
+  try {
+    const port = Number((await child.waitFor(LISTENING))[1]);
+    assertEquals((await get(port, "/")).text, `hono ${child.pid}`);
+    const pid = await restart(port, child.pid);
+    assertEquals((await get(port, "/")).text, `hono ${pid}`);
+  } finally {
+    killAllWith(dir);
+    await child.cleanup();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("the re-execution keeps the sockets of socket activation (LISTEN_PID is the same pid)", async () => {
   const dir = await tempProject({
     "deno.json": JSON.stringify({ imports: { hono: "npm:hono@^4.6.0" } }),
