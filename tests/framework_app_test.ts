@@ -6,7 +6,14 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { freePort, get, killAllWith, MOD, until } from "./helpers.ts";
+import {
+  type Child,
+  freePort,
+  get,
+  killAllWith,
+  MOD,
+  until,
+} from "./helpers.ts";
 import { childIn, tempProject } from "./project.ts";
 
 const HONO_APP = `import { Hono } from "hono";
@@ -31,6 +38,21 @@ const SERVE = [
 
 const LISTENING = /Listening on http:\/\/127\.0\.0\.1:(\d+)\//;
 
+/** Kills every generation started in `dir` and removes the project. */
+async function removeProject(dir: string, child: Child): Promise<void> {
+  killAllWith(dir);
+  await child.cleanup();
+  await Deno.remove(dir, { recursive: true });
+}
+
+/** A project with a deno.json that maps `hono`, and a Hono app.ts. */
+function honoProject(config = "deno.json"): Promise<string> {
+  return tempProject({
+    [config]: JSON.stringify({ imports: { hono: "npm:hono@^4.6.0" } }),
+    "app.ts": HONO_APP,
+  });
+}
+
 /** The arguments of process `pid`. */
 function argsOf(pid: number): string[] {
   return Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
@@ -52,10 +74,7 @@ async function restart(port: number, pid: number): Promise<number> {
 }
 
 Deno.test("a Hono app with its own deno.json is served under it, in every generation", async () => {
-  const dir = await tempProject({
-    "deno.json": JSON.stringify({ imports: { hono: "npm:hono@^4.6.0" } }),
-    "app.ts": HONO_APP,
-  });
+  const dir = await honoProject();
   const child = childIn(dir, SERVE);
   try {
     const port = Number((await child.waitFor(LISTENING))[1]);
@@ -74,17 +93,12 @@ Deno.test("a Hono app with its own deno.json is served under it, in every genera
     }
     assertEquals((await child.exited).code, 0);
   } finally {
-    killAllWith(dir);
-    await child.cleanup();
-    await Deno.remove(dir, { recursive: true });
+    await removeProject(dir, child);
   }
 });
 
 Deno.test("the CLI's --config chooses the app's configuration", async () => {
-  const dir = await tempProject({
-    "hono.json": JSON.stringify({ imports: { hono: "npm:hono@^4.6.0" } }),
-    "app.ts": HONO_APP,
-  });
+  const dir = await honoProject("hono.json");
   const child = childIn(dir, [...SERVE, "--config", "hono.json"]);
   try {
     const port = Number((await child.waitFor(LISTENING))[1]);
@@ -92,17 +106,12 @@ Deno.test("the CLI's --config chooses the app's configuration", async () => {
     const pid = await restart(port, child.pid);
     assertEquals((await get(port, "/")).text, `hono ${pid}`);
   } finally {
-    killAllWith(dir);
-    await child.cleanup();
-    await Deno.remove(dir, { recursive: true });
+    await removeProject(dir, child);
   }
 });
 
 Deno.test("the re-execution keeps the sockets of socket activation (LISTEN_PID is the same pid)", async () => {
-  const dir = await tempProject({
-    "deno.json": JSON.stringify({ imports: { hono: "npm:hono@^4.6.0" } }),
-    "app.ts": HONO_APP,
-  });
+  const dir = await honoProject();
   const port = freePort();
   // systemd-socket-activate starts the command on the first connection.
   const child = childIn("/", [
@@ -125,9 +134,7 @@ Deno.test("the re-execution keeps the sockets of socket activation (LISTEN_PID i
     assertMatch(text, /^hono \d+$/);
     assertEquals(count(argsOf(Number(text.split(" ")[1])), "--config"), 1);
   } finally {
-    killAllWith(dir);
-    await child.cleanup();
-    await Deno.remove(dir, { recursive: true });
+    await removeProject(dir, child);
   }
 });
 
