@@ -136,23 +136,29 @@ export function serveUnderAppConfig(
     throw new TypeError(`--config ${config} is for an APP.ts: give one`);
   }
   if (Deno.build.standalone) return;
+  const plan = (args: string[]) =>
+    planAppConfig({
+      args,
+      app,
+      config,
+      cwd: Deno.cwd(),
+      mainModule: Deno.mainModule,
+      exists,
+      readJson,
+    });
+  // Deno's flags are only in /proc/self/cmdline, which needs -A: first see
+  // whether anything is to be done at all.
+  const first = plan(["run", Deno.mainModule, app]);
+  if (first.action === "serve") return;
   const { execPath, args } = currentCommand();
-  const plan = planAppConfig({
-    args,
-    app,
-    config,
-    cwd: Deno.cwd(),
-    mainModule: Deno.mainModule,
-    exists,
-    readJson,
-  });
-  if (plan.action === "serve") return;
+  const next = plan(args);
+  if (next.action === "serve") return;
   try {
-    execInPlace(execPath, [execPath, ...plan.args], Deno.env.toObject());
+    execInPlace(execPath, [execPath, ...next.args], Deno.env.toObject());
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     throw new Error(
-      `cannot run again under ${plan.config}, the configuration of ${app}: ` +
+      `cannot run again under ${next.config}, the configuration of ${app}: ` +
         `${message} (or pass Deno's --config yourself)`,
       { cause: error },
     );
