@@ -150,15 +150,15 @@ export function serveUnderAppConfig(
   // whether anything is to be done at all.
   const first = plan(["run", Deno.mainModule, app]);
   if (first.action === "serve") return;
-  const { execPath, args } = currentCommand();
-  const next = plan(args);
-  if (next.action === "serve") return;
   try {
+    const { execPath, args } = currentCommand();
+    const next = plan(args);
+    if (next.action === "serve") return;
     execInPlace(execPath, [execPath, ...next.args], Deno.env.toObject());
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     throw new Error(
-      `cannot run again under ${next.config}, the configuration of ${app}: ` +
+      `cannot run again under ${first.config}, the configuration of ${app}: ` +
         `${message} (or pass Deno's --config yourself)`,
       { cause: error },
     );
