@@ -5,7 +5,7 @@
  * directory.
  */
 
-import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { assertEquals, assertMatch } from "./assert.ts";
 import {
   type Child,
   freePort,
@@ -14,7 +14,7 @@ import {
   MOD,
   until,
 } from "./helpers.ts";
-import { childIn, tempProject } from "./project.ts";
+import { childIn, installPackages, onPath, tempProject } from "./project.ts";
 
 const HONO_APP = `import { Hono } from "hono";
 const app = new Hono();
@@ -110,7 +110,11 @@ Deno.test("the CLI's --config chooses the app's configuration", async () => {
   }
 });
 
-Deno.test("the re-execution keeps the sockets of socket activation (LISTEN_PID is the same pid)", async () => {
+Deno.test({
+  name:
+    "the re-execution keeps the sockets of socket activation (LISTEN_PID is the same pid)",
+  ignore: !onPath("systemd-socket-activate"),
+}, async () => {
   const dir = await honoProject();
   const port = freePort();
   // systemd-socket-activate starts the command on the first connection.
@@ -175,13 +179,7 @@ Deno.test("a Hono app with a package.json is served with its node_modules, and s
       `installs nothing)`,
     ]);
 
-    const npm = await new Deno.Command("npm", {
-      args: ["install", "--no-audit", "--no-fund", "--silent"],
-      cwd: dir,
-      stdout: "inherit",
-      stderr: "inherit",
-    }).output();
-    assert(npm.success, "npm install failed");
+    await installPackages(dir);
 
     const child = childIn(dir, SERVE);
     // The command line has no path of the project: kill by pid.

@@ -33,3 +33,31 @@ export async function tempProject(
   }
   return dir;
 }
+
+/** Whether an executable `name` is on PATH. */
+export function onPath(name: string): boolean {
+  return (Deno.env.get("PATH") ?? "").split(":").some((dir) => {
+    try {
+      return Deno.statSync(`${dir}/${name}`).isFile;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * Installs the packages of the package.json in `dir` into its node_modules,
+ * with npm, or with `deno install` where there is no npm.
+ */
+export async function installPackages(dir: string): Promise<void> {
+  const [cmd, args] = onPath("npm")
+    ? ["npm", ["install", "--no-audit", "--no-fund", "--silent"]]
+    : [Deno.execPath(), ["install"]];
+  const { success } = await new Deno.Command(cmd, {
+    args,
+    cwd: dir,
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!success) throw new Error(`${cmd} ${args.join(" ")} failed in ${dir}`);
+}
