@@ -5,7 +5,7 @@
  */
 
 import { assertEquals, assertMatch } from "./assert.ts";
-import { Child, get, killAllWith, MOD, ROOT } from "./helpers.ts";
+import { type Child, get, killAllWith, MOD, ROOT } from "./helpers.ts";
 import { childIn, tempProject } from "./project.ts";
 
 const LISTENING = /Listening on http:\/\/127\.0\.0\.1:(\d+)\//;
