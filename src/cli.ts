@@ -9,15 +9,6 @@
  */
 
 import {
-  configure,
-  getAnsiColorFormatter,
-  getConsoleSink,
-  getJsonLinesFormatter,
-  getTextFormatter,
-  type LogLevel,
-  type LogRecord,
-} from "@logtape/logtape";
-import {
   afterHandover,
   processStatus,
   releaseProcess,
@@ -25,7 +16,7 @@ import {
 } from "./supervisor.ts";
 import type { Watcher } from "./watch.ts";
 import { checkPidfileDir, statusPath } from "./pidfile.ts";
-import { logger } from "./log.ts";
+import { logger, logtape } from "./log.ts";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "./args.ts";
@@ -37,6 +28,7 @@ import { demoHandler } from "./demo.ts";
 import { type EngineName, serveGraceful } from "./server.ts";
 import type { GracefulHandler } from "./types.ts";
 import { assertDenoVersion } from "./version.ts";
+import { serveUnderAppConfig } from "./app_config.ts";
 import { trace } from "./trace.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
@@ -63,6 +55,7 @@ const OPTIONS = {
   "admin-token": { type: "string" },
   "admin-token-file": { type: "string" },
   "admin-listen": { type: "string" },
+  config: { type: "string", short: "c" },
   cert: { type: "string" },
   key: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -77,7 +70,8 @@ Usage:
 
   Without APP.ts, serves the demo: / says Hello!, /pid is the serving pid,
   /sleep?ms=N sleeps N ms (default 10000) and answers with its pid.
-  APP.ts must \`export default { fetch(request, info) { ... } }\`.
+  APP.ts must \`export default { fetch(request, info) { ... } }\`; it is
+  served under its own deno.json or package.json (the nearest one).
   Under systemd socket activation (LISTEN_FDS) no options are needed.
 
 Options:
@@ -122,6 +116,8 @@ Options:
       --admin-token-file F  the same, the token read from F (chmod 600) by
                           every generation as it starts
       --cert F --key F    serve HTTPS with these PEM files (node engine)
+  -c, --config F          serve APP.ts under this deno.json, deno.jsonc or
+                          package.json (default: the one nearest to APP.ts)
 
 Every option can also come from the environment, for unit files:
 GRACEFUL_PORT, GRACEFUL_LISTEN (comma-separated), GRACEFUL_DRAIN_TIMEOUT,
@@ -182,6 +178,12 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   try {
+    // First of all, before logging or any socket: this may run the process
+    // again under the app's own deno.json or package.json (app_config.ts).
+    serveUnderAppConfig(
+      parsed.positionals[0],
+      values.config as string | undefined,
+    );
     await setupLogging(
       String(values["log-level"] ?? "info"),
       values["json-logs"] === true,
@@ -448,7 +450,7 @@ async function loadApp(path: string): Promise<GracefulHandler> {
   return fetch.bind(mod.default);
 }
 
-const LEVELS: Record<string, LogLevel> = {
+const LEVELS: Record<string, logtape.LogLevel> = {
   debug: "debug",
   info: "info",
   warning: "warning",
@@ -477,10 +479,10 @@ async function setupLogging(level: string, json: boolean): Promise<void> {
   const formatter = json
     ? jsonWithProcess()
     : colour
-    ? getAnsiColorFormatter({ value: "bare", format })
-    : getTextFormatter({ value: "bare", format });
-  await configure({
-    sinks: { console: getConsoleSink({ formatter }) },
+    ? logtape.getAnsiColorFormatter({ value: "bare", format })
+    : logtape.getTextFormatter({ value: "bare", format });
+  await logtape.configure({
+    sinks: { console: logtape.getConsoleSink({ formatter }) },
     loggers: [
       { category: ["graceful"], lowestLevel, sinks: ["console"] },
       {
@@ -493,9 +495,9 @@ async function setupLogging(level: string, json: boolean): Promise<void> {
 }
 
 /** JSON lines, with the pid and generation added to every record. */
-function jsonWithProcess(): (record: LogRecord) => string {
-  const json = getJsonLinesFormatter();
-  return function format(record: LogRecord): string {
+function jsonWithProcess(): (record: logtape.LogRecord) => string {
+  const json = logtape.getJsonLinesFormatter();
+  return function format(record: logtape.LogRecord): string {
     const { generation } = processStatus();
     return json({
       ...record,

@@ -739,3 +739,42 @@ export function monotonicClockUsec(): bigint | undefined {
   }
   return timespec[0] * 1_000_000n + timespec[1] / 1000n;
 }
+
+const EXEC_SYMBOLS = {
+  execve: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+/**
+ * Replaces this process's program with `path` (execve(2)): the same pid, the
+ * same fds but those marked close-on-exec (Deno marks its own), signals that
+ * are ignored stay ignored, handled ones return to their defaults. Returns
+ * only by throwing, when FFI is not available or execve fails.
+ *
+ * @example
+ * ```ts ignore
+ * execInPlace(Deno.execPath(), [Deno.execPath(), "run", "main.ts"], Deno.env.toObject());
+ * ```
+ */
+export function execInPlace(
+  path: string,
+  argv: string[],
+  env: Record<string, string>,
+): never {
+  let lib;
+  try {
+    lib = Deno.dlopen(libcPath(), EXEC_SYMBOLS);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new Error(`execve needs FFI (--allow-ffi or -A): ${message}`);
+  }
+  const args = argv.map(cString);
+  const vars = Object.entries(env).map(([key, value]) =>
+    cString(`${key}=${value}`)
+  );
+  lib.symbols.execve(cString(path), pointerArray(args), pointerArray(vars));
+  const where = lib.symbols.__errno_location();
+  const errno = where ? new Deno.UnsafePointerView(where).getInt32() : -1;
+  lib.close();
+  throw new Error(`execve ${path} failed (errno ${errno})`);
+}
