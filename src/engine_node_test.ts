@@ -67,8 +67,9 @@ async function startServer(
     fd: (server as any)._handle.fdForIpc(),
     addr,
     inherited: false,
-    server,
   };
+  // The engine accepts on a copy of the fd; this server must not.
+  server.close();
   const draining = new AbortController();
   const binding = createNodeEngine().serve(listener, {
     handler,

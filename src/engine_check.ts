@@ -1,0 +1,167 @@
+/**
+ * The transplant engine's self-check: before the server counts on a
+ * transplanted listener, it proves that this process's Deno.serve accepts on
+ * the real socket.
+ *
+ * 1. The registration: the runtime's fd is in its epoll instance with the
+ *    events and the token it had, and names the real socket's inode
+ *    (/proc/self/fdinfo).
+ * 2. An accept only this process can show: it connects to its own socket,
+ *    and waits until a socket accepted from that listener appears in its own
+ *    fd table. During a handover the old generation accepts on the same
+ *    queue and may take the connection: another one is opened every
+ *    {@linkcode RECONNECT_MS} until this process shows one, up to
+ *    {@linkcode CHECK_LIMIT_MS}. No request is sent, so no application
+ *    (here or in the old generation) sees one.
+ *
+ * Where the process cannot connect to its own socket (a private network
+ * namespace, an address it cannot reach, an abstract unix name), the
+ * registration decides.
+ *
+ * `GRACEFUL_ENGINE_CHECK=fail` in the environment makes the check fail, so
+ * that the fallback to the node engine can be run on purpose (CI does).
+ *
+ * @module
+ */
+
+import type { Addr } from "./types.ts";
+import type { TransplantBinding } from "./engine_transplant.ts";
+import {
+  acceptedFds,
+  epollRegistrationOf,
+  socketInodeOf,
+} from "./engine_fds.ts";
+
+/** The environment variable that, set to "fail", fails every check. */
+export const CHECK_ENV = "GRACEFUL_ENGINE_CHECK";
+
+/** How long an unanswered connection waits before another is opened (ms). */
+export const RECONNECT_MS = 100;
+/** How long the check may take in all (ms). */
+export const CHECK_LIMIT_MS = 5000;
+
+/** What the check found. */
+export interface CheckResult {
+  /** Undefined when it passed; otherwise why it failed. */
+  failure: string | undefined;
+  /** How it passed: "accept" (its own accept seen) or "registration". */
+  proof: "accept" | "registration" | undefined;
+  /** Why only the registration was checked. */
+  note?: string;
+}
+
+/**
+ * Checks one transplanted listener; never throws.
+ *
+ * @example
+ * ```ts ignore
+ * const result = await checkTransplant(binding);
+ * if (result.failure) console.warn(result.failure);
+ * ```
+ */
+export async function checkTransplant(
+  binding: TransplantBinding,
+): Promise<CheckResult> {
+  if (forcedToFail()) {
+    return { failure: `${CHECK_ENV}=fail is set`, proof: undefined };
+  }
+  const registered = checkRegistration(binding);
+  if (registered !== undefined) {
+    return { failure: registered, proof: undefined };
+  }
+  const target = connectTarget(binding.listener.addr);
+  if (typeof target === "string") {
+    return { failure: undefined, proof: "registration", note: target };
+  }
+  try {
+    return await checkAccept(binding.listener.addr, target);
+  } catch (error) {
+    return { failure: `the check failed: ${error}`, proof: undefined };
+  }
+}
+
+function forcedToFail(): boolean {
+  try {
+    return Deno.env.get(CHECK_ENV) === "fail";
+  } catch {
+    return false;
+  }
+}
+
+/** Undefined when the runtime's fd is registered as before, on the real socket. */
+function checkRegistration(binding: TransplantBinding): string | undefined {
+  const now = epollRegistrationOf(binding.fd);
+  const before = binding.registration;
+  if (now === undefined) {
+    return `fd ${binding.fd} is not in the runtime's epoll instance`;
+  }
+  if (now.data !== before.data || now.events !== before.events) {
+    return `fd ${binding.fd} is registered with another token or events`;
+  }
+  const inode = socketInodeOf(binding.listener.fd);
+  if (inode === undefined || now.inode !== inode) {
+    return `the epoll entry of fd ${binding.fd} is not the socket of fd ` +
+      `${binding.listener.fd}`;
+  }
+  return undefined;
+}
+
+/** Where to connect to reach the listener, or why it cannot be reached. */
+function connectTarget(
+  addr: Addr,
+): Deno.ConnectOptions | Deno.UnixConnectOptions | string {
+  if ("path" in addr) {
+    if (addr.path === "" || addr.path.startsWith("@")) {
+      return "an abstract or unnamed unix socket cannot be connected to by path";
+    }
+    return { transport: "unix", path: addr.path };
+  }
+  const hostname = addr.hostname === "0.0.0.0"
+    ? "127.0.0.1"
+    : addr.hostname === "::"
+    ? "::1"
+    : addr.hostname;
+  return { transport: "tcp", hostname, port: addr.port };
+}
+
+async function checkAccept(
+  addr: Addr,
+  target: Deno.ConnectOptions | Deno.UnixConnectOptions,
+): Promise<CheckResult> {
+  const clients: Deno.Conn[] = [];
+  const deadline = Date.now() + CHECK_LIMIT_MS;
+  try {
+    while (Date.now() < deadline) {
+      try {
+        clients.push(await Deno.connect(target as Deno.ConnectOptions));
+      } catch (error) {
+        if (clients.length === 0) {
+          return {
+            failure: undefined,
+            proof: "registration",
+            note: `cannot connect to itself (${error})`,
+          };
+        }
+      }
+      const next = Date.now() + RECONNECT_MS;
+      while (Date.now() < next) {
+        if (acceptedFds(addr).length > 0) {
+          return { failure: undefined, proof: "accept" };
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    }
+    return {
+      failure: `no connection was accepted in ${CHECK_LIMIT_MS} ms`,
+      proof: undefined,
+    };
+  } finally {
+    for (const client of clients) {
+      try {
+        client.close();
+      } catch {
+        // closed by the peer already
+      }
+    }
+  }
+}
