@@ -9,14 +9,19 @@
  * 2. An accept only this process can show: it connects to its own socket,
  *    and waits until a socket accepted from that listener appears in its own
  *    fd table. During a handover the old generation accepts on the same
- *    queue and may take the connection: another one is opened every
- *    {@linkcode RECONNECT_MS} until this process shows one, up to
- *    {@linkcode CHECK_LIMIT_MS}. No request is sent, so no application
- *    (here or in the old generation) sees one.
+ *    queue and may take a connection: so {@linkcode BURST} are opened at
+ *    once, and another burst every {@linkcode RECONNECT_MS} until this
+ *    process shows one, up to {@linkcode CHECK_LIMIT_MS}. No request is
+ *    sent, so no application (here or in the old generation) sees one.
  *
  * Where the process cannot connect to its own socket (a private network
  * namespace, an address it cannot reach, an abstract unix name), the
- * registration decides.
+ * registration decides. It decides too in a new generation, before it is
+ * ready: the old one, idle, wins the race for every connection this
+ * process makes (it is woken while this one is still in connect()), so the
+ * accept check would keep both generations accepting for tens of ms. There
+ * the accept check runs once the old one has stopped accepting
+ * ({@linkcode checkTransplant} with `after`).
  *
  * `GRACEFUL_ENGINE_CHECK=fail` in the environment makes the check fail, so
  * that the fallback to the node engine can be run on purpose (CI does).
@@ -35,8 +40,10 @@ import {
 /** The environment variable that, set to "fail", fails every check. */
 export const CHECK_ENV = "GRACEFUL_ENGINE_CHECK";
 
-/** How long an unanswered connection waits before another is opened (ms). */
-export const RECONNECT_MS = 100;
+/** Connections opened at once. */
+export const BURST = 4;
+/** How long unanswered connections wait before more are opened (ms). */
+export const RECONNECT_MS = 20;
 /** How long the check may take in all (ms). */
 export const CHECK_LIMIT_MS = 5000;
 
@@ -61,6 +68,7 @@ export interface CheckResult {
  */
 export async function checkTransplant(
   binding: TransplantBinding,
+  options: { registrationOnly?: boolean; limitMs?: number } = {},
 ): Promise<CheckResult> {
   if (forcedToFail()) {
     return { failure: `${CHECK_ENV}=fail is set`, proof: undefined };
@@ -69,12 +77,24 @@ export async function checkTransplant(
   if (registered !== undefined) {
     return { failure: registered, proof: undefined };
   }
+  if (options.registrationOnly) {
+    return {
+      failure: undefined,
+      proof: "registration",
+      note: "the old generation shares the accept queue; the accept check " +
+        "follows its drain",
+    };
+  }
   const target = connectTarget(binding.listener.addr);
   if (typeof target === "string") {
     return { failure: undefined, proof: "registration", note: target };
   }
   try {
-    return await checkAccept(binding.listener.addr, target);
+    return await checkAccept(
+      binding.listener.addr,
+      target,
+      options.limitMs ?? CHECK_LIMIT_MS,
+    );
   } catch (error) {
     return { failure: `the check failed: ${error}`, proof: undefined };
   }
@@ -127,41 +147,54 @@ function connectTarget(
 async function checkAccept(
   addr: Addr,
   target: Deno.ConnectOptions | Deno.UnixConnectOptions,
+  limitMs: number,
 ): Promise<CheckResult> {
   const clients: Deno.Conn[] = [];
-  const deadline = Date.now() + CHECK_LIMIT_MS;
+  const deadline = Date.now() + limitMs;
   try {
     while (Date.now() < deadline) {
-      try {
-        clients.push(await Deno.connect(target as Deno.ConnectOptions));
-      } catch (error) {
-        if (clients.length === 0) {
-          return {
-            failure: undefined,
-            proof: "registration",
-            note: `cannot connect to itself (${error})`,
-          };
-        }
+      const burst = await Promise.allSettled(
+        Array.from(
+          { length: BURST },
+          () => Deno.connect(target as Deno.ConnectOptions),
+        ),
+      );
+      for (const result of burst) {
+        if (result.status === "fulfilled") clients.push(result.value);
+      }
+      if (clients.length === 0) {
+        const error = (burst[0] as PromiseRejectedResult).reason;
+        return {
+          failure: undefined,
+          proof: "registration",
+          note: `cannot connect to itself (${error})`,
+        };
       }
       const next = Date.now() + RECONNECT_MS;
       while (Date.now() < next) {
         if (acceptedFds(addr).length > 0) {
           return { failure: undefined, proof: "accept" };
         }
+        // Connections the old generation took are of no use: close them.
+        if (clients.length > BURST * 8) closeAll(clients.splice(0, BURST));
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
     }
     return {
-      failure: `no connection was accepted in ${CHECK_LIMIT_MS} ms`,
+      failure: `no connection was accepted in ${limitMs} ms`,
       proof: undefined,
     };
   } finally {
-    for (const client of clients) {
-      try {
-        client.close();
-      } catch {
-        // closed by the peer already
-      }
+    closeAll(clients);
+  }
+}
+
+function closeAll(clients: Deno.Conn[]): void {
+  for (const client of clients) {
+    try {
+      client.close();
+    } catch {
+      // closed by the peer already
     }
   }
 }

@@ -167,6 +167,8 @@ class Transplant implements TransplantBinding {
   #stopped = false;
   #drained: Promise<void> | undefined;
   #shutdown: Promise<void> | undefined;
+  #aborted = false;
+  #abortedSignal = Promise.withResolvers<void>();
 
   constructor(listener: Listener, options: EngineServeOptions) {
     this.listener = listener;
@@ -313,7 +315,7 @@ class Transplant implements TransplantBinding {
     if (!socket) return;
     this.#sockets.add(socket);
     socket.addEventListener("open", () => {
-      if (this.#shutdown) socket.close(1001, "server restarting");
+      if (this.#draining) socket.close(1001, "server restarting");
     }, { once: true });
     socket.addEventListener("close", () => {
       this.#sockets.delete(socket);
@@ -352,27 +354,26 @@ class Transplant implements TransplantBinding {
     if (idleGraceMs > 0 && this.connections > 0) {
       await new Promise((resolve) => setTimeout(resolve, idleGraceMs));
     }
-    await this.#end();
-    // WebSockets leave the HTTP server: wait for them too.
-    while (this.#sockets.size > 0) {
-      await Promise.all(
-        [...this.#sockets].map((socket) =>
+    // Deno.serve's shutdown closes its WebSockets (1001), and they are the
+    // app's to close while draining (or the drain timeout's): the shutdown
+    // waits for them. Keep-alive connections meanwhile end after their next
+    // response.
+    while (this.#sockets.size > 0 && !this.#aborted) {
+      await Promise.race([
+        this.#abortedSignal.promise,
+        ...[...this.#sockets].map((socket) =>
           new Promise((resolve) =>
             socket.addEventListener("close", resolve, { once: true })
           )
         ),
-      );
+      ]);
     }
+    await this.#end();
   }
 
   /** Deno.serve's graceful shutdown: GOAWAY, in-flight requests finish. */
   #end(): Promise<void> {
     this.#shutdown ??= (async () => {
-      for (const socket of this.#sockets) {
-        if (socket.readyState === WebSocket.OPEN) {
-          socket.close(1001, "server restarting");
-        }
-      }
       await this.#server.shutdown();
       await this.#server.finished;
     })();
@@ -380,10 +381,11 @@ class Transplant implements TransplantBinding {
   }
 
   abort(): void {
+    this.#aborted = true;
+    this.#abortedSignal.resolve();
     // Deno.serve has no way to cut its connections: shut down the sockets
     // themselves, and the runtime closes them.
     for (const fd of acceptedFds(this.listener.addr)) shutdownSocket(fd);
-    for (const socket of this.#sockets) socket.close(1001, "server shutdown");
     this.#end().catch(noop);
   }
 

@@ -82,10 +82,9 @@ export interface ListenerRequest {
 
 /**
  * Claims inherited sockets and opens the rest, following the module's rules.
- * `onListening` is called for each listener in the same microtask in which it
- * starts listening, so that no connection can arrive before an engine is
- * attached to it. On failure, every listener it opened is closed again and the
- * error names the address or fd.
+ * `onListening` is called for each listener once it listens (connections
+ * wait in the kernel's queue until an engine accepts). On failure, every
+ * listener it opened is closed again and the error names the address or fd.
  *
  * @example
  * ```ts ignore
@@ -96,10 +95,21 @@ export interface ListenerRequest {
  * }, (listener) => attachEngine(listener));
  * ```
  */
-export async function acquireListeners(
+export function acquireListeners(
+  request: ListenerRequest,
+  onListening: (listener: Listener) => void = () => {},
+): Promise<Listener[]> {
+  try {
+    return Promise.resolve(acquireNow(request, onListening));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+function acquireNow(
   request: ListenerRequest,
   onListening: (listener: Listener) => void,
-): Promise<Listener[]> {
+): Listener[] {
   const fds = inheritedFds().filter((f) => !claimed.has(f.fd));
   let mine = fds.filter((f) => f.name === request.name);
   const toOpen: ListenSpec[] = [];
@@ -119,8 +129,8 @@ export async function acquireListeners(
     mine = fds;
     if (mine.length === 0) toOpen.push(request.fallback);
   }
-  // Claim before the first await, so that servers starting concurrently
-  // never pick the same fds.
+  // Claim at once, so that servers starting concurrently never pick the
+  // same fds.
   for (const fd of mine) claimed.add(fd.fd);
   const opened: Listener[] = [];
   try {

@@ -27,7 +27,7 @@ import {
   type TransplantBinding,
   transplantUnavailable,
 } from "./engine_transplant.ts";
-import { checkTransplant } from "./engine_check.ts";
+import { type CheckResult, checkTransplant } from "./engine_check.ts";
 import { assertDenoVersion } from "./version.ts";
 import { logger, print } from "./log.ts";
 import { trace } from "./trace.ts";
@@ -331,7 +331,12 @@ interface Attached {
   binding: EngineBinding;
   engine: "native" | "node";
   why: string;
+  /** The accept check still to come (in a new generation). */
+  verify?: () => Promise<CheckResult>;
 }
+
+/** How long a new generation's accept check may wait for the old one's drain. */
+const LATE_CHECK_LIMIT_MS = 60_000;
 
 /**
  * Serves one listener: Deno.serve transplanted onto it, once its check
@@ -341,6 +346,7 @@ async function attachEngine(
   listener: Listener,
   options: EngineServeOptions,
   notNative: string | undefined,
+  handover: boolean,
 ): Promise<Attached> {
   let reason = notNative;
   if (reason === undefined) {
@@ -351,14 +357,21 @@ async function attachEngine(
       reason = error instanceof Error ? error.message : String(error);
     }
     if (binding !== undefined) {
-      const result = await checkTransplant(binding);
+      const result = await checkTransplant(binding, {
+        registrationOnly: handover,
+      });
       trace("server: transplant checked");
       if (result.failure === undefined) {
-        const why = result.proof === "accept"
-          ? "Deno.serve transplanted, checked by its own accept"
-          : `Deno.serve transplanted, checked by its epoll registration ` +
-            `(${result.note})`;
-        return { binding, engine: "native", why };
+        const transplanted = binding;
+        return {
+          binding,
+          engine: "native",
+          why: whyNative(result),
+          verify: handover
+            ? () =>
+              checkTransplant(transplanted, { limitMs: LATE_CHECK_LIMIT_MS })
+            : undefined,
+        };
       }
       reason = result.failure;
       await binding.discard();
@@ -371,6 +384,13 @@ async function attachEngine(
     engine: "node",
     why: reason!,
   };
+}
+
+function whyNative(result: CheckResult): string {
+  return result.proof === "accept"
+    ? "Deno.serve transplanted, checked by its own accept"
+    : `Deno.serve transplanted, checked by its epoll registration ` +
+      `(${result.note})`;
 }
 
 class Server implements GracefulServer {
@@ -462,11 +482,12 @@ class Server implements GracefulServer {
     const draining = this.#draining.signal;
     const listeners = await acquireListeners(
       { name: this.name, specs, fallback, restarted: joined !== undefined },
-      () => {},
     );
     const serveOptions = { handler, onError, tls, draining };
     const attached = await Promise.allSettled(
-      listeners.map((l) => attachEngine(l, serveOptions, notNative)),
+      listeners.map((l) =>
+        attachEngine(l, serveOptions, notNative, state !== undefined)
+      ),
     );
     const failed = attached.find((a) => a.status === "rejected");
     if (failed) {
@@ -483,12 +504,13 @@ class Server implements GracefulServer {
     }
     const whys: string[] = [];
     for (const [index, result] of attached.entries()) {
-      const { binding, engine, why } =
+      const { binding, engine, why, verify } =
         (result as PromiseFulfilledResult<Attached>).value;
       this.#bindings.push(binding);
       this.#engines.push(engine);
       this.#listeners.push(listeners[index]);
       whys.push(why);
+      if (verify) this.#verifyLater(binding, verify, serveOptions);
     }
     trace("server: listening");
     if (this.#shutdown) return;
@@ -514,6 +536,33 @@ class Server implements GracefulServer {
       await this.#drainNow(false);
       throw error;
     }
+  }
+
+  /**
+   * A new generation's accept check, once the old one drains: on failure,
+   * the listener moves to node:http.
+   */
+  #verifyLater(
+    binding: EngineBinding,
+    verify: () => Promise<CheckResult>,
+    options: EngineServeOptions,
+  ): void {
+    this.ready.then(async () => {
+      const result = await verify();
+      const index = this.#bindings.indexOf(binding);
+      if (result.failure === undefined) {
+        trace("server: transplant accepted");
+        return;
+      }
+      if (index < 0 || this.#stopping || this.#shutdown) return;
+      const listener = this.#listeners[index];
+      warnNodeFallback(listener.addr, result.failure);
+      const node = (await loadNodeEngine()).serve(listener, options);
+      if (!this.#refed) node.unref();
+      this.#bindings[index] = node;
+      this.#engines[index] = "node";
+      await (binding as TransplantBinding).discard();
+    }).catch(() => {});
   }
 
   /**
