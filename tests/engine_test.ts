@@ -9,6 +9,7 @@ import type { GracefulServeOptions, GracefulServer } from "../src/server.ts";
 import type { GracefulHandler } from "../src/types.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { MOD } from "./helpers.ts";
+import { selfSignedCert } from "./tls.ts";
 import { socketFacts } from "../src/os.ts";
 import { decodeSockaddr } from "../src/listen_fds.ts";
 
@@ -16,43 +17,6 @@ const quiet = () => {};
 
 async function until(check: () => boolean): Promise<void> {
   while (!check()) await new Promise((resolve) => setTimeout(resolve, 5));
-}
-
-/** A self-signed certificate for localhost and 127.0.0.1, made with openssl. */
-async function selfSigned(): Promise<{ cert: string; key: string }> {
-  const dir = await Deno.makeTempDir();
-  try {
-    const made = await new Deno.Command("openssl", {
-      args: [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        "-keyout",
-        `${dir}/key.pem`,
-        "-out",
-        `${dir}/cert.pem`,
-      ],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    assert(made.success, new TextDecoder().decode(made.stderr));
-    return {
-      cert: await Deno.readTextFile(`${dir}/cert.pem`),
-      key: await Deno.readTextFile(`${dir}/key.pem`),
-    };
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 /** curl's view of one request: the HTTP version and the body. */
@@ -116,7 +80,7 @@ function listeningPorts(): number[] {
 }
 
 Deno.test("engine: TLS serves HTTP/2 by ALPN and HTTP/1.1 otherwise, on Deno.serve itself", async () => {
-  const { cert, key } = await selfSigned();
+  const { cert, key } = await selfSignedCert();
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(`${dir}/cert.pem`, cert);
   await using server = start({ port: 0, hostname: "127.0.0.1", cert, key });
@@ -170,7 +134,7 @@ Deno.test("engine: the placeholder leaves no socket, fd or directory behind", as
       e.name.startsWith("graceful-placeholder-")
     ).length;
   const dir = await Deno.makeTempDir();
-  const { cert, key } = await selfSigned();
+  const { cert, key } = await selfSignedCert();
   // Warm up what loads once per process (FFI bindings, the TLS stack).
   await using warm = start({ port: 0, hostname: "127.0.0.1", cert, key });
   await warm.ready;
