@@ -9,7 +9,7 @@ import type { GracefulServeOptions, GracefulServer } from "../src/server.ts";
 import type { GracefulHandler } from "../src/types.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { MOD } from "./helpers.ts";
-import { selfSignedCert } from "./tls.ts";
+import { selfSignedCert } from "../bench/lib/tls_cert.ts";
 import { socketFacts } from "../src/os.ts";
 import { decodeSockaddr } from "../src/listen_fds.ts";
 

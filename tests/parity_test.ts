@@ -12,7 +12,7 @@ import type { GracefulHandler } from "../src/types.ts";
 import { CHECK_ENV } from "../src/engine_check.ts";
 import { assertEquals } from "./assert.ts";
 import { rawExchange, type RawResponse } from "./http_client.ts";
-import { selfSignedCert } from "./tls.ts";
+import { selfSignedCert } from "../bench/lib/tls_cert.ts";
 
 type Transport = "tcp" | "tls" | "unix";
 const TRANSPORTS: Transport[] = ["tcp", "tls", "unix"];
