@@ -106,10 +106,11 @@ const STOP_GRACE_MS = 5_000;
 const QUIET_PERCENT = 5;
 /** …over this window… */
 const QUIET_WINDOW_MS = 1_000;
-/** …but no longer than this. */
+/** …but no longer than this (default; `--quiet-wait`). */
 const QUIET_MAX_WAIT_MS = 60_000;
 /** Measure again when other processes used more than this % of a core during the run. */
 const MAX_FOREIGN_PERCENT = 5;
+/** Default; `--attempts`. */
 const MAX_ATTEMPTS = 3;
 
 const BENCH_DIR = decodeURIComponent(new URL(".", import.meta.url).pathname);
@@ -130,6 +131,8 @@ Options:
   --only a,b         only these systems: ${
   SYSTEMS.map((s) => s.name).join(", ")
 }
+  --quiet-wait S     wait at most S s for a quiet machine before a run (60)
+  --attempts N       measure a disturbed run at most N times (3)
   --no-markdown      do not update BENCHMARKS.md (neither does --quick nor
                      --out: the section goes to DIR/serve.md beside
                      serve.json)
@@ -146,6 +149,10 @@ interface Flags {
   markdown: boolean;
   /** `--render FILE`: re-render an earlier serve.json instead of measuring. */
   render: string | undefined;
+  /** How long to wait for a quiet machine before each run (ms). */
+  quietWaitMs: number;
+  /** How often a disturbed run is measured at most. */
+  attempts: number;
   /** A private directory for the certificate and the unix sockets. */
   workDir: string;
   /** The TLS certificate (PEM) the HTTPS systems serve. */
@@ -160,6 +167,8 @@ function parseFlags(args: string[]): Flags | "help" {
   let systems = SYSTEMS;
   let markdown = true;
   let outGiven = false;
+  let quietWaitMs = QUIET_MAX_WAIT_MS;
+  let attempts = MAX_ATTEMPTS;
   let render: string | undefined;
   for (const { arg, name, value } of readFlags(args)) {
     switch (name) {
@@ -202,6 +211,20 @@ function parseFlags(args: string[]): Flags | "help" {
         if (systems.length === 0) throw new Error("--only names no system");
         break;
       }
+      case "--quiet-wait": {
+        quietWaitMs = Number(value()) * 1000;
+        if (!Number.isFinite(quietWaitMs) || quietWaitMs < 0) {
+          throw new Error("--quiet-wait must be a number of seconds");
+        }
+        break;
+      }
+      case "--attempts": {
+        attempts = Number(value());
+        if (!Number.isInteger(attempts) || attempts < 1) {
+          throw new Error("--attempts must be a positive integer");
+        }
+        break;
+      }
       case "--no-markdown":
         markdown = false;
         break;
@@ -221,6 +244,8 @@ function parseFlags(args: string[]): Flags | "help" {
     // section goes next to its serve.json.
     markdown: markdown && !quick && !outGiven,
     render,
+    quietWaitMs,
+    attempts,
     workDir: "",
     cert: "",
   };
@@ -386,6 +411,7 @@ async function runLoad(load: Load): Promise<WrkResult> {
 async function waitForQuiet(
   serverPid: number,
   clockTicks: number,
+  maxWaitMs: number,
 ): Promise<{ waitedSeconds: number; foreignPercent: number }> {
   const started = performance.now();
   const exclude = new Set([serverPid, Deno.pid]);
@@ -396,7 +422,7 @@ async function waitForQuiet(
     const foreignPercent = foreignTicks(before, after, exclude) / clockTicks /
       (QUIET_WINDOW_MS / 1000) * 100;
     const waited = performance.now() - started;
-    if (foreignPercent < QUIET_PERCENT || waited >= QUIET_MAX_WAIT_MS) {
+    if (foreignPercent < QUIET_PERCENT || waited >= maxWaitMs) {
       return { waitedSeconds: waited / 1000, foreignPercent };
     }
   }
@@ -452,8 +478,12 @@ async function measure(
     if (server.exited()) throw new Error("the server exited during warm-up");
 
     const attempts: AttemptRecord[] = [];
-    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const quiet = await waitForQuiet(server.pid, clockTicks);
+    for (let attempt = 1; attempt <= flags.attempts; attempt++) {
+      const quiet = await waitForQuiet(
+        server.pid,
+        clockTicks,
+        flags.quietWaitMs,
+      );
       const measured = await measureLoad(
         server,
         { ...load, duration: flags.duration },
@@ -465,7 +495,7 @@ async function measure(
         `    other processes used ${
           measured.cpu.foreignPercent.toFixed(0)
         }% of a core during the run` +
-          (attempt < MAX_ATTEMPTS ? "; measuring again" : ""),
+          (attempt < flags.attempts ? "; measuring again" : ""),
       );
     }
     await checkHelloWorld(server.port, check);
@@ -581,9 +611,9 @@ async function main(args: string[]): Promise<number> {
     connections: CONNECTIONS,
     serverCpu: SERVER_CPU,
     clientCpu: CLIENT_CPU,
-    quietMaxWaitSeconds: QUIET_MAX_WAIT_MS / 1000,
+    quietMaxWaitSeconds: flags.quietWaitMs / 1000,
     maxForeignPercent: MAX_FOREIGN_PERCENT,
-    maxAttempts: MAX_ATTEMPTS,
+    maxAttempts: flags.attempts,
     systems: flags.systems.map((s) => s.name),
     modes: MODES.map((m) => m.name),
   };

@@ -29,7 +29,7 @@ import {
 } from "./engine_transplant.ts";
 import { type CheckResult, checkTransplant } from "./engine_check.ts";
 import { assertDenoVersion } from "./version.ts";
-import { logger, print } from "./log.ts";
+import { loadLogging, logger, print } from "./log.ts";
 import { trace } from "./trace.ts";
 import {
   helloSent,
@@ -527,6 +527,8 @@ class Server implements GracefulServer {
       });
       onListen(listener.addr);
     }
+    // LogTape (npm) loads once this server serves, off its way there.
+    loadLogging().catch(() => {});
     try {
       await options.readiness?.();
     } catch (error) {
