@@ -103,7 +103,7 @@ Options:
       --admin[=PATH]      the admin page and API at PATH (default /debug/admin);
                           loopback clients only unless --admin-token is set
       --admin-token T     require "Authorization: Bearer T" for the admin API
-      --cert F --key F    serve HTTPS with these PEM files (node engine)
+      --cert F --key F    serve HTTPS with these PEM files (HTTP/2 by ALPN)
 
 Every option can also come from the environment, for unit files:
 GRACEFUL_PORT, GRACEFUL_LISTEN (comma-separated), GRACEFUL_DRAIN_TIMEOUT,
