@@ -1,7 +1,8 @@
 /**
  * A load generator for unix sockets, which wrk cannot reach: `connections`
  * keep-alive (or `Connection: close`) clients, each sending GET / and
- * reading the whole response before the next, for `duration` seconds.
+ * reading the whole response before the next, for `duration` seconds; a
+ * response with `Connection: close` ends its connection, as with wrk.
  * Prints one JSON line: requests, seconds and errors, in the shape of
  * {@linkcode WrkResult} (no latencies).
  *
@@ -46,6 +47,7 @@ export async function unixLoad(
         await conn.write(request);
         let text = "";
         let need = -1;
+        let closing = close;
         while (need < 0 || text.length < need) {
           const n = await conn.read(buffer);
           if (n === null) throw new Error("closed");
@@ -56,10 +58,15 @@ export async function unixLoad(
             const length = /content-length: *(\d+)/i.exec(text.slice(0, end));
             need = end + 4 + Number(length?.[1] ?? 0);
             if (!text.startsWith("HTTP/1.1 200")) errors.status++;
+            // The server ends the connection after this response (it is
+            // draining): a new one for the next request, as wrk does.
+            if (/^connection: *close/im.test(text.slice(0, end))) {
+              closing = true;
+            }
           }
         }
         requests++;
-        if (close) {
+        if (closing) {
           conn.close();
           conn = undefined;
         }
