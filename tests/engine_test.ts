@@ -241,3 +241,34 @@ Deno.test('engine: engine: "node" still serves with node:http', async () => {
   const res = await fetch(`http://127.0.0.1:${port}/`);
   assertEquals(JSON.parse(await res.text()).hostname, "127.0.0.1");
 });
+
+Deno.test("engine: an HTTP/2 connection is served while draining, then the shutdown ends it", async () => {
+  const { cert, key } = await selfSignedCert();
+  const server = start({
+    port: 0,
+    hostname: "127.0.0.1",
+    cert,
+    key,
+    idleGrace: 200,
+  }, () => new Response("ok"));
+  await server.ready;
+  const { port } = server.addr as Deno.NetAddr;
+  const client = Deno.createHttpClient({
+    caCerts: [cert],
+    http1: false,
+    http2: true,
+  });
+  try {
+    const first = await fetch(`https://localhost:${port}/`, { client });
+    assertEquals(await first.text(), "ok");
+    const shutdown = server.shutdown();
+    // The same HTTP/2 connection, while draining: `Connection: close` is an
+    // HTTP/1.1 header; HTTP/2 drops it, and the shutdown's GOAWAY ends it.
+    const during = await fetch(`https://localhost:${port}/`, { client });
+    assertEquals([during.status, await during.text()], [200, "ok"]);
+    await shutdown;
+    assertEquals(server.connections, 0);
+  } finally {
+    client.close();
+  }
+});
