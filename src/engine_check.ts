@@ -10,7 +10,8 @@
  *    and waits until a socket accepted from that listener appears in its own
  *    fd table. During a handover the old generation accepts on the same
  *    queue and may take a connection: so {@linkcode BURST} are opened at
- *    once, and another burst every {@linkcode RECONNECT_MS} until this
+ *    once, and another burst after {@linkcode RECONNECT_MS}, doubling up
+ *    to {@linkcode RECONNECT_MAX_MS}, until this
  *    process shows one, up to {@linkcode CHECK_LIMIT_MS}. No request is
  *    sent, so no application (here or in the old generation) sees one.
  *
@@ -44,6 +45,8 @@ export const CHECK_ENV = "GRACEFUL_ENGINE_CHECK";
 export const BURST = 4;
 /** How long unanswered connections wait before more are opened (ms). */
 export const RECONNECT_MS = 20;
+/** The longest pause between bursts (ms). */
+export const RECONNECT_MAX_MS = 1000;
 /** How long the check may take in all (ms). */
 export const CHECK_LIMIT_MS = 5000;
 
@@ -68,7 +71,12 @@ export interface CheckResult {
  */
 export async function checkTransplant(
   binding: TransplantBinding,
-  options: { registrationOnly?: boolean; limitMs?: number } = {},
+  options: {
+    registrationOnly?: boolean;
+    limitMs?: number;
+    /** Stops the accept check (the server is shutting down). */
+    signal?: AbortSignal;
+  } = {},
 ): Promise<CheckResult> {
   if (forcedToFail()) {
     return { failure: `${CHECK_ENV}=fail is set`, proof: undefined };
@@ -94,6 +102,7 @@ export async function checkTransplant(
       binding.listener.addr,
       target,
       options.limitMs ?? CHECK_LIMIT_MS,
+      options.signal,
     );
   } catch (error) {
     return { failure: `the check failed: ${error}`, proof: undefined };
@@ -148,11 +157,20 @@ async function checkAccept(
   addr: Addr,
   target: Deno.ConnectOptions | Deno.UnixConnectOptions,
   limitMs: number,
+  signal: AbortSignal | undefined,
 ): Promise<CheckResult> {
   const clients: Deno.Conn[] = [];
   const deadline = Date.now() + limitMs;
   try {
+    let pause = RECONNECT_MS;
     while (Date.now() < deadline) {
+      if (signal?.aborted) {
+        return {
+          failure: undefined,
+          proof: "registration",
+          note: "the server stopped before its accept check ended",
+        };
+      }
       const burst = await Promise.allSettled(
         Array.from(
           { length: BURST },
@@ -170,14 +188,16 @@ async function checkAccept(
           note: `cannot connect to itself (${error})`,
         };
       }
-      const next = Date.now() + RECONNECT_MS;
-      while (Date.now() < next) {
+      const next = Date.now() + pause;
+      const poll = Math.max(1, pause / 20);
+      pause = Math.min(pause * 2, RECONNECT_MAX_MS);
+      while (Date.now() < next && !signal?.aborted) {
         if (acceptedFds(addr).length > 0) {
           return { failure: undefined, proof: "accept" };
         }
         // Connections the old generation took are of no use: close them.
         if (clients.length > BURST * 8) closeAll(clients.splice(0, BURST));
-        await new Promise((resolve) => setTimeout(resolve, 1));
+        await new Promise((resolve) => setTimeout(resolve, poll));
       }
     }
     return {

@@ -369,7 +369,10 @@ async function attachEngine(
           why: whyNative(result),
           verify: handover
             ? () =>
-              checkTransplant(transplanted, { limitMs: LATE_CHECK_LIMIT_MS })
+              checkTransplant(transplanted, {
+                limitMs: LATE_CHECK_LIMIT_MS,
+                signal: options.draining,
+              })
             : undefined,
         };
       }
