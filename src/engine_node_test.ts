@@ -2,6 +2,7 @@ import net from "node:net";
 import { assert, assertEquals, assertMatch } from "../tests/assert.ts";
 import { createNodeEngine } from "./engine_node.ts";
 import { closeFd, listenUnix } from "./os.ts";
+import { selfSignedCert } from "../bench/lib/tls_cert.ts";
 import type {
   Addr,
   EngineBinding,
@@ -877,43 +878,10 @@ Deno.test("node engine: a WebSocket upgrade that cannot happen goes to onError",
   }
 });
 
-async function selfSignedCert(dir: string): Promise<TlsOptions> {
-  const output = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-      "-days",
-      "1",
-      "-keyout",
-      `${dir}/key.pem`,
-      "-out",
-      `${dir}/cert.pem`,
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!output.success) {
-    throw new Error(`openssl failed: ${decoder.decode(output.stderr)}`);
-  }
-  return {
-    cert: await Deno.readTextFile(`${dir}/cert.pem`),
-    key: await Deno.readTextFile(`${dir}/key.pem`),
-  };
-}
-
 Deno.test("node engine: TLS", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const tls = await selfSignedCert(dir);
+    const tls = await selfSignedCert();
     await using server = await startServer(
       async (request, info) =>
         new Response(

@@ -225,7 +225,11 @@ class Transplant implements TransplantBinding {
   }
 
   #startPlaceholder(): Placeholder {
-    const handler = this.#handle.bind(this);
+    // Deno.serve gives a handler that takes no arguments no Request at all
+    // (it skips making one): so does the wrapper of such an app handler.
+    const handler = this.#options.handler.length === 0
+      ? () => this.#handleBare()
+      : this.#handle.bind(this);
     const onError = this.#options.onError;
     const onListen = noop;
     if ("path" in this.listener.addr) {
@@ -270,16 +274,29 @@ class Transplant implements TransplantBinding {
     request: Request,
     info: Deno.ServeHandlerInfo,
   ): Response | Promise<Response> {
+    return this.#run(() =>
+      this.#options.handler(
+        request,
+        new TransplantInfo(info, this.#options.draining, this.#unix),
+      )
+    );
+  }
+
+  #handleBare(): Response | Promise<Response> {
+    return this.#run(this.#options.handler as () => Response);
+  }
+
+  /** Runs the app's handler, counted in flight until it returned. */
+  #run(
+    call: () => Response | Promise<Response>,
+  ): Response | Promise<Response> {
     // Only a connection accepted from the placeholder could get here before
     // the swap, and none is: the runtime accepts once the event loop turns.
     if (!this.#swapped) return new Response(null, { status: 503 });
     this.#inFlight++;
     let result: Response | Promise<Response>;
     try {
-      result = this.#options.handler(
-        request,
-        new TransplantInfo(info, this.#options.draining, this.#unix),
-      );
+      result = call();
     } catch (error) {
       this.#inFlight--;
       throw error;
