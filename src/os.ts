@@ -613,10 +613,15 @@ export function reapChild(pid: number): ChildExit | undefined {
 const ENGINE_SYMBOLS = {
   dup2: { parameters: ["i32", "i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
-  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+} as const;
+
+const PEER_SYMBOLS = {
   getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+} as const;
+
+const STOP_SYMBOLS = {
+  close: { parameters: ["i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
@@ -624,24 +629,49 @@ const ENGINE_SYMBOLS = {
 } as const;
 
 let engineLib: Deno.DynamicLibrary<typeof ENGINE_SYMBOLS> | null | undefined;
+let peerLib: Deno.DynamicLibrary<typeof PEER_SYMBOLS> | null | undefined;
+let stopLib: Deno.DynamicLibrary<typeof STOP_SYMBOLS> | null | undefined;
+
+/** Opens a binding once; null (with the reason kept) when it cannot be. */
+function bind<S extends Deno.ForeignLibraryInterface>(
+  symbols: S,
+): Deno.DynamicLibrary<S> | null {
+  try {
+    return Deno.dlopen(libcPath(), symbols);
+  } catch (error) {
+    whyNot = error instanceof Error ? error.message : String(error);
+    return null;
+  }
+}
 
 /**
- * The calls the transplant engine makes (dup2, epoll_ctl, fcntl, the socket
- * names, shutdown), in a binding of their own, loaded on a new generation's
- * way to serving.
+ * The calls the transplant makes on a new generation's way to serving
+ * (dup2, fcntl, epoll_ctl), in a binding of their own; the calls needed
+ * later (the peer's name, shutdown, making sockets) come in bindings of
+ * their own, loaded when first used. (The first binding a process opens
+ * also pays FFI's one-time set-up, a few ms here.)
  */
 function engineCalls():
   | Deno.DynamicLibrary<typeof ENGINE_SYMBOLS>["symbols"]
   | undefined {
-  if (engineLib === undefined) {
-    try {
-      engineLib = Deno.dlopen(libcPath(), ENGINE_SYMBOLS);
-    } catch (error) {
-      whyNot = error instanceof Error ? error.message : String(error);
-      engineLib = null;
-    }
-  }
+  if (engineLib === undefined) engineLib = bind(ENGINE_SYMBOLS);
   return engineLib?.symbols;
+}
+
+/** getpeername(2): the accepted-connection count and the self-check. */
+function peerCalls():
+  | Deno.DynamicLibrary<typeof PEER_SYMBOLS>["symbols"]
+  | undefined {
+  if (peerLib === undefined) peerLib = bind(PEER_SYMBOLS);
+  return peerLib?.symbols;
+}
+
+/** shutdown(2), and what makes a socket: cutting, stopping, unix paths. */
+function stopCalls():
+  | Deno.DynamicLibrary<typeof STOP_SYMBOLS>["symbols"]
+  | undefined {
+  if (stopLib === undefined) stopLib = bind(STOP_SYMBOLS);
+  return stopLib?.symbols;
 }
 
 /**
@@ -779,11 +809,12 @@ function socketName(
 export function socketNames(
   fd: number,
 ): { local: Uint8Array; peer: Uint8Array | undefined } | undefined {
-  const calls = engineCalls();
-  if (calls === undefined) return undefined;
-  const local = socketName(calls.getsockname, fd);
+  const names = socketCalls();
+  const peers = peerCalls();
+  if (names === undefined || peers === undefined) return undefined;
+  const local = socketName(names.getsockname, fd);
   if (local === undefined) return undefined;
-  return { local, peer: socketName(calls.getpeername, fd) };
+  return { local, peer: socketName(peers.getpeername, fd) };
 }
 
 /** shutdown(2) how: both directions. */
@@ -799,7 +830,7 @@ const SHUT_RDWR = 2;
  * ```
  */
 export function shutdownSocket(fd: number): boolean {
-  const calls = engineCalls();
+  const calls = stopCalls();
   return calls !== undefined && calls.shutdown(fd, SHUT_RDWR) === 0;
 }
 
@@ -819,7 +850,7 @@ const SOCK_NONBLOCK = 0o4000;
  * ```
  */
 export function inertListeningSocket(): number {
-  const calls = engineCalls();
+  const calls = stopCalls();
   if (calls === undefined) return -1;
   const fd = calls.socket(
     AF_UNIX,
@@ -852,7 +883,7 @@ const SUN_PATH_BYTES = 108;
  * ```
  */
 export function listenUnix(path: string, backlog = 511): number | string {
-  const calls = engineCalls();
+  const calls = stopCalls();
   if (calls === undefined) return `no FFI (${libcUnavailableReason()})`;
   const name = encoder.encode(path);
   if (name.length >= SUN_PATH_BYTES) {
