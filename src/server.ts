@@ -280,14 +280,16 @@ function defaultOnError(error: unknown): Response {
   return new Response("Internal Server Error", { status: 500 });
 }
 
-function defaultOnListen(addr: Addr): void {
+/** Says where it listens, as Deno.serve does (https:// with TLS). */
+function defaultOnListen(addr: Addr, tls: boolean): void {
   if ("path" in addr) {
     print(console.log, `Listening on ${addr.path}`);
   } else {
     const host = addr.hostname.includes(":")
       ? `[${addr.hostname}]`
       : addr.hostname;
-    print(console.log, `Listening on http://${host}:${addr.port}/`);
+    const scheme = tls ? "https" : "http";
+    print(console.log, `Listening on ${scheme}://${host}:${addr.port}/`);
   }
 }
 
@@ -518,7 +520,8 @@ class Server implements GracefulServer {
     trace("server: listening");
     if (this.#shutdown) return;
     if (!this.#refed) this.unref();
-    const onListen = options.onListen ?? defaultOnListen;
+    const onListen = options.onListen ??
+      ((addr: Addr) => defaultOnListen(addr, tls !== undefined));
     for (const listener of listeners) {
       const index = this.#listeners.indexOf(listener);
       log.info("listening on {addr} (fd {fd}{how}, {engine} engine: {why})", {
