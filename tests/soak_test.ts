@@ -332,7 +332,14 @@ Deno.test({
       );
       // Sockets and other fds apart: a socket that comes and goes (a client
       // connection, the control channel) must not pass for a leaked file.
-      assertEquals(g201.fds, g2.fds, "fds of generation 201 and 2");
+      // Generation 2's one sample may catch a transient socket (1 of 200
+      // did): the count most generations had stands for it; a leak that
+      // grows makes every count rare, and the first (generation 2's) wins.
+      assertEquals(
+        g201.fds,
+        mostCommon(samples.map((s) => s.fds)),
+        "fds of generation 201 and of most generations",
+      );
       assertEquals(g201.fds, g2now.fds);
       assert(
         within(g201.anon, g2now.anon, 0.05),
