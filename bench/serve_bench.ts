@@ -652,7 +652,10 @@ async function writeOutputs(report: BenchReport, flags: Flags): Promise<void> {
   console.log(`\n${section}\n`);
   console.log(`wrote ${jsonPath}`);
   const sectionPath = jsonPath.replace(/\.json$/, ".md");
-  await Deno.writeTextFile(sectionPath, section);
+  await Deno.writeTextFile(
+    sectionPath,
+    section.endsWith("\n") ? section : `${section}\n`,
+  );
   console.log(`wrote ${sectionPath}`);
   if (flags.markdown) {
     await writeSection(MARKDOWN_PATH, section, MARKERS);
