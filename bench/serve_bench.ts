@@ -6,7 +6,8 @@
  *   deno run -A bench/serve_bench.ts [--duration S] [--rounds R] [--quick]
  *     [--out DIR] [--only name,name] [--no-markdown] [--render FILE]
  *
- * Each server runs pinned to CPU 0, wrk pinned to CPU 1. Runs go round-robin
+ * Each server runs pinned to CPU 1, wrk (or, for unix sockets, which wrk
+ * cannot reach, bench/lib/unix_load.ts) pinned to CPU 0. Runs go round-robin
  * across the systems, R rounds, and the medians are reported. Results go to
  * `bench/results/serve.json` and to the serve-bench section of BENCHMARKS.md.
  *
@@ -49,9 +50,12 @@ import {
   stopServerProcess,
 } from "./lib/server_process.ts";
 import { sleep } from "./lib/time.ts";
+import { selfSignedCert } from "./lib/tls_cert.ts";
+import { track } from "./lib/children.ts";
+import { denoRunCommand, pinnedToCpu } from "./lib/commands.ts";
 import { runWrk, type WrkOptions, type WrkResult } from "./lib/wrk.ts";
 
-const SYSTEMS: SystemSpec[] = [
+const PLAIN: SystemSpec[] = [
   { name: "deno_serve", label: "Deno.serve", script: "servers/deno_serve.ts" },
   {
     name: "graceful_native",
@@ -66,6 +70,20 @@ const SYSTEMS: SystemSpec[] = [
   { name: "node_http", label: "node:http", script: "servers/node_http.ts" },
 ];
 
+/** The TLS and unix variants: keep-alive only (the targets' cases). */
+const SYSTEMS: SystemSpec[] = [
+  ...PLAIN,
+  ...(["tls", "unix"] as const).flatMap((transport) =>
+    PLAIN.slice(0, 3).map((system): SystemSpec => ({
+      ...system,
+      name: `${system.name}_${transport}`,
+      label: `${system.label} ${transport === "tls" ? "HTTPS" : "unix"}`,
+      transport,
+      modes: ["keep-alive"],
+    }))
+  ),
+];
+
 const MODES: ModeSpec[] = [
   { name: "keep-alive", label: "Keep-alive", headers: [] },
   {
@@ -75,8 +93,8 @@ const MODES: ModeSpec[] = [
   },
 ];
 
-const SERVER_CPU = 0;
-const CLIENT_CPU = 1;
+const SERVER_CPU = 1;
+const CLIENT_CPU = 0;
 const THREADS = 1;
 const CONNECTIONS = 50;
 const WARMUP_SECONDS = 2;
@@ -88,10 +106,11 @@ const STOP_GRACE_MS = 5_000;
 const QUIET_PERCENT = 5;
 /** …over this window… */
 const QUIET_WINDOW_MS = 1_000;
-/** …but no longer than this. */
+/** …but no longer than this (default; `--quiet-wait`). */
 const QUIET_MAX_WAIT_MS = 60_000;
 /** Measure again when other processes used more than this % of a core during the run. */
 const MAX_FOREIGN_PERCENT = 5;
+/** Default; `--attempts`. */
 const MAX_ATTEMPTS = 3;
 
 const BENCH_DIR = decodeURIComponent(new URL(".", import.meta.url).pathname);
@@ -105,14 +124,18 @@ serveGraceful (native and node engines) and node:http, with keep-alive and
 with Connection: close. Needs Linux, wrk, taskset and at least 2 CPUs.
 
 Options:
-  --duration S       seconds of measured load per run (default 10)
-  --rounds R         round-robin rounds; medians are reported (default 3)
+  --duration S       seconds of measured load per run (default 5)
+  --rounds R         round-robin rounds; medians are reported (default 5)
   --quick            --duration 3 --rounds 1 (explicit flags still win)
   --out DIR          directory for serve.json (default bench/results)
   --only a,b         only these systems: ${
   SYSTEMS.map((s) => s.name).join(", ")
 }
-  --no-markdown      do not update BENCHMARKS.md
+  --quiet-wait S     wait at most S s for a quiet machine before a run (60)
+  --attempts N       measure a disturbed run at most N times (3)
+  --no-markdown      do not update BENCHMARKS.md (neither does --quick nor
+                     --out: the section goes to DIR/serve.md beside
+                     serve.json)
   --render FILE      measure nothing: rebuild the report and the Markdown
                      section from the runs in an earlier serve.json
   -h, --help         this text
@@ -126,6 +149,14 @@ interface Flags {
   markdown: boolean;
   /** `--render FILE`: re-render an earlier serve.json instead of measuring. */
   render: string | undefined;
+  /** How long to wait for a quiet machine before each run (ms). */
+  quietWaitMs: number;
+  /** How often a disturbed run is measured at most. */
+  attempts: number;
+  /** A private directory for the certificate and the unix sockets. */
+  workDir: string;
+  /** The TLS certificate (PEM) the HTTPS systems serve. */
+  cert: string;
 }
 
 function parseFlags(args: string[]): Flags | "help" {
@@ -135,6 +166,9 @@ function parseFlags(args: string[]): Flags | "help" {
   let outDir = `${BENCH_DIR}results`;
   let systems = SYSTEMS;
   let markdown = true;
+  let outGiven = false;
+  let quietWaitMs = QUIET_MAX_WAIT_MS;
+  let attempts = MAX_ATTEMPTS;
   let render: string | undefined;
   for (const { arg, name, value } of readFlags(args)) {
     switch (name) {
@@ -160,6 +194,7 @@ function parseFlags(args: string[]): Flags | "help" {
         break;
       case "--out":
         outDir = value();
+        outGiven = true;
         break;
       case "--only": {
         const names = value().split(",").map((n) => n.trim()).filter(Boolean);
@@ -176,6 +211,20 @@ function parseFlags(args: string[]): Flags | "help" {
         if (systems.length === 0) throw new Error("--only names no system");
         break;
       }
+      case "--quiet-wait": {
+        quietWaitMs = Number(value()) * 1000;
+        if (!Number.isFinite(quietWaitMs) || quietWaitMs < 0) {
+          throw new Error("--quiet-wait must be a number of seconds");
+        }
+        break;
+      }
+      case "--attempts": {
+        attempts = Number(value());
+        if (!Number.isInteger(attempts) || attempts < 1) {
+          throw new Error("--attempts must be a positive integer");
+        }
+        break;
+      }
       case "--no-markdown":
         markdown = false;
         break;
@@ -187,12 +236,18 @@ function parseFlags(args: string[]): Flags | "help" {
     }
   }
   return {
-    duration: duration ?? (quick ? 3 : 10),
-    rounds: rounds ?? (quick ? 1 : 3),
+    duration: duration ?? (quick ? 3 : 5),
+    rounds: rounds ?? (quick ? 1 : 5),
     outDir: outDir.endsWith("/") ? outDir : `${outDir}/`,
     systems,
-    markdown,
+    // A quick run, or one written elsewhere, leaves BENCHMARKS.md alone: its
+    // section goes next to its serve.json.
+    markdown: markdown && !quick && !outGiven,
     render,
+    quietWaitMs,
+    attempts,
+    workDir: "",
+    cert: "",
   };
 }
 
@@ -258,6 +313,7 @@ function planRuns(flags: Flags): RunPlan[] {
       const mode = MODES[(m + round - 1) % MODES.length];
       for (let i = 0; i < n; i++) {
         const system = flags.systems[(i + round - 1) % n];
+        if (system.modes && !system.modes.includes(mode.name)) continue;
         plans.push({ round, sequence: plans.length + 1, system, mode });
       }
     }
@@ -268,14 +324,14 @@ function planRuns(flags: Flags): RunPlan[] {
 /** Measures one loaded run against a warm server; see {@linkcode measure}. */
 async function measureLoad(
   server: RunningServer,
-  load: WrkOptions,
+  load: Load,
   clockTicks: number,
 ): Promise<{ wrk: WrkResult; cpu: CpuRecord }> {
   const allBefore = await readAllProcessTicks();
   const cpuBefore = await readProcessCpuTicks(server.pid);
   const coresBefore = await readCoreTicks();
   const startedAt = performance.now();
-  const { result } = await runWrk(load);
+  const result = await runLoad(load);
   // Read right away: wrk has exited, so its connections are closed, and an
   // idle pause here would only dilute the CPU percentages.
   if (server.exited()) throw new Error("the server exited under load");
@@ -315,6 +371,38 @@ async function measureLoad(
   };
 }
 
+/** wrk's options, and the unix socket to load instead of its URL. */
+type Load = WrkOptions & { unixPath?: string };
+
+/** wrk, or for a unix socket bench/lib/unix_load.ts, pinned like wrk. */
+async function runLoad(load: Load): Promise<WrkResult> {
+  if (load.unixPath === undefined) return (await runWrk(load)).result;
+  const [command, ...args] = pinnedToCpu(
+    load.cpu,
+    denoRunCommand([
+      `${BENCH_DIR}lib/unix_load.ts`,
+      load.unixPath,
+      String(load.connections),
+      String(load.duration),
+      load.headers.some((h) => /close/i.test(h)) ? "close" : "keep-alive",
+    ]),
+  );
+  const child = new Deno.Command(command, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  track(child);
+  const out = await child.output();
+  if (!out.success) {
+    throw new Error(
+      `unix_load.ts failed: ${new TextDecoder().decode(out.stderr)}`,
+    );
+  }
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
 /**
  * Waits until processes other than the bench and `serverPid` use less than
  * {@linkcode QUIET_PERCENT} of a core over {@linkcode QUIET_WINDOW_MS}, or
@@ -323,6 +411,7 @@ async function measureLoad(
 async function waitForQuiet(
   serverPid: number,
   clockTicks: number,
+  maxWaitMs: number,
 ): Promise<{ waitedSeconds: number; foreignPercent: number }> {
   const started = performance.now();
   const exclude = new Set([serverPid, Deno.pid]);
@@ -333,7 +422,7 @@ async function waitForQuiet(
     const foreignPercent = foreignTicks(before, after, exclude) / clockTicks /
       (QUIET_WINDOW_MS / 1000) * 100;
     const waited = performance.now() - started;
-    if (foreignPercent < QUIET_PERCENT || waited >= QUIET_MAX_WAIT_MS) {
+    if (foreignPercent < QUIET_PERCENT || waited >= maxWaitMs) {
       return { waitedSeconds: waited / 1000, foreignPercent };
     }
   }
@@ -350,31 +439,51 @@ async function measure(
   flags: Flags,
   clockTicks: number,
 ): Promise<RunRecord> {
+  const transport = plan.system.transport;
+  const unixPath = transport === "unix"
+    ? `${flags.workDir}bench-${plan.sequence}.sock`
+    : undefined;
   const server: RunningServer = await startServer({
     script: `${BENCH_DIR}${plan.system.script}`,
     cwd: REPO_DIR,
     cpu: SERVER_CPU,
     timeoutMs: STARTUP_TIMEOUT_MS,
+    args: transport === "tls"
+      ? [`tls:${flags.workDir}`]
+      : unixPath
+      ? [`unix:${unixPath}`]
+      : [],
   });
   let record: Omit<RunRecord, "stop"> | undefined;
   let failure: unknown;
+  const check = {
+    tlsCert: transport === "tls" ? flags.cert : undefined,
+    unixPath,
+  };
   try {
-    const responseHeaders = await checkHelloWorld(server.port);
-    const load: WrkOptions = {
-      url: `http://127.0.0.1:${server.port}/`,
+    const responseHeaders = await checkHelloWorld(server.port, check);
+    const load: Load = {
+      unixPath,
+      url: `${
+        transport === "tls" ? "https" : "http"
+      }://127.0.0.1:${server.port}/`,
       duration: WARMUP_SECONDS,
       threads: THREADS,
       connections: CONNECTIONS,
       headers: plan.mode.headers,
       cpu: CLIENT_CPU,
     };
-    const warmup = await runWrk(load);
+    const warmup = { result: await runLoad(load) };
     await sleep(SETTLE_MS);
     if (server.exited()) throw new Error("the server exited during warm-up");
 
     const attempts: AttemptRecord[] = [];
-    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const quiet = await waitForQuiet(server.pid, clockTicks);
+    for (let attempt = 1; attempt <= flags.attempts; attempt++) {
+      const quiet = await waitForQuiet(
+        server.pid,
+        clockTicks,
+        flags.quietWaitMs,
+      );
       const measured = await measureLoad(
         server,
         { ...load, duration: flags.duration },
@@ -386,10 +495,10 @@ async function measure(
         `    other processes used ${
           measured.cpu.foreignPercent.toFixed(0)
         }% of a core during the run` +
-          (attempt < MAX_ATTEMPTS ? "; measuring again" : ""),
+          (attempt < flags.attempts ? "; measuring again" : ""),
       );
     }
-    await checkHelloWorld(server.port);
+    await checkHelloWorld(server.port, check);
     const kept = attempts.reduce((best, a) =>
       a.cpu.foreignPercent < best.cpu.foreignPercent ? a : best
     );
@@ -418,6 +527,7 @@ async function measure(
     server.child,
     STOP_GRACE_MS,
   );
+  if (unixPath) await Deno.remove(unixPath).catch(() => {});
   if (failure !== undefined || record === undefined) {
     throw new Error(
       `${plan.system.name} (${plan.mode.name}, round ${plan.round}) failed: ${
@@ -463,6 +573,11 @@ async function main(args: string[]): Promise<number> {
   }
   if (flags.render !== undefined) return await render(flags.render, flags);
   await checkPrerequisites();
+  flags.workDir = `${await Deno.makeTempDir({ prefix: "serve-bench-" })}/`;
+  const tls = await selfSignedCert();
+  flags.cert = tls.cert;
+  await Deno.writeTextFile(`${flags.workDir}cert.pem`, tls.cert);
+  await Deno.writeTextFile(`${flags.workDir}key.pem`, tls.key);
   const clockTicks = await clockTicksPerSecond();
   const environment = await readEnvironment(clockTicks);
   const plans = planRuns(flags);
@@ -496,9 +611,9 @@ async function main(args: string[]): Promise<number> {
     connections: CONNECTIONS,
     serverCpu: SERVER_CPU,
     clientCpu: CLIENT_CPU,
-    quietMaxWaitSeconds: QUIET_MAX_WAIT_MS / 1000,
+    quietMaxWaitSeconds: flags.quietWaitMs / 1000,
     maxForeignPercent: MAX_FOREIGN_PERCENT,
-    maxAttempts: MAX_ATTEMPTS,
+    maxAttempts: flags.attempts,
     systems: flags.systems.map((s) => s.name),
     modes: MODES.map((m) => m.name),
   };
@@ -506,6 +621,7 @@ async function main(args: string[]): Promise<number> {
     buildReport(environment, config, runs, SYSTEMS, MODES),
     flags,
   );
+  await Deno.remove(flags.workDir, { recursive: true });
   return 0;
 }
 
@@ -535,6 +651,12 @@ async function writeOutputs(report: BenchReport, flags: Flags): Promise<void> {
   );
   console.log(`\n${section}\n`);
   console.log(`wrote ${jsonPath}`);
+  const sectionPath = jsonPath.replace(/\.json$/, ".md");
+  await Deno.writeTextFile(
+    sectionPath,
+    section.endsWith("\n") ? section : `${section}\n`,
+  );
+  console.log(`wrote ${sectionPath}`);
   if (flags.markdown) {
     await writeSection(MARKDOWN_PATH, section, MARKERS);
     console.log(`updated ${MARKDOWN_PATH}`);

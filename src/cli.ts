@@ -16,7 +16,7 @@ import {
 } from "./supervisor.ts";
 import type { Watcher } from "./watch.ts";
 import { checkPidfileDir, statusPath } from "./pidfile.ts";
-import { logger, logtape } from "./log.ts";
+import { logger, type LogLevel, type LogRecord, logTape } from "./log.ts";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "./args.ts";
@@ -115,7 +115,7 @@ Options:
                           later generations never get it in theirs)
       --admin-token-file F  the same, the token read from F (chmod 600) by
                           every generation as it starts
-      --cert F --key F    serve HTTPS with these PEM files (node engine)
+      --cert F --key F    serve HTTPS with these PEM files (HTTP/2 by ALPN)
   -c, --config F          serve APP.ts under this deno.json, deno.jsonc or
                           package.json (default: the one nearest to APP.ts)
 
@@ -450,7 +450,7 @@ async function loadApp(path: string): Promise<GracefulHandler> {
   return fetch.bind(mod.default);
 }
 
-const LEVELS: Record<string, logtape.LogLevel> = {
+const LEVELS: Record<string, LogLevel> = {
   debug: "debug",
   info: "info",
   warning: "warning",
@@ -474,10 +474,11 @@ async function setupLogging(level: string, json: boolean): Promise<void> {
     const { generation } = processStatus();
     return `${values.timestamp} ${values.level} [pid ${Deno.pid} gen ${generation}] ${values.category}: ${values.message}`;
   };
+  const logtape = await logTape();
   // Colour only for a person at a terminal, never in the journal or a file.
   const colour = Deno.stderr.isTerminal() && !Deno.env.get("NO_COLOR");
   const formatter = json
-    ? jsonWithProcess()
+    ? jsonWithProcess(logtape.getJsonLinesFormatter())
     : colour
     ? logtape.getAnsiColorFormatter({ value: "bare", format })
     : logtape.getTextFormatter({ value: "bare", format });
@@ -495,9 +496,10 @@ async function setupLogging(level: string, json: boolean): Promise<void> {
 }
 
 /** JSON lines, with the pid and generation added to every record. */
-function jsonWithProcess(): (record: logtape.LogRecord) => string {
-  const json = logtape.getJsonLinesFormatter();
-  return function format(record: logtape.LogRecord): string {
+function jsonWithProcess(
+  json: (record: LogRecord) => string,
+): (record: LogRecord) => string {
+  return function format(record: LogRecord): string {
     const { generation } = processStatus();
     return json({
       ...record,

@@ -3,8 +3,8 @@
  * `node:https`) and adapts every request to the fetch API, so the application
  * keeps Deno.serve's `(request, info) => Response` contract.
  *
- * The engine never listens itself: it feeds the connections accepted by
- * `listener.server` into an `http.Server` that has no socket of its own, and
+ * The engine feeds the connections a node:net server accepts on a duplicate
+ * of the listener's fd into an `http.Server` that has no socket of its own, and
  * keeps the bookkeeping (open connections, responses in flight) needed to
  * drain gracefully.
  *
@@ -24,6 +24,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import { Buffer } from "node:buffer";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import net from "node:net";
 import type { Socket } from "node:net";
 import type {
   Addr,
@@ -34,6 +35,7 @@ import type {
   Listener,
 } from "./types.ts";
 import { trace } from "./trace.ts";
+import { dupFd } from "./os.ts";
 
 // ---------------------------------------------------------------------------
 // Node internals this module relies on
@@ -485,6 +487,8 @@ class NodeBinding implements EngineBinding {
   readonly listener: Listener;
   readonly options: EngineServeOptions;
   readonly server: http.Server;
+  /** Accepts on a duplicate of the listener's fd (closed with it). */
+  readonly acceptor: net.Server;
   /** "http://" or "https://". */
   readonly scheme: string;
   /** The Host used when a request has none (HTTP/1.0). */
@@ -535,7 +539,8 @@ class NodeBinding implements EngineBinding {
     this.server.emit("listening");
     // Stays attached after stopAccepting(): a connection accepted just before
     // the close is still served (and counted).
-    listener.server.on("connection", this.accept.bind(this));
+    this.acceptor = acceptorOf(listener);
+    this.acceptor.on("connection", this.accept.bind(this));
   }
 
   get connections(): number {
@@ -907,7 +912,7 @@ class NodeBinding implements EngineBinding {
 
   stopAccepting(): Promise<void> {
     if (this.#stopped === null) {
-      const server = this.listener.server;
+      const server = this.acceptor;
       if (server.listening) server.close();
       // Closing the handle releases the fd synchronously; net.Server's
       // 'close' event would wait for every connection, which is not wanted.
@@ -938,7 +943,7 @@ class NodeBinding implements EngineBinding {
 
   ref(): void {
     this.referenced = true;
-    this.listener.server.ref();
+    this.acceptor.ref();
     for (const connection of this.open) {
       connection.socket.ref();
       if (connection.idleTimer !== undefined) {
@@ -949,7 +954,7 @@ class NodeBinding implements EngineBinding {
 
   unref(): void {
     this.referenced = false;
-    this.listener.server.unref();
+    this.acceptor.unref();
     for (const connection of this.open) {
       connection.socket.unref();
       if (connection.idleTimer !== undefined) {
@@ -999,22 +1004,33 @@ function onSecureConnection(tlsSocket: TrackedSocket): void {
 }
 
 /**
+ * A node:net server listening on a duplicate of the listener's fd: node:net
+ * owns (and closes) the fd it listens on, the listener registry its own.
+ */
+function acceptorOf(listener: Listener): net.Server {
+  const fd = dupFd(listener.fd);
+  if (fd < 0) {
+    throw new Error(`cannot duplicate fd ${listener.fd} for node:http`);
+  }
+  const server = net.createServer();
+  server.on("error", noop);
+  server.listen({ fd });
+  return server;
+}
+
+/**
  * Creates the "node" engine: each listener is served by a `node:http` (or
- * `node:https`) server fed with the connections `listener.server` accepts.
+ * `node:https`) server fed with the connections accepted on the listener.
  *
- * @example Serve an already-listening node:net server
+ * @example Serve a listening socket's fd
  * ```ts ignore
- * import net from "node:net";
  * import { createNodeEngine } from "./engine_node.ts";
  *
- * const server = net.createServer();
- * await new Promise<void>((resolve) => server.listen(8000, resolve));
  * const binding = createNodeEngine().serve({
  *   name: "http",
- *   fd: (server as any)._handle.fdForIpc(),
+ *   fd: 3,
  *   addr: { transport: "tcp", hostname: "0.0.0.0", port: 8000 },
- *   inherited: false,
- *   server,
+ *   inherited: true,
  * }, {
  *   handler: () => new Response("Hello"),
  *   onError: () => new Response("Oops", { status: 500 }),

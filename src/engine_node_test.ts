@@ -1,7 +1,8 @@
 import net from "node:net";
 import { assert, assertEquals, assertMatch } from "../tests/assert.ts";
 import { createNodeEngine } from "./engine_node.ts";
-import { closeFd } from "./os.ts";
+import { closeFd, listenUnix } from "./os.ts";
+import { selfSignedCert } from "../bench/lib/tls_cert.ts";
 import type {
   Addr,
   EngineBinding,
@@ -50,25 +51,31 @@ async function startServer(
   handler: GracefulHandler,
   options: StartOptions = {},
 ): Promise<TestServer> {
-  const server = net.createServer();
-  await listen(server, options.path);
-  const address = server.address();
-  let addr: Addr;
+  let listener: Listener;
   let port = 0;
-  if (typeof address === "string") {
-    addr = { transport: "unix", path: address };
+  if (options.path !== undefined) {
+    // node:net removes a unix socket's path when it closes: the socket is
+    // made without it.
+    const fd = listenUnix(options.path);
+    if (typeof fd === "string") throw new Error(fd);
+    const addr: Addr = { transport: "unix", path: options.path };
+    listener = { name: "test", fd, addr, inherited: false };
   } else {
-    port = address!.port;
-    addr = { transport: "tcp", hostname: address!.address, port };
+    const server = net.createServer();
+    await listen(server);
+    const address = server.address() as net.AddressInfo;
+    port = address.port;
+    listener = {
+      name: "test",
+      // deno-lint-ignore no-explicit-any
+      fd: (server as any)._handle.fdForIpc(),
+      addr: { transport: "tcp", hostname: address.address, port },
+      inherited: false,
+    };
+    // The engine accepts on a copy of the fd; this server must not.
+    server.close();
   }
-  const listener: Listener = {
-    name: "test",
-    // deno-lint-ignore no-explicit-any
-    fd: (server as any)._handle.fdForIpc(),
-    addr,
-    inherited: false,
-    server,
-  };
+  const addr = listener.addr;
   const draining = new AbortController();
   const binding = createNodeEngine().serve(listener, {
     handler,
@@ -871,43 +878,10 @@ Deno.test("node engine: a WebSocket upgrade that cannot happen goes to onError",
   }
 });
 
-async function selfSignedCert(dir: string): Promise<TlsOptions> {
-  const output = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-      "-days",
-      "1",
-      "-keyout",
-      `${dir}/key.pem`,
-      "-out",
-      `${dir}/cert.pem`,
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!output.success) {
-    throw new Error(`openssl failed: ${decoder.decode(output.stderr)}`);
-  }
-  return {
-    cert: await Deno.readTextFile(`${dir}/cert.pem`),
-    key: await Deno.readTextFile(`${dir}/key.pem`),
-  };
-}
-
 Deno.test("node engine: TLS", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const tls = await selfSignedCert(dir);
+    const tls = await selfSignedCert();
     await using server = await startServer(
       async (request, info) =>
         new Response(
@@ -1048,8 +1022,10 @@ Deno.test("node engine: unref() lets the process exit", async () => {
     const server = net.createServer();
     await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
     const { port } = server.address();
+    const fd = server._handle.fdForIpc();
+    server.close();
     const binding = createNodeEngine().serve({
-      name: "child", fd: -1, inherited: false, server,
+      name: "child", fd, inherited: false,
       addr: { transport: "tcp", hostname: "127.0.0.1", port },
     }, {
       handler: () => new Response("child"),

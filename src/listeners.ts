@@ -19,11 +19,11 @@
  * @module
  */
 
-import net from "node:net";
 import type { Addr, Listener } from "./types.ts";
 import { addrMatches, formatAddr, type ListenSpec } from "./address.ts";
 import { type InheritedFd, readListenFds } from "./listen_fds.ts";
-import { closeFd } from "./os.ts";
+import { closeFd, dupFd, listenUnix } from "./os.ts";
+import { listeningFdFor } from "./engine_fds.ts";
 import { configDecides, storeListeners } from "./fd_store.ts";
 
 let inherited: InheritedFd[] | undefined;
@@ -83,10 +83,9 @@ export interface ListenerRequest {
 
 /**
  * Claims inherited sockets and opens the rest, following the module's rules.
- * `onListening` is called for each listener in the same microtask in which it
- * starts listening, so that no connection can arrive before an engine is
- * attached to it. On failure, every listener it opened is closed again and the
- * error names the address or fd.
+ * `onListening` is called for each listener once it listens (connections
+ * wait in the kernel's queue until an engine accepts). On failure, every
+ * listener it opened is closed again and the error names the address or fd.
  *
  * @example
  * ```ts ignore
@@ -97,10 +96,21 @@ export interface ListenerRequest {
  * }, (listener) => attachEngine(listener));
  * ```
  */
-export async function acquireListeners(
+export function acquireListeners(
+  request: ListenerRequest,
+  onListening: (listener: Listener) => void = () => {},
+): Promise<Listener[]> {
+  try {
+    return Promise.resolve(acquireNow(request, onListening));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+function acquireNow(
   request: ListenerRequest,
   onListening: (listener: Listener) => void,
-): Promise<Listener[]> {
+): Listener[] {
   const fds = inheritedFds().filter((f) => !claimed.has(f.fd));
   // After a restart from systemd's fd store, the addresses asked for decide.
   let mine = configDecides(request)
@@ -123,18 +133,18 @@ export async function acquireListeners(
     mine = fds;
     if (mine.length === 0) toOpen.push(request.fallback);
   }
-  // Claim before the first await, so that servers starting concurrently
-  // never pick the same fds.
+  // Claim at once, so that servers starting concurrently never pick the
+  // same fds.
   for (const fd of mine) claimed.add(fd.fd);
   const opened: Listener[] = [];
   try {
     for (const fd of mine) {
-      const listener = await adoptFd(fd, request.name);
+      const listener = adoptFd(fd, request.name);
       opened.push(listener);
       onListening(listener);
     }
     for (const spec of toOpen) {
-      const listener = await openSpec(spec, request.name);
+      const listener = openSpec(spec, request.name);
       opened.push(listener);
       onListening(listener);
     }
@@ -150,8 +160,9 @@ export async function acquireListeners(
 }
 
 /**
- * Forgets a listener: closes its node server (if still open) and the dup fd
- * a self-opened listener holds. Inherited fds are closed with their server.
+ * Forgets a listener: closes its fd (the inherited one, or the duplicate a
+ * self-opened listener holds). The engine that served it has stopped
+ * accepting on its own copy by then.
  *
  * @example
  * ```ts ignore
@@ -160,82 +171,83 @@ export async function acquireListeners(
  */
 export function releaseListener(listener: Listener): void {
   if (!active.delete(listener) && listener.fd < 0) return;
-  if (listener.server.listening) listener.server.close();
-  if (!listener.inherited && listener.fd >= 0) closeFd(listener.fd);
+  if (listener.fd >= 0) closeFd(listener.fd);
   listener.fd = -1;
 }
 
-async function adoptFd(fd: InheritedFd, name: string): Promise<Listener> {
-  const server = net.createServer();
-  try {
-    await listen(server, { fd: fd.fd });
-  } catch (error) {
-    throw new Error(
-      `cannot listen on fd ${fd.fd} (${fd.name}, ${formatAddr(fd.addr)}) ` +
-        `from LISTEN_FDS: ${messageOf(error)}`,
-      { cause: error },
-    );
-  }
-  return { name, fd: fd.fd, addr: fd.addr, inherited: true, server };
+function adoptFd(fd: InheritedFd, name: string): Listener {
+  return { name, fd: fd.fd, addr: fd.addr, inherited: true };
 }
 
-async function openSpec(spec: ListenSpec, name: string): Promise<Listener> {
-  const server = net.createServer();
+/**
+ * Opens a listening socket with Deno.listen (no node:net on the way to
+ * serving), and keeps a close-on-exec duplicate of its fd: the listener is
+ * that fd, which an engine serves and a restart passes on.
+ */
+function openSpec(spec: ListenSpec, name: string): Listener {
+  if (spec.transport === "unix") return openUnix(spec.path, name);
+  let listener: Deno.Listener;
   try {
-    if (spec.transport === "unix") {
-      await listen(server, { path: spec.path });
-    } else {
-      await listen(server, {
-        host: spec.hostname,
-        port: spec.port,
-        ipv6Only: spec.hostname.includes(":") && spec.hostname !== "::",
-      });
-    }
+    listener = Deno.listen({ hostname: spec.hostname, port: spec.port });
   } catch (error) {
     throw new Error(
       `cannot listen on ${formatAddr(spec)}: ${messageOf(error)}`,
       { cause: error },
     );
   }
-  // deno-lint-ignore no-explicit-any
-  const fd = (server as any)._handle?.fdForIpc?.() ?? -1;
-  if (typeof fd !== "number" || fd < 0) {
-    server.close();
-    throw new Error(
-      `cannot get the fd of the socket listening on ${formatAddr(spec)}`,
-    );
+  try {
+    const addr = addrOf(listener.addr);
+    const own = listeningFdFor(addr);
+    const fd = own === undefined ? -1 : dupFd(own);
+    if (fd < 0) {
+      throw new Error(
+        `cannot get the fd of the socket listening on ${formatAddr(spec)}`,
+      );
+    }
+    return { name, fd, addr, inherited: false };
+  } finally {
+    listener.close();
   }
-  return { name, fd, addr: addrOf(server, spec), inherited: false, server };
 }
 
-function listen(
-  server: net.Server,
-  options: net.ListenOptions | { fd: number },
-) {
-  return new Promise<void>((resolve, reject) => {
-    function onError(error: Error) {
-      server.off("listening", onListening);
-      reject(error);
+/**
+ * A unix socket is opened through os.ts: Deno.listen's would remove the path
+ * when it closes, under a socket that lives on in the next generation.
+ */
+function openUnix(path: string, name: string): Listener {
+  const fail = (reason: string) =>
+    new Error(`cannot listen on unix:${path}: ${reason}`);
+  let exists = false;
+  try {
+    Deno.lstatSync(path);
+    exists = true;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      throw fail(messageOf(error));
     }
-    function onListening() {
-      server.off("error", onError);
-      resolve();
+  }
+  if (exists) throw fail("address in use (the path exists)");
+  const dir = path.slice(0, Math.max(path.lastIndexOf("/"), 1));
+  try {
+    if (!Deno.statSync(dir).isDirectory) {
+      throw fail(`${dir} is not a directory`);
     }
-    server.once("error", onError);
-    server.once("listening", onListening);
-    server.listen(options as net.ListenOptions);
-  });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw fail(`no such directory: ${dir}`);
+    }
+    throw error;
+  }
+  const fd = listenUnix(path);
+  if (typeof fd === "string") throw fail(fd);
+  return { name, fd, addr: { transport: "unix", path }, inherited: false };
 }
 
-function addrOf(server: net.Server, spec: ListenSpec): Addr {
-  const address = server.address();
-  if (typeof address === "string") return { transport: "unix", path: address };
-  if (address === null) {
-    return spec.transport === "unix"
-      ? { transport: "unix", path: spec.path }
-      : { transport: "tcp", hostname: spec.hostname, port: spec.port };
-  }
-  return { transport: "tcp", hostname: address.address, port: address.port };
+/** The address as getsockname(2) and the LISTEN_FDS reader write it. */
+function addrOf(addr: Deno.Addr): Addr {
+  if (addr.transport === "unix") return { transport: "unix", path: addr.path };
+  const { hostname, port } = addr as Deno.NetAddr;
+  return { transport: "tcp", hostname, port };
 }
 
 function messageOf(error: unknown): string {

@@ -778,3 +778,301 @@ export function execInPlace(
   lib.close();
   throw new Error(`execve ${path} failed (errno ${errno})`);
 }
+
+const ENGINE_SYMBOLS = {
+  dup2: { parameters: ["i32", "i32"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+} as const;
+
+const PEER_SYMBOLS = {
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+} as const;
+
+const STOP_SYMBOLS = {
+  close: { parameters: ["i32"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+} as const;
+
+let engineLib: Deno.DynamicLibrary<typeof ENGINE_SYMBOLS> | null | undefined;
+let peerLib: Deno.DynamicLibrary<typeof PEER_SYMBOLS> | null | undefined;
+let stopLib: Deno.DynamicLibrary<typeof STOP_SYMBOLS> | null | undefined;
+
+/** Opens a binding once; null (with the reason kept) when it cannot be. */
+function bind<S extends Deno.ForeignLibraryInterface>(
+  symbols: S,
+): Deno.DynamicLibrary<S> | null {
+  try {
+    return Deno.dlopen(libcPath(), symbols);
+  } catch (error) {
+    whyNot = error instanceof Error ? error.message : String(error);
+    return null;
+  }
+}
+
+/**
+ * The calls the transplant makes on a new generation's way to serving
+ * (dup2, fcntl, epoll_ctl), in a binding of their own; the calls needed
+ * later (the peer's name, shutdown, making sockets) come in bindings of
+ * their own, loaded when first used. (The first binding a process opens
+ * also pays FFI's one-time set-up, a few ms here.)
+ */
+function engineCalls():
+  | Deno.DynamicLibrary<typeof ENGINE_SYMBOLS>["symbols"]
+  | undefined {
+  if (engineLib === undefined) engineLib = bind(ENGINE_SYMBOLS);
+  return engineLib?.symbols;
+}
+
+/** getpeername(2): the accepted-connection count and the self-check. */
+function peerCalls():
+  | Deno.DynamicLibrary<typeof PEER_SYMBOLS>["symbols"]
+  | undefined {
+  if (peerLib === undefined) peerLib = bind(PEER_SYMBOLS);
+  return peerLib?.symbols;
+}
+
+/** shutdown(2), and what makes a socket: cutting, stopping, unix paths. */
+function stopCalls():
+  | Deno.DynamicLibrary<typeof STOP_SYMBOLS>["symbols"]
+  | undefined {
+  if (stopLib === undefined) stopLib = bind(STOP_SYMBOLS);
+  return stopLib?.symbols;
+}
+
+/**
+ * Whether the calls {@linkcode dupFdOver}, {@linkcode epollAdd} and friends
+ * make are available (FFI permitted, libc found).
+ *
+ * @example
+ * ```ts ignore
+ * if (!engineCallsAvailable()) console.warn(libcUnavailableReason());
+ * ```
+ */
+export function engineCallsAvailable(): boolean {
+  return engineCalls() !== undefined;
+}
+
+/**
+ * dup2(2): makes `to` refer to the file `from` refers to (closing what `to`
+ * was). Returns false when it failed.
+ *
+ * @example
+ * ```ts ignore
+ * dupFdOver(inheritedFd, placeholderFd);
+ * ```
+ */
+export function dupFdOver(from: number, to: number): boolean {
+  const calls = engineCalls();
+  return calls !== undefined && calls.dup2(from, to) === to;
+}
+
+/** fcntl(2) F_DUPFD_CLOEXEC. */
+const F_DUPFD_CLOEXEC = 1030;
+
+/**
+ * A close-on-exec duplicate of `fd` (the lowest free number >= `minimum`),
+ * or -1.
+ *
+ * @example
+ * ```ts ignore
+ * const copy = dupFd(3);
+ * ```
+ */
+export function dupFd(fd: number, minimum = 0): number {
+  const calls = engineCalls();
+  return calls === undefined ? -1 : calls.fcntl(fd, F_DUPFD_CLOEXEC, minimum);
+}
+
+/**
+ * Sets O_NONBLOCK on `fd` with the engine's binding. Returns false when the
+ * flags cannot be read or set.
+ *
+ * @example
+ * ```ts ignore
+ * setNonBlocking(3);
+ * ```
+ */
+export function setNonBlocking(fd: number): boolean {
+  const calls = engineCalls();
+  if (calls === undefined) return false;
+  const flags = calls.fcntl(fd, F_GETFL, 0);
+  if (flags < 0) return false;
+  if ((flags & O_NONBLOCK) !== 0) return true;
+  return calls.fcntl(fd, F_SETFL, flags | O_NONBLOCK) === 0;
+}
+
+/** epoll_ctl(2) operations. */
+const EPOLL_CTL_ADD = 1;
+const EPOLL_CTL_DEL = 2;
+
+/**
+ * epoll_ctl(EPOLL_CTL_ADD): registers `fd` in the epoll instance `epollFd`
+ * with the event mask and the 64-bit user data given. Returns false when it
+ * failed.
+ *
+ * @example
+ * ```ts ignore
+ * epollAdd(epollFd, fd, 0x8000201d, 0x55d0c0ffee00n);
+ * ```
+ */
+export function epollAdd(
+  epollFd: number,
+  fd: number,
+  registration: { events: number; data: bigint },
+): boolean {
+  const calls = engineCalls();
+  if (calls === undefined) return false;
+  // struct epoll_event is packed on x86-64 (12 bytes), and 16 bytes with the
+  // data aligned to 8 elsewhere.
+  const packed = Deno.build.arch === "x86_64";
+  const event = new Uint8Array(16);
+  const view = new DataView(event.buffer);
+  view.setUint32(0, registration.events, HOST_LITTLE_ENDIAN);
+  view.setBigUint64(packed ? 4 : 8, registration.data, HOST_LITTLE_ENDIAN);
+  return calls.epoll_ctl(epollFd, EPOLL_CTL_ADD, fd, event) === 0;
+}
+
+/**
+ * epoll_ctl(EPOLL_CTL_DEL). Returns false when it failed (not registered).
+ *
+ * @example
+ * ```ts ignore
+ * epollDelete(epollFd, fd);
+ * ```
+ */
+export function epollDelete(epollFd: number, fd: number): boolean {
+  const calls = engineCalls();
+  if (calls === undefined) return false;
+  return calls.epoll_ctl(epollFd, EPOLL_CTL_DEL, fd, new Uint8Array(16)) === 0;
+}
+
+function socketName(
+  call: (fd: number, address: Uint8Array, length: Uint8Array) => number,
+  fd: number,
+): Uint8Array | undefined {
+  const address = new Uint8Array(128);
+  const length = new Uint8Array(4);
+  const lengthView = new DataView(length.buffer);
+  lengthView.setUint32(0, address.length, HOST_LITTLE_ENDIAN);
+  if (call(fd, address, length) !== 0) return undefined;
+  const size = Math.min(
+    lengthView.getUint32(0, HOST_LITTLE_ENDIAN),
+    address.length,
+  );
+  return address.subarray(0, size);
+}
+
+/**
+ * getsockname(2) and getpeername(2) of `fd`, as raw sockaddr bytes (peer
+ * undefined when not connected); undefined when `fd` is not a socket.
+ *
+ * @example
+ * ```ts ignore
+ * const names = socketNames(5);
+ * ```
+ */
+export function socketNames(
+  fd: number,
+): { local: Uint8Array; peer: Uint8Array | undefined } | undefined {
+  const names = socketCalls();
+  const peers = peerCalls();
+  if (names === undefined || peers === undefined) return undefined;
+  const local = socketName(names.getsockname, fd);
+  if (local === undefined) return undefined;
+  return { local, peer: socketName(peers.getpeername, fd) };
+}
+
+/** shutdown(2) how: both directions. */
+const SHUT_RDWR = 2;
+
+/**
+ * shutdown(fd, SHUT_RDWR): cuts a connection whose fd the runtime owns; its
+ * next read sees the end, its next write fails, and it closes the fd itself.
+ *
+ * @example
+ * ```ts ignore
+ * shutdownSocket(7);
+ * ```
+ */
+export function shutdownSocket(fd: number): boolean {
+  const calls = stopCalls();
+  return calls !== undefined && calls.shutdown(fd, SHUT_RDWR) === 0;
+}
+
+const SOCK_STREAM = 1;
+const SOCK_NONBLOCK = 0o4000;
+
+/**
+ * A listening unix socket on an address the kernel picks in the abstract
+ * namespace (autobind), non-blocking, close-on-exec: something that can
+ * stand in for a listening socket and never gets a connection from a
+ * client that does not know the name. Returns its fd, or -1.
+ *
+ * @example
+ * ```ts ignore
+ * const fd = inertListeningSocket();
+ * ```
+ */
+export function inertListeningSocket(): number {
+  const calls = stopCalls();
+  if (calls === undefined) return -1;
+  const fd = calls.socket(
+    AF_UNIX,
+    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+    0,
+  );
+  if (fd < 0) return -1;
+  // sizeof(sa_family_t) alone asks for autobind.
+  const address = new Uint8Array(2);
+  new DataView(address.buffer).setUint16(0, AF_UNIX, HOST_LITTLE_ENDIAN);
+  if (calls.bind(fd, address, 2) !== 0 || calls.listen(fd, 1) !== 0) {
+    calls.close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/** The length of sockaddr_un's sun_path (Linux). */
+const SUN_PATH_BYTES = 108;
+
+/**
+ * A unix stream socket listening on `path` (non-blocking, close-on-exec), by
+ * socket(2), bind(2) and listen(2): Deno.listen's unix listener removes its
+ * path when it closes, which a socket passed on to the next generation must
+ * survive. Returns the fd, or a string saying which call failed.
+ *
+ * @example
+ * ```ts ignore
+ * const fd = listenUnix("/run/app.sock");
+ * ```
+ */
+export function listenUnix(path: string, backlog = 511): number | string {
+  const calls = stopCalls();
+  if (calls === undefined) return `no FFI (${libcUnavailableReason()})`;
+  const name = encoder.encode(path);
+  if (name.length >= SUN_PATH_BYTES) {
+    return `the path is longer than ${SUN_PATH_BYTES - 1} bytes`;
+  }
+  const address = new Uint8Array(2 + SUN_PATH_BYTES);
+  new DataView(address.buffer).setUint16(0, AF_UNIX, HOST_LITTLE_ENDIAN);
+  address.set(name, 2);
+  const fd = calls.socket(
+    AF_UNIX,
+    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+    0,
+  );
+  if (fd < 0) return "socket(2) failed";
+  if (calls.bind(fd, address, 2 + name.length + 1) !== 0) {
+    calls.close(fd);
+    return "bind(2) failed";
+  }
+  if (calls.listen(fd, backlog) !== 0) {
+    calls.close(fd);
+    return "listen(2) failed";
+  }
+  return fd;
+}

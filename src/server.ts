@@ -10,6 +10,7 @@ import type {
   Addr,
   Engine,
   EngineBinding,
+  EngineServeOptions,
   ErrorHandler,
   GracefulHandler,
   Listener,
@@ -22,12 +23,13 @@ import {
   releaseListener,
 } from "./listeners.ts";
 import {
-  canServeNatively,
-  createNativeEngine,
-  detectNativeSupport,
-} from "./engine_native.ts";
+  createTransplantEngine,
+  type TransplantBinding,
+  transplantUnavailable,
+} from "./engine_transplant.ts";
+import { type CheckResult, checkTransplant } from "./engine_check.ts";
 import { assertDenoVersion } from "./version.ts";
-import { logger, print } from "./log.ts";
+import { loadLogging, logger, print } from "./log.ts";
 import { trace } from "./trace.ts";
 import {
   advertiseAdmin,
@@ -68,11 +70,15 @@ export interface GracefulServeOptions {
    * Inherited sockets with a matching address are used instead of opening new ones.
    */
   listen?: string[];
-  /** PEM certificate chain; with `key`, serves HTTPS (on the node engine). */
+  /** PEM certificate chain; with `key`, serves HTTPS (HTTP/2 by ALPN, and HTTP/1.1). */
   cert?: string;
   /** PEM private key. */
   key?: string;
-  /** "auto" (default): native where possible, node otherwise. */
+  /**
+   * "auto" (default) and "native": Deno.serve itself on every listener, once
+   * a self-check proved it accepts there; node:http when the check fails
+   * (with a warning that says why). "node": node:http.
+   */
   engine?: EngineName;
   /** Called once per listener when it is serving. Default: log like Deno.serve. */
   onListen?: (addr: Addr) => void;
@@ -286,14 +292,16 @@ function defaultOnError(error: unknown): Response {
   return new Response("Internal Server Error", { status: 500 });
 }
 
-function defaultOnListen(addr: Addr): void {
+/** Says where it listens, as Deno.serve does (https:// with TLS). */
+function defaultOnListen(addr: Addr, tls: boolean): void {
   if ("path" in addr) {
     print(console.log, `Listening on ${addr.path}`);
   } else {
     const host = addr.hostname.includes(":")
       ? `[${addr.hostname}]`
       : addr.hostname;
-    print(console.log, `Listening on http://${host}:${addr.port}/`);
+    const scheme = tls ? "https" : "http";
+    print(console.log, `Listening on ${scheme}://${host}:${addr.port}/`);
   }
 }
 
@@ -302,29 +310,104 @@ interface Prepared {
   specs: ListenSpec[];
   fallback: ListenSpec;
   tls: TlsOptions | undefined;
-  native: Engine | undefined;
-  node: Engine | undefined;
+  /** Why the native engine is not tried; undefined when it is. */
+  notNative: string | undefined;
   handler: GracefulHandler;
   onError: ErrorHandler;
 }
 
-/** The native engine, or undefined (with a warning, once) when unavailable. */
-async function nativeEngine(): Promise<Engine | undefined> {
-  const support = await detectNativeSupport();
-  trace("server: native engine probed");
-  if (typeof support !== "string") return createNativeEngine(support);
-  if (!nodeFallbackWarned) {
-    nodeFallbackWarned = true;
-    log.warn(
-      "the native engine is unavailable ({reason}); serving with node:http",
-      { reason: support },
-    );
-    print(
-      console.warn,
-      `serveGraceful: native engine unavailable (${support}); using node:http`,
-    );
+/** Says once per process that a listener falls back to node:http, and why. */
+function warnNodeFallback(addr: Addr, reason: string): void {
+  if (nodeFallbackWarned) return;
+  nodeFallbackWarned = true;
+  log.warn(
+    "{addr}: the native engine failed its check ({reason}); serving " +
+      "with node:http",
+    { addr: formatAddr(addr), reason },
+  );
+  print(
+    console.warn,
+    `serveGraceful: native engine unavailable on ${formatAddr(addr)} ` +
+      `(${reason}); using node:http`,
+  );
+}
+
+let nodeEngine: Promise<Engine> | undefined;
+
+/** node:http, loaded the first time a listener needs it. */
+function loadNodeEngine(): Promise<Engine> {
+  nodeEngine ??= import("./engine_node.ts").then((m) => m.createNodeEngine());
+  return nodeEngine;
+}
+
+/** One listener, the engine chosen for it and why. */
+interface Attached {
+  binding: EngineBinding;
+  engine: "native" | "node";
+  why: string;
+  /** The accept check still to come (in a new generation). */
+  verify?: () => Promise<CheckResult>;
+}
+
+/** How long a new generation's accept check may wait for the old one's drain. */
+const LATE_CHECK_LIMIT_MS = 60_000;
+
+/**
+ * Serves one listener: Deno.serve transplanted onto it, once its check
+ * passed; node:http otherwise. The reason goes into the start-up log line.
+ */
+async function attachEngine(
+  listener: Listener,
+  options: EngineServeOptions,
+  notNative: string | undefined,
+  handover: boolean,
+): Promise<Attached> {
+  let reason = notNative;
+  if (reason === undefined) {
+    let binding: TransplantBinding | undefined;
+    try {
+      binding = createTransplantEngine().serve(listener, options);
+    } catch (error) {
+      reason = error instanceof Error ? error.message : String(error);
+    }
+    if (binding !== undefined) {
+      const result = await checkTransplant(binding, {
+        registrationOnly: handover,
+      });
+      trace("server: transplant checked");
+      if (result.failure === undefined) {
+        const transplanted = binding;
+        return {
+          binding,
+          engine: "native",
+          why: whyNative(result),
+          verify: handover
+            ? () =>
+              checkTransplant(transplanted, {
+                limitMs: LATE_CHECK_LIMIT_MS,
+                signal: options.draining,
+              })
+            : undefined,
+        };
+      }
+      reason = result.failure;
+      await binding.discard();
+    }
+    warnNodeFallback(listener.addr, reason!);
   }
-  return undefined;
+  const node = await loadNodeEngine();
+  return {
+    binding: node.serve(listener, options),
+    engine: "node",
+    why: reason!,
+  };
+}
+
+function whyNative(result: CheckResult): string {
+  return result.proof === "accept"
+    ? "Deno.serve transplanted, checked by its own accept"
+    : `Deno.serve transplanted, checked by its epoll registration ` +
+      `(${result.note})`;
 }
 
 class Server implements GracefulServer {
@@ -415,51 +498,59 @@ class Server implements GracefulServer {
     if (state && options.handover && this.name in state.app) {
       await options.handover.restore(state.app[this.name]);
     }
-    const { specs, fallback, tls, native, node, handler, onError } =
+    const { specs, fallback, tls, notNative, handler, onError } =
       prepared.value;
     const draining = this.#draining.signal;
-    const attach = (listener: Listener) => {
-      const engine = native && canServeNatively(listener, { tls })
-        ? native
-        : node;
-      if (!engine) {
-        throw new Error(
-          `no engine for ${formatAddr(listener.addr)}: the native engine ` +
-            `cannot serve it and node:http was not loaded`,
-        );
+    const listeners = await acquireListeners(
+      { name: this.name, specs, fallback, restarted: state !== undefined },
+    );
+    const serveOptions = { handler, onError, tls, draining };
+    const attached = await Promise.allSettled(
+      listeners.map((l) =>
+        attachEngine(l, serveOptions, notNative, state !== undefined)
+      ),
+    );
+    const failed = attached.find((a) => a.status === "rejected");
+    if (failed) {
+      for (const a of attached) {
+        if (a.status === "fulfilled") a.value.binding.abort();
       }
-      this.#bindings.push(
-        engine.serve(listener, { handler, onError, tls, draining }),
+      await Promise.all(
+        attached.map((a) =>
+          a.status === "fulfilled" ? a.value.binding.stopAccepting() : undefined
+        ),
       );
-      this.#engines.push(engine.name);
-      this.#listeners.push(listener);
-    };
-    let listeners;
-    try {
-      listeners = await acquireListeners(
-        { name: this.name, specs, fallback, restarted: state !== undefined },
-        attach,
-      );
-    } catch (error) {
-      await Promise.all(this.#bindings.map((b) => b.stopAccepting()));
-      this.#bindings = [];
-      this.#listeners = [];
-      this.#engines = [];
-      throw error;
+      for (const listener of listeners) releaseListener(listener);
+      throw (failed as PromiseRejectedResult).reason;
+    }
+    const whys: string[] = [];
+    for (const [index, result] of attached.entries()) {
+      const { binding, engine, why, verify } =
+        (result as PromiseFulfilledResult<Attached>).value;
+      this.#bindings.push(binding);
+      this.#engines.push(engine);
+      this.#listeners.push(listeners[index]);
+      whys.push(why);
+      if (verify) this.#verifyLater(binding, verify, serveOptions);
     }
     trace("server: listening");
     if (this.#shutdown) return;
     if (!this.#refed) this.unref();
-    const onListen = options.onListen ?? defaultOnListen;
+    const onListen = options.onListen ??
+      ((addr: Addr) => defaultOnListen(addr, tls !== undefined));
     for (const listener of listeners) {
-      log.info("listening on {addr} (fd {fd}{how}, {engine} engine)", {
+      const index = this.#listeners.indexOf(listener);
+      log.info("listening on {addr} (fd {fd}{how}, {engine} engine: {why})", {
         addr: formatAddr(listener.addr),
         fd: listener.fd,
         how: listener.inherited ? ", inherited" : "",
-        engine: this.#engines[this.#listeners.indexOf(listener)],
+        engine: this.#engines[index],
+        why: whys[index],
       });
       onListen(listener.addr);
     }
+    // LogTape (npm) loads once this server serves, off its way there.
+    loadLogging().catch(() => {});
     try {
       await this.#admin?.server.ready;
       await options.readiness?.();
@@ -473,6 +564,33 @@ class Server implements GracefulServer {
   }
 
   /**
+   * A new generation's accept check, once the old one drains: on failure,
+   * the listener moves to node:http.
+   */
+  #verifyLater(
+    binding: EngineBinding,
+    verify: () => Promise<CheckResult>,
+    options: EngineServeOptions,
+  ): void {
+    this.ready.then(async () => {
+      const result = await verify();
+      const index = this.#bindings.indexOf(binding);
+      if (result.failure === undefined) {
+        trace("server: transplant accepted");
+        return;
+      }
+      if (index < 0 || this.#stopping || this.#shutdown) return;
+      const listener = this.#listeners[index];
+      warnNodeFallback(listener.addr, result.failure);
+      const node = (await loadNodeEngine()).serve(listener, options);
+      if (!this.#refed) node.unref();
+      this.#bindings[index] = node;
+      this.#engines[index] = "node";
+      await (binding as TransplantBinding).discard();
+    }).catch(() => {});
+  }
+
+  /**
    * Everything the server needs before it listens that does not depend on
    * the previous generation's state: addresses, TLS, engines, the handler.
    */
@@ -481,25 +599,13 @@ class Server implements GracefulServer {
     const { specs, fallback } = specsOf(options);
     const tls = tlsOf(options);
     const wanted = options.engine ?? "auto";
-    // node:http is loaded only when a listener needs it: it would add tens
-    // of ms to every generation's start-up (and so to every handover).
-    const nodeNeeded = tls !== undefined ||
-      specs.some((s) => s.transport === "unix") ||
-      inheritedFds().some((f) => f.addr.transport === "unix");
-    const [native, nodeModule, handler] = await Promise.all([
-      wanted === "node" ? undefined : nativeEngine(),
-      wanted === "node" || nodeNeeded ? import("./engine_node.ts") : undefined,
-      this.#routedHandler(),
-    ]);
-    let node: Engine | undefined;
-    if (nodeModule !== undefined) {
-      node = nodeModule.createNodeEngine();
-    } else if (native === undefined) {
-      node = (await import("./engine_node.ts")).createNodeEngine();
-    }
+    const notNative = wanted === "node"
+      ? 'engine: "node" was asked for'
+      : transplantUnavailable();
+    const handler = await this.#routedHandler();
     trace("server: engines ready");
     const onError = options.onError ?? defaultOnError;
-    return { specs, fallback, tls, native, node, handler, onError };
+    return { specs, fallback, tls, notNative, handler, onError };
   }
 
   /** The app handler, behind the health and admin routes when configured. */

@@ -7,8 +7,6 @@
  * @module
  */
 
-import type { Server as NetServer } from "node:net";
-
 /** The address of a listening or connected socket, as Deno.serve reports it. */
 export type Addr = Deno.NetAddr | Deno.UnixAddr;
 
@@ -52,16 +50,15 @@ export interface Listener {
   name: string;
   /**
    * A real file descriptor of the listening socket, for passing it on: the
-   * inherited fd itself, or for a self-opened listener a dup (CLOEXEC) that
-   * the listener registry closes when the listener is released.
+   * inherited fd itself, or for a self-opened listener a dup (CLOEXEC). The
+   * listener registry closes it when the listener is released; an engine
+   * serves a copy of its own.
    */
   fd: number;
   /** Where it listens. */
   addr: Addr;
   /** True when the socket came from LISTEN_FDS rather than being opened here. */
   inherited: boolean;
-  /** The node:net server that owns `fd` (listening, but not yet accepting for any engine). */
-  server: NetServer;
 }
 
 /** What an engine needs to serve one listener. */

@@ -309,7 +309,7 @@ export class TempApp {
       ...extra,
     ], env);
     const m = await app.child.waitFor(
-      /Listening on http:\/\/127\.0\.0\.1:(\d+)\//,
+      /Listening on https?:\/\/127\.0\.0\.1:(\d+)\//,
     );
     app.port = Number(m[1]);
     return app;

@@ -1,17 +1,36 @@
 /**
  * One table of HTTP behaviours, run against Deno.serve itself (the oracle)
- * and against serveGraceful on each engine. Every case observes what a client
- * sees and normalises it; the engines must observe exactly what Deno.serve
- * does.
+ * and against serveGraceful on each engine (the native engine, the node
+ * engine asked for, and the node engine as the fallback of a failed check),
+ * on TCP, TLS and a unix socket. Every case observes what a client sees and
+ * normalises it; the engines must observe exactly what Deno.serve does, but
+ * where a case lists an expected difference (HTTP/2 on node:https, for one).
  */
 
 import { serveGraceful } from "../mod.ts";
 import type { GracefulHandler } from "../src/types.ts";
+import { CHECK_ENV } from "../src/engine_check.ts";
 import { assertEquals } from "./assert.ts";
 import { rawExchange, type RawResponse } from "./http_client.ts";
+import { selfSignedCert } from "../bench/lib/tls_cert.ts";
+
+type Transport = "tcp" | "tls" | "unix";
+const TRANSPORTS: Transport[] = ["tcp", "tls", "unix"];
+
+/** How a case reaches the server under test, whatever its transport. */
+interface Peer {
+  transport: Transport;
+  /** A raw connection (TLS: HTTP/1.1 by ALPN, like a plain client). */
+  connect(alpn?: string[]): Promise<Deno.Conn>;
+  /** fetch() of a path on the server. */
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+  /** The WebSocket URL, where the client can reach it (TCP only). */
+  ws: string | undefined;
+  close(): void;
+}
 
 interface Started {
-  port: number;
+  peer: Peer;
   close(): Promise<void>;
 }
 
@@ -19,54 +38,156 @@ interface Target {
   name: string;
   start(
     handler: GracefulHandler,
-    onError?: (error: unknown) => Response,
+    onError: ((error: unknown) => Response) | undefined,
+    transport: Transport,
   ): Promise<Started>;
 }
 
 const quiet = () => {};
 
+const TLS = await selfSignedCert();
+
+/** Where a server of `transport` listens: a port, or a unix path. */
+type Place = { port: number } | { path: string };
+
+function peerFor(transport: Transport, place: Place): Peer {
+  if ("path" in place) {
+    const client = Deno.createHttpClient({
+      proxy: { transport: "unix", path: place.path },
+    });
+    return {
+      transport,
+      connect: () => Deno.connect({ transport: "unix", path: place.path }),
+      fetch: (path, init) =>
+        fetch(`http://localhost${path}`, { ...init, client }),
+      ws: undefined,
+      close: () => client.close(),
+    };
+  }
+  const { port } = place;
+  if (transport === "tls") {
+    const client = Deno.createHttpClient({ caCerts: [TLS.cert] });
+    return {
+      transport,
+      connect: (alpn = ["http/1.1"]) =>
+        Deno.connectTls({
+          hostname: "localhost",
+          port,
+          caCerts: [TLS.cert],
+          alpnProtocols: alpn,
+        }),
+      fetch: (path, init) =>
+        fetch(`https://localhost:${port}${path}`, { ...init, client }),
+      ws: undefined,
+      close: () => client.close(),
+    };
+  }
+  return {
+    transport,
+    connect: () => Deno.connect({ hostname: "127.0.0.1", port }),
+    fetch: (path, init) => fetch(`http://127.0.0.1:${port}${path}`, init),
+    ws: `ws://127.0.0.1:${port}/`,
+    close: () => {},
+  };
+}
+
+/** A fresh unix socket path in a directory of its own. */
+function unixPath(): { path: string; remove(): void } {
+  const dir = Deno.makeTempDirSync();
+  return {
+    path: `${dir}/parity.sock`,
+    remove: () => Deno.removeSync(dir, { recursive: true }),
+  };
+}
+
+function graceful(
+  name: string,
+  engine: "native" | "node",
+  expect: "native" | "node",
+  failCheck = false,
+): Target {
+  return {
+    name,
+    async start(handler, onError, transport) {
+      const unix = transport === "unix" ? unixPath() : undefined;
+      if (failCheck) Deno.env.set(CHECK_ENV, "fail");
+      const server = serveGraceful({
+        engine,
+        ...(unix ? { listen: [`unix:${unix.path}`] } : {
+          port: 0,
+          hostname: "127.0.0.1",
+        }),
+        ...(transport === "tls" ? TLS : {}),
+        onListen: quiet,
+        onError,
+        shutdownSignals: false,
+        restartSignals: false,
+        idleGrace: 0,
+        drainTimeout: 2000,
+      }, handler);
+      try {
+        await server.ready;
+      } finally {
+        if (failCheck) Deno.env.delete(CHECK_ENV);
+      }
+      assertEquals(server.engines, [expect]);
+      const addr = server.addr!;
+      const peer = peerFor(
+        transport,
+        "path" in addr ? { path: addr.path } : { port: addr.port },
+      );
+      return {
+        peer,
+        async close() {
+          peer.close();
+          await server.shutdown();
+          unix?.remove();
+        },
+      };
+    },
+  };
+}
+
 const targets: Target[] = [
   {
     name: "Deno.serve",
-    start(handler, onError) {
-      const server = Deno.serve({
-        port: 0,
-        hostname: "127.0.0.1",
-        onListen: quiet,
-        onError,
-      }, (req, info) =>
+    start(handler, onError, transport) {
+      const unix = transport === "unix" ? unixPath() : undefined;
+      const wrapped = (req: Request, info: Deno.ServeHandlerInfo) =>
         handler(req, {
-          remoteAddr: info.remoteAddr,
+          remoteAddr: info.remoteAddr as Deno.NetAddr,
           get completed() {
             return info.completed;
           },
           draining: new AbortController().signal,
-        }));
+        });
+      const server = unix
+        ? Deno.serve({ path: unix.path, onListen: quiet, onError }, wrapped)
+        : Deno.serve({
+          port: 0,
+          hostname: "127.0.0.1",
+          onListen: quiet,
+          onError,
+          ...(transport === "tls" ? TLS : {}),
+        }, wrapped);
+      const addr = server.addr as Deno.NetAddr | Deno.UnixAddr;
+      const peer = peerFor(
+        transport,
+        "path" in addr ? { path: addr.path } : { port: addr.port },
+      );
       return Promise.resolve({
-        port: server.addr.port,
-        close: () => server.shutdown(),
+        peer,
+        async close() {
+          peer.close();
+          await server.shutdown();
+          unix?.remove();
+        },
       });
     },
   },
-  ...(["native", "node"] as const).map((engine): Target => ({
-    name: engine,
-    async start(handler, onError) {
-      const server = serveGraceful({
-        engine,
-        port: 0,
-        hostname: "127.0.0.1",
-        onListen: quiet,
-        onError,
-        shutdownSignals: false,
-        idleGrace: 0,
-        drainTimeout: 2000,
-      }, handler);
-      await server.ready;
-      assertEquals(server.engines, [engine]);
-      const addr = server.addr as Deno.NetAddr;
-      return { port: addr.port, close: () => server.shutdown() };
-    },
-  })),
+  graceful("native", "native", "native"),
+  graceful("node", "node", "node"),
+  graceful("node fallback", "native", "node", true),
 ];
 
 /** What one case observes; compared with deep equality across targets. */
@@ -76,7 +197,14 @@ interface Case {
   name: string;
   handler: GracefulHandler;
   onError?: (error: unknown) => Response;
-  observe(port: number): Promise<Observation>;
+  observe(peer: Peer): Promise<Observation>;
+  /** Transports the case does not apply to, and why. */
+  skip?: Partial<Record<Transport, string>>;
+  /**
+   * Expected differences from Deno.serve: per target name, per transport,
+   * what that target observes instead.
+   */
+  differs?: Record<string, Partial<Record<Transport, Observation>>>;
 }
 
 function summary(res: RawResponse) {
@@ -109,10 +237,28 @@ const MB = 1024 * 1024;
 
 const cases: Case[] = [
   {
+    name: "ALPN offers HTTP/2",
+    handler: () => new Response("h2?"),
+    skip: { tcp: "no ALPN without TLS", unix: "no ALPN without TLS" },
+    // node:https serves HTTP/1.1 only.
+    differs: {
+      node: { tls: "http/1.1" },
+      "node fallback": { tls: "http/1.1" },
+    },
+    async observe(peer) {
+      const conn = await peer.connect(["h2", "http/1.1"]) as Deno.TlsConn;
+      try {
+        return (await conn.handshake()).alpnProtocol;
+      } finally {
+        conn.close();
+      }
+    },
+  },
+  {
     name: "GET hello",
     handler: () => new Response("Hello!"),
-    async observe(port) {
-      const res = await fetch(`http://127.0.0.1:${port}/`);
+    async observe(peer) {
+      const res = await peer.fetch("/");
       return {
         status: res.status,
         type: res.headers.get("content-type"),
@@ -123,9 +269,9 @@ const cases: Case[] = [
   {
     name: "HEAD has headers and no body",
     handler: () => new Response("Hello!", { headers: { "x-a": "1" } }),
-    async observe(port) {
+    async observe(peer) {
       const [res] = await rawExchange(
-        port,
+        await peer.connect(),
         "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         { head: true },
       );
@@ -136,11 +282,11 @@ const cases: Case[] = [
     name: "204 and 304 carry no body",
     handler: (req) =>
       new Response(null, { status: req.url.endsWith("/204") ? 204 : 304 }),
-    async observe(port) {
+    async observe(peer) {
       const out = [];
       for (const path of ["/204", "/304"]) {
         const [res] = await rawExchange(
-          port,
+          await peer.connect(),
           `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
         );
         out.push({ status: res.status, body: res.body });
@@ -157,8 +303,8 @@ const cases: Case[] = [
         sha: await sha256(body),
       });
     },
-    async observe(port) {
-      const res = await fetch(`http://127.0.0.1:${port}/`, {
+    async observe(peer) {
+      const res = await peer.fetch("/", {
         method: "POST",
         body: pattern(5 * MB),
       });
@@ -176,7 +322,7 @@ const cases: Case[] = [
       }
       return Response.json({ length, some: chunks > 0 });
     },
-    async observe(port) {
+    async observe(peer) {
       const body = new ReadableStream<Uint8Array>({
         async start(controller) {
           for (let i = 0; i < 20; i++) {
@@ -186,7 +332,7 @@ const cases: Case[] = [
           controller.close();
         },
       });
-      const res = await fetch(`http://127.0.0.1:${port}/`, {
+      const res = await peer.fetch("/", {
         method: "POST",
         body,
       });
@@ -207,9 +353,9 @@ const cases: Case[] = [
       });
       return new Response(body, { headers: { "content-type": "text/plain" } });
     },
-    async observe(port) {
+    async observe(peer) {
       const [res] = await rawExchange(
-        port,
+        await peer.connect(),
         "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
       );
       return summary(res);
@@ -218,8 +364,8 @@ const cases: Case[] = [
   {
     name: "8 MB response",
     handler: () => new Response(pattern(8 * MB)),
-    async observe(port) {
-      const res = await fetch(`http://127.0.0.1:${port}/`);
+    async observe(peer) {
+      const res = await peer.fetch("/");
       const body = await res.arrayBuffer();
       return {
         status: res.status,
@@ -235,9 +381,9 @@ const cases: Case[] = [
         multi: req.headers.get("x-multi"),
         cookie: req.headers.get("cookie"),
       }),
-    async observe(port) {
+    async observe(peer) {
       const [res] = await rawExchange(
-        port,
+        await peer.connect(),
         "GET / HTTP/1.1\r\nHost: x\r\nX-Multi: a\r\nX-Multi: b\r\n" +
           "Cookie: c=1\r\nConnection: close\r\n\r\n",
       );
@@ -252,8 +398,8 @@ const cases: Case[] = [
       headers.append("set-cookie", "b=2; HttpOnly");
       return new Response("ok", { headers });
     },
-    async observe(port) {
-      const res = await fetch(`http://127.0.0.1:${port}/`);
+    async observe(peer) {
+      const res = await peer.fetch("/");
       await res.body?.cancel();
       return res.headers.getSetCookie();
     },
@@ -261,8 +407,8 @@ const cases: Case[] = [
   {
     name: "info.remoteAddr is the client's address and port",
     handler: (_req, info) => Response.json(info.remoteAddr),
-    async observe(port) {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    async observe(peer) {
+      const conn = await peer.connect();
       const local = conn.localAddr as Deno.NetAddr;
       const [res] = await rawExchange(
         conn,
@@ -301,14 +447,14 @@ const cases: Case[] = [
         return new Response("late");
       };
     })(),
-    async observe(port) {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    async observe(peer) {
+      const conn = await peer.connect();
       await conn.write(
         new TextEncoder().encode("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n"),
       );
       await new Promise((r) => setTimeout(r, 100));
       conn.close();
-      const res = await fetch(`http://127.0.0.1:${port}/result`);
+      const res = await peer.fetch("/result");
       return await res.text();
     },
   },
@@ -329,15 +475,19 @@ const cases: Case[] = [
         return new Response("body");
       };
     })() as GracefulHandler,
-    async observe(port) {
-      const first = await fetch(`http://127.0.0.1:${port}/`);
+    async observe(peer) {
+      const first = await peer.fetch("/");
       await first.text();
-      const res = await fetch(`http://127.0.0.1:${port}/result`);
+      const res = await peer.fetch("/result");
       return await res.text();
     },
   },
   {
     name: "WebSocket upgrade through Deno.upgradeWebSocket",
+    skip: {
+      tls: "the test's WebSocket client cannot trust a self-signed certificate",
+      unix: "the WebSocket client has no unix transport",
+    },
     handler: (req) => {
       if (req.headers.get("upgrade") !== "websocket") {
         return new Response("not ws", { status: 400 });
@@ -346,8 +496,8 @@ const cases: Case[] = [
       socket.onmessage = (e) => socket.send(`echo:${e.data}`);
       return response;
     },
-    async observe(port) {
-      const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+    async observe(peer) {
+      const ws = new WebSocket(peer.ws!);
       const got: string[] = [];
       const done = Promise.withResolvers<void>();
       ws.onmessage = (e) => {
@@ -377,17 +527,17 @@ const cases: Case[] = [
     },
     onError: (error) =>
       new Response(`custom: ${(error as Error).message}`, { status: 500 }),
-    async observe(port) {
-      const res = await fetch(`http://127.0.0.1:${port}/`);
+    async observe(peer) {
+      const res = await peer.fetch("/");
       return { status: res.status, body: await res.text() };
     },
   },
   {
     name: "pipelined keep-alive requests are answered in order",
     handler: (req) => new Response(new URL(req.url).pathname),
-    async observe(port) {
+    async observe(peer) {
       const responses = await rawExchange(
-        port,
+        await peer.connect(),
         "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n" +
           "GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         { count: 3 },
@@ -398,33 +548,47 @@ const cases: Case[] = [
   {
     name: "malformed request gets 400 or a closed connection",
     handler: () => new Response("should not be called"),
-    async observe(port) {
-      const responses = await rawExchange(port, "GARBAGE\r\n\r\n");
+    async observe(peer) {
+      const responses = await rawExchange(
+        await peer.connect(),
+        "GARBAGE\r\n\r\n",
+      );
       return responses.length === 0 ? "closed" : responses[0].status;
     },
   },
 ];
 
 for (const c of cases) {
-  Deno.test(`parity: ${c.name}`, async (t) => {
-    const seen = new Map<string, Observation>();
-    for (const target of targets) {
-      await t.step(target.name, async () => {
-        const server = await target.start(c.handler, c.onError);
-        try {
-          seen.set(target.name, await c.observe(server.port));
-        } finally {
-          await server.close();
+  for (const transport of TRANSPORTS) {
+    const skipped = c.skip?.[transport];
+    Deno.test({
+      name: `parity (${transport}): ${c.name}`,
+      ignore: skipped !== undefined,
+      async fn(t) {
+        const seen = new Map<string, Observation>();
+        for (const target of targets) {
+          await t.step(target.name, async () => {
+            const server = await target.start(c.handler, c.onError, transport);
+            try {
+              seen.set(target.name, await c.observe(server.peer));
+            } finally {
+              await server.close();
+            }
+          });
         }
-      });
-    }
-    const oracle = seen.get("Deno.serve");
-    for (const target of targets.slice(1)) {
-      assertEquals(
-        seen.get(target.name),
-        oracle,
-        `${target.name} differs from Deno.serve`,
-      );
-    }
-  });
+        const oracle = seen.get("Deno.serve");
+        for (const target of targets.slice(1)) {
+          const differs = c.differs?.[target.name];
+          const expected = differs && transport in differs
+            ? differs[transport]
+            : oracle;
+          assertEquals(
+            seen.get(target.name),
+            expected,
+            `${target.name} on ${transport} differs from what is expected`,
+          );
+        }
+      },
+    });
+  }
 }

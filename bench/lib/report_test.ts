@@ -28,7 +28,7 @@ Deno.test("evaluateTargets compares with the thresholds", () => {
       baseline: "deno_serve",
       mode: "close",
       throughput: 0.7,
-      cpuEfficiency: 1,
+      cpuEfficiency: 0.85,
     },
   ];
   const runs = [
@@ -39,10 +39,19 @@ Deno.test("evaluateTargets compares with the thresholds", () => {
   ];
   const config = { maxForeignPercent: 5 } as BenchConfig;
   const targets = evaluateTargets(ratios, runs, config);
-  assertEquals(targets.map((t) => t.pass), [true, false, null, null]);
+  assertEquals(targets.map((t) => t.pass), [
+    true,
+    false,
+    null,
+    null,
+    null,
+    null,
+  ]);
   assertEquals(targets.map((t) => [t.disturbedRuns, t.runs]), [
     [1, 2],
     [0, 1],
+    [0, 0],
+    [0, 0],
     [1, 1],
     [0, 0],
   ]);

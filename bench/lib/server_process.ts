@@ -41,6 +41,8 @@ export interface StartOptions {
   cpu: number;
   /** How long the server may take to print its port (ms). */
   timeoutMs: number;
+  /** Arguments after the port. */
+  args?: string[];
 }
 
 const OUTPUT_LIMIT = 16_384;
@@ -64,7 +66,14 @@ export async function startServer(
 ): Promise<RunningServer> {
   const port = freePort();
   const child = spawnPiped(
-    pinnedToCpu(options.cpu, denoRunCommand([options.script, String(port)])),
+    pinnedToCpu(
+      options.cpu,
+      denoRunCommand([
+        options.script,
+        String(port),
+        ...options.args ?? [],
+      ]),
+    ),
     { cwd: options.cwd },
   );
   track(child);
@@ -164,10 +173,19 @@ export async function stopServerProcess(
  */
 export async function checkHelloWorld(
   port: number,
+  options: { tlsCert?: string; unixPath?: string } = {},
 ): Promise<Record<string, string>> {
-  const client = Deno.createHttpClient({});
+  const client = Deno.createHttpClient({
+    ...(options.tlsCert ? { caCerts: [options.tlsCert] } : {}),
+    ...(options.unixPath
+      ? { proxy: { transport: "unix" as const, path: options.unixPath } }
+      : {}),
+  });
+  const url = options.tlsCert
+    ? `https://localhost:${port}/`
+    : `http://127.0.0.1:${port}/`;
   try {
-    const response = await fetch(`http://127.0.0.1:${port}/`, {
+    const response = await fetch(url, {
       client,
       signal: AbortSignal.timeout(5_000),
     });
