@@ -26,6 +26,7 @@ import { Buffer } from "node:buffer";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import net from "node:net";
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type {
   Addr,
   Engine,
@@ -535,6 +536,18 @@ class NodeBinding implements EngineBinding {
     });
     this.server.on("request", this.onRequest.bind(this));
     this.server.on("upgrade", this.onUpgrade.bind(this));
+    // node's default answer to a malformed request destroys the socket, which
+    // over TLS skips close_notify: the client cannot tell the end of the 400
+    // from a cut. Ending it sends close_notify first.
+    this.server.on("clientError", (_error: Error, socket: Duplex) => {
+      if (socket.writable) {
+        socket.end(
+          "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+        );
+      } else {
+        socket.destroy();
+      }
+    });
     // 'listening' starts node's (unref'd) check of headersTimeout.
     this.server.emit("listening");
     // Stays attached after stopAccepting(): a connection accepted just before
