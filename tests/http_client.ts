@@ -129,7 +129,12 @@ function indexOfCrlfCrlf(data: Uint8Array): number {
   return -1;
 }
 
-function parseOne(
+/**
+ * Parses one response at the start of `data`: undefined until it is complete.
+ * With `head`, only the status line and headers (a HEAD response, or the
+ * head of a 101 before the upgraded bytes).
+ */
+export function parseOne(
   data: Uint8Array,
   head: boolean,
   eof = false,
