@@ -1,0 +1,183 @@
+/**
+ * The one owner of the platform decision: which of the module's three modes
+ * this process runs in.
+ *
+ * - `linux`: everything (/proc, sock_diag(7), the native engine's epoll
+ *   transplant, libc through FFI).
+ * - `posix` (macOS, the BSDs): zero-downtime restarts with what POSIX has
+ *   (fds passed at spawn, the control channel, the node engine); no /proc,
+ *   no sock_diag ownership check, no native engine.
+ * - `windows`: no fd passing and no HUP/USR1/USR2 (`Deno.kill` terminates):
+ *   every restart is a complete one (stop accepting, drain, start the next
+ *   process on the same addresses; the old one listens again if it fails).
+ *
+ * `GRACEFUL_PORTABLE=posix|windows` (the CLI's `--portable`) runs a mode on
+ * Linux, so that CI proves both other paths.
+ *
+ * @module
+ */
+
+import { print } from "./log.ts";
+
+/** The variable that forces a mode (the CLI's `--portable` sets it). */
+export const PORTABLE_ENV = "GRACEFUL_PORTABLE";
+
+/** The module's modes: what the process can use. */
+export type PlatformMode = "linux" | "posix" | "windows";
+
+/** What {@linkcode platform} decided, and why. */
+export interface Platform {
+  /** `Deno.build.os`. */
+  os: typeof Deno.build.os;
+  /** The mode this process runs in. */
+  mode: PlatformMode;
+  /** Why the mode is not `linux` (empty on Linux). */
+  reasons: string[];
+  /** What this mode leaves out, in a few words each (empty on Linux). */
+  missing: string[];
+}
+
+/** What the POSIX mode leaves out. */
+const POSIX_MISSING = [
+  "the native engine (epoll transplant; the node engine serves)",
+  "the sock_diag ownership check of the control channel's hello " +
+  "(the secret and the spawned pid remain)",
+  "/proc checks of LISTEN_FDS (getsockopt checks them)",
+];
+
+/** What the Windows mode leaves out. */
+const WINDOWS_MISSING = [
+  "zero-downtime restarts (a restart is a complete one: new connections " +
+  "are refused until the next process listens)",
+  "LISTEN_FDS (socket activation)",
+  "restart signals (HUP, USR1, USR2)",
+  "the node and native engines on inherited fds (Deno.serve serves)",
+];
+
+/**
+ * Decides the mode for an OS and a `GRACEFUL_PORTABLE` value; throws a
+ * one-line error naming the variable when the value is not a mode, or asks
+ * for more than the OS has.
+ *
+ * @example
+ * ```ts
+ * import { decidePlatform } from "./platform.ts";
+ *
+ * decidePlatform("linux", "posix").mode; // "posix"
+ * decidePlatform("darwin", undefined).mode; // "posix"
+ * ```
+ */
+export function decidePlatform(
+  os: typeof Deno.build.os,
+  portable: string | undefined,
+): Platform {
+  const wanted = portable === undefined || portable === ""
+    ? undefined
+    : portable;
+  if (
+    wanted !== undefined && wanted !== "posix" && wanted !== "windows" &&
+    wanted !== "linux"
+  ) {
+    throw new Error(
+      `${PORTABLE_ENV}=${wanted}: not a mode (use posix or windows)`,
+    );
+  }
+  const native: PlatformMode = os === "linux"
+    ? "linux"
+    : os === "windows"
+    ? "windows"
+    : "posix";
+  const rank = { linux: 0, posix: 1, windows: 2 };
+  if (wanted !== undefined && rank[wanted] < rank[native]) {
+    throw new Error(
+      `${PORTABLE_ENV}=${wanted}: not available on ${os} (${native} mode)`,
+    );
+  }
+  const mode = wanted ?? native;
+  const reasons: string[] = [];
+  if (mode !== "linux") {
+    reasons.push(
+      wanted !== undefined && mode !== native
+        ? `${PORTABLE_ENV}=${wanted}`
+        : `Deno.build.os is ${os}`,
+    );
+  }
+  const missing = mode === "posix"
+    ? [...POSIX_MISSING]
+    : mode === "windows"
+    ? [...WINDOWS_MISSING]
+    : [];
+  return { os, mode, reasons, missing };
+}
+
+let decided: Platform | undefined;
+
+/**
+ * This process's platform: `Deno.build.os` and `GRACEFUL_PORTABLE`, decided
+ * once. Without `--allow-env`, the variable counts as unset.
+ *
+ * @example
+ * ```ts
+ * import { platform } from "./platform.ts";
+ *
+ * if (platform().mode === "linux") console.log("everything works here");
+ * ```
+ */
+export function platform(): Platform {
+  if (decided) return decided;
+  let portable: string | undefined;
+  try {
+    portable = Deno.env.get(PORTABLE_ENV);
+  } catch {
+    portable = undefined;
+  }
+  decided = decidePlatform(Deno.build.os, portable);
+  return decided;
+}
+
+/**
+ * The one line that says what this mode leaves out, or undefined on Linux.
+ *
+ * @example
+ * ```ts
+ * import { decidePlatform, platformWarning } from "./platform.ts";
+ *
+ * console.log(platformWarning(decidePlatform("darwin", undefined)));
+ * ```
+ */
+export function platformWarning(decision: Platform): string | undefined {
+  if (decision.mode === "linux") return undefined;
+  return `serveGraceful: ${decision.mode} mode (${
+    decision.reasons.join(", ")
+  }): without ${decision.missing.join("; ")}`;
+}
+
+let warned = false;
+
+/**
+ * Prints {@linkcode platformWarning} once per process (to stderr).
+ *
+ * @example
+ * ```ts ignore
+ * warnPlatformOnce();
+ * ```
+ */
+export function warnPlatformOnce(): void {
+  if (warned) return;
+  warned = true;
+  const line = platformWarning(platform());
+  if (line !== undefined) print(console.warn, line);
+}
+
+/**
+ * Whether this process may use Linux-only facilities (/proc, sock_diag,
+ * epoll).
+ *
+ * @example
+ * ```ts ignore
+ * if (isLinuxMode()) checkOwnership();
+ * ```
+ */
+export function isLinuxMode(): boolean {
+  return platform().mode === "linux";
+}
