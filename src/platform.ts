@@ -155,7 +155,9 @@ export function platformWarning(decision: Platform): string | undefined {
 let warned = false;
 
 /**
- * Prints {@linkcode platformWarning} once per process (to stderr).
+ * Prints {@linkcode platformWarning} once (to stderr): in the first
+ * generation only, since a restarted one has the same mode (its previous
+ * generation set `GRACEFUL_CONTROL_ADDR`).
  *
  * @example
  * ```ts ignore
@@ -165,6 +167,11 @@ let warned = false;
 export function warnPlatformOnce(): void {
   if (warned) return;
   warned = true;
+  try {
+    if (Deno.env.get("GRACEFUL_CONTROL_ADDR") !== undefined) return;
+  } catch {
+    // without --allow-env: warn
+  }
   const line = platformWarning(platform());
   if (line !== undefined) print(console.warn, line);
 }
@@ -180,4 +187,45 @@ export function warnPlatformOnce(): void {
  */
 export function isLinuxMode(): boolean {
   return platform().mode === "linux";
+}
+
+/**
+ * The engine to use for the one asked for: outside Linux, "auto" is the node
+ * engine, and "native" (the epoll transplant) is refused with one line.
+ *
+ * @example
+ * ```ts ignore
+ * const engine = portableEngine(options.engine ?? "auto");
+ * ```
+ */
+export function portableEngine<E extends "auto" | "native" | "node">(
+  wanted: E,
+): E | "node" {
+  const { mode } = platform();
+  if (mode === "linux") return wanted;
+  if (wanted === "native") {
+    throw new Error(
+      `engine: "native" needs Linux (epoll, /proc); this is the ${mode} ` +
+        `mode: use "node" or "auto"`,
+    );
+  }
+  return "node";
+}
+
+/**
+ * This process's command line (argv[0] first) without /proc: what Deno says
+ * of it. Deno's own flags are not in `Deno.args`, so a `deno run` is
+ * rebuilt as `deno run -A MAIN ARGS` (the module needs -A anyway); flags such
+ * as `--config` are lost, which the README says.
+ *
+ * @example
+ * ```ts
+ * import { commandLineWithoutProc } from "./platform.ts";
+ *
+ * console.log(commandLineWithoutProc());
+ * ```
+ */
+export function commandLineWithoutProc(): string[] {
+  if (Deno.build.standalone) return [Deno.execPath(), ...Deno.args];
+  return [Deno.execPath(), "run", "-A", Deno.mainModule, ...Deno.args];
 }

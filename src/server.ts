@@ -29,6 +29,7 @@ import {
 import { assertDenoVersion } from "./version.ts";
 import { logger, print } from "./log.ts";
 import { trace } from "./trace.ts";
+import { portableEngine, warnPlatformOnce } from "./platform.ts";
 import {
   advertiseAdmin,
   helloSent,
@@ -387,6 +388,7 @@ class Server implements GracefulServer {
   async #start(): Promise<void> {
     const options = this.#options;
     trace("server: starting");
+    warnPlatformOnce();
     // Bad LISTEN_FDS fail here, before this process opens any socket (the
     // control connection, the native engine's probe) that could take the
     // number of an fd they name.
@@ -480,7 +482,7 @@ class Server implements GracefulServer {
     const options = this.#options;
     const { specs, fallback } = specsOf(options);
     const tls = tlsOf(options);
-    const wanted = options.engine ?? "auto";
+    const wanted = portableEngine(options.engine ?? "auto");
     // node:http is loaded only when a listener needs it: it would add tens
     // of ms to every generation's start-up (and so to every handover).
     const nodeNeeded = tls !== undefined ||
