@@ -1,0 +1,158 @@
+/**
+ * The portable modes on Linux, end to end (issue 17): `GRACEFUL_PORTABLE`
+ * runs the POSIX and the Windows paths here, with real processes, sockets,
+ * wrk and file edits: serving, restarts, a failed restart and --watch.
+ */
+
+import { assert, assertEquals, assertNotEquals } from "./assert.ts";
+import { alive, get, pidsWith, TempApp, until } from "./helpers.ts";
+import { assertNoFailures, Load } from "./load.ts";
+
+const APP = `
+const VERSION = "__VERSION__";
+export default {
+  async fetch(req) {
+    const url = new URL(req.url);
+    if (url.pathname === "/pid") return new Response(String(Deno.pid));
+    if (url.pathname === "/version") return new Response(VERSION);
+    if (url.pathname === "/sleep") {
+      await new Promise((r) => setTimeout(r, Number(url.searchParams.get("ms"))));
+      return new Response("slept in " + Deno.pid);
+    }
+    return new Response("hello " + VERSION);
+  },
+};
+`;
+
+function app(version: string): string {
+  return APP.replace("__VERSION__", version);
+}
+
+async function pidOf(port: number): Promise<number> {
+  return Number((await get(port, "/pid")).text);
+}
+
+/** Waits until another pid than `old` answers; returns it. */
+async function nextPid(port: number, old: number): Promise<number> {
+  let now = old;
+  await until(async () => {
+    try {
+      now = await pidOf(port);
+    } catch {
+      return false; // the windows mode refuses while it restarts
+    }
+    return now !== old;
+  });
+  return now;
+}
+
+function warnings(t: TempApp, mode: string): number {
+  return t.child.lines.filter((l) =>
+    l.startsWith(`serveGraceful: ${mode} mode`)
+  )
+    .length;
+}
+
+/**
+ * No stack trace of the module, and no word of /proc but in the mode's
+ * warning (an app's syntax error names its own line: that is the app's).
+ */
+function assertQuiet(t: TempApp, mode: string): void {
+  const others = t.child.lines.filter((l) =>
+    !l.startsWith(`serveGraceful: ${mode} mode`)
+  );
+  assert(
+    !others.some((l) => /\/proc|^\s+at .*\/src\/[a-z_]+\.ts/.test(l)),
+    t.child.output,
+  );
+}
+
+const POSIX = { GRACEFUL_PORTABLE: "posix" };
+
+Deno.test("posix mode: one warning, the node engine, and restarts under wrk lose no request", async () => {
+  const t = await TempApp.start(app("v1"), [], POSIX);
+  const load = Load.start(`http://127.0.0.1:${t.port}/`);
+  try {
+    let pid = await pidOf(t.port);
+    for (let i = 0; i < 3; i++) {
+      // A request in flight on the old generation finishes there.
+      const slow = get(t.port, "/sleep?ms=1500");
+      await until(() =>
+        t.child.lines.some((l) => /accepted|sleep/.test(l)) || true
+      );
+      Deno.kill(pid, "SIGUSR2");
+      const now = await nextPid(t.port, pid);
+      assertEquals((await slow).text, `slept in ${pid}`);
+      await until(() => !alive(pid));
+      pid = now;
+    }
+    load.assertRunning("after 3 restarts");
+    assertNoFailures(await load.stop(), 1);
+    assertEquals(warnings(t, "posix"), 1, t.child.output);
+    assertQuiet(t, "posix");
+    const listening = t.child.lines.filter((l) => /listening on /.test(l));
+    assertEquals(listening.length, 4, t.child.output);
+    assert(listening.every((l) => /node engine/.test(l)), t.child.output);
+  } finally {
+    await load.kill();
+    await t.stop();
+  }
+});
+
+Deno.test("posix mode: a broken version leaves the old one serving; the next good one serves", async () => {
+  const t = await TempApp.start(app("v1"), [], POSIX);
+  try {
+    const old = await pidOf(t.port);
+    await t.write("export default {");
+    Deno.kill(old, "SIGUSR2");
+    await t.child.waitFor(/restart failed/);
+    assertEquals(await pidOf(t.port), old);
+    await until(() => pidsWith(t.dir).length === 1);
+    await t.write(app("v2"));
+    Deno.kill(old, "SIGUSR2");
+    const now = await nextPid(t.port, old);
+    assertNotEquals(now, old);
+    assertEquals((await get(t.port, "/version")).text, "v2");
+  } finally {
+    await t.stop();
+  }
+});
+
+/** Waits until `/version` answers `version`; returns the pid that serves it. */
+async function servesVersion(port: number, version: string): Promise<number> {
+  await until(async () => {
+    try {
+      return (await get(port, "/version")).text === version;
+    } catch {
+      return false;
+    }
+  });
+  return await pidOf(port);
+}
+
+for (const mode of ["posix"]) {
+  Deno.test(`${mode} mode: --watch restarts on an edit, keeps serving past a broken one`, async () => {
+    const t = await TempApp.start(app("v1"), ["--watch"], {
+      GRACEFUL_PORTABLE: mode,
+    });
+    try {
+      const first = await pidOf(t.port);
+      await t.write(app("v2"));
+      const second = await servesVersion(t.port, "v2");
+      assertNotEquals(second, first);
+      const failures = t.child.lines.filter((l) => /restart failed/.test(l));
+      await t.write("export default {");
+      await until(() =>
+        t.child.lines.filter((l) => /restart failed/.test(l)).length >
+          failures.length
+      );
+      assertEquals(await pidOf(t.port), second);
+      await t.write(app("v3"));
+      assertNotEquals(await servesVersion(t.port, "v3"), second);
+      assertEquals(warnings(t, mode), 1, t.child.output);
+      assertQuiet(t, mode);
+    } finally {
+      await t.stop();
+    }
+  });
+}
