@@ -51,7 +51,7 @@ const WINDOWS_MISSING = [
   "are refused until the next process listens)",
   "LISTEN_FDS (socket activation)",
   "restart signals (HUP, USR1, USR2)",
-  "the node and native engines on inherited fds (Deno.serve serves)",
+  "the native engine (the node engine serves)",
 ];
 
 /**
@@ -228,4 +228,49 @@ export function portableEngine<E extends "auto" | "native" | "node">(
 export function commandLineWithoutProc(): string[] {
   if (Deno.build.standalone) return [Deno.execPath(), ...Deno.args];
   return [Deno.execPath(), "run", "-A", Deno.mainModule, ...Deno.args];
+}
+
+/**
+ * The signals a mode can listen to: the windows mode has no restart signal
+ * (Windows has no HUP, USR1 or USR2), and shuts down on what Windows can
+ * deliver (SIGINT, SIGBREAK; on Linux, where it is simulated, SIGINT and
+ * SIGTERM).
+ *
+ * @example
+ * ```ts
+ * import { decidePlatform, portableSignals } from "./platform.ts";
+ *
+ * portableSignals(
+ *   { shutdown: ["SIGTERM", "SIGINT"], restart: ["SIGUSR2"] },
+ *   decidePlatform("windows", undefined),
+ * ); // { shutdown: ["SIGINT", "SIGBREAK"], restart: [] }
+ * ```
+ */
+export function portableSignals(
+  signals: { shutdown: Deno.Signal[]; restart: Deno.Signal[] },
+  decision: Platform = platform(),
+): { shutdown: Deno.Signal[]; restart: Deno.Signal[] } {
+  if (decision.mode !== "windows") return signals;
+  const deliverable: Deno.Signal[] = decision.os === "windows"
+    ? ["SIGINT", "SIGBREAK"]
+    : ["SIGINT", "SIGTERM"];
+  const shutdown = signals.shutdown.length === 0 ? [] : deliverable;
+  return { shutdown, restart: [] };
+}
+
+/**
+ * Throws the one line that refuses an operator command made of signals
+ * (`reload`, `stop`) in the windows mode, where `Deno.kill` terminates.
+ *
+ * @example
+ * ```ts ignore
+ * refuseSignalCommand("reload");
+ * ```
+ */
+export function refuseSignalCommand(command: string): void {
+  if (command === "status" || platform().mode !== "windows") return;
+  throw new Error(
+    `${command}: the windows mode has no signals to ${command} with ` +
+      `(Deno.kill terminates); use the admin API (--admin)`,
+  );
 }

@@ -30,6 +30,7 @@ import { assertDenoVersion } from "./version.ts";
 import { logger, print } from "./log.ts";
 import { trace } from "./trace.ts";
 import { portableEngine, warnPlatformOnce } from "./platform.ts";
+import { reopenedSpecs, specOf } from "./complete_restart.ts";
 import {
   advertiseAdmin,
   helloSent,
@@ -347,6 +348,10 @@ class Server implements GracefulServer {
   #admin: { server: Server; removed(): void } | undefined;
   /** Resolves once the admin server has shut down (not for a handover). */
   #adminStopped: Promise<void> | undefined;
+  /** Serves a listener (set once started): a complete restart reuses it. */
+  #attach: ((listener: Listener) => void) | undefined;
+  /** What a complete restart listens on again when the next one failed. */
+  #vacated: ListenSpec[] | undefined;
 
   constructor(options: GracefulServeOptions, handler: GracefulHandler) {
     this.name = options.name ?? "http";
@@ -417,9 +422,9 @@ class Server implements GracefulServer {
     if (state && options.handover && this.name in state.app) {
       await options.handover.restore(state.app[this.name]);
     }
-    const { specs, fallback, tls, native, node, handler, onError } =
-      prepared.value;
-    const draining = this.#draining.signal;
+    const { fallback, tls, native, node, handler, onError } = prepared.value;
+    // The windows mode passes no fds: the next one opens the same addresses.
+    const specs = reopenedSpecs(this.name, state) ?? prepared.value.specs;
     const attach = (listener: Listener) => {
       const engine = native && canServeNatively(listener, { tls })
         ? native
@@ -431,11 +436,17 @@ class Server implements GracefulServer {
         );
       }
       this.#bindings.push(
-        engine.serve(listener, { handler, onError, tls, draining }),
+        engine.serve(listener, {
+          handler,
+          onError,
+          tls,
+          draining: this.#draining.signal,
+        }),
       );
       this.#engines.push(engine.name);
       this.#listeners.push(listener);
     };
+    this.#attach = attach;
     let listeners;
     try {
       listeners = await acquireListeners(
@@ -605,6 +616,31 @@ class Server implements GracefulServer {
     return this.#shutdown;
   }
 
+  async vacate(): Promise<void> {
+    await this.ready;
+    await this.#stopAndDrain();
+    this.#vacated = this.#listeners.map((l) => specOf(l.addr));
+  }
+
+  async reoccupy(): Promise<void> {
+    const specs = this.#vacated;
+    const attach = this.#attach;
+    if (!specs || !attach || this.#shutdown) return;
+    this.#vacated = undefined;
+    this.#draining = new AbortController();
+    this.#bindings = [];
+    this.#listeners = [];
+    this.#engines = [];
+    const fallback = specs[0];
+    await acquireListeners({ name: this.name, specs, fallback }, attach);
+    if (!this.#refed) this.unref();
+    for (const listener of this.#listeners) {
+      log.info("listening again on {addr}", {
+        addr: formatAddr(listener.addr),
+      });
+    }
+  }
+
   drainForHandover(): Promise<void> {
     this.#shutdown ??= this.#drain();
     return this.#shutdown;
@@ -628,6 +664,16 @@ class Server implements GracefulServer {
 
   /** Stop accepting, drain (up to drainTimeout); then resolve `finished` if asked. */
   async #drainNow(finish = true): Promise<void> {
+    // Vacated for a complete restart: drained already.
+    if (this.#vacated === undefined) await this.#stopAndDrain();
+    if (!finish) return;
+    await this.#adminStopped;
+    this.#unregister();
+    log.info("shut down");
+    this.#finish.resolve();
+  }
+
+  async #stopAndDrain(): Promise<void> {
     const drainTimeout = this.drainTimeout;
     const idleGrace = this.#options.idleGrace ?? 500;
     trace("server: stopping accepting");
@@ -653,11 +699,6 @@ class Server implements GracefulServer {
       });
       for (const binding of this.#bindings) binding.abort();
     }
-    if (!finish) return;
-    await this.#adminStopped;
-    this.#unregister();
-    log.info("shut down");
-    this.#finish.resolve();
   }
 
   ref(): void {

@@ -41,7 +41,8 @@ import {
 } from "./notify.ts";
 import { recordRestart, removePidfile, writePidfile } from "./pidfile.ts";
 import { trace } from "./trace.ts";
-import { isLinuxMode } from "./platform.ts";
+import { isLinuxMode, portableSignals } from "./platform.ts";
+import { completeRestarts } from "./complete_restart.ts";
 
 const log = logger("supervisor");
 
@@ -57,6 +58,10 @@ export interface Supervised {
   shutdown(): Promise<void>;
   /** Stop accepting and drain because the next generation took over. */
   drainForHandover(): Promise<void>;
+  /** A complete restart: stop accepting and drain, keeping the server. */
+  vacate?(): Promise<void>;
+  /** Listen again after a failed complete restart. */
+  reoccupy?(): Promise<void>;
   /** The app state to hand to the next generation, if any. */
   saveState?(): unknown | Promise<unknown>;
   /** The longest its drain may take (ms), for systemd's stop timeout. */
@@ -297,7 +302,7 @@ export function registerServer(
   if (options.pidfile !== undefined) pidfile = options.pidfile;
   restarter?.setTimeouts({ startTimeout });
   startInspectorGuard(options.inspectorGuard !== false);
-  const { shutdown, restart } = resolveSignals(options);
+  const { shutdown, restart } = portableSignals(resolveSignals(options));
   shutdownSignals = new Set([...shutdownSignals, ...shutdown]);
   restartSignals = new Set([...restartSignals, ...restart]);
   rewire();
@@ -655,6 +660,19 @@ function warmUpRestart(): void {
   Deno.unrefTimer(timer);
 }
 
+/** The windows mode's restart: every server vacates, and may reoccupy. */
+function completeRestartSeam(): Pick<HandoverSeam, "vacate" | "reoccupy"> {
+  return {
+    async vacate() {
+      log.info("complete restart: stopped accepting; draining first");
+      await Promise.all([...servers].map((server) => server.vacate?.()));
+    },
+    async reoccupy() {
+      await Promise.all([...servers].map((server) => server.reoccupy?.()));
+    },
+  };
+}
+
 function realSeam(): HandoverSeam {
   const restartLog = logger("handover");
   return {
@@ -728,6 +746,7 @@ function realSeam(): HandoverSeam {
       );
       return Promise.resolve();
     },
+    ...(completeRestarts() ? completeRestartSeam() : {}),
     async drain() {
       trace("handover: draining");
       stopping = true;
