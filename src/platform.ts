@@ -155,6 +155,18 @@ export function platformWarning(decision: Platform): string | undefined {
 let warned = false;
 
 /**
+ * Whether a previous generation started this process, read as the module
+ * loads: the handshake removes the variable before a server may start.
+ */
+const RESTARTED = (() => {
+  try {
+    return Deno.env.get("GRACEFUL_CONTROL_ADDR") !== undefined;
+  } catch {
+    return false; // without --allow-env: warn
+  }
+})();
+
+/**
  * Prints {@linkcode platformWarning} once (to stderr): in the first
  * generation only, since a restarted one has the same mode (its previous
  * generation set `GRACEFUL_CONTROL_ADDR`).
@@ -167,11 +179,7 @@ let warned = false;
 export function warnPlatformOnce(): void {
   if (warned) return;
   warned = true;
-  try {
-    if (Deno.env.get("GRACEFUL_CONTROL_ADDR") !== undefined) return;
-  } catch {
-    // without --allow-env: warn
-  }
+  if (RESTARTED) return;
   const line = platformWarning(platform());
   if (line !== undefined) print(console.warn, line);
 }

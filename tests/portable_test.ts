@@ -5,7 +5,15 @@
  */
 
 import { assert, assertEquals, assertNotEquals } from "./assert.ts";
-import { alive, get, pidsWith, TempApp, until } from "./helpers.ts";
+import {
+  alive,
+  get,
+  MOD,
+  pidsWith,
+  runCli,
+  TempApp,
+  until,
+} from "./helpers.ts";
 import { assertNoFailures, Load } from "./load.ts";
 
 const APP = `
@@ -130,7 +138,7 @@ async function servesVersion(port: number, version: string): Promise<number> {
   return await pidOf(port);
 }
 
-for (const mode of ["posix"]) {
+for (const mode of ["posix", "windows"]) {
   Deno.test(`${mode} mode: --watch restarts on an edit, keeps serving past a broken one`, async () => {
     const t = await TempApp.start(app("v1"), ["--watch"], {
       GRACEFUL_PORTABLE: mode,
@@ -155,4 +163,103 @@ for (const mode of ["posix"]) {
       await t.stop();
     }
   });
+}
+
+const TOKEN = "portable-test-token-0123456789abcdef";
+const WINDOWS = { GRACEFUL_PORTABLE: "windows", GRACEFUL_ADMIN_TOKEN: TOKEN };
+
+/** POST /ops/restart with the token; the windows mode answers 202 first. */
+async function adminRestart(port: number): Promise<void> {
+  const res = await fetch(`http://127.0.0.1:${port}/ops/restart`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TOKEN}` },
+  });
+  assertEquals([res.status, await res.json()], [202, {
+    restarting: true,
+    complete: true,
+  }]);
+}
+
+Deno.test("windows mode: a restart is a complete one: in-flight requests finish on the old process, the next one opens the same port; no restart signal", async () => {
+  const t = await TempApp.start(app("v1"), ["--admin=/ops"], WINDOWS);
+  try {
+    const old = await pidOf(t.port);
+    const slow = get(t.port, "/sleep?ms=1500");
+    await t.write(app("v2"));
+    await adminRestart(t.port);
+    assertEquals((await slow).text, `slept in ${old}`);
+    const now = await servesVersion(t.port, "v2");
+    assertNotEquals(now, old);
+    await until(() => !alive(old));
+    assert(
+      t.child.lines.some((l) => /complete restart: stopped accepting/.test(l)),
+      t.child.output,
+    );
+    // SIGUSR2 is no restart signal here: the same process keeps serving.
+    Deno.kill(now, "SIGUSR2");
+    await t.child.waitFor(/SIGUSR2 ignored/);
+    assertEquals(await pidOf(t.port), now);
+    assertEquals(warnings(t, "windows"), 1, t.child.output);
+    assertQuiet(t, "windows");
+  } finally {
+    await t.stop();
+  }
+});
+
+Deno.test("windows mode: when the next process fails, the old one listens again and keeps serving", async () => {
+  const t = await TempApp.start(app("v1"), ["--admin=/ops"], WINDOWS);
+  try {
+    const old = await pidOf(t.port);
+    await t.write("export default {");
+    await adminRestart(t.port);
+    await t.child.waitFor(/restart failed/);
+    await t.child.waitFor(/listening again on 127\.0\.0\.1:/);
+    assertEquals(await pidOf(t.port), old);
+    assertEquals((await get(t.port, "/version")).text, "v1");
+    await until(() => pidsWith(t.dir).length === 1);
+    // And the next good version takes over.
+    await t.write(app("v2"));
+    await adminRestart(t.port);
+    assertNotEquals(await servesVersion(t.port, "v2"), old);
+  } finally {
+    await t.stop();
+  }
+});
+
+Deno.test("windows mode: LISTEN_FDS and the signal commands are refused with one line each", async () => {
+  const activated = await new Deno.Command("sh", {
+    args: [
+      "-c",
+      `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" run -A "$1" --port 0 3<&0`,
+      Deno.execPath(),
+      MOD,
+    ],
+    env: { NO_COLOR: "1", GRACEFUL_PORTABLE: "windows" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(activated.stderr);
+  assertNotEquals(activated.code, 0);
+  assert(
+    /^error: LISTEN_FDS is 1: socket activation needs inherited fds, which the windows mode does not have; unset LISTEN_FDS$/m
+      .test(stderr),
+    stderr,
+  );
+  assertQuietText(stderr);
+  for (const command of ["reload", "stop"]) {
+    const out = await runCli([command, "--pidfile", "/nonexistent/app.pid"], {
+      GRACEFUL_PORTABLE: "windows",
+    });
+    assertEquals(out.code, 1, out.stderr);
+    assertEquals(
+      out.stderr.trim(),
+      `error: ${command}: the windows mode has no signals to ${command} ` +
+        `with (Deno.kill terminates); use the admin API (--admin)`,
+    );
+  }
+});
+
+function assertQuietText(text: string): void {
+  assert(!/^\s+at .*\/src\/[a-z_]+\.ts/m.test(text), text);
 }
