@@ -282,3 +282,25 @@ export function refuseSignalCommand(command: string): void {
       `(Deno.kill terminates); use the admin API (--admin)`,
   );
 }
+
+/**
+ * The CLI's `--portable MODE`: checks it as `GRACEFUL_PORTABLE` would be
+ * checked (the error names the flag) and sets the variable, for this process
+ * (before anything asks {@linkcode platform}) and every later generation.
+ *
+ * @example
+ * ```ts ignore
+ * setPortable("posix");
+ * ```
+ */
+export function setPortable(mode: string): void {
+  try {
+    decidePlatform(Deno.build.os, mode);
+  } catch (error) {
+    throw new Error(
+      (error as Error).message.replace(`${PORTABLE_ENV}=`, "--portable "),
+    );
+  }
+  Deno.env.set(PORTABLE_ENV, mode);
+  decided = undefined;
+}
