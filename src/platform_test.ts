@@ -1,5 +1,10 @@
 import { assert, assertEquals, assertThrows } from "../tests/assert.ts";
-import { decidePlatform, platformWarning, PORTABLE_ENV } from "./platform.ts";
+import {
+  decidePlatform,
+  platformWarning,
+  PORTABLE_ENV,
+  portableSignals,
+} from "./platform.ts";
 
 Deno.test("decidePlatform: Linux without the switch is the linux mode", () => {
   assertEquals(decidePlatform("linux", undefined), {
@@ -85,4 +90,58 @@ Deno.test("platform: a process reads GRACEFUL_PORTABLE once", async () => {
       `${expected} ${expected}`,
     );
   }
+});
+
+Deno.test("portableSignals: the windows mode has no restart signal and shuts down on what Windows delivers", () => {
+  const signals = {
+    shutdown: ["SIGTERM", "SIGINT", "SIGQUIT"] as Deno.Signal[],
+    restart: ["SIGUSR2", "SIGUSR1", "SIGHUP"] as Deno.Signal[],
+  };
+  assertEquals(
+    portableSignals(signals, decidePlatform("linux", undefined)),
+    signals,
+  );
+  assertEquals(
+    portableSignals(signals, decidePlatform("darwin", undefined)),
+    signals,
+  );
+  assertEquals(portableSignals(signals, decidePlatform("windows", undefined)), {
+    shutdown: ["SIGINT", "SIGBREAK"],
+    restart: [],
+  });
+  assertEquals(portableSignals(signals, decidePlatform("linux", "windows")), {
+    shutdown: ["SIGINT", "SIGTERM"],
+    restart: [],
+  });
+  // No shutdown signal asked for: none.
+  assertEquals(
+    portableSignals(
+      { shutdown: [], restart: [] },
+      decidePlatform("windows", undefined),
+    ),
+    { shutdown: [], restart: [] },
+  );
+});
+
+Deno.test("portableEngine and setPortable: a process in the posix mode", async () => {
+  const url = new URL("./platform.ts", import.meta.url).href;
+  const code = `import { portableEngine, setPortable } from ${
+    JSON.stringify(url)
+  };
+    setPortable("posix");
+    console.log(portableEngine("auto"), portableEngine("node"));
+    try { portableEngine("native"); } catch (e) { console.log(e.message); }
+    try { setPortable("bsd"); } catch (e) { console.log(e.message); }
+    console.log(Deno.env.get("GRACEFUL_PORTABLE"));`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    env: { GRACEFUL_PORTABLE: "" },
+    stdout: "piped",
+  }).output();
+  assertEquals(new TextDecoder().decode(out.stdout).trim().split("\n"), [
+    "node node",
+    'engine: "native" needs Linux (epoll, /proc); this is the posix mode: use "node" or "auto"',
+    "--portable bsd: not a mode (use posix or windows)",
+    "posix",
+  ]);
 });
