@@ -1,10 +1,10 @@
 /**
  * The complete restart of the windows mode, where no fd can be passed: the
- * old process stops accepting and lets its requests finish (it "vacates"
- * its addresses), the next one opens the same addresses itself, and when
- * that one fails, the old one listens on them again ("reoccupies") and keeps
- * serving. New connections are refused meanwhile; BENCHMARKS.md says for
- * how long.
+ * old process stops accepting (it "vacates" its addresses; its requests in
+ * flight finish there), the next one starts at once and opens the same
+ * addresses itself, and when that one fails, the old one listens on them
+ * again ("reoccupies") and keeps serving. New connections are refused from
+ * the vacating until the next one listens; BENCHMARKS.md says for how long.
  *
  * @module
  */

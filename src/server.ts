@@ -352,6 +352,8 @@ class Server implements GracefulServer {
   #attach: ((listener: Listener) => void) | undefined;
   /** What a complete restart listens on again when the next one failed. */
   #vacated: ListenSpec[] | undefined;
+  /** The drain that a complete restart started. */
+  #vacateDrain: Promise<void> | undefined;
 
   constructor(options: GracefulServeOptions, handler: GracefulHandler) {
     this.name = options.name ?? "http";
@@ -618,8 +620,11 @@ class Server implements GracefulServer {
 
   async vacate(): Promise<void> {
     await this.ready;
-    await this.#stopAndDrain();
+    await this.#stopAccepting();
     this.#vacated = this.#listeners.map((l) => specOf(l.addr));
+    // The addresses are free now: the next process may open them while the
+    // requests in flight finish here.
+    this.#vacateDrain = this.#drainOpen();
   }
 
   async reoccupy(): Promise<void> {
@@ -664,8 +669,9 @@ class Server implements GracefulServer {
 
   /** Stop accepting, drain (up to drainTimeout); then resolve `finished` if asked. */
   async #drainNow(finish = true): Promise<void> {
-    // Vacated for a complete restart: drained already.
+    // Vacated for a complete restart: draining already.
     if (this.#vacated === undefined) await this.#stopAndDrain();
+    else await this.#vacateDrain;
     if (!finish) return;
     await this.#adminStopped;
     this.#unregister();
@@ -674,18 +680,28 @@ class Server implements GracefulServer {
   }
 
   async #stopAndDrain(): Promise<void> {
-    const drainTimeout = this.drainTimeout;
-    const idleGrace = this.#options.idleGrace ?? 500;
+    await this.#stopAccepting();
+    await this.#drainOpen();
+  }
+
+  async #stopAccepting(): Promise<void> {
     trace("server: stopping accepting");
     this.#draining.abort();
     await Promise.all(this.#bindings.map((b) => b.stopAccepting()));
     trace("server: stopped accepting");
     for (const listener of this.#listeners) releaseListener(listener);
+  }
+
+  /** Drains the open connections (up to drainTimeout). */
+  async #drainOpen(): Promise<void> {
+    const drainTimeout = this.drainTimeout;
+    const idleGrace = this.#options.idleGrace ?? 500;
+    const bindings = [...this.#bindings];
     log.info("draining {connections} connections ({inFlight} requests)", {
       connections: this.connections,
       inFlight: this.inFlight,
     });
-    const drained = Promise.all(this.#bindings.map((b) => b.drain(idleGrace)));
+    const drained = Promise.all(bindings.map((b) => b.drain(idleGrace)));
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(true), drainTimeout);
@@ -697,7 +713,7 @@ class Server implements GracefulServer {
         ms: drainTimeout,
         connections: this.connections,
       });
-      for (const binding of this.#bindings) binding.abort();
+      for (const binding of bindings) binding.abort();
     }
   }
 

@@ -664,7 +664,9 @@ function warmUpRestart(): void {
 function completeRestartSeam(): Pick<HandoverSeam, "vacate" | "reoccupy"> {
   return {
     async vacate() {
-      log.info("complete restart: stopped accepting; draining first");
+      log.info(
+        "complete restart: stopped accepting; in-flight requests finish here",
+      );
       await Promise.all([...servers].map((server) => server.vacate?.()));
     },
     async reoccupy() {
