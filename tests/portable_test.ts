@@ -7,7 +7,9 @@
 import { assert, assertEquals, assertNotEquals } from "./assert.ts";
 import {
   alive,
+  Child,
   get,
+  killAllWith,
   MOD,
   pidsWith,
   runCli,
@@ -263,3 +265,36 @@ Deno.test("windows mode: LISTEN_FDS and the signal commands are refused with one
 function assertQuietText(text: string): void {
   assert(!/^\s+at .*\/src\/[a-z_]+\.ts/m.test(text), text);
 }
+
+Deno.test("posix mode: a first generation that cannot read /proc restarts (no ownership check, the command line rebuilt)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-noproc-" });
+  await Deno.writeTextFile(`${dir}/app.ts`, app("v1"));
+  const child = new Child(Deno.execPath(), [
+    "run",
+    "-A",
+    "--deny-read=/proc",
+    MOD,
+    `${dir}/app.ts`,
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+  ], POSIX);
+  try {
+    const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
+    const port = Number(m[1]);
+    const old = await pidOf(port);
+    assertEquals(old, child.pid);
+    await Deno.writeTextFile(`${dir}/app.ts`, app("v2"));
+    Deno.kill(old, "SIGUSR2");
+    assertNotEquals(await servesVersion(port, "v2"), old);
+    await until(() => !alive(old));
+    assertEquals((await child.exited).code, 0);
+  } finally {
+    killAllWith(dir);
+    child.kill("SIGKILL");
+    await child.exited;
+    await until(() => pidsWith(dir).length === 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
