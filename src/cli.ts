@@ -31,6 +31,7 @@ import { assertDenoVersion } from "./version.ts";
 import { serveUnderAppConfig } from "./app_config.ts";
 import { trace } from "./trace.ts";
 import { setPortable } from "./platform.ts";
+import { watchPidfile } from "./watch_keeper.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 /** The CLI's default port, when nothing is inherited and none is given. */
@@ -198,7 +199,12 @@ export async function main(args: string[]): Promise<number> {
       values["json-logs"] === true,
     );
     trace("cli: logging configured");
-    if (values.pidfile !== undefined) checkPidfileDir(values.pidfile as string);
+    // --watch in a terminal: a pidfile that the first process follows.
+    const pidfile = watchPidfile(
+      values.watch === true,
+      values.pidfile as string | undefined,
+    );
+    if (pidfile !== undefined) checkPidfileDir(pidfile);
     // Before the app loads, which may take longer than the half second after
     // which Deno opens its inspector on SIGUSR1; after LISTEN_FDS is read, so
     // that the guard's socket cannot take the number of an fd it names.
@@ -250,12 +256,12 @@ export async function main(args: string[]): Promise<number> {
       key: values.key === undefined
         ? undefined
         : readPem("--key", values.key as string),
-      pidfile: values.pidfile as string | undefined,
+      pidfile,
     }, handler);
     const watcher = values.watch
       ? await startWatch(
         parsed.positionals[0],
-        values.pidfile as string | undefined,
+        pidfile,
         server.ready,
       )
       : undefined;

@@ -43,6 +43,7 @@ import { recordRestart, removePidfile, writePidfile } from "./pidfile.ts";
 import { trace } from "./trace.ts";
 import { isLinuxMode, portableSignals } from "./platform.ts";
 import { completeRestarts } from "./complete_restart.ts";
+import { keepForeground, keepsForeground } from "./watch_keeper.ts";
 
 const log = logger("supervisor");
 
@@ -757,6 +758,14 @@ function realSeam(): HandoverSeam {
     exit(code) {
       trace("handover: exit");
       releaseProcess();
+      // --watch in a terminal: the first process keeps the foreground (and
+      // the CLI waits for afterHandover() until it exits).
+      if (code === 0 && keepsForeground()) {
+        shutdownSignals.clear(); // the keeper passes them on instead
+        restartSignals.clear();
+        rewire();
+        return void keepForeground();
+      }
       handoverEnded.resolve();
       Deno.exit(code);
     },
