@@ -115,6 +115,7 @@ export type { LastRestart, RestartTrigger } from "./handover.ts";
 import { renderAdminPage } from "./admin_page.ts";
 import { logger } from "./log.ts";
 import { randomHex } from "./random.ts";
+import { completeRestarts } from "./complete_restart.ts";
 
 const log = logger("admin");
 
@@ -723,6 +724,13 @@ async function restart(
   }
   const who = describeAddr(info.remoteAddr);
   log.info("admin: restart requested by {client}", { client: who, options });
+  if (completeRestarts()) {
+    // A complete restart first drains this very request: answer, then go.
+    afterResponse(info.completed, () => {
+      state.deps.restart(options).catch(() => {}); // logged by the restart
+    });
+    return json(202, { restarting: true, complete: true });
+  }
   try {
     const { pid, generation } = await state.deps.restart(options);
     return json(200, { pid, generation });

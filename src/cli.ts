@@ -30,6 +30,8 @@ import type { GracefulHandler } from "./types.ts";
 import { assertDenoVersion } from "./version.ts";
 import { serveUnderAppConfig } from "./app_config.ts";
 import { trace } from "./trace.ts";
+import { setPortable } from "./platform.ts";
+import { watchPidfile } from "./watch_keeper.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 /** The CLI's default port, when nothing is inherited and none is given. */
@@ -40,6 +42,7 @@ const OPTIONS = {
   hostname: { type: "string" },
   listen: { type: "string", multiple: true },
   engine: { type: "string" },
+  portable: { type: "string" },
   name: { type: "string" },
   "drain-timeout": { type: "string" },
   "start-timeout": { type: "string" },
@@ -80,6 +83,8 @@ Options:
       --listen ADDR       address to serve; repeatable: 127.0.0.1:8000,
                           [::1]:8001, :8002, unix:/run/app.sock
       --engine E          auto (default), native (Deno's HTTP engine) or node
+      --portable MODE     run the posix (macOS) or windows path on Linux
+                          (sets GRACEFUL_PORTABLE; see the README's Platforms)
       --name NAME         server name; claims inherited fds of that
                           LISTEN_FDNAMES name (default http)
       --drain-timeout MS  longest graceful shutdown before cutting (default 30000)
@@ -167,6 +172,11 @@ export async function main(args: string[]): Promise<number> {
     return fail(error);
   }
   const values = parsed.values;
+  try {
+    if (values.portable !== undefined) setPortable(values.portable as string);
+  } catch (error) {
+    return fail(error);
+  }
   if (values.help) {
     console.log(HELP);
     return 0;
@@ -189,7 +199,12 @@ export async function main(args: string[]): Promise<number> {
       values["json-logs"] === true,
     );
     trace("cli: logging configured");
-    if (values.pidfile !== undefined) checkPidfileDir(values.pidfile as string);
+    // --watch in a terminal: a pidfile that the first process follows.
+    const pidfile = watchPidfile(
+      values.watch === true,
+      values.pidfile as string | undefined,
+    );
+    if (pidfile !== undefined) checkPidfileDir(pidfile);
     // Before the app loads, which may take longer than the half second after
     // which Deno opens its inspector on SIGUSR1; after LISTEN_FDS is read, so
     // that the guard's socket cannot take the number of an fd it names.
@@ -241,12 +256,12 @@ export async function main(args: string[]): Promise<number> {
       key: values.key === undefined
         ? undefined
         : readPem("--key", values.key as string),
-      pidfile: values.pidfile as string | undefined,
+      pidfile,
     }, handler);
     const watcher = values.watch
       ? await startWatch(
         parsed.positionals[0],
-        values.pidfile as string | undefined,
+        pidfile,
         server.ready,
       )
       : undefined;

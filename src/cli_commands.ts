@@ -19,6 +19,7 @@
 
 import { parseArgs } from "./args.ts";
 import { quoteValue } from "./quote.ts";
+import { refuseSignalCommand } from "./platform.ts";
 import {
   checkPidfileDir,
   isAlive,
@@ -74,6 +75,7 @@ export async function runCommand(
     console.log(HELP);
     return 0;
   }
+  refuseSignalCommand(command);
   const pidfile = values.pidfile as string | undefined;
   const timeoutMs = values.timeout === undefined
     ? 120_000

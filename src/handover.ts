@@ -120,6 +120,14 @@ export interface HandoverSeam {
   committed(child: { pid: number; generation: number }): Promise<void>;
   /** Stop accepting and drain every server in this process. */
   drain(): Promise<void>;
+  /**
+   * A complete restart (the windows mode: no fds to pass): stop accepting
+   * and drain before the next generation starts, which opens the addresses
+   * itself. Absent: the fds are passed, and this keeps serving meanwhile.
+   */
+  vacate?(): Promise<void>;
+  /** After a failed complete restart: listen on the addresses again. */
+  reoccupy?(): Promise<void>;
   /** Leaves: the handover is complete. */
   exit(code: number): void;
   /** Reports progress lines. */
@@ -314,6 +322,7 @@ export class Restarter {
     let child: SeamChild | undefined;
     let peer: SeamPeer | undefined;
     let saidFail = false;
+    let vacated = false;
     const deadline = cancel.signal;
     const timer = setTimeout(
       () => cancel.abort("timeout"),
@@ -322,8 +331,12 @@ export class Restarter {
     try {
       control = await seam.openControl();
       const listeners = seam.listeners();
+      if (seam.vacate) {
+        vacated = true;
+        await seam.vacate();
+      }
       const spawned = seam.spawn(
-        listeners.map(({ fd, name }) => ({ fd, name })),
+        vacated ? [] : listeners.map(({ fd, name }) => ({ fd, name })),
         control.env(),
         options,
       );
@@ -415,6 +428,7 @@ export class Restarter {
         await stopChild(child);
       }
       clearTimeout(timer);
+      if (vacated) await this.#reoccupy();
       this.#phase = "serving";
       this.#last = {
         ok: false,
@@ -449,6 +463,20 @@ export class Restarter {
     );
     this.#handOver(peer, child.pid, generation);
     return result;
+  }
+
+  /** Listens again after a failed complete restart; says so if it cannot. */
+  async #reoccupy(): Promise<void> {
+    try {
+      await this.#seam.reoccupy?.();
+    } catch (error) {
+      this.#seam.log(
+        "error",
+        `cannot listen again after the failed restart: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+      );
+    }
   }
 
   /** After ready: tell systemd, drain, say done, exit. Runs in the background. */

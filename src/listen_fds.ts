@@ -14,7 +14,8 @@
 
 import type { Addr } from "./types.ts";
 import { formatAddr, formatIpv6 } from "./address.ts";
-import { socketFacts } from "./os.ts";
+import { libc, socketFacts } from "./os.ts";
+import { isLinuxMode, platform } from "./platform.ts";
 import { quoteValue } from "./quote.ts";
 
 /**
@@ -175,6 +176,7 @@ export function readListenFds(options?: ReadListenFdsOptions): InheritedFd[] {
   }
 
   const { count, names } = parseListenEnv(pidText, fdsText, namesText, pid);
+  if (!isLinuxMode()) return portableListenFds(count, names);
   checkPassedCount(count);
   // Check the fds one by one, so that a huge LISTEN_FDS fails at the first fd
   // that is not a socket instead of allocating first.
@@ -205,6 +207,56 @@ export function readListenFds(options?: ReadListenFdsOptions): InheritedFd[] {
     };
   });
 }
+
+/**
+ * The passed fds outside Linux: no /proc, so getsockopt(2) and fcntl(2) say
+ * what each fd is; Windows passes none.
+ */
+function portableListenFds(
+  count: number,
+  names: string[] | undefined,
+): InheritedFd[] {
+  if (count === 0) return [];
+  const { mode } = platform();
+  if (mode === "windows") {
+    throw new ListenFdsError(
+      `LISTEN_FDS is ${count}: socket activation needs inherited fds, which ` +
+        `the windows mode does not have; unset LISTEN_FDS`,
+    );
+  }
+  const inherited: InheritedFd[] = [];
+  for (let index = 0; index < count; index++) {
+    const fd = LISTEN_FDS_START + index;
+    const flags = libc()?.fcntl(fd, F_GETFD, 0);
+    if (flags === undefined) {
+      throw new ListenFdsError(
+        `LISTEN_FDS: fd ${fd} cannot be checked without FFI (${mode} mode)`,
+      );
+    }
+    if (flags < 0 || (flags & FD_CLOEXEC) !== 0) {
+      throw new ListenFdsError(
+        `LISTEN_FDS is ${count} but fd ${fd} is ` +
+          `${flags < 0 ? "not open" : "this process's own"}, not inherited`,
+      );
+    }
+    const addr = listeningAddressOf(fd);
+    if (addr === undefined) {
+      throw new ListenFdsError(
+        `LISTEN_FDS: fd ${fd} is not a listening TCP or unix stream socket`,
+      );
+    }
+    inherited.push({
+      fd,
+      name: names === undefined ? DEFAULT_FD_NAME : names[index],
+      addr,
+    });
+  }
+  return inherited;
+}
+
+/** fcntl(2) F_GETFD and its close-on-exec flag (POSIX). */
+const F_GETFD = 1;
+const FD_CLOEXEC = 1;
 
 /** O_CLOEXEC, as the flags in /proc/self/fdinfo show it (octal). */
 const O_CLOEXEC = 0o2000000;

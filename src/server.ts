@@ -31,6 +31,8 @@ import { type CheckResult, checkTransplant } from "./engine_check.ts";
 import { assertDenoVersion } from "./version.ts";
 import { loadLogging, logger, print } from "./log.ts";
 import { trace } from "./trace.ts";
+import { portableEngine, warnPlatformOnce } from "./platform.ts";
+import { reopenedSpecs, specOf } from "./complete_restart.ts";
 import {
   advertiseAdmin,
   helloSent,
@@ -429,6 +431,12 @@ class Server implements GracefulServer {
   #admin: { server: Server; removed(): void } | undefined;
   /** Resolves once the admin server has shut down (not for a handover). */
   #adminStopped: Promise<void> | undefined;
+  /** Serves a listener (set once started): a complete restart reuses it. */
+  #attachWith: ((listener: Listener) => Promise<Attached>) | undefined;
+  /** What a complete restart listens on again when the next one failed. */
+  #vacated: ListenSpec[] | undefined;
+  /** The drain that a complete restart started. */
+  #vacateDrain: Promise<void> | undefined;
 
   constructor(options: GracefulServeOptions, handler: GracefulHandler) {
     this.name = options.name ?? "http";
@@ -470,6 +478,7 @@ class Server implements GracefulServer {
   async #start(): Promise<void> {
     const options = this.#options;
     trace("server: starting");
+    warnPlatformOnce();
     // Bad LISTEN_FDS fail here, before this process opens any socket (the
     // control connection, the native engine's probe) that could take the
     // number of an fd they name.
@@ -498,9 +507,24 @@ class Server implements GracefulServer {
     if (state && options.handover && this.name in state.app) {
       await options.handover.restore(state.app[this.name]);
     }
-    const { specs, fallback, tls, notNative, handler, onError } =
-      prepared.value;
+    const { fallback, tls, notNative, handler, onError } = prepared.value;
+    // The windows mode passes no fds: the next one opens the same addresses.
+    const specs = reopenedSpecs(this.name, state) ?? prepared.value.specs;
     const draining = this.#draining.signal;
+    // For reoccupy() (the windows mode's rollback), with the draining signal
+    // of that time.
+    this.#attachWith = (listener) =>
+      attachEngine(
+        listener,
+        {
+          handler,
+          onError,
+          tls,
+          draining: this.#draining.signal,
+        },
+        notNative,
+        false,
+      );
     const listeners = await acquireListeners(
       { name: this.name, specs, fallback, restarted: state !== undefined },
     );
@@ -598,10 +622,13 @@ class Server implements GracefulServer {
     const options = this.#options;
     const { specs, fallback } = specsOf(options);
     const tls = tlsOf(options);
-    const wanted = options.engine ?? "auto";
-    const notNative = wanted === "node"
+    const asked = options.engine ?? "auto";
+    const wanted = portableEngine(asked);
+    const notNative = wanted !== "node"
+      ? transplantUnavailable()
+      : asked === "node"
       ? 'engine: "node" was asked for'
-      : transplantUnavailable();
+      : "this platform mode serves with node:http";
     const handler = await this.#routedHandler();
     trace("server: engines ready");
     const onError = options.onError ?? defaultOnError;
@@ -709,6 +736,44 @@ class Server implements GracefulServer {
     return this.#shutdown;
   }
 
+  async vacate(): Promise<void> {
+    await this.ready;
+    await this.#stopAccepting();
+    this.#vacated = this.#listeners.map((l) => specOf(l.addr));
+    // The addresses are free now: the next process may open them while the
+    // requests in flight finish here.
+    this.#vacateDrain = this.#drainOpen();
+  }
+
+  async reoccupy(): Promise<void> {
+    const specs = this.#vacated;
+    const attachWith = this.#attachWith;
+    if (!specs || !attachWith || this.#shutdown) return;
+    this.#vacated = undefined;
+    this.#draining = new AbortController();
+    this.#bindings = [];
+    this.#listeners = [];
+    this.#engines = [];
+    const fallback = specs[0];
+    const listeners = await acquireListeners({
+      name: this.name,
+      specs,
+      fallback,
+    });
+    for (const listener of listeners) {
+      const { binding, engine } = await attachWith(listener);
+      this.#bindings.push(binding);
+      this.#engines.push(engine);
+      this.#listeners.push(listener);
+    }
+    if (!this.#refed) this.unref();
+    for (const listener of this.#listeners) {
+      log.info("listening again on {addr}", {
+        addr: formatAddr(listener.addr),
+      });
+    }
+  }
+
   drainForHandover(): Promise<void> {
     this.#shutdown ??= this.#drain();
     return this.#shutdown;
@@ -732,18 +797,39 @@ class Server implements GracefulServer {
 
   /** Stop accepting, drain (up to drainTimeout); then resolve `finished` if asked. */
   async #drainNow(finish = true): Promise<void> {
-    const drainTimeout = this.drainTimeout;
-    const idleGrace = this.#options.idleGrace ?? 500;
+    // Vacated for a complete restart: draining already.
+    if (this.#vacated === undefined) await this.#stopAndDrain();
+    else await this.#vacateDrain;
+    if (!finish) return;
+    await this.#adminStopped;
+    this.#unregister();
+    log.info("shut down");
+    this.#finish.resolve();
+  }
+
+  async #stopAndDrain(): Promise<void> {
+    await this.#stopAccepting();
+    await this.#drainOpen();
+  }
+
+  async #stopAccepting(): Promise<void> {
     trace("server: stopping accepting");
     this.#draining.abort();
     await Promise.all(this.#bindings.map((b) => b.stopAccepting()));
     trace("server: stopped accepting");
     for (const listener of this.#listeners) releaseListener(listener);
+  }
+
+  /** Drains the open connections (up to drainTimeout). */
+  async #drainOpen(): Promise<void> {
+    const drainTimeout = this.drainTimeout;
+    const idleGrace = this.#options.idleGrace ?? 500;
+    const bindings = [...this.#bindings];
     log.info("draining {connections} connections ({inFlight} requests)", {
       connections: this.connections,
       inFlight: this.inFlight,
     });
-    const drained = Promise.all(this.#bindings.map((b) => b.drain(idleGrace)));
+    const drained = Promise.all(bindings.map((b) => b.drain(idleGrace)));
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(true), drainTimeout);
@@ -755,13 +841,8 @@ class Server implements GracefulServer {
         ms: drainTimeout,
         connections: this.connections,
       });
-      for (const binding of this.#bindings) binding.abort();
+      for (const binding of bindings) binding.abort();
     }
-    if (!finish) return;
-    await this.#adminStopped;
-    this.#unregister();
-    log.info("shut down");
-    this.#finish.resolve();
   }
 
   ref(): void {

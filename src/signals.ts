@@ -172,7 +172,8 @@ export function wireSignals(
   for (const signal of new Set([...shutdown, ...restart])) {
     install(signal, listenerFor(signal, restart.includes(signal), actions));
   }
-  for (const signal of STRAY_SIGNALS) {
+  // Windows has none of them (listening to one throws there).
+  for (const signal of Deno.build.os === "windows" ? [] : STRAY_SIGNALS) {
     if (installed.has(signal)) continue;
     if (signal === "SIGHUP" && STARTUP_FACTS.hangupIgnored) {
       // Deno's own handler (installed about 0.5 s in) would end the process

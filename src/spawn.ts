@@ -20,6 +20,7 @@ import {
   reapChild,
   spawnInNewSession,
 } from "./os.ts";
+import { commandLineWithoutProc, isLinuxMode } from "./platform.ts";
 
 /** The first passed fd (SD_LISTEN_FDS_START). */
 const LISTEN_FDS_START = 3;
@@ -357,6 +358,14 @@ export interface Generation {
  * ```
  */
 export function currentCommand(): CurrentCommand {
+  if (!isLinuxMode()) {
+    return resolveCommand(
+      commandLineWithoutProc(),
+      Deno.execPath(),
+      Deno.build.standalone,
+      isFile,
+    );
+  }
   let bytes: Uint8Array;
   try {
     bytes = Deno.readFileSync("/proc/self/cmdline");

@@ -41,6 +41,9 @@ import {
 } from "./notify.ts";
 import { recordRestart, removePidfile, writePidfile } from "./pidfile.ts";
 import { trace } from "./trace.ts";
+import { isLinuxMode, portableSignals } from "./platform.ts";
+import { completeRestarts } from "./complete_restart.ts";
+import { keepForeground, keepsForeground } from "./watch_keeper.ts";
 
 const log = logger("supervisor");
 
@@ -56,6 +59,10 @@ export interface Supervised {
   shutdown(): Promise<void>;
   /** Stop accepting and drain because the next generation took over. */
   drainForHandover(): Promise<void>;
+  /** A complete restart: stop accepting and drain, keeping the server. */
+  vacate?(): Promise<void>;
+  /** Listen again after a failed complete restart. */
+  reoccupy?(): Promise<void>;
   /** The app state to hand to the next generation, if any. */
   saveState?(): unknown | Promise<unknown>;
   /** The longest its drain may take (ms), for systemd's stop timeout. */
@@ -296,7 +303,7 @@ export function registerServer(
   if (options.pidfile !== undefined) pidfile = options.pidfile;
   restarter?.setTimeouts({ startTimeout });
   startInspectorGuard(options.inspectorGuard !== false);
-  const { shutdown, restart } = resolveSignals(options);
+  const { shutdown, restart } = portableSignals(resolveSignals(options));
   shutdownSignals = new Set([...shutdownSignals, ...shutdown]);
   restartSignals = new Set([...restartSignals, ...restart]);
   rewire();
@@ -654,6 +661,21 @@ function warmUpRestart(): void {
   Deno.unrefTimer(timer);
 }
 
+/** The windows mode's restart: every server vacates, and may reoccupy. */
+function completeRestartSeam(): Pick<HandoverSeam, "vacate" | "reoccupy"> {
+  return {
+    async vacate() {
+      log.info(
+        "complete restart: stopped accepting; in-flight requests finish here",
+      );
+      await Promise.all([...servers].map((server) => server.vacate?.()));
+    },
+    async reoccupy() {
+      await Promise.all([...servers].map((server) => server.reoccupy?.()));
+    },
+  };
+}
+
 function realSeam(): HandoverSeam {
   const restartLog = logger("handover");
   return {
@@ -674,6 +696,8 @@ function realSeam(): HandoverSeam {
         close: () => void server.close(),
         async accept(signal?: AbortSignal) {
           const peer = await server.accept(signal);
+          // Outside Linux no sock_diag: the secret and the spawned pid vouch.
+          if (!isLinuxMode()) return peer;
           return Object.assign(peer, {
             heldBy: (pid: number) => socketOwnedBy(pid, peer.remotePort, port),
           });
@@ -725,6 +749,7 @@ function realSeam(): HandoverSeam {
       );
       return Promise.resolve();
     },
+    ...(completeRestarts() ? completeRestartSeam() : {}),
     async drain() {
       trace("handover: draining");
       stopping = true;
@@ -733,6 +758,14 @@ function realSeam(): HandoverSeam {
     exit(code) {
       trace("handover: exit");
       releaseProcess();
+      // --watch in a terminal: the first process keeps the foreground (and
+      // the CLI waits for afterHandover() until it exits).
+      if (code === 0 && keepsForeground()) {
+        shutdownSignals.clear(); // the keeper passes them on instead
+        restartSignals.clear();
+        rewire();
+        return void keepForeground();
+      }
       handoverEnded.resolve();
       Deno.exit(code);
     },

@@ -19,6 +19,8 @@ import type { Toolchain } from "./setup.ts";
 export const SYSTEM_IDS = [
   "ours-native",
   "ours-node",
+  "ours-posix",
+  "ours-windows",
   "deno-kill",
   "tableflip",
   "grace",
@@ -60,6 +62,23 @@ export const SPECS: Record<SystemId, SystemSpec> = {
     ours: true,
     color: "#17a2b8",
     trigger: "`kill -USR2 <pid from /pid>`",
+    processes: "one Deno process per generation",
+  },
+  "ours-posix": {
+    id: "ours-posix",
+    label: "ours, posix mode",
+    ours: true,
+    color: "#6f42c1",
+    trigger: "`kill -USR2 <pid from /pid>` (`GRACEFUL_PORTABLE=posix`)",
+    processes: "one Deno process per generation",
+  },
+  "ours-windows": {
+    id: "ours-windows",
+    label: "ours, windows mode",
+    ours: true,
+    color: "#d62728",
+    trigger:
+      "`POST /ops/restart` (admin API; `GRACEFUL_PORTABLE=windows`): a complete restart",
     processes: "one Deno process per generation",
   },
   "deno-kill": {
@@ -142,6 +161,12 @@ export function createSystem(
       return oursSystem(SPECS[id], "native", port, context);
     case "ours-node":
       return oursSystem(SPECS[id], "node", port, context);
+    case "ours-posix":
+      return oursSystem(SPECS[id], "node", port, context, {
+        GRACEFUL_PORTABLE: "posix",
+      });
+    case "ours-windows":
+      return windowsModeSystem(port, context);
     case "deno-kill":
       return denoKillSystem(port, context);
     case "tableflip":
@@ -223,30 +248,73 @@ function goSystem(
   return signalledSystem(spec, signal, argv, port, context);
 }
 
+function oursCommand(engine: string, port: number, context: SystemContext) {
+  return denoRunCommand([
+    `${context.repoDir}mod.ts`,
+    "--port",
+    String(port),
+    "--hostname",
+    "127.0.0.1",
+    "--engine",
+    engine,
+    "--restart-signal",
+    "SIGUSR2",
+  ]);
+}
+
 function oursSystem(
   spec: SystemSpec,
   engine: string,
   port: number,
   context: SystemContext,
+  env: Record<string, string> = {},
 ): SystemInstance {
   return signalledSystem(
     spec,
     "SIGUSR2",
-    denoRunCommand([
-      `${context.repoDir}mod.ts`,
-      "--port",
-      String(port),
-      "--hostname",
-      "127.0.0.1",
-      "--engine",
-      engine,
-      "--restart-signal",
-      "SIGUSR2",
-    ]),
+    oursCommand(engine, port, context),
     port,
     context,
-    { NO_COLOR: "1" },
+    { NO_COLOR: "1", ...env },
   );
+}
+
+/** The admin token of the windows-mode system (the bench's own secret). */
+const WINDOWS_TOKEN = crypto.randomUUID();
+
+/**
+ * Ours in the windows mode: no restart signal there, so the admin API
+ * restarts it (it answers 202, then makes a complete restart).
+ */
+function windowsModeSystem(
+  port: number,
+  context: SystemContext,
+): SystemInstance {
+  const base = signalledSystem(
+    SPECS["ours-windows"],
+    "SIGUSR2",
+    [...oursCommand("node", port, context), "--admin=/ops"],
+    port,
+    context,
+    {
+      NO_COLOR: "1",
+      GRACEFUL_PORTABLE: "windows",
+      GRACEFUL_ADMIN_TOKEN: WINDOWS_TOKEN,
+    },
+  );
+  return {
+    ...base,
+    async trigger() {
+      const res = await fetch(`http://127.0.0.1:${port}/ops/restart`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${WINDOWS_TOKEN}` },
+      });
+      await res.body?.cancel();
+      if (res.status !== 202) {
+        throw new Error(`POST /ops/restart answered ${res.status}`);
+      }
+    },
+  };
 }
 
 function denoKillSystem(port: number, context: SystemContext): SystemInstance {

@@ -1,0 +1,300 @@
+/**
+ * The portable modes on Linux, end to end (issue 17): `GRACEFUL_PORTABLE`
+ * runs the POSIX and the Windows paths here, with real processes, sockets,
+ * wrk and file edits: serving, restarts, a failed restart and --watch.
+ */
+
+import { assert, assertEquals, assertNotEquals } from "./assert.ts";
+import {
+  alive,
+  Child,
+  get,
+  killAllWith,
+  MOD,
+  pidsWith,
+  runCli,
+  TempApp,
+  until,
+} from "./helpers.ts";
+import { assertNoFailures, Load } from "./load.ts";
+
+const APP = `
+const VERSION = "__VERSION__";
+export default {
+  async fetch(req) {
+    const url = new URL(req.url);
+    if (url.pathname === "/pid") return new Response(String(Deno.pid));
+    if (url.pathname === "/version") return new Response(VERSION);
+    if (url.pathname === "/sleep") {
+      await new Promise((r) => setTimeout(r, Number(url.searchParams.get("ms"))));
+      return new Response("slept in " + Deno.pid);
+    }
+    return new Response("hello " + VERSION);
+  },
+};
+`;
+
+function app(version: string): string {
+  return APP.replace("__VERSION__", version);
+}
+
+async function pidOf(port: number): Promise<number> {
+  return Number((await get(port, "/pid")).text);
+}
+
+/** Waits until another pid than `old` answers; returns it. */
+async function nextPid(port: number, old: number): Promise<number> {
+  let now = old;
+  await until(async () => {
+    try {
+      now = await pidOf(port);
+    } catch {
+      return false; // the windows mode refuses while it restarts
+    }
+    return now !== old;
+  });
+  return now;
+}
+
+function warnings(t: TempApp, mode: string): number {
+  return t.child.lines.filter((l) =>
+    l.startsWith(`serveGraceful: ${mode} mode`)
+  )
+    .length;
+}
+
+/**
+ * No stack trace of the module, and no word of /proc but in the mode's
+ * warning (an app's syntax error names its own line: that is the app's).
+ */
+function assertQuiet(t: TempApp, mode: string): void {
+  const others = t.child.lines.filter((l) =>
+    !l.startsWith(`serveGraceful: ${mode} mode`)
+  );
+  assert(
+    !others.some((l) => /\/proc|^\s+at .*\/src\/[a-z_]+\.ts/.test(l)),
+    t.child.output,
+  );
+}
+
+const POSIX = { GRACEFUL_PORTABLE: "posix" };
+
+Deno.test("posix mode: one warning, the node engine, and restarts under wrk lose no request", async () => {
+  const t = await TempApp.start(app("v1"), [], POSIX);
+  const load = Load.start(`http://127.0.0.1:${t.port}/`);
+  try {
+    let pid = await pidOf(t.port);
+    for (let i = 0; i < 3; i++) {
+      // A request in flight on the old generation finishes there.
+      const slow = get(t.port, "/sleep?ms=1500");
+      await until(() =>
+        t.child.lines.some((l) => /accepted|sleep/.test(l)) || true
+      );
+      Deno.kill(pid, "SIGUSR2");
+      const now = await nextPid(t.port, pid);
+      assertEquals((await slow).text, `slept in ${pid}`);
+      await until(() => !alive(pid));
+      pid = now;
+    }
+    load.assertRunning("after 3 restarts");
+    assertNoFailures(await load.stop(), 1);
+    assertEquals(warnings(t, "posix"), 1, t.child.output);
+    assertQuiet(t, "posix");
+    const listening = t.child.lines.filter((l) => /listening on /.test(l));
+    assertEquals(listening.length, 4, t.child.output);
+    assert(listening.every((l) => /node engine/.test(l)), t.child.output);
+  } finally {
+    await load.kill();
+    await t.stop();
+  }
+});
+
+Deno.test("posix mode: a broken version leaves the old one serving; the next good one serves", async () => {
+  const t = await TempApp.start(app("v1"), [], POSIX);
+  try {
+    const old = await pidOf(t.port);
+    await t.write("export default {");
+    Deno.kill(old, "SIGUSR2");
+    await t.child.waitFor(/restart failed/);
+    assertEquals(await pidOf(t.port), old);
+    await until(() => pidsWith(t.dir).length === 1);
+    await t.write(app("v2"));
+    Deno.kill(old, "SIGUSR2");
+    const now = await nextPid(t.port, old);
+    assertNotEquals(now, old);
+    assertEquals((await get(t.port, "/version")).text, "v2");
+  } finally {
+    await t.stop();
+  }
+});
+
+/** Waits until `/version` answers `version`; returns the pid that serves it. */
+async function servesVersion(port: number, version: string): Promise<number> {
+  await until(async () => {
+    try {
+      return (await get(port, "/version")).text === version;
+    } catch {
+      return false;
+    }
+  });
+  return await pidOf(port);
+}
+
+for (const mode of ["posix", "windows"]) {
+  Deno.test(`${mode} mode: --watch restarts on an edit, keeps serving past a broken one`, async () => {
+    const t = await TempApp.start(app("v1"), ["--watch"], {
+      GRACEFUL_PORTABLE: mode,
+    });
+    try {
+      const first = await pidOf(t.port);
+      await t.write(app("v2"));
+      const second = await servesVersion(t.port, "v2");
+      assertNotEquals(second, first);
+      const failures = t.child.lines.filter((l) => /restart failed/.test(l));
+      await t.write("export default {");
+      await until(() =>
+        t.child.lines.filter((l) => /restart failed/.test(l)).length >
+          failures.length
+      );
+      assertEquals(await pidOf(t.port), second);
+      await t.write(app("v3"));
+      assertNotEquals(await servesVersion(t.port, "v3"), second);
+      assertEquals(warnings(t, mode), 1, t.child.output);
+      assertQuiet(t, mode);
+    } finally {
+      await t.stop();
+    }
+  });
+}
+
+const TOKEN = "portable-test-token-0123456789abcdef";
+const WINDOWS = { GRACEFUL_PORTABLE: "windows", GRACEFUL_ADMIN_TOKEN: TOKEN };
+
+/** POST /ops/restart with the token; the windows mode answers 202 first. */
+async function adminRestart(port: number): Promise<void> {
+  const res = await fetch(`http://127.0.0.1:${port}/ops/restart`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TOKEN}` },
+  });
+  assertEquals([res.status, await res.json()], [202, {
+    restarting: true,
+    complete: true,
+  }]);
+}
+
+Deno.test("windows mode: a restart is a complete one: in-flight requests finish on the old process, the next one opens the same port; no restart signal", async () => {
+  const t = await TempApp.start(app("v1"), ["--admin=/ops"], WINDOWS);
+  try {
+    const old = await pidOf(t.port);
+    const slow = get(t.port, "/sleep?ms=1500");
+    await t.write(app("v2"));
+    await adminRestart(t.port);
+    assertEquals((await slow).text, `slept in ${old}`);
+    const now = await servesVersion(t.port, "v2");
+    assertNotEquals(now, old);
+    await until(() => !alive(old));
+    assert(
+      t.child.lines.some((l) => /complete restart: stopped accepting/.test(l)),
+      t.child.output,
+    );
+    // SIGUSR2 is no restart signal here: the same process keeps serving.
+    Deno.kill(now, "SIGUSR2");
+    await t.child.waitFor(/SIGUSR2 ignored/);
+    assertEquals(await pidOf(t.port), now);
+    assertEquals(warnings(t, "windows"), 1, t.child.output);
+    assertQuiet(t, "windows");
+  } finally {
+    await t.stop();
+  }
+});
+
+Deno.test("windows mode: when the next process fails, the old one listens again and keeps serving", async () => {
+  const t = await TempApp.start(app("v1"), ["--admin=/ops"], WINDOWS);
+  try {
+    const old = await pidOf(t.port);
+    await t.write("export default {");
+    await adminRestart(t.port);
+    await t.child.waitFor(/restart failed/);
+    await t.child.waitFor(/listening again on 127\.0\.0\.1:/);
+    assertEquals(await pidOf(t.port), old);
+    assertEquals((await get(t.port, "/version")).text, "v1");
+    await until(() => pidsWith(t.dir).length === 1);
+    // And the next good version takes over.
+    await t.write(app("v2"));
+    await adminRestart(t.port);
+    assertNotEquals(await servesVersion(t.port, "v2"), old);
+  } finally {
+    await t.stop();
+  }
+});
+
+Deno.test("windows mode: LISTEN_FDS and the signal commands are refused with one line each", async () => {
+  const activated = await new Deno.Command("sh", {
+    args: [
+      "-c",
+      `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" run -A "$1" --port 0 3<&0`,
+      Deno.execPath(),
+      MOD,
+    ],
+    env: { NO_COLOR: "1", GRACEFUL_PORTABLE: "windows" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(activated.stderr);
+  assertNotEquals(activated.code, 0);
+  assert(
+    /^error: LISTEN_FDS is 1: socket activation needs inherited fds, which the windows mode does not have; unset LISTEN_FDS$/m
+      .test(stderr),
+    stderr,
+  );
+  assertQuietText(stderr);
+  for (const command of ["reload", "stop"]) {
+    const out = await runCli([command, "--pidfile", "/nonexistent/app.pid"], {
+      GRACEFUL_PORTABLE: "windows",
+    });
+    assertEquals(out.code, 1, out.stderr);
+    assertEquals(
+      out.stderr.trim(),
+      `error: ${command}: the windows mode has no signals to ${command} ` +
+        `with (Deno.kill terminates); use the admin API (--admin)`,
+    );
+  }
+});
+
+function assertQuietText(text: string): void {
+  assert(!/^\s+at .*\/src\/[a-z_]+\.ts/m.test(text), text);
+}
+
+Deno.test("posix mode: a first generation that cannot read /proc restarts (no ownership check, the command line rebuilt)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-noproc-" });
+  await Deno.writeTextFile(`${dir}/app.ts`, app("v1"));
+  const child = new Child(Deno.execPath(), [
+    "run",
+    "-A",
+    "--deny-read=/proc",
+    MOD,
+    `${dir}/app.ts`,
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+  ], POSIX);
+  try {
+    const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
+    const port = Number(m[1]);
+    const old = await pidOf(port);
+    assertEquals(old, child.pid);
+    await Deno.writeTextFile(`${dir}/app.ts`, app("v2"));
+    Deno.kill(old, "SIGUSR2");
+    assertNotEquals(await servesVersion(port, "v2"), old);
+    await until(() => !alive(old));
+    assertEquals((await child.exited).code, 0);
+  } finally {
+    killAllWith(dir);
+    child.kill("SIGKILL");
+    await child.exited;
+    await until(() => pidsWith(dir).length === 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
