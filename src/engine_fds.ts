@@ -54,14 +54,32 @@ export function listeningFdFor(
   addr: Addr,
   exclude: readonly number[] = [],
 ): number | undefined {
-  for (const { fd, target } of openFds()) {
-    if (!target.startsWith("socket:") || exclude.includes(fd)) continue;
+  for (const fd of socketFdCandidates()) {
+    if (exclude.includes(fd)) continue;
     const facts = socketFacts(fd);
     if (!facts?.listening) continue;
     const found = decodeSockaddr(facts.address);
     if (found !== undefined && sameAddr(found, addr)) return fd;
   }
   return undefined;
+}
+
+/** How many fd numbers are asked when /proc/self/fd cannot be read. */
+const FD_SCAN_LIMIT = 1024;
+
+/**
+ * The fds that may be sockets: the socket links of /proc/self/fd or, where
+ * it cannot be read (the posix mode, a process denied /proc), every fd
+ * number below {@linkcode FD_SCAN_LIMIT}, which getsockopt(2) then sorts.
+ */
+function socketFdCandidates(): number[] {
+  try {
+    return openFds()
+      .filter((open) => open.target.startsWith("socket:"))
+      .map((open) => open.fd);
+  } catch {
+    return Array.from({ length: FD_SCAN_LIMIT }, (_, fd) => fd);
+  }
 }
 
 /** One line of an epoll fd's /proc/self/fdinfo: a registered fd. */
