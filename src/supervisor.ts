@@ -43,7 +43,7 @@ import { recordRestart, removePidfile, writePidfile } from "./pidfile.ts";
 import { trace } from "./trace.ts";
 import { isLinuxMode, portableSignals } from "./platform.ts";
 import { completeRestarts } from "./complete_restart.ts";
-import { keepForeground, keepsForeground } from "./watch_keeper.ts";
+import { keepForeground, keepsForeground, passStop } from "./watch_keeper.ts";
 
 const log = logger("supervisor");
 
@@ -172,6 +172,8 @@ let helloWritten: Promise<void> | undefined;
 let peer: ControlPeer | undefined;
 let announced = false;
 let stopping = false;
+/** This process handed over to a new generation and drains. */
+let handedOver = false;
 let shutdownSignals = new Set<Deno.Signal>();
 let restartSignals = new Set<Deno.Signal>();
 let startTimeout: number | undefined;
@@ -534,6 +536,13 @@ function failStart(error: unknown): void {
 }
 
 function onShutdownSignal(signal: Deno.Signal): void {
+  if (handedOver && keepsForeground()) {
+    // Ctrl-C in the terminal that this process keeps: it is for the serving
+    // generation, not a second stop of this drain.
+    log.info("{signal}: passed on to the serving generation", { signal });
+    passStop();
+    return;
+  }
   if (stopping) {
     log.warn("{signal} again while draining: exiting now", { signal });
     Deno.exit(1);
@@ -752,6 +761,7 @@ function realSeam(): HandoverSeam {
     ...(completeRestarts() ? completeRestartSeam() : {}),
     async drain() {
       trace("handover: draining");
+      handedOver = true;
       stopping = true;
       await drainAllNow();
     },

@@ -19,6 +19,8 @@ export const KEEPER_ENV = "GRACEFUL_WATCH_PIDFILE";
 const POLL_MS = 200;
 
 let keeper = false;
+/** A stop was passed on before the keeper started following. */
+let stopPassed = false;
 /** The temporary directory of the pidfile, when this process made it. */
 let madeDir: string | undefined;
 
@@ -62,6 +64,26 @@ export function keepsForeground(): boolean {
 }
 
 /**
+ * Passes a stop (Ctrl-C, SIGTERM) that reaches the keeper while it still
+ * drains its own handover on to the generation the pidfile names.
+ *
+ * @example
+ * ```ts ignore
+ * if (keepsForeground()) passStop();
+ * ```
+ */
+export function passStop(): void {
+  stopPassed = true;
+  const pid = readPid(Deno.env.get(KEEPER_ENV)!);
+  if (pid === undefined || pid === Deno.pid) return;
+  try {
+    Deno.kill(pid, "SIGTERM");
+  } catch {
+    // gone already
+  }
+}
+
+/**
  * Stays in the foreground until the serving generation is gone, passing
  * SIGINT and SIGTERM on to it; then exits 0.
  *
@@ -90,7 +112,9 @@ export async function keepForeground(): Promise<never> {
     if (pid !== undefined && pid !== Deno.pid) serving = pid;
     const gone = pid === undefined ||
       (isLinuxMode() && !isAlive(pid));
-    if (gone && serving !== undefined) break;
+    // After a stop passed on while draining, the serving generation may be
+    // gone before this loop ever read its pid.
+    if (gone && (serving !== undefined || stopPassed)) break;
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
   if (madeDir !== undefined) {
