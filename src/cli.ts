@@ -36,6 +36,9 @@ import { type EngineName, serveGraceful } from "./server.ts";
 import type { GracefulHandler } from "./types.ts";
 import { assertDenoVersion } from "./version.ts";
 import { trace } from "./trace.ts";
+import { DEFAULT_RESTART_SIGNALS } from "./signals.ts";
+import { supervisedWorkers } from "./workers/mode.ts";
+import { isWorker } from "./workers/worker.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 /** The CLI's default port, when nothing is inherited and none is given. */
@@ -54,6 +57,7 @@ const OPTIONS = {
   "json-logs": { type: "boolean" },
   pidfile: { type: "string" },
   watch: { type: "boolean" },
+  workers: { type: "string" },
   health: { type: "string" },
   "shutdown-delay": { type: "string" },
   admin: { type: "string" },
@@ -96,6 +100,9 @@ Options:
                           .json, ...) under the app's directory changes
                           (in-flight requests survive; an edit that does not
                           start keeps the old version)
+      --workers N|auto    run N worker processes (auto: one per CPU this
+                          process may run on) under a supervisor that holds
+                          the sockets and restarts them one by one (Linux)
       --health PATH       health check: 200 while serving, 503 once shutting
                           down (not during restarts)
       --shutdown-delay MS on SIGTERM, answer health 503 and keep accepting for
@@ -168,6 +175,33 @@ export async function main(args: string[]): Promise<number> {
       values["json-logs"] === true,
     );
     trace("cli: logging configured");
+    const workers = supervisedWorkers(values.workers as string | undefined);
+    if (workers !== undefined) {
+      // The supervisor loads no app code: the workers run this command line.
+      const { runSupervisor } = await import("./workers/supervisor.ts");
+      const pidfile = values.pidfile as string | undefined;
+      const signals = parseSignals(
+        values["restart-signal"] as string[] | undefined,
+      );
+      return await runSupervisor({
+        workers,
+        restartSignals: signals === false
+          ? []
+          : signals ?? DEFAULT_RESTART_SIGNALS,
+        startTimeout: optionalMs(values, "start-timeout"),
+        drainTimeout: optionalMs(values, "drain-timeout"),
+        pidfile,
+        onReady: values.watch
+          ? (roll) =>
+            startWatch(
+              parsed.positionals[0],
+              pidfile,
+              Promise.resolve(),
+              () => roll("watch"),
+            )
+          : undefined,
+      });
+    }
     const handler = parsed.positionals.length > 0
       ? await loadApp(parsed.positionals[0])
       : demoHandler;
@@ -211,11 +245,15 @@ export async function main(args: string[]): Promise<number> {
         : readPem("--key", values.key as string),
       pidfile: values.pidfile as string | undefined,
     }, handler);
-    const watcher = values.watch
+    const watcher = values.watch && !isWorker()
       ? await startWatch(
         parsed.positionals[0],
         values.pidfile as string | undefined,
         server.ready,
+        async () => {
+          await restartProcess({ trigger: "watch" });
+          watcher?.close();
+        },
       )
       : undefined;
     await server.finished;
@@ -241,6 +279,7 @@ async function startWatch(
   app: string | undefined,
   pidfile: string | undefined,
   ready: Promise<void>,
+  restart: () => Promise<void>,
 ): Promise<Watcher> {
   await ready;
   const root = app === undefined ? Deno.cwd() : dirname(resolve(app));
@@ -259,10 +298,7 @@ async function startWatch(
       else if (level === "warn") watchLog.warn("{message}", { message });
       else watchLog.error("{message}", { message });
     },
-  }, async () => {
-    await restartProcess({ trigger: "watch" });
-    watcher.close();
-  });
+  }, restart);
   return watcher;
 }
 
@@ -322,6 +358,14 @@ function parsePort(raw: string): number {
     throw new TypeError(`--port "${raw}" is not a port number (0-65535)`);
   }
   return port;
+}
+
+function optionalMs(
+  values: Record<string, unknown>,
+  option: string,
+): number | undefined {
+  const raw = values[option];
+  return raw === undefined ? undefined : parseMs(`--${option}`, String(raw));
 }
 
 function parseMs(flag: string, raw: string): number {

@@ -121,10 +121,15 @@ const OLD_TO_NEW_TYPES: ReadonlySet<string> = new Set([
   "draining",
   "done",
   "fail",
+  "save",
 ]);
 
 /** Message types the old process may receive after the hello. */
-const NEW_TO_OLD_TYPES: ReadonlySet<string> = new Set(["ready", "fail"]);
+const NEW_TO_OLD_TYPES: ReadonlySet<string> = new Set([
+  "ready",
+  "fail",
+  "saved",
+]);
 
 const encoder = new TextEncoder();
 
@@ -185,6 +190,45 @@ export interface ReadyMessage {
   type: "ready";
   /** The new process's pid (a positive integer). */
   pid: number;
+  /**
+   * A worker's listening sockets (its fd numbers), so that a supervisor
+   * that was given none can take them (pidfd_getfd) for the next workers.
+   */
+  listeners?: { fd: number; name: string; addr: string }[];
+}
+
+/**
+ * supervisor → worker: send the app state (the `handover.save()` hooks) for
+ * the worker that replaces you.
+ *
+ * @example
+ * ```ts
+ * import type { SaveMessage } from "./control.ts";
+ *
+ * const message: SaveMessage = { type: "save" };
+ * ```
+ */
+export interface SaveMessage {
+  /** The message type. */
+  type: "save";
+}
+
+/**
+ * worker → supervisor: the app state asked for by a {@linkcode SaveMessage},
+ * by server name.
+ *
+ * @example
+ * ```ts
+ * import type { SavedMessage } from "./control.ts";
+ *
+ * const message: SavedMessage = { type: "saved", app: { http: { hits: 3 } } };
+ * ```
+ */
+export interface SavedMessage {
+  /** The message type. */
+  type: "saved";
+  /** The app state by server name. */
+  app: Record<string, unknown>;
 }
 
 /**
@@ -247,6 +291,7 @@ export interface FailMessage {
  *       return `state ${JSON.stringify(message.state)}`;
  *     case "draining":
  *     case "done":
+ *     case "save":
  *       return message.type;
  *     case "fail":
  *       return `failed: ${message.reason}`;
@@ -259,7 +304,8 @@ export type OldToNewMessage =
   | StateMessage
   | DrainingMessage
   | DoneMessage
-  | FailMessage;
+  | FailMessage
+  | SaveMessage;
 
 /**
  * What the new process sends after its hello (and the old one receives).
@@ -271,7 +317,7 @@ export type OldToNewMessage =
  * const ready: NewToOldMessage = { type: "ready", pid: Deno.pid };
  * ```
  */
-export type NewToOldMessage = ReadyMessage | FailMessage;
+export type NewToOldMessage = ReadyMessage | FailMessage | SavedMessage;
 
 /**
  * Every message of the protocol.
@@ -407,7 +453,24 @@ function toControlMessage(value: unknown): ControlMessage {
       if (!isPid(record.pid)) {
         throw new ControlError("protocol", "ready without a valid pid");
       }
-      return { type: "ready", pid: record.pid };
+      if (record.listeners === undefined) {
+        return { type: "ready", pid: record.pid };
+      }
+      return {
+        type: "ready",
+        pid: record.pid,
+        listeners: toListeners(record.listeners),
+      };
+    case "save":
+      return { type: "save" };
+    case "saved":
+      if (
+        typeof record.app !== "object" || record.app === null ||
+        Array.isArray(record.app)
+      ) {
+        throw new ControlError("protocol", "saved without an app object");
+      }
+      return { type: "saved", app: record.app as Record<string, unknown> };
     case "draining":
       return { type: "draining" };
     case "done":
@@ -426,6 +489,25 @@ function toControlMessage(value: unknown): ControlMessage {
           : "no message type",
       );
   }
+}
+
+/** Checks a ready message's listener list. */
+function toListeners(
+  value: unknown,
+): { fd: number; name: string; addr: string }[] {
+  if (!Array.isArray(value)) {
+    throw new ControlError("protocol", "ready with listeners not an array");
+  }
+  return value.map((item) => {
+    const { fd, name, addr } = (item ?? {}) as Record<string, unknown>;
+    if (
+      !Number.isSafeInteger(fd) || (fd as number) < 0 ||
+      typeof name !== "string" || typeof addr !== "string"
+    ) {
+      throw new ControlError("protocol", "ready with an invalid listener");
+    }
+    return { fd: fd as number, name, addr };
+  });
 }
 
 function isPid(value: unknown): value is number {

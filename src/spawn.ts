@@ -260,6 +260,14 @@ export interface SpawnGenerationOptions {
   env: Record<string, string>;
   /** The child's working directory. Default: this process's. */
   cwd?: string;
+  /** Variables of this process's environment the child does not get. */
+  unsetEnv?: string[];
+  /**
+   * The caller reaps the child (a supervisor that signals a child's group
+   * before reaping it, so that a reused pid is never hit): posix_spawn only,
+   * and `exited` never resolves.
+   */
+  callerReaps?: boolean;
 }
 
 /**
@@ -666,6 +674,7 @@ export function spawnGeneration(options: SpawnGenerationOptions): Generation {
   };
   delete childEnv.LISTEN_PID;
   delete childEnv.DENO_EXTRA_STDIO_FDS;
+  for (const name of options.unsetEnv ?? []) delete childEnv[name];
 
   // Deno's child_process moves each passed fd to its slot with dup2() and
   // then closes the source, one after the other, so a source fd that is
@@ -692,7 +701,13 @@ export function spawnGeneration(options: SpawnGenerationOptions): Generation {
         devNull: [0, 1, 2].filter((fd) => stdio[fd] === "ignore"),
         cwd,
       });
-      if (pid !== undefined) return watchSpawned(pid);
+      if (pid !== undefined) return watchSpawned(pid, options.callerReaps);
+      if (options.callerReaps) {
+        throw new Error(
+          `cannot start ${execPath} for a supervisor: posix_spawn(3) through ` +
+            `FFI is not available here`,
+        );
+      }
       child = spawn(
         "/bin/sh",
         ["-c", CHILD_SCRIPT, "sh", execPath, ...args],
@@ -763,11 +778,11 @@ export function isHungUpTerminal(fd: number, isTerminal: boolean): boolean {
 export const EXIT_POLL_MS = 10;
 
 /** Wraps a child started with posix_spawn as a {@linkcode Generation}. */
-function watchSpawned(pid: number): Generation {
+function watchSpawned(pid: number, callerReaps = false): Generation {
   const { promise: exited, resolve } = Promise.withResolvers<
     GenerationExit
   >();
-  const timer = setInterval(() => {
+  const timer = callerReaps ? undefined : setInterval(() => {
     const exit = reapChild(pid);
     if (exit === undefined) return;
     clearInterval(timer);
@@ -783,7 +798,7 @@ function watchSpawned(pid: number): Generation {
       killProcessGroup(pid, signal);
     },
     unref(): void {
-      Deno.unrefTimer(timer);
+      if (timer !== undefined) Deno.unrefTimer(timer);
     },
   };
 }
@@ -824,8 +839,16 @@ const SIGNAL_NAMES: readonly string[] = [
   "SIGSYS",
 ];
 
-/** The name of signal `signal` ("SIGKILL"), or "SIG" and its number. */
-function signalName(signal: number): string {
+/**
+ * The name of signal `signal` ("SIGKILL"), or "SIG" and its number.
+ *
+ * @example
+ * ```ts
+ * import { signalName } from "./spawn.ts";
+ * console.log(signalName(9)); // "SIGKILL"
+ * ```
+ */
+export function signalName(signal: number): string {
   return SIGNAL_NAMES[signal] || `SIG${signal}`;
 }
 

@@ -42,6 +42,11 @@ import {
 } from "./notify.ts";
 import { recordRestart, removePidfile, writePidfile } from "./pidfile.ts";
 import { trace } from "./trace.ts";
+import {
+  askSupervisorToRoll,
+  followSupervisor,
+  isWorker,
+} from "./workers/worker.ts";
 
 const log = logger("supervisor");
 
@@ -302,20 +307,30 @@ async function checkReady(): Promise<void> {
   if (peer) {
     if (madeBy) madeBy.durationMs = Date.now() - madeBy.at;
     trace("ready: sending");
-    await peer.send({ type: "ready", pid: Deno.pid });
+    // A worker names its sockets: a supervisor given none takes them.
+    await peer.send(
+      isWorker()
+        ? { type: "ready", pid: Deno.pid, listeners: realSeam().listeners() }
+        : { type: "ready", pid: Deno.pid },
+    );
     trace("ready: sent");
     log.info("generation {generation} (pid {pid}) is ready", {
       generation: info.generation,
       pid: Deno.pid,
     });
-    followOldGeneration(peer);
+    if (isWorker()) {
+      followSupervisor(peer, {
+        saveApp: saveAppState,
+        orphaned: () => stopProcess("the supervisor is gone"),
+      });
+    } else followOldGeneration(peer);
   } else {
     sdNotify(`READY=1\nSTATUS=${statusLine()}`);
   }
 }
 
 function savePidfile(): void {
-  if (!pidfile) return;
+  if (!pidfile || isWorker()) return; // the supervisor writes it
   try {
     writePidfile(pidfile, {
       pid: Deno.pid,
@@ -361,7 +376,7 @@ export function afterHandover(): Promise<void> {
  * ```
  */
 export function releaseProcess(): void {
-  if (pidfile) removePidfile(pidfile, Deno.pid);
+  if (pidfile && !isWorker()) removePidfile(pidfile, Deno.pid);
 }
 
 function statusLine(): string {
@@ -486,6 +501,10 @@ function onRestartSignal(signal: Deno.Signal): void {
     log.warn("{signal} ignored: shutting down", { signal });
     return;
   }
+  if (isWorker()) {
+    askSupervisorToRoll(signal);
+    return;
+  }
   restartProcess({ trigger: "signal" }).catch(() => {
     // the restarter logged why; this generation keeps serving
   });
@@ -525,6 +544,16 @@ export function restartProcess(
   if (stopping && restarter?.phase !== "handing-over") {
     return Promise.reject(
       new RestartError("this generation is shutting down: no restart"),
+    );
+  }
+  if (isWorker()) {
+    const signal = [...restartSignals][0] ?? DEFAULT_RESTART_SIGNALS[0];
+    const supervisor = askSupervisorToRoll(signal);
+    return Promise.reject(
+      new RestartError(
+        `a worker does not restart itself: asked its supervisor ` +
+          `(pid ${supervisor}) for a rolling restart, which it reports`,
+      ),
     );
   }
   restarter ??= new Restarter(realSeam(), info, { startTimeout });
@@ -594,6 +623,15 @@ function warmUpRestart(): void {
   Deno.unrefTimer(timer);
 }
 
+/** The app state of every server, by name (the `handover.save()` hooks). */
+async function saveAppState(): Promise<Record<string, unknown>> {
+  const app: Record<string, unknown> = {};
+  for (const server of servers) {
+    if (server.saveState) app[server.name] = await server.saveState();
+  }
+  return app;
+}
+
 function realSeam(): HandoverSeam {
   const restartLog = logger("handover");
   return {
@@ -638,13 +676,7 @@ function realSeam(): HandoverSeam {
       trace("restart: spawned");
       return child;
     },
-    async saveAppState() {
-      const app: Record<string, unknown> = {};
-      for (const server of servers) {
-        if (server.saveState) app[server.name] = await server.saveState();
-      }
-      return app;
-    },
+    saveAppState,
     committed(child) {
       // Before this process exits: otherwise systemd 252 takes the main
       // process's exit for the service's, and kills the whole cgroup.

@@ -1,0 +1,149 @@
+/**
+ * The process calls a supervisor needs that Deno has no API for: waitid(2)
+ * with WNOWAIT (see which child ended without reaping it, so that its pid,
+ * and so its process group id, stays reserved while the group is signalled),
+ * pidfd_open(2) and pidfd_getfd(2) (take a worker's listening sockets), and
+ * the terminal and PID 1 checks.
+ *
+ * TODO(os seam): these bindings belong beside ./../os.ts once the engine
+ * work has settled that module.
+ *
+ * @module
+ */
+
+const SYMBOLS = {
+  waitid: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
+  syscall: { parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
+  close: { parameters: ["i32"], result: "i32" },
+} as const;
+
+const P_ALL = 0;
+const WNOHANG = 1;
+const WEXITED = 4;
+const WNOWAIT = 0x01000000;
+/** siginfo_t is 128 bytes; si_pid is at 16 (x86_64 and aarch64). */
+const SIGINFO_BYTES = 128;
+const SI_PID_OFFSET = 16;
+const SYS_PIDFD_OPEN = 434;
+const SYS_PIDFD_GETFD = 438;
+
+let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null | undefined;
+
+function calls(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
+  if (lib === undefined) {
+    try {
+      lib = Deno.dlopen(libcPath(), SYMBOLS);
+    } catch {
+      lib = null;
+    }
+  }
+  if (!lib) {
+    throw new Error(
+      "the supervisor needs FFI (--allow-ffi, or -A) for waitid(2)",
+    );
+  }
+  return lib.symbols;
+}
+
+function libcPath(): string {
+  for (
+    const path of [
+      "/lib/x86_64-linux-gnu/libc.so.6",
+      "/lib/aarch64-linux-gnu/libc.so.6",
+      "/usr/lib/libc.so.6",
+      "/lib64/libc.so.6",
+    ]
+  ) {
+    try {
+      Deno.statSync(path);
+      return path;
+    } catch {
+      // the next one
+    }
+  }
+  return "libc.so.6";
+}
+
+/**
+ * The pid of a child of this process that has ended and is not reaped yet
+ * (it stays a zombie, its pid reserved); undefined when there is none.
+ *
+ * @example
+ * ```ts ignore
+ * const pid = endedChild();
+ * if (pid) { Deno.kill(-pid, "SIGKILL"); reapChild(pid); }
+ * ```
+ */
+export function endedChild(): number | undefined {
+  const info = new Uint8Array(SIGINFO_BYTES);
+  const result = calls().waitid(P_ALL, 0, info, WEXITED | WNOHANG | WNOWAIT);
+  if (result !== 0) return undefined; // ECHILD: no children at all
+  const pid = new DataView(info.buffer).getInt32(SI_PID_OFFSET, true);
+  return pid > 0 ? pid : undefined;
+}
+
+/**
+ * A copy, in this process, of fd `fd` of process `pid` (pidfd_getfd(2)), with
+ * close-on-exec set. Throws an error naming the pid and fd when it fails.
+ *
+ * @example
+ * ```ts ignore
+ * const mine = takeFd(workerPid, 3);
+ * ```
+ */
+export function takeFd(pid: number, fd: number): number {
+  const c = calls();
+  const pidfd = Number(c.syscall(BigInt(SYS_PIDFD_OPEN), BigInt(pid), 0n, 0n));
+  if (pidfd < 0) {
+    throw new Error(`cannot take fd ${fd} of pid ${pid}: pidfd_open failed`);
+  }
+  try {
+    const copy = Number(
+      c.syscall(BigInt(SYS_PIDFD_GETFD), BigInt(pidfd), BigInt(fd), 0n),
+    );
+    if (copy < 0) {
+      throw new Error(
+        `cannot take fd ${fd} of pid ${pid}: pidfd_getfd failed ` +
+          `(Linux >= 5.6 and ptrace rights are needed)`,
+      );
+    }
+    return copy;
+  } finally {
+    c.close(pidfd);
+  }
+}
+
+/**
+ * Whether this process runs in the foreground of a terminal: stdin is a
+ * terminal whose foreground process group is this process's group.
+ *
+ * @example
+ * ```ts
+ * import { inForegroundTerminal } from "./process.ts";
+ * console.log(inForegroundTerminal());
+ * ```
+ */
+export function inForegroundTerminal(): boolean {
+  if (!Deno.stdin.isTerminal()) return false;
+  try {
+    const stat = Deno.readTextFileSync("/proc/self/stat");
+    // After "pid (comm) ": state ppid pgrp session tty_nr tpgid ...
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[2]) === Number(fields[5]);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether this process is PID 1 of its pid namespace (a container's init).
+ *
+ * @example
+ * ```ts
+ * import { isPid1 } from "./process.ts";
+ * console.log(isPid1());
+ * ```
+ */
+export function isPid1(): boolean {
+  return Deno.pid === 1;
+}

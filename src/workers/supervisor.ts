@@ -1,0 +1,338 @@
+/**
+ * The supervisor: one process that holds the listening sockets, loads no app
+ * code, and runs N workers on them (all accept on the same sockets: the
+ * kernel's queue is shared, so a worker that exits loses no queued
+ * connection). It reaps every child, forwards shutdown signals, replaces
+ * crashed workers with backoff, rolls restarts worker by worker, and is the
+ * only process that talks to systemd.
+ *
+ * The sockets come from LISTEN_FDS; when none are inherited, the first
+ * worker opens them (the supervisor cannot know where a main module listens
+ * without loading it) and the supervisor takes copies (pidfd_getfd) for
+ * every later worker.
+ *
+ * TODO(signals): the inspector guard socket on 127.0.0.1:9229 must be held by
+ * the supervisor and passed to every worker; wireSignals covers SIGUSR1 here.
+ * TODO(fdstore): the supervisor is the one to store its fds in systemd's fd
+ * store (FDSTORE=1).
+ * TODO(upgrade): the supervisor's own code upgrade (execve in place, same
+ * pid, sockets and workers kept) is not done: a roll replaces workers only.
+ *
+ * @module
+ */
+
+import { formatAddr } from "../address.ts";
+import type { HandoverState, RestartTrigger } from "../handover.ts";
+import { inheritedFds } from "../listeners.ts";
+import { logger } from "../log.ts";
+import { sdNotify, watchdogIntervalMs } from "../notify.ts";
+import { removePidfile, type StatusFile, writePidfile } from "../pidfile.ts";
+import { DEFAULT_SHUTDOWN_SIGNALS, wireSignals } from "../signals.ts";
+import type { PassedFd } from "../spawn.ts";
+import { takeFd } from "./process.ts";
+import { Reaper } from "./reaper.ts";
+import {
+  describeExit,
+  spawnWorker,
+  type WorkerProcess,
+} from "./spawn_worker.ts";
+import { rollWorkers } from "./roll.ts";
+import type { Pool, SupervisorOptions } from "./pool.ts";
+export type { SupervisorOptions } from "./pool.ts";
+
+const log = logger("workers");
+
+/** One worker as the status lists it. */
+export interface WorkerStatus {
+  slot: number;
+  pid: number;
+  generation: number;
+  startedAt: number;
+  phase: string;
+}
+
+/**
+ * Runs the supervisor until it is stopped; resolves to the exit status: 0
+ * after a clean shutdown, 1 when the workers could not be kept running.
+ *
+ * @example
+ * ```ts ignore
+ * Deno.exit(await runSupervisor({ workers: 2, restartSignals: ["SIGUSR1"] }));
+ * ```
+ */
+export async function runSupervisor(
+  options: SupervisorOptions,
+): Promise<number> {
+  const pool = createPool(options);
+  pool.reaper.start();
+  const finished = Promise.withResolvers<number>();
+  let rolling: Promise<void> | undefined;
+  const roll = (trigger: RestartTrigger): Promise<void> => {
+    rolling ??= rollWorkers(pool, trigger).finally(() => rolling = undefined);
+    return rolling;
+  };
+  wireSignals(DEFAULT_SHUTDOWN_SIGNALS, options.restartSignals, {
+    shutdown: (signal) => {
+      if (pool.stopping.signal.aborted) {
+        log.warn("{signal} again while stopping: killing the workers", {
+          signal,
+        });
+        for (const w of pool.workers) {
+          pool.reaper.signal(w.pid, "SIGKILL", true);
+        }
+        finished.resolve(1);
+        return;
+      }
+      log.info("{signal}: stopping {count} worker(s) gracefully", {
+        signal,
+        count: pool.workers.size,
+      });
+      stopAll(pool).then((code) => finished.resolve(code));
+    },
+    restart: () => {
+      if (pool.stopping.signal.aborted) return;
+      roll("signal").catch(() => {}); // logged and published by the roll
+    },
+  });
+  const watchdog = startWatchdog();
+  try {
+    await startAll(pool);
+  } catch (error) {
+    log.error("{error}", { error: (error as Error).message });
+    await stopAll(pool);
+    finished.resolve(1);
+  }
+  pool.allGone = () => finished.resolve(1);
+  let extra: { close(): void } | undefined;
+  if (!pool.stopping.signal.aborted) {
+    sdNotify(`READY=1\nSTATUS=${statusLine(pool)}`);
+    pool.publish();
+    extra = await options.onReady?.(roll);
+  }
+  const code = await finished.promise;
+  extra?.close();
+  clearInterval(watchdog);
+  wireSignals([], [], { shutdown() {}, restart() {} });
+  pool.reaper.stop();
+  if (options.pidfile) removePidfile(options.pidfile, Deno.pid);
+  return code;
+}
+
+function createPool(options: SupervisorOptions): Pool {
+  const startedAt = Date.now();
+  const pool: Pool = {
+    options,
+    reaper: new Reaper((pid) => log.debug("reaped orphan {pid}", { pid })),
+    listeners: inheritedFds().map((f) => ({
+      fd: f.fd,
+      name: f.name,
+      addr: formatAddr(f.addr),
+    })),
+    workers: new Set(),
+    generation: 1,
+    rolls: 0,
+    firstStartedAt: startedAt,
+    givenUp: new Set(),
+    crashes: new Map(),
+    allGone() {},
+    stopping: new AbortController(),
+    async start(slot, trigger, app = {}) {
+      const state: HandoverState = {
+        generation: pool.generation,
+        firstStartedAt: startedAt,
+        restarts: pool.rolls,
+        listeners: pool.listeners,
+        app,
+        restart: { trigger, at: Date.now() },
+      };
+      const worker = await spawnWorker({
+        slot,
+        state,
+        fds: passedFds(pool),
+        reaper: pool.reaper,
+        startTimeout: options.startTimeout ?? 30_000,
+        signal: pool.stopping.signal,
+      });
+      if (pool.listeners.length === 0) adoptListeners(pool, worker);
+      pool.workers.add(worker);
+      worker.exited.then(() => onExit(pool, worker));
+      log.info("worker {slot} (pid {pid}, generation {generation}) is ready", {
+        slot,
+        pid: worker.pid,
+        generation: worker.generation,
+      });
+      return worker;
+    },
+    async retire(worker) {
+      worker.phase = "draining";
+      pool.reaper.signal(worker.pid, "SIGTERM");
+      const exit = await worker.exited;
+      worker.peer.close();
+      pool.workers.delete(worker);
+      log.info("worker {slot} (pid {pid}) drained and exited {how}", {
+        slot: worker.slot,
+        pid: worker.pid,
+        how: describeExit(exit),
+      });
+    },
+    publish(extra) {
+      const line = statusLine(pool) + (extra ? `; ${extra}` : "");
+      sdNotify(`STATUS=${line}`);
+      if (options.pidfile) savePidfile(pool, options.pidfile);
+    },
+  };
+  return pool;
+}
+
+function passedFds(pool: Pool): PassedFd[] {
+  return pool.listeners.map((l) => ({ fd: l.fd, name: l.name }));
+}
+
+/** The first worker opened the sockets: take copies for the next ones. */
+function adoptListeners(pool: Pool, worker: WorkerProcess): void {
+  pool.listeners = (worker.listeners ?? []).map((l) => ({
+    ...l,
+    fd: takeFd(worker.pid, l.fd),
+  }));
+  if (pool.listeners.length === 0) {
+    throw new Error(
+      `worker ${worker.slot} (pid ${worker.pid}) serves no socket`,
+    );
+  }
+}
+
+async function startAll(pool: Pool): Promise<void> {
+  const slots = Array.from({ length: pool.options.workers }, (_, i) => i + 1);
+  if (pool.listeners.length === 0) {
+    // The first worker opens the sockets; the others share them.
+    await pool.start(slots.shift()!, "api");
+  }
+  await Promise.all(slots.map((slot) => pool.start(slot, "api")));
+}
+
+/** Every worker drains; resolves to the exit status. */
+async function stopAll(pool: Pool): Promise<number> {
+  pool.stopping.abort();
+  const drainMs = pool.options.drainTimeout ?? 30_000;
+  sdNotify(
+    `STOPPING=1\nEXTEND_TIMEOUT_USEC=${(drainMs + 5000) * 1000}\n` +
+      `STATUS=stopping ${pool.workers.size} worker(s)`,
+  );
+  const workers = [...pool.workers];
+  for (const w of workers) pool.reaper.signal(w.pid, "SIGTERM");
+  let killed = false;
+  const timer = setTimeout(() => {
+    killed = true;
+    for (const w of workers) pool.reaper.signal(w.pid, "SIGKILL", true);
+  }, drainMs + 5000);
+  await Promise.all(workers.map((w) => w.exited));
+  clearTimeout(timer);
+  log.info("every worker has exited");
+  return killed ? 1 : 0;
+}
+
+/** A worker exited: unasked, it is replaced (with backoff). */
+function onExit(pool: Pool, worker: WorkerProcess): void {
+  if (worker.phase === "draining" || pool.stopping.signal.aborted) return;
+  worker.peer.close();
+  pool.workers.delete(worker);
+  worker.exited.then((exit) => {
+    log.error("worker {slot} (pid {pid}) crashed (exited {how})", {
+      slot: worker.slot,
+      pid: worker.pid,
+      how: describeExit(exit),
+    });
+    replaceSlot(pool, worker.slot);
+  });
+}
+
+/**
+ * Starts a new worker in a slot whose worker crashed, after a backoff that
+ * doubles with each recent crash; gives the slot up after `crashLimit`
+ * crashes (a failed start counts) within `crashWindowMs`.
+ */
+async function replaceSlot(pool: Pool, slot: number): Promise<void> {
+  const limit = pool.options.crashLimit ?? 5;
+  const windowMs = pool.options.crashWindowMs ?? 60_000;
+  while (!pool.stopping.signal.aborted) {
+    const now = Date.now();
+    const recent = (pool.crashes.get(slot) ?? []).filter((at) =>
+      now - at < windowMs
+    );
+    recent.push(now);
+    pool.crashes.set(slot, recent);
+    if (recent.length >= limit) {
+      pool.givenUp.add(slot);
+      const why = `worker ${slot} crashed ${recent.length} times within ` +
+        `${windowMs} ms: not replaced any more`;
+      log.error("{why}", { why });
+      pool.publish(why);
+      if (pool.workers.size === 0) pool.allGone();
+      return;
+    }
+    pool.publish(`worker ${slot} crashed; replacing it`);
+    const backoff = Math.min(100 * 2 ** (recent.length - 1), 5000);
+    await new Promise((resolve) => setTimeout(resolve, backoff));
+    if (pool.stopping.signal.aborted) return;
+    try {
+      await pool.start(slot, "api");
+      pool.publish();
+      return;
+    } catch (error) {
+      log.error("{error}", { error: (error as Error).message });
+    }
+  }
+}
+
+/** "2/2 workers ready, generation 3". */
+function statusLine(pool: Pool): string {
+  const ready = [...pool.workers].filter((w) => w.phase === "ready").length;
+  const given = pool.givenUp.size > 0
+    ? `, ${pool.givenUp.size} given up after crashes`
+    : "";
+  return `${ready}/${pool.options.workers} workers ready, generation ` +
+    `${pool.generation}${given} (supervisor pid ${Deno.pid})`;
+}
+
+/**
+ * The workers, for status pages.
+ *
+ * @example
+ * ```ts ignore
+ * console.log(workerList(pool));
+ * ```
+ */
+export function workerList(pool: Pool): WorkerStatus[] {
+  return [...pool.workers].sort((a, b) => a.slot - b.slot).map((w) => ({
+    slot: w.slot,
+    pid: w.pid,
+    generation: w.generation,
+    startedAt: w.startedAt,
+    phase: w.phase,
+  }));
+}
+
+function savePidfile(pool: Pool, pidfile: string): void {
+  const status: StatusFile & { workers: WorkerStatus[]; rolls: number } = {
+    pid: Deno.pid,
+    generation: pool.generation,
+    startedAt: pool.firstStartedAt,
+    firstStartedAt: pool.firstStartedAt,
+    restarts: pool.rolls,
+    rolls: pool.rolls,
+    listeners: pool.listeners.map((l) => l.addr),
+    lastRestart: pool.lastRoll,
+    workers: workerList(pool),
+  };
+  try {
+    writePidfile(pidfile, status);
+  } catch (error) {
+    log.error("cannot write pidfile {pidfile}: {error}", { pidfile, error });
+  }
+}
+
+function startWatchdog(): ReturnType<typeof setInterval> | undefined {
+  const ms = watchdogIntervalMs();
+  if (ms === undefined) return undefined;
+  return setInterval(() => sdNotify("WATCHDOG=1"), Math.max(ms / 2, 10));
+}
