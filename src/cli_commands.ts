@@ -125,6 +125,8 @@ async function reload(
   timeoutMs: number,
 ): Promise<number> {
   const pid = findPid(pidfile, undefined);
+  // A supervisor keeps its pid: its roll counter says when a roll is done.
+  const rollsBefore = readStatus(pidfile)?.restarts;
   const sent = Date.now();
   Deno.kill(pid, signal);
   const deadline = sent + timeoutMs;
@@ -141,6 +143,16 @@ async function reload(
     }
     const st = readStatus(pidfile);
     const last = st?.pid === pid ? st.lastRestart : undefined;
+    if (
+      "workers" in (st ?? {}) && last?.ok && rollsBefore !== undefined &&
+      st!.restarts > rollsBefore
+    ) {
+      console.log(
+        `reloaded: every worker rolled to generation ${st!.generation} ` +
+          `(supervisor pid ${pid})`,
+      );
+      return 0;
+    }
     if (last && !last.ok && last.at >= sent - 1000) {
       console.error(
         `reload failed, pid ${pid} keeps serving: ${last.reason ?? "unknown"}`,

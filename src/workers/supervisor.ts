@@ -313,7 +313,11 @@ export function workerList(pool: Pool): WorkerStatus[] {
 }
 
 function savePidfile(pool: Pool, pidfile: string): void {
-  const status: StatusFile & { workers: WorkerStatus[]; rolls: number } = {
+  const status: StatusFile & {
+    workers: WorkerStatus[];
+    rolls: number;
+    givenUp: number[];
+  } = {
     pid: Deno.pid,
     generation: pool.generation,
     startedAt: pool.firstStartedAt,
@@ -323,6 +327,7 @@ function savePidfile(pool: Pool, pidfile: string): void {
     listeners: pool.listeners.map((l) => l.addr),
     lastRestart: pool.lastRoll,
     workers: workerList(pool),
+    givenUp: [...pool.givenUp],
   };
   try {
     writePidfile(pidfile, status);

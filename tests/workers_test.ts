@@ -1,0 +1,239 @@
+/**
+ * Workers under a supervisor, end to end: real `deno run -A mod.ts APP.ts
+ * --workers N` processes, signals, `reload`, wrk, a pid namespace and a
+ * pseudo-terminal. Each test's app lives in a temp dir whose path marks every
+ * process it starts, so that nothing is left behind.
+ */
+
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import {
+  alive,
+  Child,
+  get,
+  listeningInodes,
+  MOD,
+  pidsWith,
+  TempApp,
+  until,
+} from "./helpers.ts";
+
+const APP = `
+const VERSION = "__VERSION__";
+let served = 0;
+export default {
+  async fetch(req) {
+    served++;
+    const url = new URL(req.url);
+    if (url.pathname === "/pid") return new Response(String(Deno.pid));
+    if (url.pathname === "/version") return new Response(VERSION);
+    if (url.pathname === "/sleep") {
+      await new Promise((r) => setTimeout(r, Number(url.searchParams.get("ms") ?? 1000)));
+      return new Response("slept in " + Deno.pid);
+    }
+    return new Response("hello " + VERSION);
+  },
+};
+`;
+
+function app(version = "v1", prelude = ""): string {
+  return prelude + APP.replace("__VERSION__", version);
+}
+
+interface Status {
+  pid: number;
+  generation: number;
+  restarts: number;
+  lastRestart?: { ok: boolean; reason?: string };
+  workers: { slot: number; pid: number; generation: number; phase: string }[];
+  givenUp: number[];
+}
+
+function readStatus(pidfile: string): Status | undefined {
+  try {
+    return JSON.parse(Deno.readTextFileSync(`${pidfile}.json`));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Starts the app with a supervisor and N workers; waits until all are ready. */
+async function startWorkers(
+  source: string,
+  workers: number,
+  extra: string[] = [],
+): Promise<{ t: TempApp; pidfile: string; status: () => Status }> {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-workers-" });
+  const pidfile = `${dir}/app.pid`;
+  const t = await TempApp.start(source, [
+    "--workers",
+    String(workers),
+    "--pidfile",
+    pidfile,
+    ...extra,
+  ]);
+  await until(() => readStatus(pidfile)?.workers.length === workers);
+  return { t, pidfile, status: () => readStatus(pidfile)! };
+}
+
+function reload(pidfile: string): Promise<Deno.CommandOutput> {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MOD, "reload", "--pidfile", pidfile],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+}
+
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+Deno.test("workers: 2 workers share the supervisor's socket; SIGTERM drains them all and exits 0", async () => {
+  const { t, status } = await startWorkers(app(), 2);
+  try {
+    const supervisor = t.child.pid;
+    const { workers } = status();
+    assertEquals(status().pid, supervisor);
+    const [shared] = listeningInodes(supervisor);
+    assert(shared, "the supervisor holds the listening socket");
+    for (const worker of workers) {
+      assertEquals(listeningInodes(worker.pid).map((l) => l.inode), [
+        shared.inode,
+      ]);
+    }
+    assertEquals(
+      pidsWith(t.dir).sort(),
+      [supervisor, ...workers.map((w) => w.pid)].sort(),
+    );
+    // Workers do not talk to systemd, and know they are workers.
+    for (const worker of workers) {
+      const env = Deno.readTextFileSync(`/proc/${worker.pid}/environ`);
+      assert(!env.includes("NOTIFY_SOCKET="), "no NOTIFY_SOCKET in a worker");
+    }
+    assertEquals((await get(t.port, "/version")).text, "v1");
+    t.child.kill("SIGTERM");
+    assertEquals((await t.child.exited).code, 0);
+    assertEquals(pidsWith(t.dir), []);
+  } finally {
+    await t.stop();
+  }
+});
+
+for (const mode of ["keep-alive", "Connection: close"]) {
+  Deno.test(`workers: a rolling reload under wrk (${mode}) loses no request`, async () => {
+    const { t, pidfile, status } = await startWorkers(app(), 2);
+    try {
+      const before = status().workers.map((w) => w.pid);
+      await t.write(app("v2"));
+      const wrk = new Child("wrk", [
+        "-t1",
+        "-c20",
+        "-d120s",
+        ...(mode === "keep-alive" ? [] : ["-H", "Connection: close"]),
+        `http://127.0.0.1:${t.port}/`,
+      ]);
+      // wrk is connected once the port has established connections.
+      await until(() => established(t.port) > 0);
+      const reloaded = await reload(pidfile);
+      assertEquals(reloaded.code, 0, text(reloaded.stderr));
+      assertMatch(text(reloaded.stdout), /rolled to generation 2/);
+      // The roll happened within the load window: wrk still runs.
+      assert(
+        (await Promise.race([wrk.exited.then(() => true), false])) === false,
+        "wrk ended before the roll did",
+      );
+      wrk.kill("SIGINT"); // wrk stops and prints its report
+      await wrk.done;
+      const report = wrk.output;
+      const requests = Number(report.match(/(\d+) requests in/)?.[1] ?? 0);
+      assert(requests >= 200, report);
+      assert(!/Socket errors/.test(report), report);
+      assert(!/Non-2xx/.test(report), report);
+      const after = status().workers.map((w) => w.pid);
+      assertEquals(after.filter((pid) => before.includes(pid)), []);
+      assertEquals(status().workers.map((w) => w.generation), [2, 2]);
+      assertEquals((await get(t.port, "/version")).text, "v2");
+      assert(before.every((pid) => !alive(pid)), "the old workers exited");
+    } finally {
+      await t.stop();
+    }
+  });
+}
+
+/** Established TCP connections to 127.0.0.1:port (server side). */
+function established(port: number): number {
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  return Deno.readTextFileSync("/proc/net/tcp").split("\n").filter((line) => {
+    const cols = line.trim().split(/\s+/);
+    return cols[1]?.endsWith(`:${hex}`) && cols[3] === "01";
+  }).length;
+}
+
+Deno.test("workers: a new version that fails mid-roll: the old worker keeps serving and reload exits 1", async () => {
+  const { t, pidfile, status } = await startWorkers(app(), 2);
+  try {
+    const [first, second] = status().workers;
+    // The first v2 worker starts; the next one fails.
+    await t.write(app(
+      "v2",
+      `const mark = new URL("./v2-started", import.meta.url).pathname;
+try { Deno.statSync(mark); throw new Error("v2 cannot start twice"); }
+catch (e) { if (e.message.includes("twice")) throw e; Deno.writeTextFileSync(mark, ""); }
+`,
+    ));
+    const reloaded = await reload(pidfile);
+    assertEquals(reloaded.code, 1, text(reloaded.stdout));
+    assertMatch(text(reloaded.stderr), /reload failed/);
+    const now = status();
+    assertEquals(now.lastRestart?.ok, false);
+    assertEquals(now.workers.length, 2);
+    assert(!alive(first.pid), "slot 1 was rolled");
+    assertEquals(now.workers[1].pid, second.pid);
+    assert(alive(second.pid), "slot 2 keeps its old worker");
+    assertEquals(now.workers.map((w) => w.generation), [2, 1]);
+    assertEquals(now.generation, 1);
+    // Both keep serving.
+    const versions = new Set<string>();
+    await until(async () => {
+      versions.add(
+        (await get(t.port, "/version", {
+          headers: { connection: "close" },
+        })).text,
+      );
+      return versions.size === 2;
+    });
+  } finally {
+    await t.stop();
+  }
+});
+
+Deno.test("workers: a crashed worker is replaced; a crash loop stops replacing it", async () => {
+  const { t, status } = await startWorkers(
+    app(
+      "v1",
+      `
+try {
+  Deno.statSync(new URL("./crash", import.meta.url));
+  setTimeout(() => Deno.exit(3), 50);
+} catch { /* no crash file: serve */ }
+`,
+    ),
+    2,
+  );
+  try {
+    const [first, second] = status().workers;
+    Deno.kill(first.pid, "SIGKILL");
+    await until(() => {
+      const slot1 = status().workers.find((w) => w.slot === 1);
+      return slot1 !== undefined && slot1.pid !== first.pid;
+    });
+    assertEquals((await get(t.port, "/version")).text, "v1");
+    // Now every new worker crashes right after it starts.
+    Deno.writeTextFileSync(`${t.dir}/crash`, "");
+    const replaced = status().workers.find((w) => w.slot === 1)!;
+    Deno.kill(replaced.pid, "SIGKILL");
+    await until(() => status().givenUp.includes(1), 60_000);
+    assertEquals(status().workers.map((w) => w.pid), [second.pid]);
+    assertMatch(t.child.output, /worker 1 crashed \d+ times/);
+    assertEquals(Number((await get(t.port, "/pid")).text), second.pid);
+  } finally {
+    await t.stop();
+  }
+});
