@@ -237,3 +237,101 @@ try {
     await t.stop();
   }
 });
+
+/** Field `index` (0: state, 1: ppid) after the command in /proc/PID/stat. */
+function statField(pid: number, index: number): string | undefined {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[index];
+  } catch {
+    return undefined; // reaped
+  }
+}
+
+/** The host pid of the process that is PID 1 in the namespace under `pid`. */
+function namespaceInit(parent: number): number | undefined {
+  for (const pid of pidsWith("")) {
+    if (statField(pid, 1) !== String(parent)) continue;
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    if (/^NSpid:\s+\d+\s+1$/m.test(status)) return pid;
+  }
+  return undefined;
+}
+
+Deno.test({
+  name:
+    "workers: as PID 1 of a pid namespace, a restart keeps serving and every child (orphans too) is reaped",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "graceful-pid1-" });
+    const source = app(
+      "v1",
+      // An orphan: the subshell outlives its parent sh and is reparented to
+      // PID 1, which must reap it.
+      `await new Deno.Command("sh", {
+  args: ["-c", "(until [ -e ${dir}/release ]; do sleep 0.05; done) >/dev/null 2>&1 & exit 0", "${dir}/orphan"],
+}).output();
+`,
+    );
+    await Deno.writeTextFile(`${dir}/app.ts`, source);
+    const child = new Child("unshare", [
+      "--pid",
+      "--fork",
+      "--mount-proc",
+      "--kill-child", // when the test kills unshare, the namespace ends
+      Deno.execPath(),
+      "run",
+      "-A",
+      MOD,
+      `${dir}/app.ts`,
+      "--port",
+      "0",
+      "--hostname",
+      "127.0.0.1",
+    ]);
+    try {
+      const m = await child.waitFor(
+        /Listening on http:\/\/127\.0\.0\.1:(\d+)\//,
+      );
+      const port = Number(m[1]);
+      let init: number | undefined;
+      await until(() => (init = namespaceInit(child.pid)) !== undefined);
+      const first = Number((await get(port, "/pid")).text);
+      assert(first !== 1, "a worker serves, not PID 1");
+      // The orphan is the supervisor's child now.
+      let orphan: number | undefined;
+      await until(() => {
+        orphan = pidsWith(`${dir}/orphan`).find((pid) =>
+          statField(pid, 1) === String(init)
+        );
+        return orphan !== undefined;
+      });
+      Deno.writeTextFileSync(`${dir}/release`, ""); // the orphan ends
+      Deno.kill(init!, "SIGUSR1");
+      await until(async () =>
+        Number(
+          (await get(port, "/pid", {
+            headers: { connection: "close" },
+          })).text,
+        ) !== first
+      );
+      // Neither the old worker nor the orphan is left a zombie.
+      await until(() => statField(orphan!, 0) === undefined);
+      await until(() =>
+        pidsWith("").every((pid) =>
+          statField(pid, 1) !== String(init) || statField(pid, 0) !== "Z"
+        ) && !Deno.readDirSync("/proc").some((e) =>
+          statField(Number(e.name), 1) === String(init) &&
+          statField(Number(e.name), 0) === "Z"
+        )
+      );
+      assertEquals((await get(port, "/version")).text, "v1");
+      Deno.kill(init!, "SIGTERM");
+      assertEquals((await child.exited).code, 0);
+      assertEquals(pidsWith(dir), []);
+    } finally {
+      await child.cleanup();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
