@@ -335,3 +335,83 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "workers: in a terminal the command stays in the foreground across a restart, and Ctrl-C drains and stops everything",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "graceful-tty-" });
+    await Deno.writeTextFile(`${dir}/app.ts`, app());
+    const command = [
+      Deno.execPath(),
+      "run",
+      "-A",
+      MOD,
+      `${dir}/app.ts`,
+      "--port",
+      "0",
+      "--hostname",
+      "127.0.0.1",
+    ].map((arg) => `'${arg}'`).join(" ");
+    // script(1) gives the command a pseudo-terminal; what is written to its
+    // stdin is typed at that terminal.
+    const terminal = new Deno.Command("script", {
+      args: ["-qfec", command, "/dev/null"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const output: string[] = [];
+    const reading = (async () => {
+      for await (
+        const chunk of terminal.stdout.pipeThrough(new TextDecoderStream())
+      ) output.push(chunk);
+    })();
+    const typist = terminal.stdin.getWriter();
+    try {
+      await until(() =>
+        /Listening on http:\/\/127\.0\.0\.1:\d+\//.test(output.join(""))
+      );
+      const port = Number(
+        output.join("").match(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//)![1],
+      );
+      const first = Number((await get(port, "/pid")).text);
+      const supervisor = Number(statField(first, 1));
+      assert(
+        /^[^\0]*deno\0run\0/.test(
+          Deno.readTextFileSync(`/proc/${supervisor}/cmdline`),
+        ),
+        "the worker's parent is the supervisor, in the terminal",
+      );
+      Deno.kill(supervisor, "SIGUSR1");
+      let now = first;
+      await until(async () => {
+        now = Number(
+          (await get(port, "/pid", {
+            headers: { connection: "close" },
+          })).text,
+        );
+        return now !== first;
+      });
+      await until(() => !alive(first));
+      assert(alive(supervisor), "the command is still in the foreground");
+      await typist.write(new TextEncoder().encode("\x03")); // Ctrl-C
+      const status = await terminal.status;
+      assertEquals(status.code, 0, output.join(""));
+      await until(() => pidsWith(dir).length === 0);
+      assertMatch(output.join(""), /SIGINT: stopping 1 worker/);
+    } finally {
+      for (const pid of pidsWith(dir)) Deno.kill(pid, "SIGKILL");
+      try {
+        terminal.kill("SIGKILL");
+      } catch {
+        // gone
+      }
+      await typist.close().catch(() => {});
+      await reading;
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

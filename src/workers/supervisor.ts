@@ -29,7 +29,7 @@ import { sdNotify, watchdogIntervalMs } from "../notify.ts";
 import { removePidfile, type StatusFile, writePidfile } from "../pidfile.ts";
 import { DEFAULT_SHUTDOWN_SIGNALS, wireSignals } from "../signals.ts";
 import type { PassedFd } from "../spawn.ts";
-import { takeFd } from "./process.ts";
+import { inForegroundTerminal, takeFd } from "./process.ts";
 import { Reaper } from "./reaper.ts";
 import {
   describeExit,
@@ -71,7 +71,12 @@ export async function runSupervisor(
     rolling ??= rollWorkers(pool, trigger).finally(() => rolling = undefined);
     return rolling;
   };
-  wireSignals(DEFAULT_SHUTDOWN_SIGNALS, options.restartSignals, {
+  // A terminal that hangs up (closed, ssh gone) stops the command.
+  const shutdownSignals: Deno.Signal[] = inForegroundTerminal() &&
+      !options.restartSignals.includes("SIGHUP")
+    ? [...DEFAULT_SHUTDOWN_SIGNALS, "SIGHUP"]
+    : DEFAULT_SHUTDOWN_SIGNALS;
+  wireSignals(shutdownSignals, options.restartSignals, {
     shutdown: (signal) => {
       if (pool.stopping.signal.aborted) {
         log.warn("{signal} again while stopping: killing the workers", {
