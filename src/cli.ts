@@ -22,6 +22,7 @@ import {
   processStatus,
   releaseProcess,
   restartProcess,
+  serverCount,
 } from "./supervisor.ts";
 import type { Watcher } from "./watch.ts";
 import { statusPath } from "./pidfile.ts";
@@ -210,6 +211,9 @@ export async function main(args: string[]): Promise<number> {
         `unexpected argument "${parsed.positionals[1]}" (one APP.ts at most)`,
       );
     }
+    // A main module that called serveGraceful itself: its servers run the
+    // process (and end it).
+    if (handler === undefined) return await new Promise<number>(() => {});
     const server = serveGraceful({
       name: values.name as string | undefined,
       port: values.port !== undefined
@@ -414,7 +418,7 @@ function parseEngine(raw: string | undefined): EngineName | undefined {
   throw new TypeError(`--engine "${raw}" must be auto, native or node`);
 }
 
-async function loadApp(path: string): Promise<GracefulHandler> {
+async function loadApp(path: string): Promise<GracefulHandler | undefined> {
   const url = /^[a-z][a-z0-9+.-]*:/i.test(path) && !/^[a-z]:[\\/]/i.test(path)
     ? path
     : pathToFileURL(isAbsolute(path) ? path : resolve(path)).href;
@@ -428,6 +432,7 @@ async function loadApp(path: string): Promise<GracefulHandler> {
     });
   }
   const fetch = mod.default?.fetch;
+  if (typeof fetch !== "function" && serverCount() > 0) return undefined;
   if (typeof fetch !== "function") {
     throw new TypeError(
       `app module ${path} must \`export default { fetch(request, info) {...} }\``,

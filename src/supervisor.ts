@@ -113,6 +113,19 @@ export function processTotals(): {
 }
 
 /**
+ * How many servers this process runs (an APP.ts that is a main module has
+ * started its own when the CLI imports it).
+ *
+ * @example
+ * ```ts ignore
+ * if (serverCount() > 0) console.log("the app serves by itself");
+ * ```
+ */
+export function serverCount(): number {
+  return servers.size;
+}
+
+/**
  * Drains every server, releases the pidfile and exits 0: a stop that was not
  * asked for by a signal (the admin API).
  *

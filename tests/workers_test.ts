@@ -415,3 +415,96 @@ Deno.test({
     }
   },
 });
+
+Deno.test("workers: APP.ts as a main module that calls serveGraceful on port 0: the first worker's socket is taken by the supervisor and shared", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-main-" });
+  const pidfile = `${dir}/app.pid`;
+  await Deno.writeTextFile(
+    `${dir}/app.ts`,
+    `import { serveGraceful } from "${MOD}";
+serveGraceful({ port: 0, hostname: "127.0.0.1" }, () => new Response(String(Deno.pid)));
+`,
+  );
+  const child = new Child(Deno.execPath(), [
+    "run",
+    "-A",
+    MOD,
+    `${dir}/app.ts`,
+    "--workers",
+    "2",
+    "--pidfile",
+    pidfile,
+  ]);
+  try {
+    await until(() => readStatus(pidfile)?.workers.length === 2);
+    const { workers, listeners } = readStatus(pidfile)! as Status & {
+      listeners: string[];
+    };
+    const port = Number(listeners[0].split(":").pop());
+    const inodes = workers.map((w) => listeningInodes(w.pid)[0]?.inode);
+    assertEquals(inodes[0], inodes[1]);
+    assertEquals(listeningInodes(child.pid)[0].inode, inodes[0]);
+    assert(
+      workers.map((w) => w.pid).includes(Number((await get(port, "/")).text)),
+    );
+    child.kill("SIGTERM");
+    assertEquals((await child.exited).code, 0);
+  } finally {
+    await child.cleanup();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("workers: GRACEFUL_WORKERS=auto counts the CPUs this process may run on", async () => {
+  const cpus = navigator.hardwareConcurrency;
+  const dir = await Deno.makeTempDir({ prefix: "graceful-auto-" });
+  const pidfile = `${dir}/app.pid`;
+  await Deno.writeTextFile(`${dir}/app.ts`, app());
+  const start = (affinity: string) =>
+    new Child("taskset", [
+      "-c",
+      affinity,
+      Deno.execPath(),
+      "run",
+      "-A",
+      MOD,
+      `${dir}/app.ts`,
+      "--port",
+      "0",
+      "--hostname",
+      "127.0.0.1",
+      "--pidfile",
+      pidfile,
+    ], { GRACEFUL_WORKERS: "auto" });
+  try {
+    if (cpus >= 2) {
+      const all = start(`0-${cpus - 1}`);
+      await until(() => readStatus(pidfile)?.workers?.length === cpus);
+      all.kill("SIGTERM");
+      assertEquals((await all.exited).code, 0);
+    }
+    // One CPU: one worker, served as today (no supervisor, no workers list).
+    const one = start("0");
+    await one.waitFor(/Listening on/);
+    await until(() => readStatus(pidfile) !== undefined);
+    assertEquals(readStatus(pidfile)!.pid, one.pid);
+    assertEquals(readStatus(pidfile)!.workers, undefined);
+    one.kill("SIGTERM");
+    assertEquals((await one.exited).code, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("workers: --workers takes a number or auto; anything else is a one-line error", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MOD, "--workers", "two"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assertEquals(out.code, 1);
+  assertEquals(
+    text(out.stderr).trim(),
+    'error: --workers "two" must be a number of workers (1-1024) or auto',
+  );
+});
