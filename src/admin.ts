@@ -109,6 +109,7 @@ import type { LastRestart } from "./handover.ts";
 export type { LastRestart, RestartTrigger } from "./handover.ts";
 import { renderAdminPage } from "./admin_page.ts";
 import { logger } from "./log.ts";
+import { workerSecret } from "./workers/worker.ts";
 
 const log = logger("admin");
 
@@ -266,7 +267,8 @@ export function createAdmin(
   const state: RouterState = {
     config: resolveOptions(options),
     deps,
-    csrf: randomHex(32),
+    // Workers share one (a page's next request may reach another worker).
+    csrf: workerSecret() ?? randomHex(32),
     tokenDigest: undefined,
     shuttingDown: false,
   };

@@ -122,6 +122,7 @@ const OLD_TO_NEW_TYPES: ReadonlySet<string> = new Set([
   "done",
   "fail",
   "save",
+  "rolled",
 ]);
 
 /** Message types the old process may receive after the hello. */
@@ -129,6 +130,7 @@ const NEW_TO_OLD_TYPES: ReadonlySet<string> = new Set([
   "ready",
   "fail",
   "saved",
+  "roll",
 ]);
 
 const encoder = new TextEncoder();
@@ -214,6 +216,46 @@ export interface SaveMessage {
 }
 
 /**
+ * worker → supervisor: roll every worker (a restart asked of a worker: the
+ * admin API, `server.restart()`).
+ *
+ * @example
+ * ```ts
+ * import type { RollMessage } from "./control.ts";
+ *
+ * const message: RollMessage = { type: "roll", trigger: "admin" };
+ * ```
+ */
+export interface RollMessage {
+  /** The message type. */
+  type: "roll";
+  /** What asked for it, for logs and status. */
+  trigger: string;
+}
+
+/**
+ * supervisor → worker: the outcome of the roll a {@linkcode RollMessage}
+ * asked for.
+ *
+ * @example
+ * ```ts
+ * import type { RolledMessage } from "./control.ts";
+ *
+ * const message: RolledMessage = { type: "rolled", ok: true, generation: 2 };
+ * ```
+ */
+export interface RolledMessage {
+  /** The message type. */
+  type: "rolled";
+  /** Whether every worker was replaced. */
+  ok: boolean;
+  /** The workers' generation now. */
+  generation: number;
+  /** Why it failed. */
+  reason?: string;
+}
+
+/**
  * worker → supervisor: the app state asked for by a {@linkcode SaveMessage},
  * by server name.
  *
@@ -292,6 +334,7 @@ export interface FailMessage {
  *     case "draining":
  *     case "done":
  *     case "save":
+ *     case "rolled":
  *       return message.type;
  *     case "fail":
  *       return `failed: ${message.reason}`;
@@ -305,7 +348,8 @@ export type OldToNewMessage =
   | DrainingMessage
   | DoneMessage
   | FailMessage
-  | SaveMessage;
+  | SaveMessage
+  | RolledMessage;
 
 /**
  * What the new process sends after its hello (and the old one receives).
@@ -317,7 +361,11 @@ export type OldToNewMessage =
  * const ready: NewToOldMessage = { type: "ready", pid: Deno.pid };
  * ```
  */
-export type NewToOldMessage = ReadyMessage | FailMessage | SavedMessage;
+export type NewToOldMessage =
+  | ReadyMessage
+  | FailMessage
+  | SavedMessage
+  | RollMessage;
 
 /**
  * Every message of the protocol.
@@ -463,6 +511,24 @@ function toControlMessage(value: unknown): ControlMessage {
       };
     case "save":
       return { type: "save" };
+    case "roll":
+      if (typeof record.trigger !== "string") {
+        throw new ControlError("protocol", "roll without a string trigger");
+      }
+      return { type: "roll", trigger: record.trigger };
+    case "rolled":
+      if (
+        typeof record.ok !== "boolean" ||
+        !Number.isSafeInteger(record.generation)
+      ) {
+        throw new ControlError("protocol", "rolled without ok and generation");
+      }
+      return {
+        type: "rolled",
+        ok: record.ok,
+        generation: record.generation as number,
+        ...(typeof record.reason === "string" ? { reason: record.reason } : {}),
+      };
     case "saved":
       if (
         typeof record.app !== "object" || record.app === null ||

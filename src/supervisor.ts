@@ -46,6 +46,7 @@ import {
   askSupervisorToRoll,
   followSupervisor,
   isWorker,
+  requestRoll,
 } from "./workers/worker.ts";
 
 const log = logger("supervisor");
@@ -560,13 +561,15 @@ export function restartProcess(
     );
   }
   if (isWorker()) {
-    const signal = [...restartSignals][0] ?? DEFAULT_RESTART_SIGNALS[0];
-    const supervisor = askSupervisorToRoll(signal);
-    return Promise.reject(
-      new RestartError(
-        `a worker does not restart itself: asked its supervisor ` +
-          `(pid ${supervisor}) for a rolling restart, which it reports`,
-      ),
+    // A worker restarts nothing itself: its supervisor rolls every worker.
+    return requestRoll(options.trigger ?? "api").then(
+      ({ ok, generation, reason }) => {
+        if (!ok) throw new RestartError(`rolling restart failed: ${reason}`);
+        return { pid: Deno.ppid, generation };
+      },
+      (error) => {
+        throw new RestartError(`rolling restart: ${error.message}`);
+      },
     );
   }
   restarter ??= new Restarter(realSeam(), info, { startTimeout });

@@ -134,7 +134,10 @@ for (const mode of ["keep-alive", "Connection: close"]) {
       const reloaded = await reload(pidfile);
       assertEquals(reloaded.code, 0, text(reloaded.stderr));
       assertMatch(text(reloaded.stdout), /rolled to generation 2/);
-      // The roll happened within the load window: wrk still runs.
+      // The last old worker drains after the roll succeeded.
+      await until(() => before.every((pid) => !alive(pid)));
+      await until(() => status().workers.length === 2);
+      // The roll, drains included, happened within the load window.
       assert(
         (await Promise.race([wrk.exited.then(() => true), false])) === false,
         "wrk ended before the roll did",
@@ -150,7 +153,6 @@ for (const mode of ["keep-alive", "Connection: close"]) {
       assertEquals(after.filter((pid) => before.includes(pid)), []);
       assertEquals(status().workers.map((w) => w.generation), [2, 2]);
       assertEquals((await get(t.port, "/version")).text, "v2");
-      assert(before.every((pid) => !alive(pid)), "the old workers exited");
     } finally {
       await t.stop();
     }
@@ -507,4 +509,44 @@ Deno.test("workers: --workers takes a number or auto; anything else is a one-lin
     text(out.stderr).trim(),
     'error: --workers "two" must be a number of workers (1-1024) or auto',
   );
+});
+
+/** POSTs the admin API's restart with its CSRF header (shared by the workers). */
+async function adminRestart(port: number): Promise<Response> {
+  const base = `http://127.0.0.1:${port}/debug/admin`;
+  const status = await fetch(`${base}/status`);
+  await status.body?.cancel();
+  return await fetch(`${base}/restart`, {
+    method: "POST",
+    headers: {
+      "x-admin-csrf": status.headers.get("x-admin-csrf") ?? "",
+      connection: "close",
+    },
+  });
+}
+
+Deno.test("workers: the admin API rolls every worker (200, generation 2), and answers 503 when the new version fails", async () => {
+  const { t, status } = await startWorkers(app(), 2, ["--admin"]);
+  try {
+    const before = status().workers.map((w) => w.pid);
+    await t.write(app("v2"));
+    const ok = await adminRestart(t.port);
+    const body = await ok.json();
+    assertEquals(ok.status, 200, JSON.stringify(body));
+    assertEquals(body, { pid: t.child.pid, generation: 2 });
+    await until(() =>
+      status().workers.length === 2 &&
+      status().workers.every((w) => !before.includes(w.pid))
+    );
+    assertEquals(status().lastRestart?.ok, true);
+    await t.write(app("v3", `throw new Error("v3 is broken");\n`));
+    const failed = await adminRestart(t.port);
+    const reason = await failed.json();
+    assertEquals(failed.status, 503, JSON.stringify(reason));
+    assertMatch(reason.error, /v3 is broken|did not start/);
+    assertEquals((await get(t.port, "/version")).text, "v2");
+    assertEquals(status().workers.map((w) => w.generation), [2, 2]);
+  } finally {
+    await t.stop();
+  }
 });

@@ -63,6 +63,14 @@ export interface Pool {
   ): Promise<WorkerProcess>;
   /** Tells a worker to drain and exit; resolves once it has. */
   retire(worker: WorkerProcess): Promise<void>;
+  /** Rolls every worker (set by the supervisor). */
+  roll(
+    trigger: RestartTrigger,
+    options?: {
+      last?: WorkerProcess;
+      settled?: (error?: Error) => void;
+    },
+  ): Promise<void>;
   /** Writes the status (pidfile) and systemd's STATUS=. */
   publish(extra?: string): void;
 }

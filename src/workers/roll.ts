@@ -31,6 +31,7 @@ const SAVE_TIMEOUT_MS = 10_000;
 export async function rollWorkers(
   pool: Pool,
   trigger: RestartTrigger,
+  options: RollOptions = {},
 ): Promise<void> {
   const at = Date.now();
   const previous = pool.generation;
@@ -40,13 +41,16 @@ export async function rollWorkers(
     trigger,
     generation: pool.generation,
   });
-  const old = [...pool.workers].sort((a, b) => a.slot - b.slot);
+  const old = [...pool.workers].sort((a, b) =>
+    Number(a === options.last) - Number(b === options.last) || a.slot - b.slot
+  );
   try {
-    for (const worker of old) {
+    for (const [index, worker] of old.entries()) {
       if (pool.stopping.signal.aborted) throw new Error("shutting down");
       if (!pool.workers.has(worker)) continue; // crashed meanwhile: replaced
       const app = await saveApp(worker);
       await pool.start(worker.slot, trigger, app);
+      if (index === old.length - 1) succeeded(pool, trigger, at, options);
       await pool.retire(worker);
     }
   } catch (error) {
@@ -67,8 +71,34 @@ export async function rollWorkers(
     );
     pool.publish(`rolling restart failed: ${reason}`);
     sdNotify("READY=1");
+    options.settled?.(error as Error);
     throw error;
   }
+  if (old.length === 0) succeeded(pool, trigger, at, options);
+  log.info("rolling restart to generation {generation} done", {
+    generation: pool.generation,
+  });
+  pool.publish();
+}
+
+/** What {@linkcode rollWorkers} may be told. */
+export interface RollOptions {
+  /**
+   * The worker to roll last (the one that asked: its answer goes out before
+   * it is told to drain).
+   */
+  last?: WorkerProcess;
+  /** Called with the outcome once it is known (before the last drain). */
+  settled?: (error?: Error) => void;
+}
+
+/** Every replacement is ready: the roll has succeeded (the last drain follows). */
+function succeeded(
+  pool: Pool,
+  trigger: RestartTrigger,
+  at: number,
+  options: RollOptions,
+): void {
   pool.rolls++;
   pool.lastRoll = {
     ok: true,
@@ -77,27 +107,33 @@ export async function rollWorkers(
     durationMs: Date.now() - at,
     pid: Deno.pid,
   };
-  log.info("rolling restart to generation {generation} done", {
-    generation: pool.generation,
-  });
   pool.publish();
   sdNotify("READY=1");
+  options.settled?.();
 }
 
 /** The old worker's app state (empty when it does not answer in time). */
 async function saveApp(
   worker: WorkerProcess,
 ): Promise<Record<string, unknown>> {
+  // The worker's reader (./supervisor.ts) resolves `saved`.
+  worker.saved = Promise.withResolvers();
+  const timer = setTimeout(
+    () => worker.saved?.reject(new Error(`no answer in ${SAVE_TIMEOUT_MS} ms`)),
+    SAVE_TIMEOUT_MS,
+  );
   try {
     await worker.peer.send({ type: "save" });
-    const message = await worker.peer.receive(SAVE_TIMEOUT_MS);
-    if (message.type === "saved") return message.app;
+    return await worker.saved.promise;
   } catch (error) {
     log.warn("worker {slot} (pid {pid}) gave no app state: {error}", {
       slot: worker.slot,
       pid: worker.pid,
       error: (error as Error).message,
     });
+    return {};
+  } finally {
+    clearTimeout(timer);
+    worker.saved = undefined;
   }
-  return {};
 }

@@ -24,7 +24,13 @@ import {
   spawnGeneration,
 } from "../spawn.ts";
 import type { Reaper } from "./reaper.ts";
-import { WORKER_ENV } from "./worker.ts";
+import { WORKER_ENV, WORKER_SECRET_ENV } from "./worker.ts";
+
+/** One random secret for every worker of this supervisor. */
+const SHARED_SECRET = Array.from(
+  crypto.getRandomValues(new Uint8Array(32)),
+  (byte) => byte.toString(16).padStart(2, "0"),
+).join("");
 
 /** Only the supervisor talks to systemd. */
 const SUPERVISOR_ONLY_ENV = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
@@ -46,6 +52,8 @@ export interface WorkerProcess {
   phase: "ready" | "draining";
   /** Its listening sockets (its own fd numbers), as its ready said. */
   listeners?: { fd: number; name: string; addr: string }[];
+  /** Waits for its answer to a "save" request. */
+  saved?: PromiseWithResolvers<Record<string, unknown>>;
 }
 
 /** What {@linkcode spawnWorker} needs. */
@@ -83,7 +91,11 @@ export async function spawnWorker(
     pid = spawnGeneration({
       ...command,
       fds,
-      env: { ...control.env(), [WORKER_ENV]: String(slot) },
+      env: {
+        ...control.env(),
+        [WORKER_ENV]: String(slot),
+        [WORKER_SECRET_ENV]: SHARED_SECRET,
+      },
       unsetEnv: SUPERVISOR_ONLY_ENV,
       callerReaps: true,
     }).pid;

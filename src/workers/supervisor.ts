@@ -36,7 +36,7 @@ import {
   spawnWorker,
   type WorkerProcess,
 } from "./spawn_worker.ts";
-import { rollWorkers } from "./roll.ts";
+import { type RollOptions, rollWorkers } from "./roll.ts";
 import type { Pool, SupervisorOptions } from "./pool.ts";
 export type { SupervisorOptions } from "./pool.ts";
 
@@ -67,10 +67,19 @@ export async function runSupervisor(
   pool.reaper.start();
   const finished = Promise.withResolvers<number>();
   let rolling: Promise<void> | undefined;
-  const roll = (trigger: RestartTrigger): Promise<void> => {
-    rolling ??= rollWorkers(pool, trigger).finally(() => rolling = undefined);
+  const roll = (
+    trigger: RestartTrigger,
+    options?: RollOptions,
+  ): Promise<void> => {
+    if (rolling && options?.settled) {
+      options.settled(new Error("a rolling restart is already in progress"));
+    }
+    rolling ??= rollWorkers(pool, trigger, options).finally(() =>
+      rolling = undefined
+    );
     return rolling;
   };
+  pool.roll = roll;
   // A terminal that hangs up (closed, ssh gone) stops the command.
   const shutdownSignals: Deno.Signal[] = inForegroundTerminal() &&
       !options.restartSignals.includes("SIGHUP")
@@ -140,6 +149,7 @@ function createPool(options: SupervisorOptions): Pool {
     givenUp: new Set(),
     crashes: new Map(),
     allGone() {},
+    roll: () => Promise.reject(new Error("not running")),
     stopping: new AbortController(),
     async start(slot, trigger, app = {}) {
       const state: HandoverState = {
@@ -161,6 +171,7 @@ function createPool(options: SupervisorOptions): Pool {
       if (pool.listeners.length === 0) adoptListeners(pool, worker);
       pool.workers.add(worker);
       worker.exited.then(() => onExit(pool, worker));
+      followWorker(pool, worker);
       log.info("worker {slot} (pid {pid}, generation {generation}) is ready", {
         slot,
         pid: worker.pid,
@@ -234,6 +245,34 @@ async function stopAll(pool: Pool): Promise<number> {
   clearTimeout(timer);
   log.info("every worker has exited");
   return killed ? 1 : 0;
+}
+
+/** Answers a worker's messages on its control channel while it runs. */
+async function followWorker(pool: Pool, worker: WorkerProcess): Promise<void> {
+  try {
+    while (true) {
+      const message = await worker.peer.receive(Infinity);
+      if (message.type === "saved") worker.saved?.resolve(message.app);
+      else if (message.type === "roll") {
+        const trigger = (["admin", "api", "watch"] as const).find((t) =>
+          t === message.trigger
+        ) ?? "api";
+        pool.roll(trigger, {
+          last: worker,
+          settled: (error) => {
+            worker.peer.send({
+              type: "rolled",
+              ok: error === undefined,
+              generation: pool.generation,
+              ...(error ? { reason: error.message } : {}),
+            }).catch(() => {});
+          },
+        }).catch(() => {}); // logged and published by the roll
+      }
+    }
+  } catch {
+    // the channel ended: the worker exited
+  }
 }
 
 /** A worker exited: unasked, it is replaced (with backoff). */

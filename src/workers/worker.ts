@@ -9,10 +9,36 @@
  * @module
  */
 
-import type { ControlPeer } from "../control.ts";
+import type { ControlPeer, RolledMessage } from "../control.ts";
 
 /** Set (to the worker's slot, 1..N) in a worker's environment. */
 export const WORKER_ENV = "GRACEFUL_WORKER";
+
+/**
+ * A secret every worker of one supervisor shares (the admin page's CSRF
+ * token), in a worker's environment.
+ */
+export const WORKER_SECRET_ENV = "GRACEFUL_WORKER_SECRET";
+
+let secret: string | undefined | null = null;
+
+/**
+ * The secret the workers of this supervisor share, or undefined when this
+ * process is no worker. Read once, then removed from the environment.
+ *
+ * @example
+ * ```ts
+ * import { workerSecret } from "./worker.ts";
+ * console.log(workerSecret() === undefined ? "no worker" : "a worker");
+ * ```
+ */
+export function workerSecret(): string | undefined {
+  if (secret === null) {
+    secret = Deno.env.get(WORKER_SECRET_ENV) || undefined;
+    Deno.env.delete(WORKER_SECRET_ENV);
+  }
+  return secret;
+}
 
 let slot: string | undefined | null = null;
 
@@ -68,18 +94,45 @@ export async function followSupervisor(
   channel: ControlPeer,
   hooks: WorkerHooks,
 ): Promise<void> {
+  supervisor = channel;
   try {
     while (true) {
       const message = await channel.receive(Infinity);
       if (message.type === "save") {
         await channel.send({ type: "saved", app: await hooks.saveApp() });
+      } else if (message.type === "rolled") {
+        rollWaiters.shift()?.resolve(message);
       }
     }
   } catch {
     // the channel ended: the supervisor exited (or was killed)
   }
+  supervisor = undefined;
+  for (const waiter of rollWaiters.splice(0)) {
+    waiter.reject(new Error("the supervisor is gone"));
+  }
   channel.close();
   hooks.orphaned();
+}
+
+let supervisor: ControlPeer | undefined;
+const rollWaiters: PromiseWithResolvers<RolledMessage>[] = [];
+
+/**
+ * Asks the supervisor to roll every worker; resolves with the outcome (it
+ * is sent before this worker, rolled last, is told to drain).
+ *
+ * @example
+ * ```ts ignore
+ * const { ok, generation, reason } = await requestRoll("admin");
+ * ```
+ */
+export async function requestRoll(trigger: string): Promise<RolledMessage> {
+  if (!supervisor) throw new Error("this worker has no supervisor channel");
+  const waiter = Promise.withResolvers<RolledMessage>();
+  rollWaiters.push(waiter);
+  await supervisor.send({ type: "roll", trigger });
+  return await waiter.promise;
 }
 
 /**
