@@ -218,6 +218,13 @@ function status(
         }`,
       );
       console.log(`  listening on ${st.listeners.join(", ")}`);
+      for (const w of workersOf(st)) {
+        console.log(
+          `  worker ${w.slot}: pid ${w.pid}, generation ${w.generation}, ` +
+            `${w.phase} since ${new Date(w.startedAt).toISOString()}, ` +
+            `${w.inFlight} in flight, ${w.served} served`,
+        );
+      }
       if (st.lastRestart) {
         const r = st.lastRestart;
         console.log(
@@ -229,4 +236,20 @@ function status(
     }
   }
   return running ? 0 : 1;
+}
+
+/** A supervisor's workers, from its status file. */
+interface WorkerLine {
+  slot: number;
+  pid: number;
+  generation: number;
+  startedAt: number;
+  phase: string;
+  inFlight: number;
+  served: number;
+}
+
+function workersOf(status: StatusFile): WorkerLine[] {
+  const workers = (status as { workers?: WorkerLine[] }).workers;
+  return Array.isArray(workers) ? workers : [];
 }

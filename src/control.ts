@@ -131,6 +131,7 @@ const NEW_TO_OLD_TYPES: ReadonlySet<string> = new Set([
   "fail",
   "saved",
   "roll",
+  "stats",
 ]);
 
 const encoder = new TextEncoder();
@@ -213,6 +214,25 @@ export interface ReadyMessage {
 export interface SaveMessage {
   /** The message type. */
   type: "save";
+}
+
+/**
+ * worker → supervisor: its request counts, for the status.
+ *
+ * @example
+ * ```ts
+ * import type { StatsMessage } from "./control.ts";
+ *
+ * const message: StatsMessage = { type: "stats", inFlight: 2, served: 140 };
+ * ```
+ */
+export interface StatsMessage {
+  /** The message type. */
+  type: "stats";
+  /** Requests being served. */
+  inFlight: number;
+  /** Requests served since it started. */
+  served: number;
 }
 
 /**
@@ -365,7 +385,8 @@ export type NewToOldMessage =
   | ReadyMessage
   | FailMessage
   | SavedMessage
-  | RollMessage;
+  | RollMessage
+  | StatsMessage;
 
 /**
  * Every message of the protocol.
@@ -511,6 +532,15 @@ function toControlMessage(value: unknown): ControlMessage {
       };
     case "save":
       return { type: "save" };
+    case "stats":
+      if (!isCount(record.inFlight) || !isCount(record.served)) {
+        throw new ControlError("protocol", "stats without counts");
+      }
+      return {
+        type: "stats",
+        inFlight: record.inFlight,
+        served: record.served,
+      };
     case "roll":
       if (typeof record.trigger !== "string") {
         throw new ControlError("protocol", "roll without a string trigger");
@@ -574,6 +604,10 @@ function toListeners(
     }
     return { fd: fd as number, name, addr };
   });
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 }
 
 function isPid(value: unknown): value is number {

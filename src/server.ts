@@ -6,6 +6,7 @@
  * @module
  */
 
+import { countServed } from "./workers/worker.ts";
 import type {
   Addr,
   Engine,
@@ -487,7 +488,7 @@ class Server implements GracefulServer {
 
   /** The app handler, behind the health and admin routes when configured. */
   async #routedHandler(): Promise<GracefulHandler> {
-    const app = this.#handler;
+    const app = countServed(this.#handler);
     const healthPath = this.#options.healthPath;
     const admin = this.#options.admin
       ? (await import("./admin.ts")).createAdmin(

@@ -335,6 +335,7 @@ async function checkReady(): Promise<void> {
     if (isWorker()) {
       followSupervisor(peer, {
         saveApp: saveAppState,
+        inFlight: () => processTotals().inFlight,
         orphaned: () => stopProcess("the supervisor is gone"),
       });
     } else followOldGeneration(peer);

@@ -44,7 +44,13 @@ interface Status {
   generation: number;
   restarts: number;
   lastRestart?: { ok: boolean; reason?: string };
-  workers: { slot: number; pid: number; generation: number; phase: string }[];
+  workers: {
+    slot: number;
+    pid: number;
+    generation: number;
+    phase: string;
+    served: number;
+  }[];
   givenUp: number[];
 }
 
@@ -546,6 +552,40 @@ Deno.test("workers: the admin API rolls every worker (200, generation 2), and an
     assertMatch(reason.error, /v3 is broken|did not start/);
     assertEquals((await get(t.port, "/version")).text, "v2");
     assertEquals(status().workers.map((w) => w.generation), [2, 2]);
+  } finally {
+    await t.stop();
+  }
+});
+
+Deno.test("workers: `status` lists every worker with its pid, generation, start, requests in flight and served", async () => {
+  const { t, pidfile, status } = await startWorkers(app(), 2);
+  try {
+    for (let i = 0; i < 20; i++) {
+      await get(t.port, "/", { headers: { connection: "close" } });
+    }
+    // Each worker reports its counts (within a second of a change).
+    await until(() =>
+      status().workers.reduce(
+        (n, w) => n + w.served,
+        0,
+      ) >= 20
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MOD, "status", "--pidfile", pidfile],
+      stdout: "piped",
+    }).output();
+    const lines = text(out.stdout).split("\n").filter((l) =>
+      /^ {2}worker \d/.test(l)
+    );
+    assertEquals(lines.length, 2, text(out.stdout));
+    for (const [i, w] of status().workers.entries()) {
+      assertMatch(
+        lines[i],
+        new RegExp(
+          `worker ${w.slot}: pid ${w.pid}, generation 1, ready since \\S+, 0 in flight, \\d+ served`,
+        ),
+      );
+    }
   } finally {
     await t.stop();
   }

@@ -52,6 +52,8 @@ export interface WorkerProcess {
   phase: "ready" | "draining";
   /** Its listening sockets (its own fd numbers), as its ready said. */
   listeners?: { fd: number; name: string; addr: string }[];
+  /** Its request counts, as it last said. */
+  stats?: { inFlight: number; served: number };
   /** Waits for its answer to a "save" request. */
   saved?: PromiseWithResolvers<Record<string, unknown>>;
 }

@@ -49,6 +49,10 @@ export interface WorkerStatus {
   generation: number;
   startedAt: number;
   phase: string;
+  /** Requests being served (as of its last report, at most 1 s old). */
+  inFlight: number;
+  /** Requests it has served. */
+  served: number;
 }
 
 /**
@@ -253,7 +257,10 @@ async function followWorker(pool: Pool, worker: WorkerProcess): Promise<void> {
     while (true) {
       const message = await worker.peer.receive(Infinity);
       if (message.type === "saved") worker.saved?.resolve(message.app);
-      else if (message.type === "roll") {
+      else if (message.type === "stats") {
+        worker.stats = { inFlight: message.inFlight, served: message.served };
+        pool.publish();
+      } else if (message.type === "roll") {
         const trigger = (["admin", "api", "watch"] as const).find((t) =>
           t === message.trigger
         ) ?? "api";
@@ -353,6 +360,8 @@ export function workerList(pool: Pool): WorkerStatus[] {
     generation: w.generation,
     startedAt: w.startedAt,
     phase: w.phase,
+    inFlight: w.stats?.inFlight ?? 0,
+    served: w.stats?.served ?? 0,
   }));
 }
 

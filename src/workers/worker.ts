@@ -74,8 +74,35 @@ export function isWorker(): boolean {
   return workerSlot() !== undefined;
 }
 
+/** How often a worker sends its request counts, when they changed (ms). */
+const STATS_MS = 1000;
+
+let served = 0;
+
+/**
+ * In a worker, `handler` counting the requests it is given (for the
+ * supervisor's status); elsewhere `handler` itself.
+ *
+ * @example
+ * ```ts
+ * import { countServed } from "./worker.ts";
+ * const handler = countServed(() => new Response("hi"));
+ * ```
+ */
+export function countServed<A extends unknown[], R>(
+  handler: (...args: A) => R,
+): (...args: A) => R {
+  if (!isWorker()) return handler;
+  return (...args) => {
+    served++;
+    return handler(...args);
+  };
+}
+
 /** What {@linkcode followSupervisor} asks of the process. */
 export interface WorkerHooks {
+  /** Requests being served now. */
+  inFlight(): number;
   /** The app state by server name (the `handover.save()` hooks). */
   saveApp(): Promise<Record<string, unknown>>;
   /** The supervisor is gone: drain and exit. */
@@ -95,6 +122,15 @@ export async function followSupervisor(
   hooks: WorkerHooks,
 ): Promise<void> {
   supervisor = channel;
+  let sent = "";
+  const stats = setInterval(() => {
+    const now = { type: "stats" as const, inFlight: hooks.inFlight(), served };
+    const line = `${now.inFlight} ${now.served}`;
+    if (line === sent) return;
+    sent = line;
+    channel.send(now).catch(() => {});
+  }, STATS_MS);
+  Deno.unrefTimer(stats);
   try {
     while (true) {
       const message = await channel.receive(Infinity);
@@ -107,6 +143,7 @@ export async function followSupervisor(
   } catch {
     // the channel ended: the supervisor exited (or was killed)
   }
+  clearInterval(stats);
   supervisor = undefined;
   for (const waiter of rollWaiters.splice(0)) {
     waiter.reject(new Error("the supervisor is gone"));
