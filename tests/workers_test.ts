@@ -590,3 +590,52 @@ Deno.test("workers: `status` lists every worker with its pid, generation, start,
     await t.stop();
   }
 });
+
+Deno.test("workers: --watch under the supervisor rolls the workers on an edit", async () => {
+  const { t, status } = await startWorkers(app(), 2, ["--watch"]);
+  try {
+    await t.write(app("v2"));
+    await until(() =>
+      status().workers.length === 2 &&
+      status().workers.every((w) => w.generation === 2 && w.phase === "ready")
+    );
+    assertEquals((await get(t.port, "/version")).text, "v2");
+  } finally {
+    await t.stop();
+  }
+});
+
+Deno.test("workers: a worker SIGKILLed under wrk: no connection is refused, and it is replaced", async () => {
+  const { t, status } = await startWorkers(app(), 2);
+  try {
+    const wrk = new Child("wrk", [
+      "-t1",
+      "-c20",
+      "-d120s",
+      `http://127.0.0.1:${t.port}/`,
+    ]);
+    await until(() => established(t.port) > 0);
+    const [victim] = status().workers;
+    Deno.kill(victim.pid, "SIGKILL");
+    await until(() =>
+      status().workers.length === 2 &&
+      status().workers.every((w) => w.pid !== victim.pid)
+    );
+    assert(
+      (await Promise.race([wrk.exited.then(() => true), false])) === false,
+      "wrk ended before the worker was replaced",
+    );
+    wrk.kill("SIGINT");
+    await wrk.done;
+    const requests = Number(wrk.output.match(/(\d+) requests in/)?.[1] ?? 0);
+    assert(requests >= 200, wrk.output);
+    // The killed worker's in-flight requests are lost (read errors); no
+    // connection is refused.
+    const connect = Number(
+      wrk.output.match(/Socket errors: connect (\d+)/)?.[1] ?? 0,
+    );
+    assertEquals(connect, 0, wrk.output);
+  } finally {
+    await t.stop();
+  }
+});
