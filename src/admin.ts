@@ -164,6 +164,8 @@ export interface AdminStatus {
   connections: number;
   /** The outcome of the last restart this generation attempted. */
   lastRestart?: LastRestart;
+  /** Under a supervisor (`--workers`): its workers, as it sees them. */
+  workers?: unknown[];
 }
 
 /** What the router asks of the process when restarting. */
@@ -592,6 +594,7 @@ function statusBody(status: AdminStatus): AdminStatusBody {
     inFlight: status.inFlight,
     connections: status.connections,
     lastRestart: status.lastRestart ?? null,
+    ...(status.workers ? { workers: status.workers } : {}),
   };
 }
 
@@ -621,6 +624,8 @@ export interface AdminStatusBody {
   connections: number;
   /** The last restart this generation attempted, or null. */
   lastRestart: LastRestart | null;
+  /** Under a supervisor: its workers (slot, pid, generation, phase, ...). */
+  workers?: unknown[];
 }
 
 async function restart(

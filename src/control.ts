@@ -123,6 +123,7 @@ const OLD_TO_NEW_TYPES: ReadonlySet<string> = new Set([
   "fail",
   "save",
   "rolled",
+  "view",
 ]);
 
 /** Message types the old process may receive after the hello. */
@@ -214,6 +215,24 @@ export interface ReadyMessage {
 export interface SaveMessage {
   /** The message type. */
   type: "save";
+}
+
+/**
+ * supervisor → worker: the supervisor's status (its pid, generation, rolls,
+ * workers...), for the admin API of whichever worker is asked.
+ *
+ * @example
+ * ```ts
+ * import type { ViewMessage } from "./control.ts";
+ *
+ * const message: ViewMessage = { type: "view", status: { pid: 1 } };
+ * ```
+ */
+export interface ViewMessage {
+  /** The message type. */
+  type: "view";
+  /** A JSON object. */
+  status: Record<string, unknown>;
 }
 
 /**
@@ -355,6 +374,7 @@ export interface FailMessage {
  *     case "done":
  *     case "save":
  *     case "rolled":
+ *     case "view":
  *       return message.type;
  *     case "fail":
  *       return `failed: ${message.reason}`;
@@ -369,7 +389,8 @@ export type OldToNewMessage =
   | DoneMessage
   | FailMessage
   | SaveMessage
-  | RolledMessage;
+  | RolledMessage
+  | ViewMessage;
 
 /**
  * What the new process sends after its hello (and the old one receives).
@@ -532,6 +553,17 @@ function toControlMessage(value: unknown): ControlMessage {
       };
     case "save":
       return { type: "save" };
+    case "view":
+      if (
+        typeof record.status !== "object" || record.status === null ||
+        Array.isArray(record.status)
+      ) {
+        throw new ControlError("protocol", "view without a status object");
+      }
+      return {
+        type: "view",
+        status: record.status as Record<string, unknown>,
+      };
     case "stats":
       if (!isCount(record.inFlight) || !isCount(record.served)) {
         throw new ControlError("protocol", "stats without counts");

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { countServed } from "./workers/worker.ts";
+import { countServed, supervisorView } from "./workers/worker.ts";
+import type { AdminStatus } from "./admin.ts";
 import type {
   Addr,
   Engine,
@@ -495,7 +496,9 @@ class Server implements GracefulServer {
         this.#options.admin === true ? {} : this.#options.admin,
         {
           status() {
-            return { ...processStatus(), ...processTotals() };
+            // A worker answers from its supervisor's view.
+            const view = supervisorView() as AdminStatus | undefined;
+            return view ?? { ...processStatus(), ...processTotals() };
           },
           restart(options) {
             return restartProcess(options);

@@ -545,6 +545,16 @@ Deno.test("workers: the admin API rolls every worker (200, generation 2), and an
       status().workers.every((w) => !before.includes(w.pid))
     );
     assertEquals(status().lastRestart?.ok, true);
+    // Whichever worker answers, the admin status is the supervisor's view.
+    await until(async () => {
+      const res = await fetch(`http://127.0.0.1:${t.port}/debug/admin/status`, {
+        headers: { connection: "close" },
+      });
+      const view = await res.json();
+      return view.pid === t.child.pid && view.generation === 2 &&
+        view.workers?.length === 2 && view.restarts === 1 &&
+        view.workers.every((w: { pid: number }) => !before.includes(w.pid));
+    });
     await t.write(app("v3", `throw new Error("v3 is broken");\n`));
     const failed = await adminRestart(t.port);
     const reason = await failed.json();

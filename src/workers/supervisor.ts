@@ -199,6 +199,10 @@ function createPool(options: SupervisorOptions): Pool {
       const line = statusLine(pool) + (extra ? `; ${extra}` : "");
       sdNotify(`STATUS=${line}`);
       if (options.pidfile) savePidfile(pool, options.pidfile);
+      const view = supervisorStatus(pool, startedAt);
+      for (const worker of pool.workers) {
+        worker.peer.send({ type: "view", status: view }).catch(() => {});
+      }
     },
   };
   return pool;
@@ -363,6 +367,28 @@ export function workerList(pool: Pool): WorkerStatus[] {
     inFlight: w.stats?.inFlight ?? 0,
     served: w.stats?.served ?? 0,
   }));
+}
+
+/** The supervisor's status, as a worker's admin API answers it. */
+function supervisorStatus(
+  pool: Pool,
+  startedAt: number,
+): Record<string, unknown> {
+  const workers = workerList(pool);
+  return {
+    pid: Deno.pid,
+    generation: pool.generation,
+    phase: "supervising",
+    startedAt,
+    firstStartedAt: pool.firstStartedAt,
+    restarts: pool.rolls,
+    listeners: pool.listeners.map((l) => l.addr),
+    inFlight: workers.reduce((n, w) => n + w.inFlight, 0),
+    connections: 0,
+    ...(pool.lastRoll ? { lastRestart: pool.lastRoll } : {}),
+    workers,
+    givenUp: [...pool.givenUp],
+  };
 }
 
 function savePidfile(pool: Pool, pidfile: string): void {

@@ -138,6 +138,8 @@ export async function followSupervisor(
         await channel.send({ type: "saved", app: await hooks.saveApp() });
       } else if (message.type === "rolled") {
         rollWaiters.shift()?.resolve(message);
+      } else if (message.type === "view") {
+        view = message.status;
       }
     }
   } catch {
@@ -153,6 +155,21 @@ export async function followSupervisor(
 }
 
 let supervisor: ControlPeer | undefined;
+let view: Record<string, unknown> | undefined;
+
+/**
+ * In a worker, the supervisor's status as it last sent it (its pid,
+ * generation, rolls, last roll, workers, and request totals); undefined
+ * elsewhere.
+ *
+ * @example
+ * ```ts ignore
+ * const status = supervisorView() ?? localStatus();
+ * ```
+ */
+export function supervisorView(): Record<string, unknown> | undefined {
+  return view;
+}
 const rollWaiters: PromiseWithResolvers<RolledMessage>[] = [];
 
 /**
