@@ -1,17 +1,17 @@
 /**
  * Workers, in one run: the steady state of `mod.ts --workers 2` next to
  * `deno serve --parallel` with 2 (the same app, both pinned to CPU 1, wrk to
- * CPU 0, rounds interleaved), with each worker's share of the requests; and
+ * CPU 0, rounds interleaved; `--server-cpus 0-1` to spread them), with each worker's share of the requests; and
  * rolling reloads under wrk (keep-alive and `Connection: close`), with their
  * failed requests.
  *
- *   deno run -A bench/workers_bench.ts [--duration S] [--rounds R] [--reloads N]
+ *   deno run -A bench/workers_bench.ts [--duration S] [--rounds R]
+ *     [--reloads N] [--server-cpus 1]
  *
  * @module
  */
 
 import { killAllChildren, track } from "./lib/children.ts";
-import { pinnedToCpu } from "./lib/commands.ts";
 import { readFlags } from "./lib/flags.ts";
 import { clockTicksPerSecond, readProcessCpuTicks } from "./lib/proc.ts";
 import { sleep, waitUntil } from "./lib/time.ts";
@@ -19,7 +19,8 @@ import { runWrk, type WrkResult } from "./lib/wrk.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const APP = `${ROOT}bench/servers/hello_default.ts`;
-const SERVER_CPU = "1";
+/** The CPUs the servers may run on (`--server-cpus`, taskset syntax). */
+let serverCpus = "1";
 const WRK_CPU = 0;
 
 interface Server {
@@ -53,10 +54,13 @@ async function start(system: "workers" | "deno_serve"): Promise<Server> {
       "error",
     );
   } else args.push(APP);
-  const [command, ...rest] = pinnedToCpu(Number(SERVER_CPU), [
+  const [command, ...rest] = [
+    "taskset",
+    "-c",
+    serverCpus,
     Deno.execPath(),
     ...args,
-  ]);
+  ];
   const child = new Deno.Command(command, {
     args: rest,
     env: { DENO_JOBS: "2", NO_COLOR: "1" },
@@ -227,6 +231,7 @@ if (import.meta.main) {
     if (flag.name === "--duration") duration = Number(flag.value());
     else if (flag.name === "--rounds") rounds = Number(flag.value());
     else if (flag.name === "--reloads") reloads = Number(flag.value());
+    else if (flag.name === "--server-cpus") serverCpus = flag.value();
     else throw new TypeError(`unknown flag ${flag.arg}`);
   }
   globalThis.addEventListener("unload", killAllChildren);
@@ -235,7 +240,7 @@ if (import.meta.main) {
     const w = rows.workers;
     const d = rows.deno_serve;
     console.log(
-      `steady state, ${rounds} rounds of ${duration} s, keep-alive, 50 connections:`,
+      `steady state, ${rounds} rounds of ${duration} s, keep-alive, 50 connections, servers on CPU ${serverCpus}, wrk on CPU ${WRK_CPU}:`,
     );
     console.log(
       `  --workers 2:            ${Math.round(median(w.rps))} req/s, ${
