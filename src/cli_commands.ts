@@ -13,6 +13,7 @@
  */
 
 import { parseArgs } from "./args.ts";
+import type { WorkerStatus } from "./workers/pool.ts";
 import { isAlive, readPid, readStatus, type StatusFile } from "./pidfile.ts";
 
 const COMMON = {
@@ -239,17 +240,7 @@ function status(
 }
 
 /** A supervisor's workers, from its status file. */
-interface WorkerLine {
-  slot: number;
-  pid: number;
-  generation: number;
-  startedAt: number;
-  phase: string;
-  inFlight: number;
-  served: number;
-}
-
-function workersOf(status: StatusFile): WorkerLine[] {
-  const workers = (status as { workers?: WorkerLine[] }).workers;
+function workersOf(status: StatusFile): WorkerStatus[] {
+  const workers = (status as { workers?: WorkerStatus[] }).workers;
   return Array.isArray(workers) ? workers : [];
 }

@@ -80,7 +80,15 @@ export function libcUnavailableReason(): string {
   return whyNot;
 }
 
-function libcPath(): string {
+/**
+ * The path of libc on this machine (for Deno.dlopen).
+ *
+ * @example
+ * ```ts ignore
+ * Deno.dlopen(libcPath(), { getpid: { parameters: [], result: "i32" } });
+ * ```
+ */
+export function libcPath(): string {
   for (
     const path of [
       "/lib/x86_64-linux-gnu/libc.so.6",

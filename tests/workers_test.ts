@@ -81,6 +81,21 @@ async function startWorkers(
   return { t, pidfile, status: () => readStatus(pidfile)! };
 }
 
+/** `deno run -A mod.ts APP --port 0 --hostname 127.0.0.1`. */
+function cliCommand(appPath: string): string[] {
+  return [
+    Deno.execPath(),
+    "run",
+    "-A",
+    MOD,
+    appPath,
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+  ];
+}
+
 function reload(pidfile: string): Promise<Deno.CommandOutput> {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MOD, "reload", "--pidfile", pidfile],
@@ -287,15 +302,7 @@ Deno.test({
       "--fork",
       "--mount-proc",
       "--kill-child", // when the test kills unshare, the namespace ends
-      Deno.execPath(),
-      "run",
-      "-A",
-      MOD,
-      `${dir}/app.ts`,
-      "--port",
-      "0",
-      "--hostname",
-      "127.0.0.1",
+      ...cliCommand(`${dir}/app.ts`),
     ]);
     try {
       const m = await child.waitFor(
@@ -351,17 +358,8 @@ Deno.test({
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "graceful-tty-" });
     await Deno.writeTextFile(`${dir}/app.ts`, app());
-    const command = [
-      Deno.execPath(),
-      "run",
-      "-A",
-      MOD,
-      `${dir}/app.ts`,
-      "--port",
-      "0",
-      "--hostname",
-      "127.0.0.1",
-    ].map((arg) => `'${arg}'`).join(" ");
+    const command = cliCommand(`${dir}/app.ts`).map((arg) => `'${arg}'`)
+      .join(" ");
     // script(1) gives the command a pseudo-terminal; what is written to its
     // stdin is typed at that terminal.
     const terminal = new Deno.Command("script", {

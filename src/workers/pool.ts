@@ -34,6 +34,19 @@ export interface SupervisorOptions {
   ) => Promise<{ close(): void }>;
 }
 
+/** One worker as the status lists it. */
+export interface WorkerStatus {
+  slot: number;
+  pid: number;
+  generation: number;
+  startedAt: number;
+  phase: string;
+  /** Requests being served (as of its last report, at most 1 s old). */
+  inFlight: number;
+  /** Requests it has served. */
+  served: number;
+}
+
 /** The supervisor's state. */
 export interface Pool {
   readonly options: SupervisorOptions;

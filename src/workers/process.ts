@@ -5,11 +5,13 @@
  * pidfd_open(2) and pidfd_getfd(2) (take a worker's listening sockets), and
  * the terminal and PID 1 checks.
  *
- * TODO(os seam): these bindings belong beside ./../os.ts once the engine
- * work has settled that module.
+ * TODO(os seam): these bindings belong in ../os.ts once the engine work has
+ * settled that module.
  *
  * @module
  */
+
+import { libcPath } from "../os.ts";
 
 const SYMBOLS = {
   waitid: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
@@ -43,25 +45,6 @@ function calls(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
     );
   }
   return lib.symbols;
-}
-
-function libcPath(): string {
-  for (
-    const path of [
-      "/lib/x86_64-linux-gnu/libc.so.6",
-      "/lib/aarch64-linux-gnu/libc.so.6",
-      "/usr/lib/libc.so.6",
-      "/lib64/libc.so.6",
-    ]
-  ) {
-    try {
-      Deno.statSync(path);
-      return path;
-    } catch {
-      // the next one
-    }
-  }
-  return "libc.so.6";
 }
 
 /**

@@ -37,23 +37,10 @@ import {
   type WorkerProcess,
 } from "./spawn_worker.ts";
 import { type RollOptions, rollWorkers } from "./roll.ts";
-import type { Pool, SupervisorOptions } from "./pool.ts";
-export type { SupervisorOptions } from "./pool.ts";
+import type { Pool, SupervisorOptions, WorkerStatus } from "./pool.ts";
+export type { SupervisorOptions, WorkerStatus } from "./pool.ts";
 
 const log = logger("workers");
-
-/** One worker as the status lists it. */
-export interface WorkerStatus {
-  slot: number;
-  pid: number;
-  generation: number;
-  startedAt: number;
-  phase: string;
-  /** Requests being served (as of its last report, at most 1 s old). */
-  inFlight: number;
-  /** Requests it has served. */
-  served: number;
-}
 
 /**
  * Runs the supervisor until it is stopped; resolves to the exit status: 0
