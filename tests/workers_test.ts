@@ -228,7 +228,7 @@ catch (e) { if (e.message.includes("twice")) throw e; Deno.writeTextFileSync(mar
 });
 
 Deno.test("workers: a crashed worker is replaced; a crash loop stops replacing it", async () => {
-  const { t, status } = await startWorkers(
+  const { t, pidfile, status } = await startWorkers(
     app(
       "v1",
       `
@@ -254,8 +254,15 @@ try {
     Deno.kill(replaced.pid, "SIGKILL");
     await until(() => status().givenUp.includes(1), 60_000);
     assertEquals(status().workers.map((w) => w.pid), [second.pid]);
-    assertMatch(t.child.output, /worker 1 crashed \d+ times/);
+    await t.child.waitFor(/worker 1 crashed \d+ times/); // logged
     assertEquals(Number((await get(t.port, "/pid")).text), second.pid);
+    // A fixed version brings the slot back with the next roll.
+    Deno.removeSync(`${t.dir}/crash`);
+    const reloaded = await reload(pidfile);
+    assertEquals(reloaded.code, 0, text(reloaded.stderr));
+    assertEquals(status().givenUp, []);
+    // (the last old worker drains after the roll's success)
+    await until(() => status().workers.map((w) => w.slot).join() === "1,2");
   } finally {
     await t.stop();
   }
@@ -643,6 +650,18 @@ Deno.test("workers: a worker SIGKILLed under wrk: no connection is refused, and 
       wrk.output.match(/Socket errors: connect (\d+)/)?.[1] ?? 0,
     );
     assertEquals(connect, 0, wrk.output);
+  } finally {
+    await t.stop();
+  }
+});
+
+Deno.test("workers: when the supervisor is SIGKILLed, the workers drain and exit (nothing is left serving)", async () => {
+  const { t, status } = await startWorkers(app(), 2);
+  try {
+    const workers = status().workers.map((w) => w.pid);
+    Deno.kill(t.child.pid, "SIGKILL");
+    await until(() => workers.every((pid) => !alive(pid)));
+    assertEquals(pidsWith(t.dir), []);
   } finally {
     await t.stop();
   }

@@ -45,6 +45,12 @@ export async function rollWorkers(
     Number(a === options.last) - Number(b === options.last) || a.slot - b.slot
   );
   try {
+    // A new version may fix what made slots crash: they get a worker again.
+    for (const slot of [...pool.givenUp]) {
+      await pool.start(slot, trigger);
+      pool.givenUp.delete(slot);
+      pool.crashes.delete(slot);
+    }
     for (const [index, worker] of old.entries()) {
       if (pool.stopping.signal.aborted) throw new Error("shutting down");
       if (!pool.workers.has(worker)) continue; // crashed meanwhile: replaced
@@ -53,6 +59,7 @@ export async function rollWorkers(
       if (index === old.length - 1) succeeded(pool, trigger, at, options);
       await pool.retire(worker);
     }
+    if (old.length === 0) succeeded(pool, trigger, at, options);
   } catch (error) {
     const reason = (error as Error).message;
     pool.generation = previous;
@@ -74,7 +81,6 @@ export async function rollWorkers(
     options.settled?.(error as Error);
     throw error;
   }
-  if (old.length === 0) succeeded(pool, trigger, at, options);
   log.info("rolling restart to generation {generation} done", {
     generation: pool.generation,
   });

@@ -57,6 +57,7 @@ export async function runSupervisor(
   const pool = createPool(options);
   pool.reaper.start();
   const finished = Promise.withResolvers<number>();
+  let started = false;
   let rolling: Promise<void> | undefined;
   const roll = (
     trigger: RestartTrigger,
@@ -94,8 +95,14 @@ export async function runSupervisor(
       });
       stopAll(pool).then((code) => finished.resolve(code));
     },
-    restart: () => {
+    restart: (signal) => {
       if (pool.stopping.signal.aborted) return;
+      if (!started) {
+        log.warn("{signal} ignored: the workers are still starting", {
+          signal,
+        });
+        return;
+      }
       roll("signal").catch(() => {}); // logged and published by the roll
     },
   });
@@ -109,6 +116,7 @@ export async function runSupervisor(
   }
   pool.allGone = () => finished.resolve(1);
   let extra: { close(): void } | undefined;
+  started = true;
   if (!pool.stopping.signal.aborted) {
     sdNotify(`READY=1\nSTATUS=${statusLine(pool)}`);
     pool.publish();
