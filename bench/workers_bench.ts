@@ -36,8 +36,10 @@ function freePort(): number {
   return port;
 }
 
-async function start(system: "workers" | "deno_serve"): Promise<Server> {
-  const port = freePort();
+async function start(
+  system: "workers" | "deno_serve",
+  port = freePort(),
+): Promise<Server> {
   const dir = await Deno.makeTempDir({ prefix: "graceful-workers-bench-" });
   const pidfile = system === "workers" ? `${dir}/app.pid` : undefined;
   const args = system === "workers"
@@ -180,8 +182,16 @@ async function steady(duration: number, rounds: number) {
   return rows;
 }
 
-async function rolling(reloads: number, close: boolean) {
-  const server = await start("workers");
+/**
+ * Reloads under wrk: a roll of `--workers 2` by `mod.ts reload`, or
+ * `deno serve --parallel` killed (SIGTERM) and started again on its port.
+ */
+async function rolling(
+  system: "workers" | "deno_serve",
+  reloads: number,
+  close: boolean,
+) {
+  let server = await start(system);
   const wrk = runWrk({
     url: `http://127.0.0.1:${server.port}/`,
     duration: reloads * 2 + 2,
@@ -193,6 +203,13 @@ async function rolling(reloads: number, close: boolean) {
   await sleep(1000);
   let ok = 0;
   for (let i = 0; i < reloads; i++) {
+    if (system === "deno_serve") {
+      await stop(server);
+      server = await start(system, server.port);
+      ok++;
+      await sleep(1000);
+      continue;
+    }
     const out = await new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -209,7 +226,7 @@ async function rolling(reloads: number, close: boolean) {
     await sleep(1000);
   }
   const { result } = await wrk;
-  const rolls = status(server).restarts;
+  const rolls = server.pidfile ? status(server).restarts : ok;
   await stop(server);
   return {
     requests: result.requests,
@@ -218,6 +235,32 @@ async function rolling(reloads: number, close: boolean) {
     reloads: ok,
     rolls,
   };
+}
+
+async function reportSteady(duration: number, rounds: number) {
+  const rows = await steady(duration, rounds);
+  const w = rows.workers;
+  const d = rows.deno_serve;
+  console.log(
+    `steady state, ${rounds} rounds of ${duration} s, keep-alive, 50 connections, servers on CPU ${serverCpus}, wrk on CPU ${WRK_CPU}:`,
+  );
+  console.log(
+    `  --workers 2:            ${Math.round(median(w.rps))} req/s, ${
+      median(w.usPerReq).toFixed(1)
+    } us CPU/request, shares ${w.shares.join(", ")}`,
+  );
+  console.log(
+    `  deno serve --parallel:  ${Math.round(median(d.rps))} req/s, ${
+      median(d.usPerReq).toFixed(1)
+    } us CPU/request`,
+  );
+  console.log(
+    `  ratio (workers / deno serve): ${
+      (median(w.rps) / median(d.rps)).toFixed(3)
+    } req/s, ${
+      (median(w.usPerReq) / median(d.usPerReq)).toFixed(3)
+    } CPU/request`,
+  );
 }
 
 const median = (values: number[]) =>
@@ -236,31 +279,21 @@ if (import.meta.main) {
   }
   globalThis.addEventListener("unload", killAllChildren);
   try {
-    const rows = await steady(duration, rounds);
-    const w = rows.workers;
-    const d = rows.deno_serve;
-    console.log(
-      `steady state, ${rounds} rounds of ${duration} s, keep-alive, 50 connections, servers on CPU ${serverCpus}, wrk on CPU ${WRK_CPU}:`,
-    );
-    console.log(
-      `  --workers 2:            ${Math.round(median(w.rps))} req/s, ${
-        median(w.usPerReq).toFixed(1)
-      } us CPU/request, shares ${w.shares.join(", ")}`,
-    );
-    console.log(
-      `  deno serve --parallel:  ${Math.round(median(d.rps))} req/s, ${
-        median(d.usPerReq).toFixed(1)
-      } us CPU/request`,
-    );
-    console.log(
-      `  ratio (workers / deno serve): ${
-        (median(w.rps) / median(d.rps)).toFixed(3)
-      } req/s, ${
-        (median(w.usPerReq) / median(d.usPerReq)).toFixed(3)
-      } CPU/request`,
-    );
-    for (const close of [false, true]) {
-      const r = await rolling(reloads, close);
+    if (rounds > 0) await reportSteady(duration, rounds);
+    for (
+      const [system, close] of [
+        ["workers", false],
+        ["deno_serve", false],
+        ["workers", true],
+        ["deno_serve", true],
+      ] as const
+    ) {
+      const r = await rolling(system, reloads, close);
+      console.log(
+        system === "workers"
+          ? "--workers 2, rolled by `reload`"
+          : "deno serve --parallel, killed and started",
+      );
       console.log(
         `rolling reloads (${
           close ? "Connection: close" : "keep-alive"
