@@ -666,3 +666,77 @@ Deno.test("workers: when the supervisor is SIGKILLed, the workers drain and exit
     await t.stop();
   }
 });
+
+Deno.test("workers: a reload upgrades the supervisor in place (execve: same pid, same socket), and each new worker gets its old worker's app state", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-upgrade-" });
+  const pidfile = `${dir}/app.pid`;
+  await Deno.writeTextFile(
+    `${dir}/app.ts`,
+    `import { serveGraceful } from "${MOD}";
+let hits = 0;
+serveGraceful({
+  port: 0,
+  hostname: "127.0.0.1",
+  handover: { save: () => ({ hits }), restore: (s) => { hits = s.hits; } },
+}, () => new Response(Deno.pid + " " + ++hits));
+`,
+  );
+  const child = new Child(Deno.execPath(), [
+    "run",
+    "-A",
+    MOD,
+    `${dir}/app.ts`,
+    "--workers",
+    "2",
+    "--pidfile",
+    pidfile,
+  ]);
+  try {
+    await until(() => readStatus(pidfile)?.workers.length === 2);
+    const port = Number(
+      (readStatus(pidfile) as unknown as { listeners: string[] }).listeners[0]
+        .split(":").pop(),
+    );
+    const [socket] = listeningInodes(child.pid);
+    // Until every worker has answered: each one's first and last count.
+    const hits = async (pids: number[]) => {
+      const first = new Map<number, number>();
+      const last = new Map<number, number>();
+      await until(async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/`, {
+          headers: { connection: "close" },
+        });
+        const [pid, count] = (await res.text()).split(" ").map(Number);
+        if (!first.has(pid)) first.set(pid, count);
+        last.set(pid, count);
+        return pids.every((p) => last.has(p));
+      });
+      return { first, last };
+    };
+    const before = readStatus(pidfile)!.workers;
+    const counts = (await hits(before.map((w) => w.pid))).last;
+    const reloaded = await reload(pidfile);
+    assertEquals(reloaded.code, 0, text(reloaded.stderr));
+    await child.waitFor(
+      new RegExp(`supervisor upgraded in place \\(pid ${child.pid}\\)`),
+    );
+    assertEquals(readStatus(pidfile)!.pid, child.pid);
+    assertEquals(listeningInodes(child.pid)[0].inode, socket.inode);
+    await until(() =>
+      readStatus(pidfile)!.workers.length === 2 &&
+      readStatus(pidfile)!.workers.every((w) => w.generation === 2)
+    );
+    const after = readStatus(pidfile)!.workers;
+    const next = (await hits(after.map((w) => w.pid))).first;
+    for (const w of after) {
+      const old = before.find((b) => b.slot === w.slot)!;
+      // handover.restore() got the old worker's count.
+      assertEquals(next.get(w.pid), counts.get(old.pid)! + 1, `slot ${w.slot}`);
+    }
+    child.kill("SIGTERM");
+    assertEquals((await child.exited).code, 0);
+  } finally {
+    await child.cleanup();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -17,6 +17,9 @@ const SYMBOLS = {
   waitid: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
   syscall: { parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
   close: { parameters: ["i32"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  sigprocmask: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  execve: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
 } as const;
 
 const P_ALL = 0;
@@ -94,6 +97,60 @@ export function takeFd(pid: number, fd: number): number {
   } finally {
     c.close(pidfd);
   }
+}
+
+const F_GETFD = 1;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
+const SIG_SETMASK = 2;
+const encoder = new TextEncoder();
+
+/**
+ * Replaces this process's program with `argv` (execve(2): same pid, same
+ * children), keeping the fds `keep` open (close-on-exec cleared) and no
+ * signal blocked. Returns only when it failed: then it throws, and `keep`
+ * are close-on-exec again.
+ *
+ * @example
+ * ```ts ignore
+ * execInPlace(["/usr/bin/deno", "run", "-A", "mod.ts"], Deno.env.toObject(), [3]);
+ * ```
+ */
+export function execInPlace(
+  argv: string[],
+  env: Record<string, string>,
+  keep: number[],
+): void {
+  const c = calls();
+  for (const fd of keep) {
+    const flags = c.fcntl(fd, F_GETFD, 0);
+    if (flags < 0 || c.fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0) {
+      throw new Error(`cannot keep fd ${fd} across execve: it is not open`);
+    }
+  }
+  const strings = argv.map(cString);
+  const envs = Object.entries(env).map(([k, v]) => cString(`${k}=${v}`));
+  c.sigprocmask(SIG_SETMASK, new Uint8Array(128), null);
+  c.execve(strings[0], pointers(strings), pointers(envs));
+  for (const fd of keep) {
+    c.fcntl(fd, F_SETFD, c.fcntl(fd, F_GETFD, 0) | FD_CLOEXEC);
+  }
+  throw new Error(`execve ${argv[0]} failed`);
+}
+
+function cString(text: string): Uint8Array<ArrayBuffer> {
+  return encoder.encode(`${text}\0`);
+}
+
+/** A NULL-terminated array of pointers to `strings` (kept alive by the caller). */
+function pointers(
+  strings: Uint8Array<ArrayBuffer>[],
+): BigUint64Array<ArrayBuffer> {
+  const array = new BigUint64Array(strings.length + 1);
+  strings.forEach((s, i) => {
+    array[i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(s)));
+  });
+  return array;
 }
 
 /**

@@ -118,10 +118,18 @@ function succeeded(
   options.settled?.();
 }
 
-/** The old worker's app state (empty when it does not answer in time). */
-async function saveApp(
+/**
+ * The old worker's app state (empty when it does not answer in time).
+ *
+ * @example
+ * ```ts ignore
+ * const app = await saveApp(worker);
+ * ```
+ */
+export async function saveApp(
   worker: WorkerProcess,
 ): Promise<Record<string, unknown>> {
+  if (!worker.peer) return worker.adoptedApp ?? {};
   // The worker's reader (./supervisor.ts) resolves `saved`.
   worker.saved = Promise.withResolvers();
   const timer = setTimeout(

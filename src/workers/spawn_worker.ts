@@ -46,8 +46,13 @@ export interface WorkerProcess {
   startedAt: number;
   /** Resolves once it has ended and been reaped. */
   exited: Promise<GenerationExit>;
-  /** The control channel, open while it runs. */
-  peer: AcceptedPeer;
+  /**
+   * The control channel, open while it runs; none for a worker adopted
+   * from the previous supervisor image.
+   */
+  peer?: AcceptedPeer;
+  /** An adopted worker's app state, as the previous image collected it. */
+  adoptedApp?: Record<string, unknown>;
   /** "ready", then "draining" once told to leave. */
   phase: "ready" | "draining";
   /** Its listening sockets (its own fd numbers), as its ready said. */

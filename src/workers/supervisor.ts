@@ -37,6 +37,11 @@ import {
   type WorkerProcess,
 } from "./spawn_worker.ts";
 import { type RollOptions, rollWorkers } from "./roll.ts";
+import {
+  takeUpgradeState,
+  upgradeInPlace,
+  type UpgradeState,
+} from "./upgrade.ts";
 import type { Pool, SupervisorOptions, WorkerStatus } from "./pool.ts";
 export type { SupervisorOptions, WorkerStatus } from "./pool.ts";
 
@@ -54,7 +59,8 @@ const log = logger("workers");
 export async function runSupervisor(
   options: SupervisorOptions,
 ): Promise<number> {
-  const pool = createPool(options);
+  const upgrade = takeUpgradeState();
+  const pool = createPool(options, upgrade);
   pool.reaper.start();
   const finished = Promise.withResolvers<number>();
   let started = false;
@@ -103,12 +109,21 @@ export async function runSupervisor(
         });
         return;
       }
-      roll("signal").catch(() => {}); // logged and published by the roll
+      if (rolling) return; // it joins the roll in progress
+      // The supervisor upgrades its own code first (execve, same pid); the
+      // new image rolls the workers. Without execve, the workers only.
+      upgradeInPlace(pool, "signal").catch((error) => {
+        log.warn("no supervisor upgrade ({error}): rolling the workers", {
+          error: (error as Error).message,
+        });
+        roll("signal").catch(() => {}); // logged and published by the roll
+      });
     },
   });
   const watchdog = startWatchdog();
   try {
-    await startAll(pool);
+    if (upgrade) adoptWorkers(pool, upgrade);
+    else await startAll(pool);
   } catch (error) {
     log.error("{error}", { error: (error as Error).message });
     await stopAll(pool);
@@ -121,6 +136,8 @@ export async function runSupervisor(
     sdNotify(`READY=1\nSTATUS=${statusLine(pool)}`);
     pool.publish();
     extra = await options.onReady?.(roll);
+    // The roll that made this image: the workers now.
+    if (upgrade) roll(upgrade.trigger).catch(() => {});
   }
   const code = await finished.promise;
   extra?.close();
@@ -131,21 +148,25 @@ export async function runSupervisor(
   return code;
 }
 
-function createPool(options: SupervisorOptions): Pool {
+function createPool(
+  options: SupervisorOptions,
+  upgrade: UpgradeState | undefined,
+): Pool {
   const startedAt = Date.now();
   const pool: Pool = {
     options,
     reaper: new Reaper((pid) => log.debug("reaped orphan {pid}", { pid })),
-    listeners: inheritedFds().map((f) => ({
+    listeners: upgrade?.listeners ?? inheritedFds().map((f) => ({
       fd: f.fd,
       name: f.name,
       addr: formatAddr(f.addr),
     })),
     workers: new Set(),
-    generation: 1,
-    rolls: 0,
-    firstStartedAt: startedAt,
-    givenUp: new Set(),
+    generation: upgrade?.generation ?? 1,
+    rolls: upgrade?.rolls ?? 0,
+    firstStartedAt: upgrade?.firstStartedAt ?? startedAt,
+    lastRoll: upgrade?.lastRoll,
+    givenUp: new Set(upgrade?.givenUp ?? []),
     crashes: new Map(),
     allGone() {},
     roll: () => Promise.reject(new Error("not running")),
@@ -182,7 +203,7 @@ function createPool(options: SupervisorOptions): Pool {
       worker.phase = "draining";
       pool.reaper.signal(worker.pid, "SIGTERM");
       const exit = await worker.exited;
-      worker.peer.close();
+      worker.peer?.close();
       pool.workers.delete(worker);
       log.info("worker {slot} (pid {pid}) drained and exited {how}", {
         slot: worker.slot,
@@ -196,7 +217,7 @@ function createPool(options: SupervisorOptions): Pool {
       if (options.pidfile) savePidfile(pool, options.pidfile);
       const view = supervisorStatus(pool, startedAt);
       for (const worker of pool.workers) {
-        worker.peer.send({ type: "view", status: view }).catch(() => {});
+        worker.peer?.send({ type: "view", status: view }).catch(() => {});
       }
     },
   };
@@ -218,6 +239,27 @@ function adoptListeners(pool: Pool, worker: WorkerProcess): void {
       `worker ${worker.slot} (pid ${worker.pid}) serves no socket`,
     );
   }
+}
+
+/** The new image takes the previous image's workers over (no channels). */
+function adoptWorkers(pool: Pool, upgrade: UpgradeState): void {
+  for (const adopted of upgrade.workers) {
+    const worker: WorkerProcess = {
+      ...adopted,
+      exited: pool.reaper.watch(adopted.pid),
+      phase: "ready",
+      adoptedApp: adopted.app,
+    };
+    pool.workers.add(worker);
+    worker.exited.then(() => onExit(pool, worker));
+  }
+  log.info(
+    "supervisor upgraded in place (pid {pid}): {count} worker(s) adopted",
+    {
+      pid: Deno.pid,
+      count: pool.workers.size,
+    },
+  );
 }
 
 async function startAll(pool: Pool): Promise<void> {
@@ -252,9 +294,10 @@ async function stopAll(pool: Pool): Promise<number> {
 
 /** Answers a worker's messages on its control channel while it runs. */
 async function followWorker(pool: Pool, worker: WorkerProcess): Promise<void> {
+  const peer = worker.peer!;
   try {
     while (true) {
-      const message = await worker.peer.receive(Infinity);
+      const message = await peer.receive(Infinity);
       if (message.type === "saved") worker.saved?.resolve(message.app);
       else if (message.type === "stats") {
         worker.stats = { inFlight: message.inFlight, served: message.served };
@@ -266,7 +309,7 @@ async function followWorker(pool: Pool, worker: WorkerProcess): Promise<void> {
         pool.roll(trigger, {
           last: worker,
           settled: (error) => {
-            worker.peer.send({
+            peer.send({
               type: "rolled",
               ok: error === undefined,
               generation: pool.generation,
@@ -284,7 +327,7 @@ async function followWorker(pool: Pool, worker: WorkerProcess): Promise<void> {
 /** A worker exited: unasked, it is replaced (with backoff). */
 function onExit(pool: Pool, worker: WorkerProcess): void {
   if (worker.phase === "draining" || pool.stopping.signal.aborted) return;
-  worker.peer.close();
+  worker.peer?.close();
   pool.workers.delete(worker);
   worker.exited.then((exit) => {
     log.error("worker {slot} (pid {pid}) crashed (exited {how})", {

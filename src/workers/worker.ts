@@ -122,6 +122,7 @@ export async function followSupervisor(
   hooks: WorkerHooks,
 ): Promise<void> {
   supervisor = channel;
+  const parent = Deno.ppid;
   let sent = "";
   const stats = setInterval(() => {
     const now = { type: "stats" as const, inFlight: hooks.inFlight(), served };
@@ -151,8 +152,17 @@ export async function followSupervisor(
     waiter.reject(new Error("the supervisor is gone"));
   }
   channel.close();
+  // Still its child: the supervisor upgraded itself in place (execve), and
+  // its new image stops this worker once a replacement serves. Otherwise
+  // (this worker was reparented) the supervisor is gone.
+  while (Deno.ppid === parent) {
+    await new Promise((resolve) => setTimeout(resolve, ORPHAN_POLL_MS));
+  }
   hooks.orphaned();
 }
+
+/** How often a worker without its channel checks that its parent lives (ms). */
+const ORPHAN_POLL_MS = 100;
 
 let supervisor: ControlPeer | undefined;
 let view: Record<string, unknown> | undefined;
