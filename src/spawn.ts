@@ -13,6 +13,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import {
   closeFd,
+  endedChild,
   ensureNonBlocking,
   libc,
   libcUnavailableReason,
@@ -306,7 +307,8 @@ export interface Generation {
   exited: Promise<GenerationExit>;
   /**
    * Sends `signal` (default SIGKILL) to the child's whole process group, so
-   * that what it started dies with it. Does nothing when the group is gone.
+   * that what it started dies with it. Does nothing once the child is reaped
+   * (its pid, and so the group id, may then belong to another process).
    */
   killGroup(signal?: Deno.Signal): void;
   /** Lets this process exit without waiting for the child, which keeps running. */
@@ -782,9 +784,16 @@ function watchSpawned(pid: number, callerReaps = false): Generation {
   const { promise: exited, resolve } = Promise.withResolvers<
     GenerationExit
   >();
+  // Once reaped, the pid (and so the group id) may be reused: never signal
+  // it again. Until then it is reserved, a zombie's too.
+  let reaped = false;
   const timer = callerReaps ? undefined : setInterval(() => {
+    // Ended but a zombie still: what it left running in its group is killed
+    // before the pid (and so the group id) is freed.
+    if (endedChild(pid) !== undefined) killProcessGroup(pid, "SIGKILL");
     const exit = reapChild(pid);
     if (exit === undefined) return;
+    reaped = true;
     clearInterval(timer);
     resolve({
       code: exit.code,
@@ -795,7 +804,7 @@ function watchSpawned(pid: number, callerReaps = false): Generation {
     pid,
     exited,
     killGroup(signal: Deno.Signal = "SIGKILL"): void {
-      killProcessGroup(pid, signal);
+      if (!reaped) killProcessGroup(pid, signal);
     },
     unref(): void {
       if (timer !== undefined) Deno.unrefTimer(timer);
@@ -878,7 +887,10 @@ function watchGeneration(
   // When the spawn itself fails, pid is undefined and the reason comes later
   // as an "error" event, which would be thrown without a listener.
   child.on("error", () => {});
+  // node's "exit" comes after the reap: from then on the pid may be reused.
+  let reaped = false;
   child.on("exit", (code, signal) => {
+    reaped = true;
     resolve({ code, signal });
   });
   const pid = child.pid;
@@ -891,7 +903,7 @@ function watchGeneration(
     pid,
     exited,
     killGroup(signal: Deno.Signal = "SIGKILL"): void {
-      killProcessGroup(pid, signal);
+      if (!reaped) killProcessGroup(pid, signal);
     },
     unref(): void {
       child.unref();

@@ -1,9 +1,7 @@
 /**
- * The process calls a supervisor needs that Deno has no API for: waitid(2)
- * with WNOWAIT (see which child ended without reaping it, so that its pid,
- * and so its process group id, stays reserved while the group is signalled),
- * pidfd_open(2) and pidfd_getfd(2) (take a worker's listening sockets), and
- * the terminal and PID 1 checks.
+ * The process calls a supervisor needs that Deno has no API for:
+ * pidfd_open(2) and pidfd_getfd(2) (take a worker's listening sockets),
+ * execve(2) (upgrade in place), and the terminal and PID 1 checks.
  *
  * TODO(os seam): these bindings belong in ../os.ts once the engine work has
  * settled that module.
@@ -14,7 +12,6 @@
 import { libcPath } from "../os.ts";
 
 const SYMBOLS = {
-  waitid: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
   syscall: { parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
   close: { parameters: ["i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -22,13 +19,6 @@ const SYMBOLS = {
   execve: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
 } as const;
 
-const P_ALL = 0;
-const WNOHANG = 1;
-const WEXITED = 4;
-const WNOWAIT = 0x01000000;
-/** siginfo_t is 128 bytes; si_pid is at 16 (x86_64 and aarch64). */
-const SIGINFO_BYTES = 128;
-const SI_PID_OFFSET = 16;
 const SYS_PIDFD_OPEN = 434;
 const SYS_PIDFD_GETFD = 438;
 
@@ -44,28 +34,10 @@ function calls(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
   }
   if (!lib) {
     throw new Error(
-      "the supervisor needs FFI (--allow-ffi, or -A) for waitid(2)",
+      "the supervisor needs FFI (--allow-ffi, or -A) for pidfd_getfd(2) and execve(2)",
     );
   }
   return lib.symbols;
-}
-
-/**
- * The pid of a child of this process that has ended and is not reaped yet
- * (it stays a zombie, its pid reserved); undefined when there is none.
- *
- * @example
- * ```ts ignore
- * const pid = endedChild();
- * if (pid) { Deno.kill(-pid, "SIGKILL"); reapChild(pid); }
- * ```
- */
-export function endedChild(): number | undefined {
-  const info = new Uint8Array(SIGINFO_BYTES);
-  const result = calls().waitid(P_ALL, 0, info, WEXITED | WNOHANG | WNOWAIT);
-  if (result !== 0) return undefined; // ECHILD: no children at all
-  const pid = new DataView(info.buffer).getInt32(SI_PID_OFFSET, true);
-  return pid > 0 ? pid : undefined;
 }
 
 /**

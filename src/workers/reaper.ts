@@ -7,9 +7,8 @@
  * @module
  */
 
-import { reapChild } from "../os.ts";
+import { endedChild, reapChild } from "../os.ts";
 import { type GenerationExit, signalName } from "../spawn.ts";
-import { endedChild } from "./process.ts";
 
 /** How often the reaper looks without a SIGCHLD (a missed signal). */
 const SWEEP_MS = 1000;
