@@ -432,13 +432,27 @@ export function loadSpawnCalls(): boolean {
 
 const encoder = new TextEncoder();
 
-/** A NUL-terminated copy of `text`. */
-function cString(text: string): Uint8Array<ArrayBuffer> {
+/**
+ * A NUL-terminated copy of `text`.
+ *
+ * @example
+ * ```ts ignore
+ * const path = cString("/bin/sh");
+ * ```
+ */
+export function cString(text: string): Uint8Array<ArrayBuffer> {
   return encoder.encode(`${text}\0`);
 }
 
-/** A NULL-terminated array of pointers to `strings` (which must stay alive). */
-function pointerArray(
+/**
+ * A NULL-terminated array of pointers to `strings` (which must stay alive).
+ *
+ * @example
+ * ```ts ignore
+ * const argv = pointerArray(["sh", "-c", "true"].map(cString));
+ * ```
+ */
+export function pointerArray(
   strings: Uint8Array<ArrayBuffer>[],
 ): BigUint64Array<ArrayBuffer> {
   const array = new BigUint64Array(strings.length + 1);

@@ -96,6 +96,25 @@ function cliCommand(appPath: string): string[] {
   ];
 }
 
+/** `mod.ts APP --workers 2 --pidfile F` for a main module; waits for both. */
+async function startMainModule(
+  appPath: string,
+  pidfile: string,
+): Promise<Child> {
+  const child = new Child(Deno.execPath(), [
+    "run",
+    "-A",
+    MOD,
+    appPath,
+    "--workers",
+    "2",
+    "--pidfile",
+    pidfile,
+  ]);
+  await until(() => readStatus(pidfile)?.workers.length === 2);
+  return child;
+}
+
 function reload(pidfile: string): Promise<Deno.CommandOutput> {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MOD, "reload", "--pidfile", pidfile],
@@ -439,18 +458,8 @@ Deno.test("workers: APP.ts as a main module that calls serveGraceful on port 0: 
 serveGraceful({ port: 0, hostname: "127.0.0.1" }, () => new Response(String(Deno.pid)));
 `,
   );
-  const child = new Child(Deno.execPath(), [
-    "run",
-    "-A",
-    MOD,
-    `${dir}/app.ts`,
-    "--workers",
-    "2",
-    "--pidfile",
-    pidfile,
-  ]);
+  const child = await startMainModule(`${dir}/app.ts`, pidfile);
   try {
-    await until(() => readStatus(pidfile)?.workers.length === 2);
     const { workers, listeners } = readStatus(pidfile)! as Status & {
       listeners: string[];
     };
@@ -682,18 +691,8 @@ serveGraceful({
 }, () => new Response(Deno.pid + " " + ++hits));
 `,
   );
-  const child = new Child(Deno.execPath(), [
-    "run",
-    "-A",
-    MOD,
-    `${dir}/app.ts`,
-    "--workers",
-    "2",
-    "--pidfile",
-    pidfile,
-  ]);
+  const child = await startMainModule(`${dir}/app.ts`, pidfile);
   try {
-    await until(() => readStatus(pidfile)?.workers.length === 2);
     const port = Number(
       (readStatus(pidfile) as unknown as { listeners: string[] }).listeners[0]
         .split(":").pop(),

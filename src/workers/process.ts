@@ -9,7 +9,7 @@
  * @module
  */
 
-import { libcPath } from "../os.ts";
+import { cString, libcPath, pointerArray } from "../os.ts";
 
 const SYMBOLS = {
   syscall: { parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
@@ -75,7 +75,6 @@ const F_GETFD = 1;
 const F_SETFD = 2;
 const FD_CLOEXEC = 1;
 const SIG_SETMASK = 2;
-const encoder = new TextEncoder();
 
 /**
  * Replaces this process's program with `argv` (execve(2): same pid, same
@@ -103,26 +102,11 @@ export function execInPlace(
   const strings = argv.map(cString);
   const envs = Object.entries(env).map(([k, v]) => cString(`${k}=${v}`));
   c.sigprocmask(SIG_SETMASK, new Uint8Array(128), null);
-  c.execve(strings[0], pointers(strings), pointers(envs));
+  c.execve(strings[0], pointerArray(strings), pointerArray(envs));
   for (const fd of keep) {
     c.fcntl(fd, F_SETFD, c.fcntl(fd, F_GETFD, 0) | FD_CLOEXEC);
   }
   throw new Error(`execve ${argv[0]} failed`);
-}
-
-function cString(text: string): Uint8Array<ArrayBuffer> {
-  return encoder.encode(`${text}\0`);
-}
-
-/** A NULL-terminated array of pointers to `strings` (kept alive by the caller). */
-function pointers(
-  strings: Uint8Array<ArrayBuffer>[],
-): BigUint64Array<ArrayBuffer> {
-  const array = new BigUint64Array(strings.length + 1);
-  strings.forEach((s, i) => {
-    array[i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(s)));
-  });
-  return array;
 }
 
 /**
