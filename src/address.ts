@@ -6,6 +6,7 @@
  */
 
 import type { Addr } from "./types.ts";
+import { quoteValue } from "./quote.ts";
 
 /**
  * Where to listen: a TCP host and port, or a unix socket path.
@@ -414,8 +415,6 @@ function parsePort(spec: string, portText: string): number {
 /** The error for an invalid listen address: quotes it, says why and what is expected. */
 function invalidAddress(spec: string, reason: string): TypeError {
   return new TypeError(
-    `Invalid listen address ${
-      JSON.stringify(spec)
-    }: ${reason}; ${EXPECTED_FORMS}`,
+    `Invalid listen address ${quoteValue(spec)}: ${reason}; ${EXPECTED_FORMS}`,
   );
 }

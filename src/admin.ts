@@ -28,13 +28,18 @@
  *   token on every fetch.
  * - **Without a token**, the page, status and actions are served to loopback
  *   clients only (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104, unix sockets); any
- *   other client gets 403. Two traps are closed as well: a request that
- *   carries `Forwarded`, `X-Forwarded-For` or `X-Real-IP` is treated as not
- *   local (a reverse proxy on the same host would otherwise make every
- *   Internet client look like loopback: set a token behind a proxy), and a
- *   TCP request must name a loopback host (`localhost`, `*.localhost`,
+ *   other client gets 403. The server never mounts such a router on the app's
+ *   listeners, but on one of its own (admin_listener.ts: a 0600 unix socket
+ *   by default): a reverse proxy on the same host makes every client look
+ *   local, and a default nginx `proxy_pass` adds no header that would say so.
+ *   On a TCP listener two traps are closed as well: a request that carries
+ *   `Forwarded`, `X-Forwarded-For` or `X-Real-IP` is treated as not local,
+ *   and a TCP request must name a loopback host (`localhost`, `*.localhost`,
  *   127.x.y.z, `[::1]`) in `Host` (DNS rebinding: a hostile page whose name
  *   resolves to 127.0.0.1 would otherwise be same-origin with this API).
+ * - **A `Host` header that is no host** (`127.0.0.1:8000/debug/admin/status?`)
+ *   cannot move the route: Deno builds `request.url` from Host and target, so
+ *   the router cuts the target back out; an admin target then gets 400.
  *
  * ## CSRF
  *
@@ -43,23 +48,23 @@
  *
  * - actions are `POST` only (a GET is 405 with `Allow: POST`), and no CORS
  *   header is ever sent, so a preflighted cross-origin request fails;
- * - every action needs the header `X-Admin-CSRF` with this process's CSRF
- *   token, 256 random bits made when the router is created (compared in
- *   constant time). The page embeds it; scripts can read it from the
- *   `X-Admin-CSRF` header of an authorised `{path}/status` response. Cross-site
- *   pages can read neither (same-origin policy, no CORS), and HTML forms cannot
- *   set headers;
+ * - without a token, every action needs the header `X-Admin-CSRF` with this
+ *   process's CSRF token, 256 random bits made when the router is created
+ *   (compared in constant time). The page embeds it; scripts can read it from
+ *   the `X-Admin-CSRF` header of a `{path}/status` response. Cross-site pages
+ *   can read neither (same-origin policy, no CORS), and HTML forms cannot set
+ *   headers;
+ * - with a token, the bearer header is the proof instead: a browser never
+ *   attaches one on its own, so a cross-site page cannot send it, and
+ *   `curl -X POST -H "Authorization: Bearer $T" …/restart` needs nothing else
+ *   (the CSRF token is no secret from whoever can load the page, which is
+ *   served without the bearer token);
  * - status and actions are refused (403) when `Sec-Fetch-Site` is present and
  *   is not `same-origin` or `none`, or when `Origin` is present and is `null`
  *   or names another host than the request's `Host` (a reverse proxy must
  *   pass `Host` through);
  * - a non-empty action body must be `application/json` (415 otherwise): no
- *   form encodings.
- *
- * With a token, the CSRF token is no secret from whoever can load the page
- * (the page is served without the bearer token); there the defence is the
- * bearer token itself, which browsers never attach on their own. The CSRF
- * header still blocks forms and keeps one code path.
+ *   form encodings. An empty body is accepted whatever its `Content-Type`.
  *
  * Every response carries `Cache-Control: no-store`,
  * `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY` and
@@ -110,6 +115,7 @@ export type { LastRestart, RestartTrigger } from "./handover.ts";
 import { renderAdminPage } from "./admin_page.ts";
 import { logger } from "./log.ts";
 import { workerSecret } from "./workers/worker.ts";
+import { randomHex } from "./random.ts";
 
 const log = logger("admin");
 
@@ -129,10 +135,21 @@ export interface AdminOptions {
   /** Where the routes are mounted. Default `/debug/admin`. */
   path?: string;
   /**
-   * A bearer token for status and actions, from any client. Without one, only
-   * loopback clients are served. At least 16 visible ASCII characters.
+   * A bearer token for status and actions, from any client; the admin routes
+   * are then served on the app's listeners. Without one, they are served
+   * only on a listener of their own (see `listen`), to loopback clients.
+   * At least 16 visible ASCII characters.
    */
   token?: string;
+  /**
+   * The admin API's own listener: `unix:PATH`, or (without a token) a
+   * loopback `127.0.0.1:PORT` or `[::1]:PORT`. Default without a token: a
+   * unix socket (mode 0600) `admin-PID.sock` in `$XDG_RUNTIME_DIR/serve-graceful/`
+   * (or `$RUNTIME_DIRECTORY/serve-graceful/`, systemd's RuntimeDirectory=),
+   * else `/tmp/serve-graceful-UID/`. With a token and no `listen`, the admin
+   * routes are served on the app's listeners.
+   */
+  listen?: string;
   /**
    * Whether `POST {path}/restart` may name another `entry` or `execPath`, and
    * in which directories they must lie. Default `false`: never.
@@ -277,14 +294,16 @@ export function createAdmin(
   return {
     path: state.config.path,
     handle(request, info) {
-      let url: URL;
-      try {
-        url = new URL(request.url);
-      } catch {
-        return undefined;
-      }
+      const target = requestTarget(request);
+      if (target === undefined) return undefined;
+      const { url, hostOk } = target;
       const sub = subpathOf(url.pathname, state.config.path);
       if (sub === undefined) return undefined;
+      if (!hostOk) {
+        return Promise.resolve(
+          refuse(request, info, 400, "invalid Host header"),
+        );
+      }
       return route(state, request, info, url, sub).catch((error) => {
         log.error("admin: {method} {path} failed: {error}", {
           method: request.method,
@@ -297,20 +316,32 @@ export function createAdmin(
   };
 }
 
+/**
+ * Why `token` cannot be an admin token, or undefined when it can.
+ *
+ * @example
+ * ```ts
+ * import { adminTokenProblem } from "./admin.ts";
+ *
+ * adminTokenProblem("short"); // "admin token must be at least 16 characters"
+ * ```
+ */
+export function adminTokenProblem(token: unknown): string | undefined {
+  if (typeof token !== "string" || !/^[\x21-\x7e]+$/.test(token)) {
+    return "admin token must be visible ASCII characters (no spaces)";
+  }
+  if (token.length < MIN_TOKEN_LENGTH) {
+    return `admin token must be at least ${MIN_TOKEN_LENGTH} characters`;
+  }
+  return undefined;
+}
+
 function resolveOptions(options: AdminOptions): Config {
   const path = normalisePath(options.path ?? DEFAULT_ADMIN_PATH);
   const token = options.token;
   if (token !== undefined) {
-    if (typeof token !== "string" || !/^[\x21-\x7e]+$/.test(token)) {
-      throw new TypeError(
-        "admin token must be visible ASCII characters (no spaces)",
-      );
-    }
-    if (token.length < MIN_TOKEN_LENGTH) {
-      throw new TypeError(
-        `admin token must be at least ${MIN_TOKEN_LENGTH} characters`,
-      );
-    }
+    const problem = adminTokenProblem(token);
+    if (problem) throw new TypeError(problem);
   }
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_ADMIN_MAX_BODY_BYTES;
   if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 0) {
@@ -350,6 +381,44 @@ function normalisePath(path: string): string {
     );
   }
   return trimmed;
+}
+
+/** What a Host header may hold: a host name or IP literal, and a port. */
+const VALID_HOST =
+  /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::\d*)?$/;
+
+/**
+ * The request's URL as the client's request target says it. Deno's engines
+ * build `request.url` as scheme + Host header + target, so a Host with a
+ * path in it (`127.0.0.1:8000/debug/admin/status?`) would move the path into
+ * the query string and make another route answer. Then the path is cut out
+ * of `request.url` after the Host header as sent, and `hostOk` is false.
+ */
+function requestTarget(
+  request: Request,
+): { url: URL; hostOk: boolean } | undefined {
+  const raw = request.url;
+  const host = request.headers.get("host");
+  if (host !== null && !VALID_HOST.test(host)) {
+    const scheme = raw.slice(0, raw.indexOf("://") + 3);
+    const prefix = scheme + host;
+    if (raw.startsWith(prefix) && raw.charAt(prefix.length) === "/") {
+      try {
+        const url = new URL(raw.slice(prefix.length), `${scheme}invalid`);
+        return { url, hostOk: false };
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  try {
+    return {
+      url: new URL(raw),
+      hostOk: host === null || VALID_HOST.test(host),
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 /** "" for the page, "status" etc. for subpaths, undefined when not ours. */
@@ -395,8 +464,11 @@ async function route(
       });
   }
 
+  // With a token, `authorise` checked the bearer header, which a browser
+  // never sends on its own: that is the proof a cross-site page cannot give.
   const csrf = request.headers.get(ADMIN_CSRF_HEADER);
-  if (csrf === null || !(await sameSecret(csrf, state.csrf))) {
+  const needsCsrf = state.config.token === undefined;
+  if (needsCsrf && (csrf === null || !(await sameSecret(csrf, state.csrf)))) {
     return refuse(
       request,
       info,
@@ -821,13 +893,13 @@ function json(
 function refuse(
   request: Request,
   info: AdminRequestInfo,
-  status: 401 | 403,
+  status: 400 | 401 | 403,
   error: string,
   headers: Record<string, string> = {},
 ): Response {
   log.warn("admin: refused {method} {path} from {client}: {error}", {
     method: request.method,
-    path: new URL(request.url).pathname,
+    path: requestTarget(request)?.url.pathname,
     client: describeAddr(info.remoteAddr),
     error,
   });
@@ -842,11 +914,6 @@ function describeAddr(addr: Deno.Addr): string {
 
 // ---------------------------------------------------------------------------
 // Secrets
-
-function randomHex(bytes: number): string {
-  const buffer = crypto.getRandomValues(new Uint8Array(bytes));
-  return Array.from(buffer, (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 async function digest(text: string): Promise<Uint8Array> {
   const data = new TextEncoder().encode(text);

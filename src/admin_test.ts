@@ -16,6 +16,11 @@ import {
   createAdmin,
 } from "./admin.ts";
 import { type LastRestart, RestartError } from "./handover.ts";
+import {
+  CHROMIUM as CHROMIUM_CAPABILITY,
+  CHROMIUM_PATH,
+  has,
+} from "../tests/capabilities.ts";
 
 const TOKEN = "s3cret-admin-token-0123456789";
 const LOOPBACK: Deno.NetAddr = {
@@ -1073,14 +1078,9 @@ Deno.test("admin: a deps failure is a 500 without details", async () => {
 // ---------------------------------------------------------------------------
 // In a real browser
 
-const CHROMIUM = "/usr/bin/chromium";
-const haveChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
-if (!haveChromium) {
-  console.log(
-    `admin browser tests skipped: ${CHROMIUM} not found ` +
-      "(apt-get install -y chromium)",
-  );
-}
+const CHROMIUM = CHROMIUM_PATH;
+// Skips the browser tests without it (strict mode: fails; capabilities.ts).
+const haveChromium = has(CHROMIUM_CAPABILITY);
 
 const CHROMIUM_FLAGS = [
   "--headless",
@@ -1394,4 +1394,100 @@ Deno.test({
       });
     });
   },
+});
+
+// ---------------------------------------------------------------------------
+// Raw requests: what fetch() cannot send
+
+/** Sends `head` (request line and headers, no final CRLF) and reads the reply. */
+async function rawRequest(origin: string, head: string): Promise<string> {
+  const port = Number(new URL(origin).port);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(
+    new TextEncoder().encode(`${head}\r\nConnection: close\r\n\r\n`),
+  );
+  let out = "";
+  const buffer = new Uint8Array(16384);
+  for (;;) {
+    const n = await conn.read(buffer);
+    if (n === null) break;
+    out += new TextDecoder().decode(buffer.subarray(0, n));
+  }
+  conn.close();
+  return out;
+}
+
+Deno.test("admin: an action with an empty body is accepted whatever its Content-Type", async () => {
+  await withAdmin({}, async (h) => {
+    const csrf = await h.csrf();
+    for (const type of ["text/plain", "application/x-www-form-urlencoded"]) {
+      const reply = await rawRequest(
+        h.origin,
+        `POST /debug/admin/restart HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+          `X-Admin-CSRF: ${csrf}\r\nContent-Type: ${type}\r\nContent-Length: 0`,
+      );
+      assertMatch(reply, /^HTTP\/1\.1 200 /, `${type}: ${reply}`);
+    }
+    assertEquals(h.fake.restartCalls.length, 2);
+  });
+});
+
+Deno.test("admin: a Host header with a path in it does not change which route answers", async () => {
+  await withAdmin({}, async (h) => {
+    const port = new URL(h.origin).port;
+    const bad = `127.0.0.1:${port}/debug/admin/status?`;
+    // An action under a Host that names the status route: refused as a bad
+    // Host, never answered by the status route (405) or any other.
+    const restart = await rawRequest(
+      h.origin,
+      `POST /debug/admin/restart HTTP/1.1\r\nHost: ${bad}\r\n` +
+        `X-Admin-CSRF: ${await h.csrf()}\r\nContent-Length: 0`,
+    );
+    assertMatch(restart, /^HTTP\/1\.1 400 /, restart);
+    assertMatch(restart, /invalid Host header/);
+    // An app path under a Host naming an admin route is the app's.
+    const app = await rawRequest(
+      h.origin,
+      `GET /other HTTP/1.1\r\nHost: 127.0.0.1:${port}/debug/admin/shutdown?`,
+    );
+    assertMatch(app, /^HTTP\/1\.1 200 /, app);
+    assertMatch(app, /\r\n\r\napp$/);
+    // And an admin path under a Host naming an app path stays admin's.
+    const status = await rawRequest(
+      h.origin,
+      `GET /debug/admin/status HTTP/1.1\r\nHost: 127.0.0.1:${port}/x?`,
+    );
+    assertMatch(status, /^HTTP\/1\.1 400 /, status);
+    assertEquals(h.appHits, ["/debug/admin/shutdown"]);
+    assertEquals(h.fake.restartCalls.length, 0);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assertEquals(h.fake.shutdownCalls, 0);
+  });
+});
+
+Deno.test("admin: with a token, the bearer header alone is enough for an action (no CSRF header)", async () => {
+  await withAdmin({ token: TOKEN }, async (h) => {
+    const ok = await h.call("/debug/admin/restart", {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    assertEquals(ok.status, 200, ok.text);
+    // A wrong CSRF header does not matter either: the bearer token is the
+    // proof that no browser sent it on its own.
+    const shutdown = await h.call("/debug/admin/shutdown", {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "x-admin-csrf": "0" },
+    });
+    assertEquals(shutdown.status, 202, shutdown.text);
+    // Cross-site markers are still refused.
+    const cross = await h.call("/debug/admin/restart", {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${TOKEN}`,
+        "sec-fetch-site": "cross-site",
+      },
+    });
+    assertEquals(cross.status, 403);
+    assertEquals(h.fake.restartCalls.length, 1);
+  });
 });

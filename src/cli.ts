@@ -9,15 +9,6 @@
  */
 
 import {
-  configure,
-  getAnsiColorFormatter,
-  getConsoleSink,
-  getJsonLinesFormatter,
-  getTextFormatter,
-  type LogLevel,
-  type LogRecord,
-} from "@logtape/logtape";
-import {
   afterHandover,
   processStatus,
   releaseProcess,
@@ -25,19 +16,22 @@ import {
   serverCount,
 } from "./supervisor.ts";
 import type { Watcher } from "./watch.ts";
-import { statusPath } from "./pidfile.ts";
-import { logger } from "./log.ts";
+import { checkPidfileDir, statusPath } from "./pidfile.ts";
+import { logger, logtape } from "./log.ts";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "./args.ts";
+import { quoteValue } from "./quote.ts";
 import { COMMANDS } from "./cli_commands.ts";
 import { inheritedFds } from "./listeners.ts";
+import { startInspectorGuard } from "./inspector_guard.ts";
 import { demoHandler } from "./demo.ts";
 import { type EngineName, serveGraceful } from "./server.ts";
 import type { GracefulHandler } from "./types.ts";
 import { assertDenoVersion } from "./version.ts";
+import { serveUnderAppConfig } from "./app_config.ts";
 import { trace } from "./trace.ts";
-import { DEFAULT_RESTART_SIGNALS } from "./signals.ts";
+import { resolveSignals } from "./signals.ts";
 import { supervisedWorkers } from "./workers/mode.ts";
 import { isWorker } from "./workers/worker.ts";
 import denoJson from "../deno.json" with { type: "json" };
@@ -54,6 +48,7 @@ const OPTIONS = {
   "drain-timeout": { type: "string" },
   "start-timeout": { type: "string" },
   "restart-signal": { type: "string", multiple: true },
+  "no-inspector-guard": { type: "boolean" },
   "log-level": { type: "string" },
   "json-logs": { type: "boolean" },
   pidfile: { type: "string" },
@@ -63,6 +58,9 @@ const OPTIONS = {
   "shutdown-delay": { type: "string" },
   admin: { type: "string" },
   "admin-token": { type: "string" },
+  "admin-token-file": { type: "string" },
+  "admin-listen": { type: "string" },
+  config: { type: "string", short: "c" },
   cert: { type: "string" },
   key: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -77,7 +75,8 @@ Usage:
 
   Without APP.ts, serves the demo: / says Hello!, /pid is the serving pid,
   /sleep?ms=N sleeps N ms (default 10000) and answers with its pid.
-  APP.ts must \`export default { fetch(request, info) { ... } }\`.
+  APP.ts must \`export default { fetch(request, info) { ... } }\`; it is
+  served under its own deno.json or package.json (the nearest one).
   Under systemd socket activation (LISTEN_FDS) no options are needed.
 
 Options:
@@ -91,8 +90,11 @@ Options:
       --drain-timeout MS  longest graceful shutdown before cutting (default 30000)
       --start-timeout MS  how long a new generation may take to be ready
                           (default 30000); then it is killed, the old one stays
-      --restart-signal S  signal that restarts (repeatable; default SIGUSR1;
-                          SIGUSR2 avoids Deno opening the inspector; "none")
+      --restart-signal S  signal that restarts (repeatable; default SIGUSR2,
+                          SIGUSR1, and SIGHUP without a terminal; "none");
+                          others of these three are logged and ignored
+      --no-inspector-guard  do not hold 127.0.0.1:9229 (then a SIGUSR1 opens
+                          Deno's V8 inspector there: for debugging only)
       --log-level L       debug, info (default), warning, error
       --json-logs         log JSON lines (with pid and generation) instead of text
       --pidfile F         write F (and F.json, the status) once ready; rewritten
@@ -109,9 +111,21 @@ Options:
       --shutdown-delay MS on SIGTERM, answer health 503 and keep accepting for
                           MS before draining (default 0)
       --admin[=PATH]      the admin page and API at PATH (default /debug/admin);
-                          loopback clients only unless --admin-token is set
+                          without a token, only on a listener of its own: a
+                          unix socket (0600) in $XDG_RUNTIME_DIR/serve-graceful,
+                          $RUNTIME_DIRECTORY/serve-graceful (systemd) or
+                          /tmp/serve-graceful-UID (see the log, or status)
+      --admin-listen ADDR the admin API's own listener: unix:PATH, or without
+                          a token 127.0.0.1:PORT; with a token and no
+                          --admin-listen, the admin is on the app's listeners
       --admin-token T     require "Authorization: Bearer T" for the admin API
+                          (warns: a command line is readable by every user;
+                          later generations never get it in theirs)
+      --admin-token-file F  the same, the token read from F (chmod 600) by
+                          every generation as it starts
       --cert F --key F    serve HTTPS with these PEM files (node engine)
+  -c, --config F          serve APP.ts under this deno.json, deno.jsonc or
+                          package.json (default: the one nearest to APP.ts)
 
 Every option can also come from the environment, for unit files:
 GRACEFUL_PORT, GRACEFUL_LISTEN (comma-separated), GRACEFUL_DRAIN_TIMEOUT,
@@ -120,11 +134,12 @@ The command line wins.
   -h, --help              this help
   -V, --version           print the version
 
-Signals: SIGTERM, SIGINT and SIGQUIT drain gracefully and exit 0.
-SIGUSR1 restarts with zero downtime: the program is executed again with the
+Signals: SIGTERM, SIGINT and SIGQUIT drain gracefully and exit 0; so does
+SIGHUP in a terminal (it closed). SIGUSR2 (also SIGUSR1, and SIGHUP without a
+terminal) restarts with zero downtime: the program is executed again with the
 same sockets; the old process stops accepting once the new one is ready,
 finishes its requests and exits. A new version that fails to start is killed
-and the old one keeps serving.
+and the old one keeps serving. SIGHUP ignored from the start (nohup) stays so.
 
 Examples:
   deno run -A mod.ts                                # demo on :${DEFAULT_PORT}
@@ -171,11 +186,23 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   try {
+    // First of all, before logging or any socket: this may run the process
+    // again under the app's own deno.json or package.json (app_config.ts).
+    serveUnderAppConfig(
+      parsed.positionals[0],
+      values.config as string | undefined,
+    );
     await setupLogging(
       String(values["log-level"] ?? "info"),
       values["json-logs"] === true,
     );
     trace("cli: logging configured");
+    if (values.pidfile !== undefined) checkPidfileDir(values.pidfile as string);
+    // Before the app loads, which may take longer than the half second after
+    // which Deno opens its inspector on SIGUSR1; after LISTEN_FDS is read, so
+    // that the guard's socket cannot take the number of an fd it names.
+    inheritedFds();
+    startInspectorGuard(values["no-inspector-guard"] !== true);
     const workers = supervisedWorkers(values.workers as string | undefined);
     if (workers !== undefined) {
       // The supervisor loads no app code: the workers run this command line.
@@ -186,9 +213,11 @@ export async function main(args: string[]): Promise<number> {
       );
       return await runSupervisor({
         workers,
-        restartSignals: signals === false
-          ? []
-          : signals ?? DEFAULT_RESTART_SIGNALS,
+        restartSignals: resolveSignals({ restartSignals: signals }).restart,
+        // Read here once, handed to each worker over its control channel.
+        adminToken: values.admin === undefined
+          ? undefined
+          : await adminTokenOf(args, values),
         startTimeout: optionalMs(values, "start-timeout"),
         drainTimeout: optionalMs(values, "drain-timeout"),
         pidfile,
@@ -206,6 +235,9 @@ export async function main(args: string[]): Promise<number> {
     const handler = parsed.positionals.length > 0
       ? await loadApp(parsed.positionals[0])
       : demoHandler;
+    const adminToken = values.admin === undefined
+      ? undefined
+      : await adminTokenOf(args, values);
     if (parsed.positionals.length > 1) {
       throw new TypeError(
         `unexpected argument "${parsed.positionals[1]}" (one APP.ts at most)`,
@@ -233,13 +265,15 @@ export async function main(args: string[]): Promise<number> {
       restartSignals: parseSignals(
         values["restart-signal"] as string[] | undefined,
       ),
+      inspectorGuard: values["no-inspector-guard"] !== true,
       healthPath: values.health as string | undefined,
       shutdownDelay: values["shutdown-delay"] === undefined
         ? undefined
         : parseMs("--shutdown-delay", values["shutdown-delay"] as string),
       admin: values.admin === undefined ? undefined : {
         path: values.admin as string,
-        token: values["admin-token"] as string | undefined,
+        token: adminToken,
+        listen: values["admin-listen"] as string | undefined,
       },
       cert: values.cert === undefined
         ? undefined
@@ -306,6 +340,28 @@ async function startWatch(
   return watcher;
 }
 
+/**
+ * The admin token (src/admin_token.ts). A later generation may wait here for
+ * the previous one's state; the inherited fds are read first, so that the
+ * control connection cannot take the number of an fd LISTEN_FDS names.
+ */
+async function adminTokenOf(
+  args: string[],
+  values: Record<string, unknown>,
+): Promise<string | undefined> {
+  inheritedFds();
+  const { resolveAdminToken } = await import("./admin_token.ts");
+  const cliLog = logger("cli");
+  return await resolveAdminToken({
+    token: values["admin-token"] as string | undefined,
+    onCommandLine: args.some((arg) =>
+      arg === "--admin-token" || arg.startsWith("--admin-token=")
+    ),
+    file: values["admin-token-file"] as string | undefined,
+    warn: (message) => cliLog.warn("{message}", { message }),
+  });
+}
+
 /** `--admin` alone means the default path (parseArgs has no optional values). */
 function normalizeAdminFlag(args: string[]): string[] {
   return args.map((arg) => arg === "--admin" ? "--admin=/debug/admin" : arg);
@@ -359,7 +415,9 @@ function fail(error: unknown): number {
 function parsePort(raw: string): number {
   const port = Number(raw);
   if (!/^\d+$/.test(raw) || port > 65535) {
-    throw new TypeError(`--port "${raw}" is not a port number (0-65535)`);
+    throw new TypeError(
+      `--port ${quoteValue(raw)} is not a port number (0-65535)`,
+    );
   }
   return port;
 }
@@ -375,7 +433,9 @@ function optionalMs(
 function parseMs(flag: string, raw: string): number {
   const ms = Number(raw);
   if (!/^\d+$/.test(raw)) {
-    throw new TypeError(`${flag} "${raw}" is not a number of milliseconds`);
+    throw new TypeError(
+      `${flag} ${quoteValue(raw)} is not a number of milliseconds`,
+    );
   }
   return ms;
 }
@@ -441,7 +501,7 @@ async function loadApp(path: string): Promise<GracefulHandler | undefined> {
   return fetch.bind(mod.default);
 }
 
-const LEVELS: Record<string, LogLevel> = {
+const LEVELS: Record<string, logtape.LogLevel> = {
   debug: "debug",
   info: "info",
   warning: "warning",
@@ -470,10 +530,10 @@ async function setupLogging(level: string, json: boolean): Promise<void> {
   const formatter = json
     ? jsonWithProcess()
     : colour
-    ? getAnsiColorFormatter({ value: "bare", format })
-    : getTextFormatter({ value: "bare", format });
-  await configure({
-    sinks: { console: getConsoleSink({ formatter }) },
+    ? logtape.getAnsiColorFormatter({ value: "bare", format })
+    : logtape.getTextFormatter({ value: "bare", format });
+  await logtape.configure({
+    sinks: { console: logtape.getConsoleSink({ formatter }) },
     loggers: [
       { category: ["graceful"], lowestLevel, sinks: ["console"] },
       {
@@ -486,9 +546,9 @@ async function setupLogging(level: string, json: boolean): Promise<void> {
 }
 
 /** JSON lines, with the pid and generation added to every record. */
-function jsonWithProcess(): (record: LogRecord) => string {
-  const json = getJsonLinesFormatter();
-  return function format(record: LogRecord): string {
+function jsonWithProcess(): (record: logtape.LogRecord) => string {
+  const json = logtape.getJsonLinesFormatter();
+  return function format(record: logtape.LogRecord): string {
     const { generation } = processStatus();
     return json({
       ...record,

@@ -3,18 +3,31 @@
  *
  * How they reach the server: a signal, then polling the pidfile and the
  * status file beside it (`<pidfile>.json`). No extra socket is opened in the
- * server, so there is nothing more to secure; only a user allowed to signal
- * the server's process can reload or stop it. `reload` knows a restart
- * succeeded when the pidfile names a new, live pid (a new generation writes
- * it once ready), and that it failed when the status file records a failed
- * restart that started after the signal.
+ * server for them; only a user allowed to signal the server's process can
+ * reload or stop it. `reload` knows a restart succeeded when the pidfile
+ * names a new, live pid (a new generation writes it once ready), and that it
+ * failed when the status file records a failed restart that started after
+ * the signal.
+ *
+ * A pidfile is not trusted blindly: before a signal, the pid must be the
+ * process that wrote the status file (its start time and command line, see
+ * src/pidfile.ts), in a directory others cannot write. `reload` sends only a
+ * signal the status file lists as a restart signal.
  *
  * @module
  */
 
 import { parseArgs } from "./args.ts";
 import type { WorkerStatus } from "./workers/pool.ts";
-import { isAlive, readPid, readStatus, type StatusFile } from "./pidfile.ts";
+import { quoteValue } from "./quote.ts";
+import {
+  checkPidfileDir,
+  isAlive,
+  readPid,
+  readStatus,
+  type StatusFile,
+  verifyServer,
+} from "./pidfile.ts";
 
 const COMMON = {
   pidfile: { type: "string" },
@@ -31,15 +44,18 @@ export const COMMANDS = ["reload", "stop", "status"] as const;
 const HELP =
   `Operator commands (find the server through --pidfile F or --pid N):
 
-  deno run -A mod.ts reload --pidfile F [--signal SIGUSR1] [--timeout MS]
+  deno run -A mod.ts reload --pidfile F [--signal SIG] [--timeout MS]
       restart with zero downtime; returns once the new generation serves;
       exits 1 with the reason when the restart failed (the old one still serves)
+      the signal: one the server lists as a restart signal in F.json
+      (SIGUSR2, else SIGHUP, else SIGUSR1); --signal must be one of them
   deno run -A mod.ts stop (--pidfile F | --pid N) [--timeout MS]
       graceful stop (SIGTERM); returns once the process is gone
   deno run -A mod.ts status (--pidfile F | --pid N) [--json]
       exits 1 when nothing is running (no pidfile, a stale one, or a dead pid)
 
---signal must match the server's --restart-signal (default SIGUSR1).
+Before signalling, the pid must be the server that wrote F.json (start time
+and command line); a pidfile in a directory others may write is refused.
 --timeout defaults to 120000 ms.`;
 
 /**
@@ -78,24 +94,29 @@ export async function runCommand(
     return await reload(pidfile, signalOf(values.signal), timeoutMs);
   }
   if (command === "stop") {
-    return await stop(findPid(pidfile, explicitPid), timeoutMs);
+    const pid = explicitPid !== undefined
+      ? findPid(undefined, explicitPid)
+      : (await trustedServer(pidfile!)).pid;
+    return await stop(pid, timeoutMs);
   }
-  return status(pidfile, explicitPid, values.json === true);
+  return await status(pidfile, explicitPid, values.json === true);
 }
 
 function positiveInt(flag: string, raw: string): number {
   if (!/^\d+$/.test(raw) || Number(raw) <= 0) {
-    throw new TypeError(`${flag} "${raw}" is not a positive number`);
+    throw new TypeError(`${flag} ${quoteValue(raw)} is not a positive number`);
   }
   return Number(raw);
 }
 
-function signalOf(raw: unknown): Deno.Signal {
-  if (raw === undefined) return "SIGUSR1";
+function signalOf(raw: unknown): Deno.Signal | undefined {
+  if (raw === undefined) return undefined;
   const name = String(raw).toUpperCase();
   const signal = name.startsWith("SIG") ? name : `SIG${name}`;
   if (!["SIGUSR1", "SIGUSR2", "SIGHUP"].includes(signal)) {
-    throw new TypeError(`--signal "${raw}" must be SIGUSR1, SIGUSR2 or SIGHUP`);
+    throw new TypeError(
+      `--signal ${quoteValue(String(raw))} must be SIGUSR1, SIGUSR2 or SIGHUP`,
+    );
   }
   return signal as Deno.Signal;
 }
@@ -116,18 +137,73 @@ function findPid(pidfile: string | undefined, pid: number | undefined): number {
   return found;
 }
 
+/**
+ * The pid the pidfile names and its status, once checked to be the server
+ * that wrote them; throws a one-line error otherwise. A restart rewrites the
+ * status file, then the pidfile: a status naming another pid is read again.
+ */
+async function trustedServer(
+  pidfile: string,
+): Promise<{ pid: number; status: StatusFile | undefined }> {
+  checkPidfileDir(pidfile);
+  for (let attempt = 0;; attempt++) {
+    const pid = findPid(pidfile, undefined);
+    const status = readStatus(pidfile);
+    if (status?.pid !== pid && attempt < 3) {
+      await sleep(100);
+      continue;
+    }
+    await verifyServer(pidfile, pid, status);
+    return { pid, status };
+  }
+}
+
+/** Restart signals, the safest first: SIGUSR1 makes Deno open its inspector. */
+const RELOAD_PREFERENCE = ["SIGUSR2", "SIGHUP", "SIGUSR1"];
+
+/**
+ * The signal `reload` sends: `--signal` if the server restarts on it, else
+ * the first of {@linkcode RELOAD_PREFERENCE} it restarts on; SIGUSR2 when
+ * the status file does not list its restart signals (an older version).
+ */
+function reloadSignal(
+  pid: number,
+  explicit: Deno.Signal | undefined,
+  status: StatusFile | undefined,
+): Deno.Signal {
+  const listed = status?.restartSignals;
+  if (listed === undefined) return explicit ?? "SIGUSR2";
+  const shown = listed.length > 0 ? listed.join(", ") : "none";
+  if (explicit !== undefined) {
+    if (listed.includes(explicit)) return explicit;
+    throw new Error(
+      `--signal ${explicit}: pid ${pid} does not restart on it (its restart ` +
+        `signals: ${shown}); it might stop or ignore it instead`,
+    );
+  }
+  const pick = RELOAD_PREFERENCE.find((s) => listed.includes(s)) ?? listed[0];
+  if (pick === undefined) {
+    throw new Error(
+      `pid ${pid} restarts on no signal (--restart-signal none): ` +
+        `restart it through the admin API or server.restart()`,
+    );
+  }
+  return pick as Deno.Signal;
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function reload(
   pidfile: string,
-  signal: Deno.Signal,
+  explicit: Deno.Signal | undefined,
   timeoutMs: number,
 ): Promise<number> {
-  const pid = findPid(pidfile, undefined);
+  const { pid, status: before } = await trustedServer(pidfile);
+  const signal = reloadSignal(pid, explicit, before);
   // A supervisor keeps its pid: its roll counter says when a roll is done.
-  const rollsBefore = readStatus(pidfile)?.restarts;
+  const rollsBefore = before?.restarts;
   const sent = Date.now();
   Deno.kill(pid, signal);
   const deadline = sent + timeoutMs;
@@ -185,11 +261,11 @@ async function stop(pid: number, timeoutMs: number): Promise<number> {
   return 0;
 }
 
-function status(
+async function status(
   pidfile: string | undefined,
   explicitPid: number | undefined,
   json: boolean,
-): number {
+): Promise<number> {
   let pid = explicitPid;
   let st: StatusFile | undefined;
   let problem: string | undefined;
@@ -198,11 +274,19 @@ function status(
     st = readStatus(pidfile);
     if (pid === undefined) problem = `no pidfile ${pidfile}`;
   }
-  const running = pid !== undefined && isAlive(pid);
+  let running = pid !== undefined && isAlive(pid);
   if (pid !== undefined && !running) {
     problem = pidfile
       ? `stale pidfile ${pidfile}: pid ${pid} is not running`
       : `pid ${pid} is not running`;
+  }
+  if (running && pidfile !== undefined && explicitPid === undefined) {
+    try {
+      ({ pid, status: st } = await trustedServer(pidfile));
+    } catch (error) {
+      running = false;
+      problem = error instanceof Error ? error.message : String(error);
+    }
   }
   if (st && st.pid !== pid) st = undefined;
   if (json) {
@@ -219,6 +303,7 @@ function status(
         }`,
       );
       console.log(`  listening on ${st.listeners.join(", ")}`);
+      if (st.admin) console.log(`  admin API on ${st.admin}`);
       for (const w of workersOf(st)) {
         console.log(
           `  worker ${w.slot}: pid ${w.pid}, generation ${w.generation}, ` +

@@ -32,6 +32,12 @@ export interface HandoverState {
   app: Record<string, unknown>;
   /** The restart that made this generation. */
   restart: { trigger: RestartTrigger; at: number };
+  /**
+   * The admin token, when the process carries one: the CLI hands it on here
+   * rather than in the next generation's arguments, which every local user
+   * can read.
+   */
+  adminToken?: string;
 }
 
 /** What triggered a restart, for logs and status. */
@@ -108,6 +114,8 @@ export interface HandoverSeam {
   ): SeamChild;
   /** Collects application state (the `handover.save()` hooks). */
   saveAppState(): Promise<Record<string, unknown>>;
+  /** The admin token to hand to the next generation, if any. */
+  adminToken?(): string | undefined;
   /** Called once the child is ready, before draining (systemd: MAINPID=). */
   committed(child: { pid: number; generation: number }): Promise<void>;
   /** Stop accepting and drain every server in this process. */
@@ -357,12 +365,31 @@ export class Restarter {
         app: await seam.saveAppState(),
         restart: { trigger, at: started },
       };
+      const adminToken = seam.adminToken?.();
+      if (adminToken !== undefined) state.adminToken = adminToken;
       await peer.send({ type: "state", state });
       trace("restart: state sent");
+      const received = peer.receive();
+      // A generation that says why it failed and exits at once: its exit
+      // and the end of the channel can be seen before its message is read,
+      // in either order. Its message is the reason; else its exit.
+      const exited = early.catch(async (exit) => {
+        const last = await received.catch(() => undefined);
+        if (last?.type !== "fail") throw exit;
+        throw new RestartError(
+          `the new generation failed to start: ${last.reason}`,
+        );
+      });
+      exited.catch(() => {});
+      const answered = received.catch(async (error) => {
+        // The channel ended: the generation exits; say so by its exit.
+        if ((error as { code?: unknown })?.code === "eof") await exited;
+        throw error;
+      });
       const answer = await this.#within(
         deadline,
-        early,
-        peer.receive(),
+        exited,
+        answered,
         "become ready",
       );
       trace(`restart: ${answer.type} received`);

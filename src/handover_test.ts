@@ -44,6 +44,11 @@ class ScriptedChild implements SeamChild {
   }
 }
 
+/** What a control connection's receive() rejects with at its end. */
+function eof(): Error {
+  return Object.assign(new Error("the connection ended"), { code: "eof" });
+}
+
 /** One side of an in-memory channel. */
 class ScriptedPeer implements SeamPeer {
   readonly pid: number;
@@ -71,7 +76,18 @@ class ScriptedPeer implements SeamPeer {
   receive(): Promise<ControlMessage> {
     const next = this.#inbox.shift();
     if (next) return Promise.resolve(next);
-    return new Promise((resolve) => this.#waiting = resolve);
+    if (this.#ended) return Promise.reject(eof());
+    return new Promise((resolve, reject) => {
+      this.#waiting = resolve;
+      this.#ending = reject;
+    });
+  }
+  #ended = false;
+  #ending: ((error: Error) => void) | undefined;
+  /** The child's end closes (it exited): receive() rejects as at EOF. */
+  end(): void {
+    this.#ended = true;
+    this.#ending?.(eof());
   }
   close(): void {
     this.closed = true;
@@ -258,6 +274,44 @@ Deno.test("handover: a child that reports failure may drain and exit by itself; 
   assertEquals(await children[0].exited, { code: 1, signal: null });
   assertEquals(restarter.phase, "serving");
 });
+
+Deno.test("handover: a child that reports failure and exits at once: the reason wins even when the exit is seen first", async () => {
+  const { seam } = scriptedSeam({
+    child(child, connect) {
+      const peer = connect(child.pid);
+      // The exit is seen before the message is read (a loaded machine).
+      peer.receive = () =>
+        child.exited.then(() => ({ type: "fail", reason: "warm-up failed" }));
+      child.exit(1);
+    },
+  });
+  const restarter = new Restarter(seam, INFO, { startTimeout: 60_000 });
+  const error = await assertRejects(() => restarter.restart());
+  assertMatch(error.message, /failed to start: warm-up failed/);
+  assertEquals(restarter.phase, "serving");
+});
+
+for (const order of ["exit first", "end of the channel first"]) {
+  Deno.test(`handover: a child that connects, then exits without a word, is reported by its exit (${order})`, async () => {
+    const { seam } = scriptedSeam({
+      child(child, connect) {
+        const peer = connect(child.pid);
+        setTimeout(() => {
+          if (order === "exit first") {
+            child.exit(3);
+            peer.end();
+          } else {
+            peer.end();
+            child.exit(3);
+          }
+        }, 10);
+      },
+    });
+    const restarter = new Restarter(seam, INFO, { startTimeout: 60_000 });
+    const error = await assertRejects(() => restarter.restart());
+    assertMatch(error.message, /exited with code 3 before it was ready/);
+  });
+}
 
 Deno.test("handover: a child that reports failure but does not exit is killed at startTimeout", async () => {
   const { seam, children } = scriptedSeam({

@@ -15,6 +15,7 @@
 import type { Addr } from "./types.ts";
 import { formatAddr, formatIpv6 } from "./address.ts";
 import { socketFacts } from "./os.ts";
+import { quoteValue } from "./quote.ts";
 
 /**
  * A listening socket passed to this process by its service manager.
@@ -174,6 +175,7 @@ export function readListenFds(options?: ReadListenFdsOptions): InheritedFd[] {
   }
 
   const { count, names } = parseListenEnv(pidText, fdsText, namesText, pid);
+  checkPassedCount(count);
   // Check the fds one by one, so that a huge LISTEN_FDS fails at the first fd
   // that is not a socket instead of allocating first.
   const inodes: number[] = [];
@@ -202,6 +204,53 @@ export function readListenFds(options?: ReadListenFdsOptions): InheritedFd[] {
       addr: classifySocket(fd, inode, tables),
     };
   });
+}
+
+/** O_CLOEXEC, as the flags in /proc/self/fdinfo show it (octal). */
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * Throws when fewer than `count` fds from fd 3 on came through exec. The fds
+ * a service manager passes are open and not close-on-exec; every fd Deno
+ * opens itself is close-on-exec. Without this check, a LISTEN_FDS larger
+ * than what was passed would fail naming one of Deno's own fds (an epoll fd,
+ * a cache file) as if it had been passed.
+ */
+function checkPassedCount(count: number): void {
+  for (let index = 0; index < count; index++) {
+    const fd = LISTEN_FDS_START + index;
+    const passed = cameThroughExec(fd);
+    if (passed !== false) continue;
+    const what = index === 0
+      ? "no fd was passed"
+      : `only ${index} fd(s) were passed (fd ${LISTEN_FDS_START}` +
+        `${index > 1 ? ` to fd ${fd - 1}` : ""})`;
+    throw new ListenFdsError(
+      `LISTEN_FDS is ${count} but ${what}: fd ${fd} is ` +
+        `${describeFd(fd)}, not inherited`,
+    );
+  }
+}
+
+/** false when `fd` is closed or close-on-exec; undefined when unknown. */
+function cameThroughExec(fd: number): boolean | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`);
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound ? false : undefined;
+  }
+  const flags = text.match(/^flags:\s*([0-7]+)\s*$/m);
+  if (!flags) return undefined;
+  return (parseInt(flags[1], 8) & O_CLOEXEC) === 0;
+}
+
+function describeFd(fd: number): string {
+  try {
+    return `this process's own (${Deno.readLinkSync(`/proc/self/fd/${fd}`)})`;
+  } catch {
+    return "not open";
+  }
 }
 
 /** Socket domains and types (Linux). */
@@ -332,7 +381,7 @@ export function parseListenEnv(
   if (!/^\d+$/.test(pidText) || Number(pidText) === 0) {
     throw new ListenFdsError(
       `LISTEN_PID must be a process id (a positive decimal integer), ` +
-        `but it is ${JSON.stringify(pidText)}`,
+        `but it is ${quoteValue(pidText)}`,
     );
   }
   if (Number(pidText) !== pid) {
@@ -342,7 +391,7 @@ export function parseListenEnv(
     throw new ListenFdsError(
       `LISTEN_FDS must be a non-negative decimal integer (the number of ` +
         `sockets passed from fd ${LISTEN_FDS_START} on), but it is ` +
-        JSON.stringify(fdsText),
+        quoteValue(fdsText),
     );
   }
   const count = Number(fdsText);
@@ -353,7 +402,7 @@ export function parseListenEnv(
   if (names.length !== count) {
     throw new ListenFdsError(
       `LISTEN_FDNAMES has ${names.length} name(s) ` +
-        `(${JSON.stringify(namesText)}) but LISTEN_FDS is ${count}; ` +
+        `(${quoteValue(namesText)}) but LISTEN_FDS is ${count}; ` +
         `systemd sends exactly one name per fd`,
     );
   }

@@ -24,6 +24,7 @@ import type { Addr, Listener } from "./types.ts";
 import { addrMatches, formatAddr, type ListenSpec } from "./address.ts";
 import { type InheritedFd, readListenFds } from "./listen_fds.ts";
 import { closeFd } from "./os.ts";
+import { configDecides, storeListeners } from "./fd_store.ts";
 
 let inherited: InheritedFd[] | undefined;
 const claimed = new Set<number>();
@@ -101,7 +102,10 @@ export async function acquireListeners(
   onListening: (listener: Listener) => void,
 ): Promise<Listener[]> {
   const fds = inheritedFds().filter((f) => !claimed.has(f.fd));
-  let mine = fds.filter((f) => f.name === request.name);
+  // After a restart from systemd's fd store, the addresses asked for decide.
+  let mine = configDecides(request)
+    ? []
+    : fds.filter((f) => f.name === request.name);
   const toOpen: ListenSpec[] = [];
   if (mine.length > 0) {
     // Sockets named for this server are authoritative: the unit file (or the
@@ -134,6 +138,9 @@ export async function acquireListeners(
       opened.push(listener);
       onListening(listener);
     }
+    // systemd's fd store (when on) keeps the sockets opened here across
+    // restarts and crashes.
+    storeListeners(opened);
   } catch (error) {
     for (const listener of opened) releaseListener(listener);
     throw error;

@@ -7,9 +7,14 @@
  * @module
  */
 
-import { getLogger, type Logger } from "@logtape/logtape";
+// A full specifier, never a bare one: this module's deno.json import map does
+// not apply where the module is imported (by path, URL, JSR or vendored).
+// deno-lint-ignore no-import-prefix
+import { getLogger, type Logger } from "npm:@logtape/logtape@^2.4.2";
 
 export type { Logger };
+/** The LogTape setup API, for the CLI (which configures the sinks). */
+export * as logtape from "npm:@logtape/logtape@^2.4.2";
 
 /**
  * Returns the logger for one part of the module, e.g. `logger("server")` is

@@ -2,75 +2,40 @@
  * sd_notify(3): tells systemd about readiness, reloads, the main pid, status
  * and the watchdog, as datagrams to `$NOTIFY_SOCKET`.
  *
- * Deno has no stable unix-datagram API, so this sends through libc (FFI:
- * socket(2) and sendto(2)), which `-A` permits. Without FFI permission it
+ * Deno has no stable unix-datagram API, so this sends through libc (FFI in
+ * os.ts: socket(2) and sendmsg(2), which also passes fds for systemd's fd
+ * store), which `-A` permits. Without FFI permission it
  * warns once and carries on; without `$NOTIFY_SOCKET` it does nothing.
  *
  * @module
  */
 
 import { logger } from "./log.ts";
+import {
+  monotonicClockUsec,
+  notifyCallsUnavailableReason,
+  sendUnixDatagram,
+} from "./os.ts";
 
 const log = logger("notify");
 
 const AF_UNIX = 1;
-const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0o2000000;
 const SUN_PATH_MAX = 108;
-const CLOCK_MONOTONIC = 1;
 
-interface NotifyLibc {
-  socket(domain: number, type: number, protocol: number): number;
-  sendto(
-    fd: number,
-    buf: Uint8Array<ArrayBuffer>,
-    len: bigint,
-    flags: number,
-    addr: Uint8Array<ArrayBuffer>,
-    addrlen: number,
-  ): bigint;
-  close(fd: number): number;
-  clockGettime(clock: number, timespec: Uint8Array<ArrayBuffer>): number;
-}
-
-let lib: NotifyLibc | null | undefined;
 let warned = false;
 
-function openLibc(): NotifyLibc | undefined {
-  if (lib !== undefined) return lib ?? undefined;
-  try {
-    const dl = Deno.dlopen("libc.so.6", {
-      socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-      sendto: {
-        parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"],
-        result: "isize",
-      },
-      close: { parameters: ["i32"], result: "i32" },
-      clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
-    });
-    lib = {
-      socket: (d, t, p) => dl.symbols.socket(d, t, p),
-      sendto: (fd, buf, len, flags, addr, addrlen) =>
-        dl.symbols.sendto(fd, buf, len, flags, addr, addrlen) as bigint,
-      close: (fd) => dl.symbols.close(fd),
-      clockGettime: (clock, timespec) =>
-        dl.symbols.clock_gettime(clock, timespec),
-    };
-  } catch (error) {
-    lib = null;
-    if (!warned) {
-      warned = true;
-      const message = error instanceof Error ? error.message : String(error);
-      log.warn(
-        "cannot tell systemd anything (NOTIFY_SOCKET is set, FFI is not usable: {message}); run with -A or --allow-ffi",
-        { message },
-      );
-      console.warn(
-        `serveGraceful: NOTIFY_SOCKET is set but FFI is not usable (${message}); systemd will not hear from this process`,
-      );
-    }
-  }
-  return lib ?? undefined;
+/** Says once that FFI is not usable, so systemd hears nothing. */
+function warnNoFfi(): void {
+  if (warned) return;
+  warned = true;
+  const message = notifyCallsUnavailableReason();
+  log.warn(
+    "cannot tell systemd anything (NOTIFY_SOCKET is set, FFI is not usable: {message}); run with -A or --allow-ffi",
+    { message },
+  );
+  console.warn(
+    `serveGraceful: NOTIFY_SOCKET is set but FFI is not usable (${message}); systemd will not hear from this process`,
+  );
 }
 
 /**
@@ -133,6 +98,26 @@ export function sdNotify(
   state: string,
   socketPath: string | undefined = Deno.env.get("NOTIFY_SOCKET"),
 ): boolean {
+  return sdNotifyWithFds(state, [], socketPath);
+}
+
+/**
+ * Sends one notification with file descriptors attached (SCM_RIGHTS), as
+ * sd_pid_notify_with_fds(3) does: "FDSTORE=1\nFDNAME=web" puts `fds` into
+ * systemd's file descriptor store. The fds stay open here. Returns true when
+ * it was sent; false when there is no NOTIFY_SOCKET or it could not be sent
+ * (which is logged, never thrown).
+ *
+ * @example
+ * ```ts ignore
+ * sdNotifyWithFds("FDSTORE=1\nFDNAME=web\nFDPOLL=0", [listener.fd]);
+ * ```
+ */
+export function sdNotifyWithFds(
+  state: string,
+  fds: readonly number[],
+  socketPath: string | undefined = Deno.env.get("NOTIFY_SOCKET"),
+): boolean {
   if (!socketPath) return false;
   let addr: Uint8Array<ArrayBuffer>;
   try {
@@ -141,35 +126,24 @@ export function sdNotify(
     log.warn("{message}", { message: (error as Error).message });
     return false;
   }
-  const libc = openLibc();
-  if (!libc) return false;
-  const fd = libc.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    log.warn("socket(AF_UNIX, SOCK_DGRAM) failed; cannot notify systemd");
+  const oneLine = state.replaceAll("\n", " ");
+  const sent = sendUnixDatagram(addr, new TextEncoder().encode(state), fds);
+  if (sent === undefined) {
+    warnNoFfi();
     return false;
   }
-  try {
-    const data = new TextEncoder().encode(state);
-    const sent = libc.sendto(
-      fd,
-      data,
-      BigInt(data.length),
-      0,
-      addr,
-      addr.length,
-    );
-    if (sent < 0n) {
-      log.warn("sd_notify to {socket} failed: {state}", {
-        socket: socketPath,
-        state: state.replaceAll("\n", " "),
-      });
-      return false;
-    }
-    log.debug("sd_notify: {state}", { state: state.replaceAll("\n", " ") });
-    return true;
-  } finally {
-    libc.close(fd);
+  if (sent < 0) {
+    log.warn("sd_notify to {socket} failed: {state}", {
+      socket: socketPath,
+      state: oneLine,
+    });
+    return false;
   }
+  log.debug("sd_notify: {state}{fds}", {
+    state: oneLine,
+    fds: fds.length > 0 ? ` (fds ${fds.join(", ")})` : "",
+  });
+  return true;
 }
 
 /**
@@ -183,13 +157,8 @@ export function sdNotify(
  * ```
  */
 export function monotonicUsec(): bigint {
-  const libc = openLibc();
-  if (libc) {
-    const ts = new BigInt64Array(2);
-    if (libc.clockGettime(CLOCK_MONOTONIC, new Uint8Array(ts.buffer)) === 0) {
-      return ts[0] * 1_000_000n + ts[1] / 1000n;
-    }
-  }
+  const usec = monotonicClockUsec();
+  if (usec !== undefined) return usec;
   const uptime = Number(Deno.readTextFileSync("/proc/uptime").split(" ")[0]);
   return BigInt(Math.round(uptime * 1_000_000));
 }

@@ -32,6 +32,7 @@ import { assertDenoVersion } from "./version.ts";
 import { logger, print } from "./log.ts";
 import { trace } from "./trace.ts";
 import {
+  advertiseAdmin,
   helloSent,
   joinGeneration,
   type ProcessStatus,
@@ -92,10 +93,19 @@ export interface GracefulServeOptions {
   shutdownSignals?: Deno.Signal[] | false;
   /**
    * Restart (hand over to a new generation of this program) on these signals.
-   * Default ["SIGUSR1"]; `false` leaves them alone. SIGUSR1 makes Deno open
-   * the V8 inspector, which is closed again at once; SIGUSR2 avoids that.
+   * Default ["SIGUSR2", "SIGUSR1"], and SIGHUP when the process has no
+   * controlling terminal (in a terminal, SIGHUP shuts down; ignored from the
+   * start, as under nohup, it stays ignored). SIGHUP, SIGUSR1 and SIGUSR2
+   * left out are logged and ignored. `false` leaves them alone.
    */
   restartSignals?: Deno.Signal[] | false;
+  /**
+   * Hold 127.0.0.1:9229 in every generation, so that a SIGUSR1 cannot open
+   * Deno's V8 inspector there for other local users. Default true; `false`
+   * (or GRACEFUL_NO_INSPECTOR_GUARD=1) for debugging. It stands aside when
+   * the process runs with --inspect.
+   */
+  inspectorGuard?: boolean;
   /** How long a new generation may take to become ready (ms). Default 30000. */
   startTimeout?: number;
   /**
@@ -114,9 +124,11 @@ export interface GracefulServeOptions {
   };
   /**
    * The admin page and API (off by default): `true` for the defaults, or
-   * `{ path, token, allowEntryOverride }`. Default path `/debug/admin`. Without
-   * a token, only loopback clients may use it. The admin routes never reach
-   * the handler.
+   * `{ path, token, listen, allowEntryOverride }`. Default path
+   * `/debug/admin`. Without a token it is served only on a listener of its
+   * own (default: a 0600 unix socket in a private directory, named in the
+   * log); with one, on the app's listeners. The admin routes never reach the
+   * handler.
    */
   admin?: boolean | AdminOptions;
   /**
@@ -332,6 +344,10 @@ class Server implements GracefulServer {
   #refed = true;
   #stopping = false;
   #unregister: () => void;
+  /** The admin API's own server, when it has a listener of its own. */
+  #admin: { server: Server; removed(): void } | undefined;
+  /** Resolves once the admin server has shut down (not for a handover). */
+  #adminStopped: Promise<void> | undefined;
 
   constructor(options: GracefulServeOptions, handler: GracefulHandler) {
     this.name = options.name ?? "http";
@@ -423,7 +439,7 @@ class Server implements GracefulServer {
     let listeners;
     try {
       listeners = await acquireListeners(
-        { name: this.name, specs, fallback, restarted: joined !== undefined },
+        { name: this.name, specs, fallback, restarted: state !== undefined },
         attach,
       );
     } catch (error) {
@@ -447,6 +463,7 @@ class Server implements GracefulServer {
       onListen(listener.addr);
     }
     try {
+      await this.#admin?.server.ready;
       await options.readiness?.();
     } catch (error) {
       // It may already have accepted requests on the shared sockets: finish
@@ -491,9 +508,12 @@ class Server implements GracefulServer {
   async #routedHandler(): Promise<GracefulHandler> {
     const app = countServed(this.#handler);
     const healthPath = this.#options.healthPath;
-    const admin = this.#options.admin
+    const adminOptions = this.#options.admin === true
+      ? {}
+      : this.#options.admin || undefined;
+    let admin = adminOptions
       ? (await import("./admin.ts")).createAdmin(
-        this.#options.admin === true ? {} : this.#options.admin,
+        adminOptions,
         {
           status() {
             // A worker answers from its supervisor's view.
@@ -509,6 +529,13 @@ class Server implements GracefulServer {
         },
       )
       : undefined;
+    if (admin && adminOptions) {
+      const own = await import("./admin_listener.ts");
+      if (own.ownAdminListener(adminOptions)) {
+        this.#serveAdminApart(own, adminOptions, admin);
+        admin = undefined;
+      }
+    }
     if (healthPath === undefined && admin === undefined) return app;
     const health = (): Response =>
       this.#stopping
@@ -523,6 +550,35 @@ class Server implements GracefulServer {
       }
       return admin?.handle(request, info) ?? app(request, info);
     };
+  }
+
+  /**
+   * Serves the admin routes on a listener of their own (admin_listener.ts):
+   * a server of this process like any other, so that its socket is passed to
+   * the next generation.
+   */
+  #serveAdminApart(
+    own: typeof import("./admin_listener.ts"),
+    options: AdminOptions,
+    router: import("./admin.ts").AdminRouter,
+  ): void {
+    const plan = own.planAdminListener(options);
+    const parent = this.#options;
+    const server = new Server({
+      name: own.ADMIN_SERVER_NAME,
+      listen: [plan.listen],
+      shutdownSignals: parent.shutdownSignals,
+      restartSignals: parent.restartSignals,
+      drainTimeout: parent.drainTimeout,
+      onListen() {
+        plan.placed();
+        advertiseAdmin(plan.address);
+        log.info("admin API on {address}", { address: plan.address });
+      },
+    }, (request, info) =>
+      router.handle(request, info) ??
+        new Response("not found\n", { status: 404 }));
+    this.#admin = { server, removed: plan.removed };
   }
 
   saveState(): unknown {
@@ -541,6 +597,11 @@ class Server implements GracefulServer {
     if (!this.#shutdown) {
       this.#stopping = true;
       const delay = this.#options.shutdownDelay ?? 0;
+      // The admin server stops with the app (`finished` waits for it); its
+      // socket's path goes only here: a handover keeps it for the next
+      // generation.
+      const admin = this.#admin;
+      this.#adminStopped = admin?.server.shutdown().then(() => admin.removed());
       this.#shutdown = delay > 0 ? this.#delayThenDrain(delay) : this.#drain();
     }
     return this.#shutdown;
@@ -595,6 +656,7 @@ class Server implements GracefulServer {
       for (const binding of this.#bindings) binding.abort();
     }
     if (!finish) return;
+    await this.#adminStopped;
     this.#unregister();
     log.info("shut down");
     this.#finish.resolve();
@@ -603,11 +665,13 @@ class Server implements GracefulServer {
   ref(): void {
     this.#refed = true;
     for (const binding of this.#bindings) binding.ref();
+    this.#admin?.server.ref();
   }
 
   unref(): void {
     this.#refed = false;
     for (const binding of this.#bindings) binding.unref();
+    this.#admin?.server.unref();
   }
 
   [Symbol.asyncDispose](): Promise<void> {

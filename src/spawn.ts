@@ -43,6 +43,15 @@ const F_DUPFD_CLOEXEC = 1030;
  */
 const CHILD_SCRIPT = 'unset DENO_EXTRA_STDIO_FDS; LISTEN_PID=$$ exec "$@"';
 
+/**
+ * The same, with SIGHUP ignored across the exec (posix_spawn resets every
+ * signal), for a process that started with it ignored (nohup).
+ */
+const CHILD_SCRIPT_NOHUP = `trap '' HUP; ${CHILD_SCRIPT}`;
+
+/** The variable that names the inspector guard's fd in the child. */
+const INSPECTOR_GUARD_ENV = "GRACEFUL_INSPECTOR_FD";
+
 /** What Linux appends to the /proc/self/exe link of a replaced executable. */
 const DELETED_SUFFIX = " (deleted)";
 
@@ -269,6 +278,14 @@ export interface SpawnGenerationOptions {
    * and `exited` never resolves.
    */
   callerReaps?: boolean;
+  /**
+   * The inspector guard's fd: passed just after the LISTEN_FDS range (in no
+   * count, so that no server and no other sd_listen_fds(3) program takes
+   * it), named by GRACEFUL_INSPECTOR_FD.
+   */
+  inspectorGuard?: number;
+  /** Start the child with SIGHUP ignored (this process started so: nohup). */
+  ignoreHangup?: boolean;
 }
 
 /**
@@ -524,6 +541,47 @@ export function buildCommand(
 }
 
 /**
+ * Returns `command` without the program's own `--admin-token T` and
+ * `--admin-token=T` arguments (those after the main module; all of them for
+ * a compiled binary, which has no deno flags), up to a `--`. The next
+ * generation gets the token over the control channel instead: arguments are
+ * readable by every local user (`ps`, /proc/PID/cmdline).
+ *
+ * @internal Exported for tests.
+ *
+ * @example
+ * ```ts
+ * import { withoutAdminToken } from "./spawn.ts";
+ *
+ * withoutAdminToken({
+ *   execPath: "/usr/bin/deno",
+ *   args: ["run", "-A", "mod.ts", "--admin", "--admin-token", "T", "-p", "80"],
+ * }, false).args; // ["run", "-A", "mod.ts", "--admin", "-p", "80"]
+ * ```
+ */
+export function withoutAdminToken(
+  command: Command,
+  compiled: boolean,
+): Command {
+  const args = command.args;
+  const main = compiled ? -1 : findMainModuleIndex(args);
+  const kept = args.slice(0, main + 1);
+  for (let index = main + 1; index < args.length; index++) {
+    const arg = args[index];
+    if (arg === "--") {
+      kept.push(...args.slice(index));
+      break;
+    }
+    if (arg === "--admin-token") {
+      index++; // and its value
+    } else if (!arg.startsWith("--admin-token=")) {
+      kept.push(arg);
+    }
+  }
+  return { execPath: command.execPath, args: kept };
+}
+
+/**
  * Returns the index in `args` (deno's arguments, without argv[0]) of the
  * main module of a `deno run` command line, or -1 when there is none (another
  * subcommand, or no script).
@@ -665,18 +723,25 @@ function shortFlagsLength(args: readonly string[], index: number): number {
  * ```
  */
 export function spawnGeneration(options: SpawnGenerationOptions): Generation {
-  const { execPath, args, fds, env, cwd } = options;
-  checkPassedFds(fds);
+  const { execPath, args, env, cwd, inspectorGuard } = options;
+  checkPassedFds(options.fds);
+  const script = options.ignoreHangup ? CHILD_SCRIPT_NOHUP : CHILD_SCRIPT;
 
   const childEnv: Record<string, string> = {
     ...Deno.env.toObject(),
     ...env,
-    LISTEN_FDS: String(fds.length),
-    LISTEN_FDNAMES: fds.map((passed) => passed.name).join(":"),
+    LISTEN_FDS: String(options.fds.length),
+    LISTEN_FDNAMES: options.fds.map((passed) => passed.name).join(":"),
   };
   delete childEnv.LISTEN_PID;
   delete childEnv.DENO_EXTRA_STDIO_FDS;
   for (const name of options.unsetEnv ?? []) delete childEnv[name];
+  delete childEnv[INSPECTOR_GUARD_ENV];
+  const fds = [...options.fds];
+  if (inspectorGuard !== undefined && fdFlags(inspectorGuard) >= 0) {
+    childEnv[INSPECTOR_GUARD_ENV] = String(LISTEN_FDS_START + fds.length);
+    fds.push({ fd: inspectorGuard, name: "inspector-guard" });
+  }
 
   // Deno's child_process moves each passed fd to its slot with dup2() and
   // then closes the source, one after the other, so a source fd that is
@@ -694,7 +759,7 @@ export function spawnGeneration(options: SpawnGenerationOptions): Generation {
       const stdio = inheritedStdio();
       const pid = spawnInNewSession({
         path: "/bin/sh",
-        argv: ["sh", "-c", CHILD_SCRIPT, "sh", execPath, ...args],
+        argv: ["sh", "-c", script, "sh", execPath, ...args],
         env: childEnv,
         dups: copies.map((copy, index) => ({
           from: copy,
@@ -712,7 +777,7 @@ export function spawnGeneration(options: SpawnGenerationOptions): Generation {
       }
       child = spawn(
         "/bin/sh",
-        ["-c", CHILD_SCRIPT, "sh", execPath, ...args],
+        ["-c", script, "sh", execPath, ...args],
         {
           stdio: [...stdio, ...copies],
           env: childEnv,

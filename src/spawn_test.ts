@@ -18,6 +18,7 @@ import {
   resolveCommand,
   spawnGeneration,
   stripDeletedSuffix,
+  withoutAdminToken,
 } from "./spawn.ts";
 
 const FIXTURES = `${ROOT}/tests/fixtures`;
@@ -920,7 +921,12 @@ Deno.test("spawnGeneration refuses invalid fds before spawning", async () => {
       );
       assertMatch(error.message, message);
     }
-    assertEquals(myChildren(), childrenBefore, "a process was spawned");
+    // (A child of an earlier test may have exited meanwhile: new ones only.)
+    assertEquals(
+      myChildren().filter((pid) => !childrenBefore.includes(pid)),
+      [],
+      "a process was spawned",
+    );
     assert((fdinfoFlags(a.fd) & O_NONBLOCK) !== 0);
   } finally {
     closeFd(a.fd);
@@ -1133,4 +1139,30 @@ Deno.test("spawnGeneration: what a child left running in its process group is ki
   } finally {
     await Deno.remove(directory, { recursive: true });
   }
+});
+
+Deno.test("withoutAdminToken strips the program's --admin-token, not deno's flags or what follows --", () => {
+  const strip = (args: string[], compiled = false) =>
+    withoutAdminToken({ execPath: "/usr/bin/deno", args }, compiled).args;
+  assertEquals(
+    strip(["run", "-A", "mod.ts", "--admin-token", "T", "--admin", "-p", "1"]),
+    ["run", "-A", "mod.ts", "--admin", "-p", "1"],
+  );
+  assertEquals(strip(["run", "-A", "mod.ts", "--admin-token=T"]), [
+    "run",
+    "-A",
+    "mod.ts",
+  ]);
+  assertEquals(strip(["run", "-A", "mod.ts", "--", "--admin-token", "T"]), [
+    "run",
+    "-A",
+    "mod.ts",
+    "--",
+    "--admin-token",
+    "T",
+  ]);
+  assertEquals(strip(["--admin-token", "T", "--port", "80"], true), [
+    "--port",
+    "80",
+  ]);
 });

@@ -27,12 +27,11 @@ import {
   socketOwnedBy,
 } from "./control.ts";
 import { activeListeners, unclaimedInheritedFds } from "./listeners.ts";
+import { fdStoreEnabled, removeUnclaimed } from "./fd_store.ts";
+import { ADMIN_SERVER_NAME } from "./admin_listener.ts";
 import { formatAddr } from "./address.ts";
-import {
-  DEFAULT_RESTART_SIGNALS,
-  DEFAULT_SHUTDOWN_SIGNALS,
-  wireSignals,
-} from "./signals.ts";
+import { resolveSignals, signalFacts, wireSignals } from "./signals.ts";
+import { inspectorGuardFd, startInspectorGuard } from "./inspector_guard.ts";
 import { logger, print } from "./log.ts";
 import {
   monotonicUsec,
@@ -79,8 +78,16 @@ export interface Supervised {
 export interface ProcessOptions {
   /** Signals that drain every server and exit 0; `false`: none. */
   shutdownSignals?: Deno.Signal[] | false;
-  /** Signals that restart the process; `false`: none. Default SIGUSR1. */
+  /**
+   * Signals that restart the process; `false`: none. Default SIGUSR2,
+   * SIGUSR1, and SIGHUP without a controlling terminal.
+   */
   restartSignals?: Deno.Signal[] | false;
+  /**
+   * Hold 127.0.0.1:9229, so that a SIGUSR1 cannot open Deno's V8 inspector
+   * there. Default true; `false` for debugging (then SIGUSR1 opens it).
+   */
+  inspectorGuard?: boolean;
   /** How long a new generation may take to become ready (ms). Default 30000. */
   startTimeout?: number;
   /**
@@ -109,8 +116,14 @@ export function processTotals(): {
     inFlight += server.inFlight;
     connections += server.connections;
   }
-  const listeners = activeListeners().map((l) => formatAddr(l.addr));
-  return { inFlight, connections, listeners };
+  return { inFlight, connections, listeners: appListeners() };
+}
+
+/** Where the app listens (the admin API's own listener is not the app's). */
+function appListeners(): string[] {
+  return activeListeners()
+    .filter((l) => l.name !== ADMIN_SERVER_NAME)
+    .map((l) => formatAddr(l.addr));
 }
 
 /**
@@ -177,6 +190,38 @@ let startTimeout: number | undefined;
 let pidfile: string | undefined;
 /** As a new generation: the restart that made it (for status pages). */
 let madeBy: LastRestart | undefined;
+/** The admin token the next generation gets over the control channel. */
+let carriedAdminToken: string | undefined;
+/** Where the admin API has a listener of its own, for the status file. */
+let adminAddress: string | undefined;
+
+/**
+ * Records where the admin API listens apart from the app (for the status
+ * file and `status`).
+ *
+ * @example
+ * ```ts ignore
+ * advertiseAdmin("unix:/run/user/1000/serve-graceful/admin-1234.sock");
+ * ```
+ */
+export function advertiseAdmin(address: string): void {
+  adminAddress = address;
+}
+
+/**
+ * Hands `token` to every later generation over the control channel (in the
+ * state), so that it never has to be in their command line; the CLI, which
+ * strips `--admin-token` from the next command line, carries its token.
+ *
+ * @example
+ * ```ts ignore
+ * carryAdminToken(token);
+ * const next = (await joinGeneration())?.adminToken;
+ * ```
+ */
+export function carryAdminToken(token: string | undefined): void {
+  carriedAdminToken = token;
+}
 
 /**
  * As a new generation: joins the handover once (hello, then receives the
@@ -269,12 +314,8 @@ export function registerServer(
   if (options.startTimeout !== undefined) startTimeout = options.startTimeout;
   if (options.pidfile !== undefined) pidfile = options.pidfile;
   restarter?.setTimeouts({ startTimeout });
-  const shutdown = options.shutdownSignals === false
-    ? []
-    : options.shutdownSignals ?? DEFAULT_SHUTDOWN_SIGNALS;
-  const restart = options.restartSignals === false
-    ? []
-    : options.restartSignals ?? DEFAULT_RESTART_SIGNALS;
+  startInspectorGuard(options.inspectorGuard !== false);
+  const { shutdown, restart } = resolveSignals(options);
   shutdownSignals = new Set([...shutdownSignals, ...shutdown]);
   restartSignals = new Set([...restartSignals, ...restart]);
   rewire();
@@ -305,7 +346,7 @@ function rewire(): void {
  */
 async function checkReady(): Promise<void> {
   if (announced) return;
-  if (unclaimedInheritedFds().length > 0) return;
+  if (waitingForInherited()) return;
   for (const server of servers) {
     try {
       await server.ready;
@@ -313,11 +354,14 @@ async function checkReady(): Promise<void> {
       return;
     }
   }
-  if (announced || unclaimedInheritedFds().length > 0) return;
+  if (announced || waitingForInherited()) return;
   announced = true;
+  if (!peer) removeUnclaimed(unclaimedInheritedFds(), activeListeners());
   startWatchdog();
   warmUpRestart();
-  savePidfile();
+  // Before the old generation hears "ready": it removes the pidfile on its
+  // way out while the file still names it.
+  await savePidfile();
   if (peer) {
     if (madeBy) madeBy.durationMs = Date.now() - madeBy.at;
     trace("ready: sending");
@@ -344,20 +388,37 @@ async function checkReady(): Promise<void> {
   }
 }
 
-function savePidfile(): void {
-  if (!pidfile || isWorker()) return; // the supervisor writes it
-  try {
-    writePidfile(pidfile, {
-      pid: Deno.pid,
-      generation: info.generation,
-      startedAt: info.startedAt,
-      firstStartedAt: info.firstStartedAt,
-      restarts: info.restarts,
-      listeners: activeListeners().map((l) => formatAddr(l.addr)),
+/**
+ * Whether readiness waits for inherited sockets that no server claimed yet.
+ * Not in a first generation with systemd's fd store on: sockets stored for
+ * a server that is gone would hold it back forever (and the store keeps
+ * them across every Restart=); they are removed from the store instead.
+ */
+function waitingForInherited(): boolean {
+  if (unclaimedInheritedFds().length === 0) return false;
+  return peer !== undefined || !fdStoreEnabled();
+}
+
+function savePidfile(): Promise<void> {
+  // A worker's supervisor writes it.
+  if (!pidfile || isWorker()) return Promise.resolve();
+  const path = pidfile;
+  return writePidfile(path, {
+    pid: Deno.pid,
+    generation: info.generation,
+    startedAt: info.startedAt,
+    firstStartedAt: info.firstStartedAt,
+    restarts: info.restarts,
+    listeners: appListeners(),
+    // What `reload` may send: only signals this process restarts on.
+    restartSignals: [...restartSignals],
+    ...(adminAddress === undefined ? {} : { admin: adminAddress }),
+  }).catch((error) => {
+    log.error("cannot write pidfile {pidfile}: {error}", {
+      pidfile: path,
+      error,
     });
-  } catch (error) {
-    log.error("cannot write pidfile {pidfile}: {error}", { pidfile, error });
-  }
+  });
 }
 
 const handoverEnded = Promise.withResolvers<void>();
@@ -684,15 +745,26 @@ function realSeam(): HandoverSeam {
     },
     spawn(fds, env, options) {
       const { buildCommand, currentCommand, spawnGeneration } = spawning!;
-      const command = buildCommand(currentCommand(), {
+      const current = currentCommand();
+      let command = buildCommand(current, {
         execPath: options.execPath,
         entry: options.entry,
       });
+      if (carriedAdminToken !== undefined) {
+        command = spawning!.withoutAdminToken(command, current.compiled);
+      }
       trace("restart: spawning");
-      const child = spawnGeneration({ ...command, fds, env });
+      const child = spawnGeneration({
+        ...command,
+        fds,
+        env,
+        inspectorGuard: inspectorGuardFd(),
+        ignoreHangup: signalFacts().hangupIgnored,
+      });
       trace("restart: spawned");
       return child;
     },
+    adminToken: () => carriedAdminToken,
     saveAppState,
     committed(child) {
       // Before this process exits: otherwise systemd 252 takes the main

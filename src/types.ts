@@ -110,3 +110,6 @@ export interface Engine {
   /** Start serving `listener`. Must not close `listener.fd` until stopAccepting(). */
   serve(listener: Listener, options: EngineServeOptions): EngineBinding;
 }
+
+/** The LISTEN_FDNAMES name of the admin listener, between generations. */
+export const ADMIN_SERVER_NAME = "graceful-admin";

@@ -11,6 +11,7 @@ import {
   assertThrows,
 } from "../tests/assert.ts";
 import { ROOT, until } from "../tests/helpers.ts";
+import { DENY_READ, ignoreWithout } from "../tests/capabilities.ts";
 import {
   isIgnored,
   watchAndRestart,
@@ -588,23 +589,6 @@ Deno.test("watch: isIgnored", () => {
   assertEquals(isIgnored("/app", "main.ts~"), true);
 });
 
-/**
- * Whether a directory can be made unreadable to a watcher process here: as
- * root, in a user namespace where the directory's owner is unmapped.
- */
-function canDenyRead(): boolean {
-  if (Deno.uid() !== 0) return true;
-  try {
-    return new Deno.Command("unshare", {
-      args: ["-r", "true"],
-      stdout: "null",
-      stderr: "null",
-    }).outputSync().success;
-  } catch {
-    return false;
-  }
-}
-
 const SUBPROCESS = `
 import { watchAndRestart } from ${JSON.stringify(`${ROOT}/src/watch.ts`)};
 const [root, only] = Deno.args;
@@ -637,7 +621,7 @@ console.log(JSON.stringify({ calls, restarts: watcher.restarts }));
 Deno.test({
   name:
     "watch: an unreadable subdirectory: the readable ones are watched one by one",
-  ignore: !canDenyRead(),
+  ignore: ignoreWithout(DENY_READ),
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "graceful-watch-" });
     await Deno.chmod(dir, 0o755);

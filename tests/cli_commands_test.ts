@@ -9,7 +9,7 @@ import {
   assertMatch,
   assertNotEquals,
 } from "./assert.ts";
-import { alive, get, MOD, TempApp, until } from "./helpers.ts";
+import { alive, Child, get, MOD, runCli, TempApp, until } from "./helpers.ts";
 
 async function cli(args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -19,6 +19,13 @@ async function cli(args: string[]) {
   }).output();
   const decode = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: out.code, text: decode(out.stdout) + decode(out.stderr) };
+}
+
+/** `reload` that must succeed (60 s for a loaded machine). */
+async function reloadOk(pidfile: string) {
+  const r = await cli(["reload", "--pidfile", pidfile, "--timeout", "60000"]);
+  assertEquals(r.code, 0, r.text);
+  return r;
 }
 
 const APP = `export default { async fetch(req) {
@@ -143,6 +150,172 @@ Deno.test("cli status: running, JSON, stale and missing pidfiles", async () => {
     const reload = await cli(["reload", "--pidfile", s.pidfile]);
     assertEquals(reload.code, 1);
     assertMatch(reload.text, /stale pidfile/);
+  } finally {
+    await s.stop();
+  }
+});
+
+Deno.test("cli reload and stop: a pidfile pointed at an unrelated process is refused, and it lives", async () => {
+  const s = await serve();
+  const sleeper = new Deno.Command("sleep", { args: ["600"] }).spawn();
+  try {
+    const status = JSON.parse(Deno.readTextFileSync(`${s.pidfile}.json`));
+    // The pidfile alone rewritten; then the status file too (a forger's).
+    const forgeries: [string, () => void, RegExp][] = [
+      ["pidfile", () => {}, /its status file names pid \d+: refused$/m],
+      [
+        "pidfile and status",
+        () =>
+          Deno.writeTextFileSync(
+            `${s.pidfile}.json`,
+            JSON.stringify({ ...status, pid: sleeper.pid }),
+          ),
+        /that process is not the server that wrote it .*: refused$/m,
+      ],
+      [
+        "pidfile, no status",
+        () => Deno.removeSync(`${s.pidfile}.json`),
+        /its status file \S+ is missing or unreadable: refused$/m,
+      ],
+    ];
+    for (const [what, forge, pattern] of forgeries) {
+      Deno.writeTextFileSync(s.pidfile, `${sleeper.pid}\n`);
+      forge();
+      for (const command of ["stop", "reload"]) {
+        const r = await cli([command, "--pidfile", s.pidfile]);
+        assertEquals(r.code, 1, `${what} ${command}: ${r.text}`);
+        assertEquals(r.text.trim().split("\n").length, 1, r.text);
+        assertMatch(
+          r.text,
+          new RegExp(`^error: pidfile \\S+ names pid ${sleeper.pid}, but `),
+        );
+        assertMatch(r.text, pattern);
+        assert(alive(sleeper.pid), `${what} ${command}: sleep was signalled`);
+      }
+      const st = await cli(["status", "--pidfile", s.pidfile]);
+      assertEquals(st.code, 1, st.text);
+    }
+    // The server was not signalled either.
+    assertEquals(Number((await get(s.port, "/")).text), s.child.pid);
+  } finally {
+    sleeper.kill("SIGKILL");
+    await sleeper.status;
+    await s.stop();
+  }
+});
+
+Deno.test("cli reload: sends a signal the server restarts on (from the status file), refuses one it does not", async () => {
+  const s = await serve(["--restart-signal", "SIGUSR1"]);
+  try {
+    const status = JSON.parse(Deno.readTextFileSync(`${s.pidfile}.json`));
+    assertEquals(status.restartSignals, ["SIGUSR1"]);
+    const wrong = await cli([
+      "reload",
+      "--pidfile",
+      s.pidfile,
+      "--signal",
+      "SIGUSR2",
+    ]);
+    assertEquals(wrong.code, 1, wrong.text);
+    assertMatch(
+      wrong.text,
+      /^error: --signal SIGUSR2: pid \d+ does not restart on it \(its restart signals: SIGUSR1\)/,
+    );
+    assertEquals(Number((await get(s.port, "/")).text), s.child.pid);
+    const r = await reloadOk(s.pidfile);
+    // (this client's keep-alive connection may still reach the old one once)
+    await until(async () =>
+      Number((await get(s.port, "/")).text) !== s.child.pid
+    );
+    assertMatch(r.text, /reloaded: generation 2/);
+  } finally {
+    await s.stop();
+  }
+});
+
+Deno.test("cli: a pidfile directory others may write is refused by the server and by reload", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-pid-" });
+  try {
+    await Deno.chmod(dir, 0o777);
+    const out = await runCli(["--port", "0", "--pidfile", `${dir}/app.pid`]);
+    const text = out.stderr;
+    assertEquals(out.code, 1, text);
+    assertMatch(
+      text,
+      new RegExp(
+        `^error: pidfile directory ${dir} is writable by others and not sticky \\(mode 0777\\)`,
+      ),
+    );
+    Deno.writeTextFileSync(`${dir}/app.pid`, `${Deno.pid}\n`);
+    const r = await cli(["reload", "--pidfile", `${dir}/app.pid`]);
+    assertEquals(r.code, 1, r.text);
+    assertMatch(r.text, /^error: pidfile directory .* is writable by others/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli --pidfile under umask 000 with symlinks planted: files are 0644, the targets untouched", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-pid-" });
+  const pidfile = `${dir}/app.pid`;
+  const victim = `${dir}/victim`;
+  Deno.writeTextFileSync(victim, "precious\n");
+  Deno.symlinkSync(victim, pidfile);
+  Deno.symlinkSync(victim, `${pidfile}.json`);
+  const child = new Child("sh", [
+    "-c",
+    'umask 000; exec "$@"',
+    "sh",
+    Deno.execPath(),
+    "run",
+    "-A",
+    MOD,
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+    "--pidfile",
+    pidfile,
+  ]);
+  try {
+    await until(() => {
+      try {
+        return Deno.readTextFileSync(pidfile).trim() === String(child.pid);
+      } catch {
+        return false;
+      }
+    });
+    assertEquals(Deno.readTextFileSync(victim), "precious\n");
+    for (const path of [pidfile, `${pidfile}.json`]) {
+      const info = Deno.lstatSync(path);
+      assert(info.isFile, `${path} is not a regular file`);
+      assertEquals(info.mode! & 0o7777, 0o644, path);
+    }
+  } finally {
+    child.kill("SIGKILL");
+    await child.done;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli: a 100 KB GRACEFUL_PORT is quoted cut, in one short line", async () => {
+  const out = await runCli([], { GRACEFUL_PORT: "9".repeat(100_000) });
+  const text = out.stderr.trim();
+  assertEquals(out.code, 1, text);
+  assertMatch(
+    text,
+    /^error: --port "9{80}"… \(100000 characters\) is not a port number \(0-65535\)$/,
+  );
+});
+
+Deno.test("cli reload: a server of an older version (its status file without startTime and restartSignals) still reloads, by SIGUSR2", async () => {
+  const s = await serve(["--restart-signal", "SIGUSR2"]);
+  try {
+    const { startTime: _s, cmdlineSha256: _c, restartSignals: _r, ...legacy } =
+      JSON.parse(Deno.readTextFileSync(`${s.pidfile}.json`));
+    Deno.writeTextFileSync(`${s.pidfile}.json`, JSON.stringify(legacy));
+    const r = await reloadOk(s.pidfile);
+    assertMatch(r.text, /reloaded: generation 2/);
   } finally {
     await s.stop();
   }

@@ -6,16 +6,19 @@
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import {
   Child,
-  freePort,
   get,
   listeningInodes,
   MOD,
   refused,
   ROOT,
+  socketActivate,
   startCli,
   until,
 } from "./helpers.ts";
 import { rawExchange } from "./http_client.ts";
+
+/** /hold?gate=PATH answers once PATH exists (tests/fixtures/hold_app.ts). */
+const HOLD_APP = `${ROOT}/tests/fixtures/hold_app.ts`;
 
 for (const engine of ["native", "node"]) {
   Deno.test(`cli (${engine}): demo routes`, async () => {
@@ -41,7 +44,9 @@ for (const engine of ["native", "node"]) {
 
   for (const signal of ["SIGTERM", "SIGINT", "SIGQUIT"] as const) {
     Deno.test(`cli (${engine}): ${signal} drains in-flight requests and exits 0`, async () => {
+      const dir = await Deno.makeTempDir({ prefix: "graceful-cli-" });
       const { child, port } = await startCli([
+        HOLD_APP,
         "--port",
         "0",
         "--hostname",
@@ -58,23 +63,27 @@ for (const engine of ["native", "node"]) {
           { count: 1 },
         ).catch(() => []);
         assertEquals(first.length, 1);
-        const slow = rawExchange(
+        const gate = `${dir}/gate`;
+        const held = rawExchange(
           port,
-          "GET /sleep?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n",
-          { count: 1 },
+          `GET /hold?gate=${gate} HTTP/1.1\r\nHost: x\r\n\r\n`,
+          { count: 1, timeoutMs: 120_000 },
         );
-        await child.waitFor(/./); // started
-        await new Promise((r) => setTimeout(r, 200));
+        await child.waitFor(/holding in/);
         child.kill(signal);
+        // It drains: it stopped accepting, and the request is still held.
+        await child.waitFor(/draining \d+ connections \(1 requests?\)/);
         await until(() => refused(port));
-        const [res] = await slow;
+        await Deno.writeTextFile(gate, "");
+        const [res] = await held;
         assertEquals(res.status, 200);
-        assertMatch(res.body, new RegExp(`pid ${child.pid}`));
+        assertEquals(res.body, `held in pid ${child.pid}\n`);
         assertEquals(res.headers.get("connection"), "close");
         const status = await child.done;
         assertEquals(status.code, 0, child.output);
       } finally {
         await child.cleanup();
+        await Deno.remove(dir, { recursive: true });
       }
     });
   }
@@ -162,7 +171,6 @@ Deno.test("cli: serves an app module's default export { fetch }", async () => {
 });
 
 Deno.test("cli: several --listen addresses, IPv4, IPv6 and unix", async () => {
-  const p1 = freePort();
   const dir = await Deno.makeTempDir();
   const sock = `${dir}/app.sock`;
   const child = new Child(Deno.execPath(), [
@@ -170,7 +178,7 @@ Deno.test("cli: several --listen addresses, IPv4, IPv6 and unix", async () => {
     "-A",
     MOD,
     "--listen",
-    `127.0.0.1:${p1}`,
+    "127.0.0.1:0",
     "--listen",
     `unix:${sock}`,
     "--listen",
@@ -179,6 +187,9 @@ Deno.test("cli: several --listen addresses, IPv4, IPv6 and unix", async () => {
   try {
     await child.waitFor(/Listening on .*app\.sock/);
     await child.waitFor(/Listening on http:\/\/\[::1\]:\d+/);
+    const p1 = Number(
+      (await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)/))[1],
+    );
     assertEquals((await get(p1, "/")).text, "Hello!\n");
     const v6 = Number((await child.waitFor(/\[::1\]:(\d+)/))[1]);
     const res6 = await fetch(`http://[::1]:${v6}/pid`);
@@ -239,17 +250,13 @@ Deno.test("cli: --help and --version", async () => {
 });
 
 Deno.test("socket activation: serves the demo on the inherited fd and binds nothing else", async () => {
-  const port = freePort();
-  const child = new Child("systemd-socket-activate", [
-    "-l",
-    `127.0.0.1:${port}`,
+  const { child, ports: [port] } = await socketActivate(1, [
     Deno.execPath(),
     "run",
     "-A",
     MOD,
   ]);
   try {
-    await child.waitFor(/Listening on/);
     // The first connection activates the program (exec, same pid).
     const res = await get(port, "/pid");
     assertEquals(res.text, `${child.pid}\n`);
@@ -264,9 +271,7 @@ Deno.test("socket activation: serves the demo on the inherited fd and binds noth
 });
 
 Deno.test("socket activation: two sockets with LISTEN_FDNAMES feed two named servers", async () => {
-  const ports = [freePort(), freePort(), freePort(), freePort()];
-  const child = new Child("systemd-socket-activate", [
-    ...ports.flatMap((p) => ["-l", `127.0.0.1:${p}`]),
+  const { child, ports } = await socketActivate(4, [
     "--fdname=s1:s1:s2:s2",
     Deno.execPath(),
     "run",
@@ -274,7 +279,6 @@ Deno.test("socket activation: two sockets with LISTEN_FDNAMES feed two named ser
     `${ROOT}/examples/multi.ts`,
   ]);
   try {
-    await child.waitFor(/Listening on/);
     const texts = [];
     for (const port of ports) texts.push((await get(port, "/")).text);
     assertEquals(texts.map((t) => t.split(" ")[0]), ["s1", "s1", "s2", "s2"]);

@@ -3,7 +3,15 @@
  */
 
 import { assertEquals, assertMatch, assertNotEquals } from "./assert.ts";
-import { alive, Child, get, killAllWith, ROOT, until } from "./helpers.ts";
+import {
+  alive,
+  Child,
+  get,
+  killAllWith,
+  ROOT,
+  startCli,
+  until,
+} from "./helpers.ts";
 
 async function runExample(
   name: string,
@@ -125,5 +133,41 @@ Deno.test("examples/https.ts: serves TLS with a self-signed certificate", async 
   } finally {
     await stop(child, marker);
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("examples/hono: the Hono app is served under its deno.json, after a restart too", async () => {
+  const marker = `example-${crypto.randomUUID()}`;
+  const { child, port } = await startCli([
+    `${ROOT}/examples/hono/app.ts`,
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+    "--restart-signal",
+    "SIGUSR2",
+    // A unique, harmless option marks every generation of this run.
+    "--health",
+    `/${marker}`,
+  ]);
+  try {
+    assertEquals(
+      (await get(port, "/")).text,
+      `Hello from Hono (pid ${child.pid})\n`,
+    );
+    assertEquals(
+      JSON.parse((await get(port, "/hello/deno")).text),
+      { hello: "deno" },
+    );
+    // A member of this repo's workspace: served without a re-execution.
+    const args = Deno.readTextFileSync(`/proc/${child.pid}/cmdline`);
+    assertEquals(args.split("\0").includes("--config"), false);
+    Deno.kill(child.pid, "SIGUSR2");
+    await until(async () =>
+      !(await get(port, "/")).text.includes(`pid ${child.pid})`)
+    );
+    assertMatch((await get(port, "/")).text, /^Hello from Hono \(pid \d+\)/);
+  } finally {
+    await stop(child, marker);
   }
 });

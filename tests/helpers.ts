@@ -148,7 +148,10 @@ export async function refused(port: number): Promise<boolean> {
   }
 }
 
-/** Socket inodes of the TCP sockets in LISTEN state that process `pid` holds. */
+/**
+ * Socket inodes of the TCP sockets in LISTEN state that process `pid` holds,
+ * but its inspector guard (127.0.0.1:9229, see {@linkcode fdCount}).
+ */
 export function listeningInodes(
   pid: number,
 ): { inode: string; port: number }[] {
@@ -173,6 +176,7 @@ export function listeningInodes(
     for (const line of text.split("\n").slice(1)) {
       const cols = line.trim().split(/\s+/);
       if (cols.length < 10 || cols[3] !== "0A") continue;
+      if (cols[1] === "0100007F:240D") continue;
       if (mine.has(cols[9])) {
         out.push({
           inode: cols[9],
@@ -240,9 +244,30 @@ export function killAllWith(marker: string): void {
   }
 }
 
-/** Number of open fds of process `pid`. */
+/**
+ * Number of open fds of process `pid`, not counting the inspector guard (the
+ * socket listening on 127.0.0.1:9229: whether a server outside a network
+ * namespace of its own holds it depends on the other servers of the machine;
+ * inspector_race.ts counts it).
+ */
 export function fdCount(pid: number): number {
-  return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
+  const guard = new Set(
+    Deno.readTextFileSync(`/proc/${pid}/net/tcp`).split("\n")
+      .map((line) => line.trim().split(/\s+/))
+      .filter((cols) => cols[1] === "0100007F:240D" && cols[3] === "0A")
+      .map((cols) => `socket:[${cols[9]}]`),
+  );
+  let count = 0;
+  for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (!guard.has(Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`))) {
+        count++;
+      }
+    } catch {
+      count++; // closed meanwhile (as a plain count would have it)
+    }
+  }
+  return count;
 }
 
 /**
@@ -307,5 +332,59 @@ export class TempApp {
     await this.child.exited;
     await until(() => pidsWith(this.dir).length === 0);
     await Deno.remove(this.dir, { recursive: true });
+  }
+}
+
+/**
+ * Runs `deno run -A mod.ts ...args` to its end (an operator command, or a
+ * start that must fail); resolves to its exit code and output.
+ */
+export async function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MOD, ...args],
+    env: { NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return {
+    code: out.code,
+    stdout: decode(out.stdout),
+    stderr: decode(out.stderr),
+  };
+}
+
+/**
+ * Runs `systemd-socket-activate -l 127.0.0.1:PORT ... args` on `count` ports
+ * that were free a moment ago, and waits until it listens on all of them
+ * (it cannot bind port 0). Should another process take a port in between,
+ * it fails with EADDRINUSE and other ports are tried, up to 5 times.
+ */
+export async function socketActivate(
+  count: number,
+  args: string[],
+): Promise<{ child: Child; ports: number[] }> {
+  for (let attempt = 1;; attempt++) {
+    const ports = Array.from({ length: count }, () => freePort());
+    const child = new Child("systemd-socket-activate", [
+      ...ports.flatMap((port) => ["-l", `127.0.0.1:${port}`]),
+      ...args,
+    ]);
+    try {
+      for (const port of ports) {
+        await child.waitFor(
+          new RegExp(`Listening on 127\\.0\\.0\\.1:${port} `),
+        );
+      }
+      return { child, ports };
+    } catch (error) {
+      await child.cleanup();
+      if (attempt >= 5 || !/Address already in use/.test(child.output)) {
+        throw error;
+      }
+    }
   }
 }

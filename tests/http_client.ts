@@ -16,9 +16,14 @@ export interface RawResponse {
 export interface RawOptions {
   /** The request was HEAD: responses have no body. */
   head?: boolean;
-  /** Stop after this many responses instead of waiting for the server to close. */
+  /**
+   * Stop after this many responses instead of reading to the end of the
+   * connection. Bytes already received past them still fail the exchange;
+   * bytes that come later are seen only by reading to the end (send
+   * `Connection: close`) or by a follow-up request on the connection.
+   */
   count?: number;
-  /** Give up waiting after this many ms (default 10000). */
+  /** Give up waiting after this many ms (default 10000): an error. */
   timeoutMs?: number;
 }
 
@@ -27,8 +32,13 @@ const decoder = new TextDecoder();
 
 /**
  * Sends `request` on a new connection to 127.0.0.1:`target` (or on the given
- * connection), then parses responses until the server closes the connection,
- * `count` responses arrived, or the timeout.
+ * connection), then parses responses until the server closes the connection
+ * or `count` responses arrived.
+ *
+ * Only those two are a normal end. It rejects, naming what it saw, when:
+ * bytes are left that are no complete response (a body after a response
+ * that has none, such as HEAD, 204 or 304; a body cut short; garbage), a
+ * read fails (e.g. a reset), or `timeoutMs` passes first.
  */
 export async function rawExchange(
   target: number | Deno.Conn,
@@ -38,22 +48,31 @@ export async function rawExchange(
   const conn = typeof target === "number"
     ? await Deno.connect({ hostname: "127.0.0.1", port: target })
     : target;
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  let timedOut = false;
   const timer = setTimeout(() => {
+    timedOut = true;
     try {
       conn.close();
     } catch {
       // already closed
     }
-  }, options.timeoutMs ?? 10_000);
+  }, timeoutMs);
   let buffer = new Uint8Array(0);
   const responses: RawResponse[] = [];
+  const head = options.head ?? false;
+  const timeout = () => `no end of the exchange in ${timeoutMs} ms`;
+  const seen = () =>
+    `after ${responses.length} complete response(s)` +
+    (responses.length > 0 ? ` (last: ${responses.at(-1)!.status})` : "") +
+    `, ${buffer.length} byte(s) left: ${preview(buffer)}`;
   try {
     await conn.write(
       typeof request === "string" ? encoder.encode(request) : request,
     );
     const chunk = new Uint8Array(64 * 1024);
     while (options.count === undefined || responses.length < options.count) {
-      const parsed = parseOne(buffer, options.head ?? false);
+      const parsed = parseOne(buffer, head);
       if (parsed) {
         responses.push(parsed.response);
         buffer = buffer.subarray(parsed.used);
@@ -62,18 +81,26 @@ export async function rawExchange(
       let n: number | null;
       try {
         n = await conn.read(chunk);
-      } catch {
-        n = null;
+      } catch (error) {
+        if (timedOut) throw new Error(`${timeout()} ${seen()}`);
+        throw new Error(`read failed ${seen()}: ${error}`);
       }
+      if (timedOut) throw new Error(`${timeout()} ${seen()}`);
       if (n === null) {
-        const last = parseOne(buffer, options.head ?? false, true);
-        if (last) responses.push(last.response);
+        const last = parseOne(buffer, head, true);
+        if (last) {
+          responses.push(last.response);
+          buffer = buffer.subarray(last.used);
+        }
         break;
       }
       const next = new Uint8Array(buffer.length + n);
       next.set(buffer);
       next.set(chunk.subarray(0, n), buffer.length);
       buffer = next;
+    }
+    if (buffer.length > 0) {
+      throw new Error(`bytes that are no complete response ${seen()}`);
     }
   } finally {
     clearTimeout(timer);
@@ -84,6 +111,12 @@ export async function rawExchange(
     }
   }
   return responses;
+}
+
+/** Up to 60 bytes, as a JSON string. */
+function preview(data: Uint8Array): string {
+  const text = decoder.decode(data.subarray(0, 60));
+  return JSON.stringify(text) + (data.length > 60 ? "..." : "");
 }
 
 function indexOfCrlfCrlf(data: Uint8Array): number {

@@ -11,8 +11,16 @@ Deno.test("systemd units pass systemd-analyze verify", async () => {
   try {
     const deno = Deno.realPathSync(Deno.execPath());
     const units: string[] = [];
+    const version = await systemdVersion();
     for (const entry of Deno.readDirSync(`${ROOT}/systemd`)) {
-      const text = Deno.readTextFileSync(`${ROOT}/systemd/${entry.name}`)
+      const source = Deno.readTextFileSync(`${ROOT}/systemd/${entry.name}`);
+      // A unit for a newer systemd is verified under it, in the systemd
+      // suite (tests/systemd/fdstore_test.ts).
+      const needs = Number(
+        source.match(/^# Needs systemd >= (\d+)/m)?.[1] ?? 0,
+      );
+      if (needs > version) continue;
+      const text = source
         .replaceAll("/usr/local/bin/deno", deno)
         .replaceAll("/opt/myapp", ROOT);
       // A template is verified as an instance.
@@ -35,3 +43,13 @@ Deno.test("systemd units pass systemd-analyze verify", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** The host's systemd version (systemd-analyze --version). */
+async function systemdVersion(): Promise<number> {
+  const out = await new Deno.Command("systemd-analyze", {
+    args: ["--version"],
+    stdout: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  return Number(text.match(/^systemd (\d+)/)?.[1] ?? 0);
+}

@@ -15,6 +15,11 @@ export interface SupervisorOptions {
   workers: number;
   /** Signals that roll the workers. Default SIGUSR1. */
   restartSignals: Deno.Signal[];
+  /**
+   * The admin token each worker gets in its handover state (never in its
+   * command line: `--admin-token` is stripped from the workers').
+   */
+  adminToken?: string;
   /** How long a worker may take to be ready (ms). Default 30000. */
   startTimeout?: number;
   /** The workers' drain timeout (ms), for the stop deadline. Default 30000. */

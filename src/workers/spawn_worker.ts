@@ -22,7 +22,10 @@ import {
   type GenerationExit,
   type PassedFd,
   spawnGeneration,
+  withoutAdminToken,
 } from "../spawn.ts";
+import { inspectorGuardFd } from "../inspector_guard.ts";
+import { signalFacts } from "../signals.ts";
 import type { Reaper } from "./reaper.ts";
 import { WORKER_ENV, WORKER_SECRET_ENV } from "./worker.ts";
 
@@ -92,7 +95,12 @@ export async function spawnWorker(
   const { slot, state, fds, reaper } = options;
   const control = await openControlServer();
   const port = Number(control.addr.split(":").pop());
-  const command = buildCommand(currentCommand());
+  const current = currentCommand();
+  // The token reaches the worker in its state, not in its command line.
+  const command = withoutAdminToken(
+    buildCommand(current),
+    current.compiled,
+  );
   let pid: number;
   try {
     pid = spawnGeneration({
@@ -105,6 +113,9 @@ export async function spawnWorker(
       },
       unsetEnv: SUPERVISOR_ONLY_ENV,
       callerReaps: true,
+      // The supervisor's: no worker binds 127.0.0.1:9229 (or races for it).
+      inspectorGuard: inspectorGuardFd(),
+      ignoreHangup: signalFacts().hangupIgnored,
     }).pid;
   } catch (error) {
     control.close();

@@ -60,6 +60,12 @@ export async function runSupervisor(
   options: SupervisorOptions,
 ): Promise<number> {
   const upgrade = takeUpgradeState();
+  // A token from GRACEFUL_ADMIN_TOKEN is gone from the new image's
+  // environment: the previous image hands it over.
+  options = {
+    ...options,
+    adminToken: options.adminToken ?? upgrade?.adminToken,
+  };
   const pool = createPool(options, upgrade);
   pool.reaper.start();
   const finished = Promise.withResolvers<number>();
@@ -179,6 +185,9 @@ function createPool(
         listeners: pool.listeners,
         app,
         restart: { trigger, at: Date.now() },
+        ...(options.adminToken === undefined
+          ? {}
+          : { adminToken: options.adminToken }),
       };
       const worker = await spawnWorker({
         slot,
@@ -429,7 +438,7 @@ function supervisorStatus(
   };
 }
 
-function savePidfile(pool: Pool, pidfile: string): void {
+async function savePidfile(pool: Pool, pidfile: string): Promise<void> {
   const status: StatusFile & {
     workers: WorkerStatus[];
     rolls: number;
@@ -442,15 +451,15 @@ function savePidfile(pool: Pool, pidfile: string): void {
     restarts: pool.rolls,
     rolls: pool.rolls,
     listeners: pool.listeners.map((l) => l.addr),
+    // What `reload` may send: the signals that roll the workers.
+    restartSignals: [...pool.options.restartSignals],
     lastRestart: pool.lastRoll,
     workers: workerList(pool),
     givenUp: [...pool.givenUp],
   };
-  try {
-    writePidfile(pidfile, status);
-  } catch (error) {
+  await writePidfile(pidfile, status).catch((error) => {
     log.error("cannot write pidfile {pidfile}: {error}", { pidfile, error });
-  }
+  });
 }
 
 function startWatchdog(): ReturnType<typeof setInterval> | undefined {

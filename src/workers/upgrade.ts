@@ -16,6 +16,7 @@
  */
 
 import type { LastRestart, RestartTrigger } from "../handover.ts";
+import { GUARD_FD_ENV, inspectorGuardFd } from "../inspector_guard.ts";
 import { logger } from "../log.ts";
 import { currentCommand } from "../spawn.ts";
 import type { Pool } from "./pool.ts";
@@ -43,6 +44,8 @@ export interface UpgradeState {
     app: Record<string, unknown>;
   }[];
   trigger: RestartTrigger;
+  /** The workers' admin token (GRACEFUL_ADMIN_TOKEN is read once). */
+  adminToken?: string;
 }
 
 /**
@@ -77,6 +80,9 @@ export async function upgradeInPlace(
     listeners: pool.listeners,
     workers,
     trigger,
+    ...(pool.options.adminToken === undefined
+      ? {}
+      : { adminToken: pool.options.adminToken }),
   };
   const path = await Deno.makeTempFile({ prefix: "graceful-supervisor-" });
   await Deno.writeTextFile(path, JSON.stringify(state), { mode: 0o600 });
@@ -84,11 +90,21 @@ export async function upgradeInPlace(
   log.info("upgrading the supervisor in place (execve, pid {pid})", {
     pid: Deno.pid,
   });
+  // The inspector guard stays held across the execve: the new image adopts
+  // it (GRACEFUL_INSPECTOR_FD) before it could open the inspector.
+  const guard = inspectorGuardFd();
   try {
     execInPlace(
       [execPath, ...args],
-      { ...Deno.env.toObject(), [UPGRADE_ENV]: path },
-      pool.listeners.map((l) => l.fd),
+      {
+        ...Deno.env.toObject(),
+        [UPGRADE_ENV]: path,
+        ...(guard === undefined ? {} : { [GUARD_FD_ENV]: String(guard) }),
+      },
+      [
+        ...pool.listeners.map((l) => l.fd),
+        ...(guard === undefined ? [] : [guard]),
+      ],
     );
   } catch (error) {
     await Deno.remove(path).catch(() => {});

@@ -30,7 +30,9 @@
  *    systemd-container debootstrap` (about 10 s). Without
  *    `--no-install-recommends` apt also pulls libnss-mymachines, which adds
  *    `mymachines` to the host's /etc/nsswitch.conf.
- * 2. **Root file system** (`ensureRootfs()`), cached in
+ * 2. **Root file system** (`ensureRootfs(suite)`: bookworm by default, or
+ *    trixie with systemd 257, `bootContainer({ suite: "trixie" })`; each
+ *    suite has its own cache directory, lock and marker), cached in
  *    `${GRACEFUL_SYSTEMD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/graceful-systemd}/rootfs-bookworm`:
  *    `debootstrap --variant=minbase
  *    --include=systemd,systemd-sysv,dbus,curl,procps,iproute2 bookworm TMP
@@ -132,7 +134,8 @@
  *   bus" until /run/systemd/private exists.
  * - The service's network is the host's: a port a unit listens on inside is
  *   reachable as 127.0.0.1:PORT on the host (curl, fetch, wrk run on the
- *   host). Pick free ports (`freePort()`); never assume a fixed one.
+ *   host). Pick free ports and bind them at once (`startSocketOnFreePort()`);
+ *   never assume a fixed one.
  * - `apt-get install systemd-container` upgrades the host's systemd packages
  *   to the same point release (it depends on the exact version); harmless on
  *   a host where systemd is not running.
@@ -153,8 +156,16 @@
  * @module
  */
 
-/** The Debian release booted: bookworm has systemd 252. */
+import { STRICT } from "../capabilities.ts";
+
+/** The Debian release booted by default: bookworm has systemd 252. */
 export const SUITE = "bookworm";
+/**
+ * The Debian releases the harness can boot: bookworm (systemd 252), trixie
+ * (systemd 257, for what needs systemd >= 253: Type=notify-reload). Each has
+ * its own cached rootfs, built on first use from the same mirror.
+ */
+export type Suite = "bookworm" | "trixie";
 /** The packages added to debootstrap's minbase. */
 export const PACKAGES: readonly string[] = [
   "systemd",
@@ -177,9 +188,13 @@ const MASKED: readonly string[] = [
 ];
 /** Bump when the build's post-processing changes. */
 const TWEAKS = 1;
-/** Written into the rootfs last; a different value rebuilds. */
-export const ROOTFS_VERSION = `graceful-rootfs ${TWEAKS} ${SUITE} minbase ` +
-  `${PACKAGES.join(",")} masked:${MASKED.join(",")}`;
+/** Written into a suite's rootfs last; a different value rebuilds. */
+export function rootfsVersion(suite: Suite): string {
+  return `graceful-rootfs ${TWEAKS} ${suite} minbase ` +
+    `${PACKAGES.join(",")} masked:${MASKED.join(",")}`;
+}
+/** Written into the bookworm rootfs last; a different value rebuilds. */
+export const ROOTFS_VERSION = rootfsVersion(SUITE);
 const MARKER = ".graceful-rootfs-version";
 const NAME_PREFIX = "graceful-test-";
 const CONTAINER_PATH =
@@ -232,6 +247,8 @@ export interface BootOptions {
   verbose?: boolean;
   /** Extra systemd-nspawn arguments (e.g. `--setenv=…`, `--bind-ro=…`). */
   nspawnArgs?: string[];
+  /** The Debian release to boot (default SUITE, bookworm). */
+  suite?: Suite;
 }
 
 /** Milliseconds spent in the phases of `bootContainer`. */
@@ -512,13 +529,19 @@ async function probe(): Promise<string | undefined> {
 /**
  * For `Deno.test({ ignore: await systemdIgnore() })`: true (after printing
  * why) when the harness cannot run; throws instead when
- * GRACEFUL_SYSTEMD_TESTS=1 demands the suite.
+ * GRACEFUL_SYSTEMD_TESTS=1, or strict mode (CI=true, GRACEFUL_STRICT=1;
+ * ../capabilities.ts) without GRACEFUL_SYSTEMD_TESTS=0, demands the suite.
  */
 export async function systemdIgnore(): Promise<boolean> {
   const reason = await available();
   if (reason === undefined) return false;
-  if (Deno.env.get("GRACEFUL_SYSTEMD_TESTS") === "1") {
-    throw new Error(`GRACEFUL_SYSTEMD_TESTS=1 but: ${reason}`);
+  const wanted = Deno.env.get("GRACEFUL_SYSTEMD_TESTS");
+  if (wanted === "1" || (STRICT && wanted !== "0")) {
+    throw new Error(
+      `${
+        wanted === "1" ? "GRACEFUL_SYSTEMD_TESTS=1" : "strict mode"
+      } but: ${reason}`,
+    );
   }
   console.log(`systemd suite skipped: ${reason}`);
   return true;
@@ -535,14 +558,16 @@ function cacheDir(): string {
   return `${xdg}/graceful-systemd`;
 }
 
-function rootfsPaths(): { dir: string; lock: string; marker: string } {
-  const dir = `${cacheDir()}/rootfs-${SUITE}`;
+function rootfsPaths(
+  suite: Suite = SUITE,
+): { dir: string; lock: string; marker: string } {
+  const dir = `${cacheDir()}/rootfs-${suite}`;
   return { dir, lock: `${dir}.lock`, marker: `${dir}/${MARKER}` };
 }
 
-function markerOk(marker: string): boolean {
+function markerOk(marker: string, suite: Suite = SUITE): boolean {
   try {
-    return Deno.readTextFileSync(marker).trim() === ROOTFS_VERSION;
+    return Deno.readTextFileSync(marker).trim() === rootfsVersion(suite);
   } catch {
     return false;
   }
@@ -606,24 +631,24 @@ function mirrorFromDeb822(text: string): string | undefined {
 }
 
 /**
- * The cached bookworm rootfs (built on first use, about a minute; rebuilt
- * when ROOTFS_VERSION changes); returns its path. Safe to call from
- * concurrent test runs.
+ * The cached rootfs of `suite` (default bookworm; built on first use, about a
+ * minute; rebuilt when its rootfsVersion changes); returns its path. Safe to
+ * call from concurrent test runs.
  */
-export async function ensureRootfs(): Promise<string> {
+export async function ensureRootfs(suite: Suite = SUITE): Promise<string> {
   const reason = await available();
   if (reason) throw new Error(`systemd harness unavailable: ${reason}`);
-  const { dir, lock, marker } = rootfsPaths();
+  const { dir, lock, marker } = rootfsPaths(suite);
   await Deno.mkdir(cacheDir(), { recursive: true });
-  if (markerOk(marker)) return dir;
+  if (markerOk(marker, suite)) return dir;
   using file = await Deno.open(lock, { create: true, write: true });
   await file.lock(true);
   try {
     await sweepBuilds(dir);
-    if (markerOk(marker)) return dir;
+    if (markerOk(marker, suite)) return dir;
     const tmp = `${dir}.tmp-${Deno.pid}-${randomHex()}`;
     try {
-      await buildRootfs(tmp);
+      await buildRootfs(tmp, suite);
       if (exists(dir)) {
         const old = `${dir}.old-${Deno.pid}-${randomHex()}`;
         await Deno.rename(dir, old);
@@ -654,18 +679,19 @@ async function sweepBuilds(dir: string): Promise<void> {
   }
 }
 
-async function buildRootfs(tmp: string): Promise<void> {
+async function buildRootfs(tmp: string, suite: Suite): Promise<void> {
+  // The host's mirror for its own release (bookworm) serves trixie too.
   const mirror = debianMirror();
   const cmd = [
     "debootstrap",
     "--variant=minbase",
     `--include=${PACKAGES.join(",")}`,
-    SUITE,
+    suite,
     tmp,
     mirror,
   ];
   console.error(
-    `systemd harness: building the ${SUITE} rootfs (about a minute): ${
+    `systemd harness: building the ${suite} rootfs (about a minute): ${
       cmd.join(" ")
     }`,
   );
@@ -675,7 +701,7 @@ async function buildRootfs(tmp: string): Promise<void> {
     timeoutMs: 20 * 60_000,
   });
   await Deno.writeTextFile(
-    `${cacheDir()}/rootfs-${SUITE}.build.log`,
+    `${cacheDir()}/rootfs-${suite}.build.log`,
     `${cmd.join(" ")}\n${result.stdout}\n${result.stderr}`,
   );
   checked(cmd, result);
@@ -699,7 +725,7 @@ async function buildRootfs(tmp: string): Promise<void> {
     await Deno.symlink("/dev/null", path);
   }
   await Deno.writeTextFile(`${tmp}/etc/hostname`, "graceful-test\n");
-  await Deno.writeTextFile(`${tmp}/${MARKER}`, `${ROOTFS_VERSION}\n`);
+  await Deno.writeTextFile(`${tmp}/${MARKER}`, `${rootfsVersion(suite)}\n`);
   console.error(
     `systemd harness: rootfs built in ${
       ((Date.now() - started) / 1000).toFixed(0)
@@ -728,6 +754,36 @@ export function freePort(): number {
 }
 
 /**
+ * Starts `socketUnit` on a port that was free a moment ago, and returns the
+ * port: `install(port)` writes the units for it, then the socket is started
+ * at once (systemd cannot bind port 0). Should another process take the
+ * port in between, the socket fails with EADDRINUSE and another port is
+ * tried, up to `tries` times.
+ */
+export async function startSocketOnFreePort(
+  c: Container,
+  socketUnit: string,
+  install: (port: number) => Promise<void>,
+  tries = 5,
+): Promise<number> {
+  for (let attempt = 1;; attempt++) {
+    const port = freePort();
+    await install(port);
+    await c.systemctl("daemon-reload");
+    const started = await c.exec(["systemctl", "start", socketUnit]);
+    if (started.code === 0) return port;
+    const journal = await c.journal(socketUnit);
+    if (attempt >= tries || !/Address already in use/.test(journal)) {
+      throw new Error(
+        `systemctl start ${socketUnit} on 127.0.0.1:${port}: ` +
+          `${started.stderr.trim()}\n${journal}`,
+      );
+    }
+    await c.exec(["systemctl", "reset-failed", socketUnit]);
+  }
+}
+
+/**
  * Boots systemd in a fresh container over the cached rootfs; by default with
  * deno, the project and a populated DENO_DIR inside. Always `stop()` it.
  */
@@ -735,8 +791,9 @@ export async function bootContainer(
   options: BootOptions = {},
 ): Promise<Container> {
   const t0 = Date.now();
-  const rootfs = await ensureRootfs();
-  const lock = await holdRootfs();
+  const suite = options.suite ?? SUITE;
+  const rootfs = await ensureRootfs(suite);
+  const lock = await holdRootfs(suite);
   const t1 = Date.now();
   await sweepStale();
   const name = `${NAME_PREFIX}${Deno.pid}-${++containerCount}-${randomHex()}`;
@@ -825,15 +882,15 @@ export async function bootContainer(
  * A shared lock on the rootfs, held while a container runs on it, so that a
  * rebuild (exclusive lock) waits.
  */
-async function holdRootfs(): Promise<Deno.FsFile> {
-  const { lock, marker } = rootfsPaths();
+async function holdRootfs(suite: Suite): Promise<Deno.FsFile> {
+  const { lock, marker } = rootfsPaths(suite);
   for (let attempt = 0;; attempt++) {
     const file = await Deno.open(lock, { create: true, write: true });
     await file.lock(false);
-    if (markerOk(marker)) return file;
+    if (markerOk(marker, suite)) return file;
     file.close();
     if (attempt > 0) throw new Error("the rootfs changed under the harness");
-    await ensureRootfs();
+    await ensureRootfs(suite);
   }
 }
 

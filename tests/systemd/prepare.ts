@@ -1,7 +1,9 @@
 /**
  * Prepares the systemd suite ahead of the tests: installs the host tools and
- * builds (or checks) the cached rootfs, then boots one container as a check.
- * Exits 1, saying why, when the harness cannot run here.
+ * builds (or checks) the cached rootfs of every suite the tests boot
+ * (bookworm, and trixie for the notify-reload test: about two minutes, once),
+ * then boots one container of each as a check. Exits 1, saying why, when the
+ * harness cannot run here.
  *
  * ```sh
  * deno run -A tests/systemd/prepare.ts
@@ -10,7 +12,15 @@
  * @module
  */
 
-import { available, bootContainer, ensureRootfs } from "./harness.ts";
+import {
+  available,
+  bootContainer,
+  ensureRootfs,
+  type Suite,
+} from "./harness.ts";
+
+/** Every suite the systemd tests boot. */
+const SUITES: Suite[] = ["bookworm", "trixie"];
 
 if (import.meta.main) {
   const reason = await available();
@@ -18,19 +28,21 @@ if (import.meta.main) {
     console.error(`systemd harness unavailable: ${reason}`);
     Deno.exit(1);
   }
-  const started = Date.now();
-  const rootfs = await ensureRootfs();
-  console.log(`rootfs: ${rootfs} (${Date.now() - started} ms)`);
-  const c = await bootContainer();
-  try {
-    const version = await c.exec(["systemctl", "--version"], { check: true });
-    console.log(
-      `booted ${c.name}: ${c.state}, ${version.stdout.split("\n")[0]}; ` +
-        `boot ${c.timings.boot} ms, deno + project ${c.timings.setup} ms`,
-    );
-  } finally {
-    const stopping = Date.now();
-    await c.stop();
-    console.log(`stopped in ${Date.now() - stopping} ms`);
+  for (const suite of SUITES) {
+    const started = Date.now();
+    const rootfs = await ensureRootfs(suite);
+    console.log(`rootfs: ${rootfs} (${Date.now() - started} ms)`);
+    const c = await bootContainer({ suite });
+    try {
+      const version = await c.exec(["systemctl", "--version"], { check: true });
+      console.log(
+        `booted ${c.name}: ${c.state}, ${version.stdout.split("\n")[0]}; ` +
+          `boot ${c.timings.boot} ms, deno + project ${c.timings.setup} ms`,
+      );
+    } finally {
+      const stopping = Date.now();
+      await c.stop();
+      console.log(`stopped in ${Date.now() - stopping} ms`);
+    }
   }
 }

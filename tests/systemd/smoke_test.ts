@@ -7,7 +7,11 @@
  */
 
 import { assert, assertEquals } from "../assert.ts";
-import { bootContainer, freePort, systemdIgnore } from "./harness.ts";
+import {
+  bootContainer,
+  startSocketOnFreePort,
+  systemdIgnore,
+} from "./harness.ts";
 
 const UNIT = "graceful-smoke";
 
@@ -16,19 +20,8 @@ Deno.test({
     "systemd suite (nspawn, systemd 252): socket activation starts the service, /pid is its MainPID, stop exits 0",
   ignore: await systemdIgnore(),
   async fn() {
-    const port = freePort();
     const c = await bootContainer();
     try {
-      await c.writeFile(
-        `/etc/systemd/system/${UNIT}.socket`,
-        `[Unit]
-Description=graceful smoke test socket
-
-[Socket]
-ListenStream=127.0.0.1:${port}
-FileDescriptorName=web
-`,
-      );
       await c.writeFile(
         `/etc/systemd/system/${UNIT}.service`,
         `[Unit]
@@ -44,8 +37,21 @@ Environment=NO_COLOR=1
 ExecStart=/usr/local/bin/deno run -A /opt/myapp/mod.ts
 `,
       );
-      await c.systemctl("daemon-reload");
-      await c.systemctl("start", `${UNIT}.socket`);
+      const port = await startSocketOnFreePort(
+        c,
+        `${UNIT}.socket`,
+        (port) =>
+          c.writeFile(
+            `/etc/systemd/system/${UNIT}.socket`,
+            `[Unit]
+Description=graceful smoke test socket
+
+[Socket]
+ListenStream=127.0.0.1:${port}
+FileDescriptorName=web
+`,
+          ),
+      );
       assertEquals(
         await c.show(`${UNIT}.service`, ["ActiveState"]),
         { ActiveState: "inactive" },
