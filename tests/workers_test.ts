@@ -533,23 +533,36 @@ Deno.test("workers: --workers takes a number or auto; anything else is a one-lin
 });
 
 /** POSTs the admin API's restart with its CSRF header (shared by the workers). */
+const ADMIN_TOKEN = "workers-admin-token-0123456789abcdef";
+
+/** With a token, the bearer header alone authorises an action. */
 async function adminRestart(port: number): Promise<Response> {
-  const base = `http://127.0.0.1:${port}/debug/admin`;
-  const status = await fetch(`${base}/status`);
-  await status.body?.cancel();
-  return await fetch(`${base}/restart`, {
+  return await fetch(`http://127.0.0.1:${port}/debug/admin/restart`, {
     method: "POST",
     headers: {
-      "x-admin-csrf": status.headers.get("x-admin-csrf") ?? "",
+      authorization: `Bearer ${ADMIN_TOKEN}`,
       connection: "close",
     },
   });
 }
 
+function cmdlineOf(pid: number): string {
+  return Deno.readTextFileSync(`/proc/${pid}/cmdline`);
+}
+
 Deno.test("workers: the admin API rolls every worker (200, generation 2), and answers 503 when the new version fails", async () => {
-  const { t, status } = await startWorkers(app(), 2, ["--admin"]);
+  const { t, status } = await startWorkers(app(), 2, [
+    "--admin",
+    "--admin-token",
+    ADMIN_TOKEN,
+  ]);
   try {
     const before = status().workers.map((w) => w.pid);
+    // The supervisor hands the token over the control channel: it is in no
+    // worker's command line.
+    for (const pid of before) {
+      assertEquals(cmdlineOf(pid).includes(ADMIN_TOKEN), false);
+    }
     await t.write(app("v2"));
     const ok = await adminRestart(t.port);
     const body = await ok.json();
@@ -563,7 +576,10 @@ Deno.test("workers: the admin API rolls every worker (200, generation 2), and an
     // Whichever worker answers, the admin status is the supervisor's view.
     await until(async () => {
       const res = await fetch(`http://127.0.0.1:${t.port}/debug/admin/status`, {
-        headers: { connection: "close" },
+        headers: {
+          authorization: `Bearer ${ADMIN_TOKEN}`,
+          connection: "close",
+        },
       });
       const view = await res.json();
       return view.pid === t.child.pid && view.generation === 2 &&
@@ -577,6 +593,9 @@ Deno.test("workers: the admin API rolls every worker (200, generation 2), and an
     assertMatch(reason.error, /v3 is broken|did not start/);
     assertEquals((await get(t.port, "/version")).text, "v2");
     assertEquals(status().workers.map((w) => w.generation), [2, 2]);
+    for (const worker of status().workers) {
+      assertEquals(cmdlineOf(worker.pid).includes(ADMIN_TOKEN), false);
+    }
   } finally {
     await t.stop();
   }

@@ -27,9 +27,9 @@ import { inheritedFds } from "../listeners.ts";
 import { logger } from "../log.ts";
 import { sdNotify, watchdogIntervalMs } from "../notify.ts";
 import { removePidfile, type StatusFile, writePidfile } from "../pidfile.ts";
-import { DEFAULT_SHUTDOWN_SIGNALS, wireSignals } from "../signals.ts";
+import { resolveSignals, wireSignals } from "../signals.ts";
 import type { PassedFd } from "../spawn.ts";
-import { inForegroundTerminal, takeFd } from "./process.ts";
+import { takeFd } from "./process.ts";
 import { Reaper } from "./reaper.ts";
 import {
   describeExit,
@@ -85,10 +85,10 @@ export async function runSupervisor(
   };
   pool.roll = roll;
   // A terminal that hangs up (closed, ssh gone) stops the command.
-  const shutdownSignals: Deno.Signal[] = inForegroundTerminal() &&
-      !options.restartSignals.includes("SIGHUP")
-    ? [...DEFAULT_SHUTDOWN_SIGNALS, "SIGHUP"]
-    : DEFAULT_SHUTDOWN_SIGNALS;
+  // (resolveSignals: in a terminal, unless SIGHUP restarts.)
+  const shutdownSignals = resolveSignals({
+    restartSignals: options.restartSignals,
+  }).shutdown;
   wireSignals(shutdownSignals, options.restartSignals, {
     shutdown: (signal) => {
       if (pool.stopping.signal.aborted) {
