@@ -11,18 +11,17 @@
  * without loading it) and the supervisor takes copies (pidfd_getfd) for
  * every later worker.
  *
- * TODO(signals): the inspector guard socket on 127.0.0.1:9229 must be held by
- * the supervisor and passed to every worker; wireSignals covers SIGUSR1 here.
+ * The supervisor holds the inspector guard (127.0.0.1:9229) and passes the
+ * one socket to every worker and across its own execve (./upgrade.ts).
  * TODO(fdstore): the supervisor is the one to store its fds in systemd's fd
  * store (FDSTORE=1).
- * TODO(upgrade): the supervisor's own code upgrade (execve in place, same
- * pid, sockets and workers kept) is not done: a roll replaces workers only.
  *
  * @module
  */
 
 import { formatAddr } from "../address.ts";
 import type { HandoverState, RestartTrigger } from "../handover.ts";
+import { inspectorGuardSettled } from "../inspector_guard.ts";
 import { inheritedFds } from "../listeners.ts";
 import { logger } from "../log.ts";
 import { sdNotify, watchdogIntervalMs } from "../notify.ts";
@@ -127,6 +126,8 @@ export async function runSupervisor(
     },
   });
   const watchdog = startWatchdog();
+  // The first workers get the guard's socket, so none binds its own.
+  await inspectorGuardSettled();
   try {
     if (upgrade) adoptWorkers(pool, upgrade);
     else await startAll(pool);
