@@ -46,6 +46,7 @@ import {
   followSupervisor,
   isWorker,
   requestRoll,
+  supervisorSweepsStore,
 } from "./workers/worker.ts";
 
 const log = logger("supervisor");
@@ -396,6 +397,7 @@ async function checkReady(): Promise<void> {
  */
 function waitingForInherited(): boolean {
   if (unclaimedInheritedFds().length === 0) return false;
+  if (supervisorSweepsStore()) return false;
   return peer !== undefined || !fdStoreEnabled();
 }
 

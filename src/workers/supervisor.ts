@@ -13,8 +13,7 @@
  *
  * The supervisor holds the inspector guard (127.0.0.1:9229) and passes the
  * one socket to every worker and across its own execve (./upgrade.ts).
- * TODO(fdstore): the supervisor is the one to store its fds in systemd's fd
- * store (FDSTORE=1).
+ * With systemd's fd store on, the supervisor stores the sockets (./store.ts).
  *
  * @module
  */
@@ -36,6 +35,7 @@ import {
   type WorkerProcess,
 } from "./spawn_worker.ts";
 import { type RollOptions, rollWorkers } from "./roll.ts";
+import { removeUnclaimedBy, storeOpened } from "./store.ts";
 import {
   takeUpgradeState,
   upgradeInPlace,
@@ -160,6 +160,7 @@ function createPool(
   upgrade: UpgradeState | undefined,
 ): Pool {
   const startedAt = Date.now();
+  let storeSwept = false;
   const pool: Pool = {
     options,
     reaper: new Reaper((pid) => log.debug("reaped orphan {pid}", { pid })),
@@ -198,7 +199,14 @@ function createPool(
         startTimeout: options.startTimeout ?? 30_000,
         signal: pool.stopping.signal,
       });
-      if (pool.listeners.length === 0) adoptListeners(pool, worker);
+      if (pool.listeners.length === 0) {
+        adoptListeners(pool, worker);
+        // Only the supervisor talks to systemd: it stores its copies.
+        storeOpened(pool.listeners);
+      } else if (!upgrade && pool.workers.size === 0 && !storeSwept) {
+        storeSwept = true;
+        removeUnclaimedBy(inheritedFds(), worker.listeners ?? []);
+      }
       pool.workers.add(worker);
       worker.exited.then(() => onExit(pool, worker));
       followWorker(pool, worker);

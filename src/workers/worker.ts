@@ -20,6 +20,26 @@ export const WORKER_ENV = "GRACEFUL_WORKER";
  */
 export const WORKER_SECRET_ENV = "GRACEFUL_WORKER_SECRET";
 
+/**
+ * Set for a first-generation worker when the supervisor has systemd's fd
+ * store on: inherited sockets no server claims are the supervisor's to drop
+ * from the store, so the worker does not wait for them.
+ */
+export const WORKER_STORE_ENV = "GRACEFUL_WORKER_FDSTORE";
+
+/**
+ * Whether this worker's supervisor sweeps unclaimed stored sockets (see
+ * {@linkcode WORKER_STORE_ENV}).
+ *
+ * @example
+ * ```ts ignore
+ * if (supervisorSweepsStore()) console.log("no wait for unclaimed sockets");
+ * ```
+ */
+export function supervisorSweepsStore(): boolean {
+  return isWorker() && Deno.env.get(WORKER_STORE_ENV) === "1";
+}
+
 let secret: string | undefined | null = null;
 
 /**
