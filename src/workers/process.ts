@@ -9,14 +9,13 @@
  * @module
  */
 
-import { cString, libcPath, pointerArray } from "../os.ts";
+import { execInPlace as osExecInPlace, libcPath } from "../os.ts";
 
 const SYMBOLS = {
   syscall: { parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
   close: { parameters: ["i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   sigprocmask: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  execve: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
 } as const;
 
 const SYS_PIDFD_OPEN = 434;
@@ -99,14 +98,15 @@ export function execInPlace(
       throw new Error(`cannot keep fd ${fd} across execve: it is not open`);
     }
   }
-  const strings = argv.map(cString);
-  const envs = Object.entries(env).map(([k, v]) => cString(`${k}=${v}`));
   c.sigprocmask(SIG_SETMASK, new Uint8Array(128), null);
-  c.execve(strings[0], pointerArray(strings), pointerArray(envs));
-  for (const fd of keep) {
-    c.fcntl(fd, F_SETFD, c.fcntl(fd, F_GETFD, 0) | FD_CLOEXEC);
+  try {
+    // The one execve binding (../os.ts; the app-config re-execution uses it).
+    osExecInPlace(argv[0], argv, env);
+  } finally {
+    for (const fd of keep) {
+      c.fcntl(fd, F_SETFD, c.fcntl(fd, F_GETFD, 0) | FD_CLOEXEC);
+    }
   }
-  throw new Error(`execve ${argv[0]} failed`);
 }
 
 /**
