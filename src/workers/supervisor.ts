@@ -46,6 +46,9 @@ export type { SupervisorOptions, WorkerStatus } from "./pool.ts";
 
 const log = logger("workers");
 
+/** The status file writes in flight (writePidfile is asynchronous). */
+let pidfileWrites: Promise<void> = Promise.resolve();
+
 /**
  * Runs the supervisor until it is stopped; resolves to the exit status: 0
  * after a clean shutdown, 1 when the workers could not be kept running.
@@ -151,6 +154,7 @@ export async function runSupervisor(
   clearInterval(watchdog);
   wireSignals([], [], { shutdown() {}, restart() {} });
   pool.reaper.stop();
+  await pidfileWrites;
   if (options.pidfile) removePidfile(options.pidfile, Deno.pid);
   return code;
 }
@@ -232,7 +236,11 @@ function createPool(
     publish(extra) {
       const line = statusLine(pool) + (extra ? `; ${extra}` : "");
       sdNotify(`STATUS=${line}`);
-      if (options.pidfile) savePidfile(pool, options.pidfile);
+      if (options.pidfile) {
+        // In order, and all done before the pidfile is removed at the end.
+        const pidfile = options.pidfile;
+        pidfileWrites = pidfileWrites.then(() => savePidfile(pool, pidfile));
+      }
       const view = supervisorStatus(pool, startedAt);
       for (const worker of pool.workers) {
         worker.peer?.send({ type: "view", status: view }).catch(() => {});
