@@ -580,7 +580,14 @@ function onRestartSignal(signal: Deno.Signal): void {
     return;
   }
   if (isWorker()) {
-    askSupervisorToRoll(signal);
+    try {
+      askSupervisorToRoll(signal);
+    } catch (error) {
+      log.warn("{signal} ignored: {error}", {
+        signal,
+        error: (error as Error).message,
+      });
+    }
     return;
   }
   restartProcess({ trigger: "signal" }).catch(() => {

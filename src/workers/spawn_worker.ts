@@ -27,7 +27,12 @@ import {
 import { inspectorGuardFd } from "../inspector_guard.ts";
 import { signalFacts } from "../signals.ts";
 import type { Reaper } from "./reaper.ts";
-import { WORKER_ENV, WORKER_SECRET_ENV, WORKER_STORE_ENV } from "./worker.ts";
+import {
+  WORKER_ENV,
+  WORKER_SECRET_ENV,
+  WORKER_STORE_ENV,
+  WORKER_SUPERVISOR_ENV,
+} from "./worker.ts";
 import { fdStoreEnabled } from "../fd_store.ts";
 
 /** One random secret for every worker of this supervisor. */
@@ -111,6 +116,7 @@ export async function spawnWorker(
         ...control.env(),
         [WORKER_ENV]: String(slot),
         [WORKER_SECRET_ENV]: SHARED_SECRET,
+        [WORKER_SUPERVISOR_ENV]: String(Deno.pid),
         // A first start's unclaimed stored sockets are the supervisor's.
         ...(state.generation === 1 && fdStoreEnabled()
           ? { [WORKER_STORE_ENV]: "1" }

@@ -77,9 +77,21 @@ export function workerSlot(): string | undefined {
   if (slot === null) {
     slot = Deno.env.get(WORKER_ENV) || undefined;
     if (slot !== undefined) Deno.env.delete(WORKER_ENV);
+    const parent = Deno.env.get(WORKER_SUPERVISOR_ENV);
+    Deno.env.delete(WORKER_SUPERVISOR_ENV);
+    supervisorPid = /^\d+$/.test(parent ?? "") ? Number(parent) : Deno.ppid;
   }
   return slot;
 }
+
+/**
+ * The supervisor's pid, in a worker's environment: a worker compares its
+ * parent with it (Deno.ppid read later may already be the reaper's, were the
+ * supervisor killed meanwhile), and never signals another process.
+ */
+export const WORKER_SUPERVISOR_ENV = "GRACEFUL_WORKER_SUPERVISOR";
+
+let supervisorPid = 0;
 
 /**
  * Whether this process is a worker of a supervisor.
@@ -142,7 +154,8 @@ export async function followSupervisor(
   hooks: WorkerHooks,
 ): Promise<void> {
   supervisor = channel;
-  const parent = Deno.ppid;
+  workerSlot();
+  const parent = supervisorPid;
   let sent = "";
   const stats = setInterval(() => {
     const now = { type: "stats" as const, inFlight: hooks.inFlight(), served };
@@ -229,7 +242,12 @@ export async function requestRoll(trigger: string): Promise<RolledMessage> {
  * ```
  */
 export function askSupervisorToRoll(signal: Deno.Signal): number {
-  const supervisor = Deno.ppid;
-  Deno.kill(supervisor, signal);
-  return supervisor;
+  workerSlot();
+  if (Deno.ppid !== supervisorPid) {
+    throw new Error(
+      `the supervisor (pid ${supervisorPid}) is gone: no restart to ask for`,
+    );
+  }
+  Deno.kill(supervisorPid, signal);
+  return supervisorPid;
 }
