@@ -114,6 +114,7 @@ import type { LastRestart } from "./handover.ts";
 export type { LastRestart, RestartTrigger } from "./handover.ts";
 import { renderAdminPage } from "./admin_page.ts";
 import { logger } from "./log.ts";
+import { workerSecret } from "./workers/worker.ts";
 import { randomHex } from "./random.ts";
 import { completeRestarts } from "./complete_restart.ts";
 
@@ -181,6 +182,8 @@ export interface AdminStatus {
   connections: number;
   /** The outcome of the last restart this generation attempted. */
   lastRestart?: LastRestart;
+  /** Under a supervisor (`--workers`): its workers, as it sees them. */
+  workers?: unknown[];
 }
 
 /** What the router asks of the process when restarting. */
@@ -284,7 +287,8 @@ export function createAdmin(
   const state: RouterState = {
     config: resolveOptions(options),
     deps,
-    csrf: randomHex(32),
+    // Workers share one (a page's next request may reach another worker).
+    csrf: workerSecret() ?? randomHex(32),
     tokenDigest: undefined,
     shuttingDown: false,
   };
@@ -663,6 +667,7 @@ function statusBody(status: AdminStatus): AdminStatusBody {
     inFlight: status.inFlight,
     connections: status.connections,
     lastRestart: status.lastRestart ?? null,
+    ...(status.workers ? { workers: status.workers } : {}),
   };
 }
 
@@ -692,6 +697,8 @@ export interface AdminStatusBody {
   connections: number;
   /** The last restart this generation attempted, or null. */
   lastRestart: LastRestart | null;
+  /** Under a supervisor: its workers (slot, pid, generation, phase, ...). */
+  workers?: unknown[];
 }
 
 async function restart(

@@ -13,6 +13,7 @@ import {
   processStatus,
   releaseProcess,
   restartProcess,
+  serverCount,
 } from "./supervisor.ts";
 import type { Watcher } from "./watch.ts";
 import { checkPidfileDir, statusPath } from "./pidfile.ts";
@@ -32,6 +33,9 @@ import { serveUnderAppConfig } from "./app_config.ts";
 import { trace } from "./trace.ts";
 import { setPortable } from "./platform.ts";
 import { watchPidfile } from "./watch_keeper.ts";
+import { resolveSignals } from "./signals.ts";
+import { supervisedWorkers } from "./workers/mode.ts";
+import { isWorker } from "./workers/worker.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 /** The CLI's default port, when nothing is inherited and none is given. */
@@ -52,6 +56,7 @@ const OPTIONS = {
   "json-logs": { type: "boolean" },
   pidfile: { type: "string" },
   watch: { type: "boolean" },
+  workers: { type: "string" },
   health: { type: "string" },
   "shutdown-delay": { type: "string" },
   admin: { type: "string" },
@@ -103,6 +108,9 @@ Options:
                           .json, ...) under the app's directory changes
                           (in-flight requests survive; an edit that does not
                           start keeps the old version)
+      --workers N|auto    run N worker processes (auto: one per CPU this
+                          process may run on) under a supervisor that holds
+                          the sockets and restarts them one by one (Linux)
       --health PATH       health check: 200 while serving, 503 once shutting
                           down (not during restarts)
       --shutdown-delay MS on SIGTERM, answer health 503 and keep accepting for
@@ -199,17 +207,48 @@ export async function main(args: string[]): Promise<number> {
       values["json-logs"] === true,
     );
     trace("cli: logging configured");
-    // --watch in a terminal: a pidfile that the first process follows.
-    const pidfile = watchPidfile(
-      values.watch === true,
-      values.pidfile as string | undefined,
-    );
+    const workers = supervisedWorkers(values.workers as string | undefined);
+    // --watch in a terminal without a supervisor (which keeps the terminal
+    // itself): a pidfile that the first process follows.
+    const pidfile = workers === undefined
+      ? watchPidfile(
+        values.watch === true,
+        values.pidfile as string | undefined,
+      )
+      : values.pidfile as string | undefined;
     if (pidfile !== undefined) checkPidfileDir(pidfile);
     // Before the app loads, which may take longer than the half second after
     // which Deno opens its inspector on SIGUSR1; after LISTEN_FDS is read, so
     // that the guard's socket cannot take the number of an fd it names.
     inheritedFds();
     startInspectorGuard(values["no-inspector-guard"] !== true);
+    if (workers !== undefined) {
+      // The supervisor loads no app code: the workers run this command line.
+      const { runSupervisor } = await import("./workers/supervisor.ts");
+      const signals = parseSignals(
+        values["restart-signal"] as string[] | undefined,
+      );
+      return await runSupervisor({
+        workers,
+        restartSignals: resolveSignals({ restartSignals: signals }).restart,
+        // Read here once, handed to each worker over its control channel.
+        adminToken: values.admin === undefined
+          ? undefined
+          : await adminTokenOf(args, values),
+        startTimeout: optionalMs(values, "start-timeout"),
+        drainTimeout: optionalMs(values, "drain-timeout"),
+        pidfile,
+        onReady: values.watch
+          ? (roll) =>
+            startWatch(
+              parsed.positionals[0],
+              pidfile,
+              Promise.resolve(),
+              () => roll("watch"),
+            )
+          : undefined,
+      });
+    }
     const handler = parsed.positionals.length > 0
       ? await loadApp(parsed.positionals[0])
       : demoHandler;
@@ -221,6 +260,9 @@ export async function main(args: string[]): Promise<number> {
         `unexpected argument "${parsed.positionals[1]}" (one APP.ts at most)`,
       );
     }
+    // A main module that called serveGraceful itself: its servers run the
+    // process (and end it).
+    if (handler === undefined) return await new Promise<number>(() => {});
     const server = serveGraceful({
       name: values.name as string | undefined,
       port: values.port !== undefined
@@ -258,11 +300,15 @@ export async function main(args: string[]): Promise<number> {
         : readPem("--key", values.key as string),
       pidfile,
     }, handler);
-    const watcher = values.watch
+    const watcher = values.watch && !isWorker()
       ? await startWatch(
         parsed.positionals[0],
         pidfile,
         server.ready,
+        async () => {
+          await restartProcess({ trigger: "watch" });
+          watcher?.close();
+        },
       )
       : undefined;
     await server.finished;
@@ -288,6 +334,7 @@ async function startWatch(
   app: string | undefined,
   pidfile: string | undefined,
   ready: Promise<void>,
+  restart: () => Promise<void>,
 ): Promise<Watcher> {
   await ready;
   const root = app === undefined ? Deno.cwd() : dirname(resolve(app));
@@ -306,10 +353,7 @@ async function startWatch(
       else if (level === "warn") watchLog.warn("{message}", { message });
       else watchLog.error("{message}", { message });
     },
-  }, async () => {
-    await restartProcess({ trigger: "watch" });
-    watcher.close();
-  });
+  }, restart);
   return watcher;
 }
 
@@ -395,6 +439,14 @@ function parsePort(raw: string): number {
   return port;
 }
 
+function optionalMs(
+  values: Record<string, unknown>,
+  option: string,
+): number | undefined {
+  const raw = values[option];
+  return raw === undefined ? undefined : parseMs(`--${option}`, String(raw));
+}
+
 function parseMs(flag: string, raw: string): number {
   const ms = Number(raw);
   if (!/^\d+$/.test(raw)) {
@@ -443,7 +495,7 @@ function parseEngine(raw: string | undefined): EngineName | undefined {
   throw new TypeError(`--engine "${raw}" must be auto, native or node`);
 }
 
-async function loadApp(path: string): Promise<GracefulHandler> {
+async function loadApp(path: string): Promise<GracefulHandler | undefined> {
   const url = /^[a-z][a-z0-9+.-]*:/i.test(path) && !/^[a-z]:[\\/]/i.test(path)
     ? path
     : pathToFileURL(isAbsolute(path) ? path : resolve(path)).href;
@@ -457,6 +509,7 @@ async function loadApp(path: string): Promise<GracefulHandler> {
     });
   }
   const fetch = mod.default?.fetch;
+  if (typeof fetch !== "function" && serverCount() > 0) return undefined;
   if (typeof fetch !== "function") {
     throw new TypeError(
       `app module ${path} must \`export default { fetch(request, info) {...} }\``,

@@ -18,6 +18,7 @@
  */
 
 import { parseArgs } from "./args.ts";
+import type { WorkerStatus } from "./workers/pool.ts";
 import { quoteValue } from "./quote.ts";
 import { refuseSignalCommand } from "./platform.ts";
 import {
@@ -203,6 +204,8 @@ async function reload(
 ): Promise<number> {
   const { pid, status: before } = await trustedServer(pidfile);
   const signal = reloadSignal(pid, explicit, before);
+  // A supervisor keeps its pid: its roll counter says when a roll is done.
+  const rollsBefore = before?.restarts;
   const sent = Date.now();
   Deno.kill(pid, signal);
   const deadline = sent + timeoutMs;
@@ -219,6 +222,16 @@ async function reload(
     }
     const st = readStatus(pidfile);
     const last = st?.pid === pid ? st.lastRestart : undefined;
+    if (
+      "workers" in (st ?? {}) && last?.ok && rollsBefore !== undefined &&
+      st!.restarts > rollsBefore
+    ) {
+      console.log(
+        `reloaded: every worker rolled to generation ${st!.generation} ` +
+          `(supervisor pid ${pid})`,
+      );
+      return 0;
+    }
     if (last && !last.ok && last.at >= sent - 1000) {
       console.error(
         `reload failed, pid ${pid} keeps serving: ${last.reason ?? "unknown"}`,
@@ -293,6 +306,13 @@ async function status(
       );
       console.log(`  listening on ${st.listeners.join(", ")}`);
       if (st.admin) console.log(`  admin API on ${st.admin}`);
+      for (const w of workersOf(st)) {
+        console.log(
+          `  worker ${w.slot}: pid ${w.pid}, generation ${w.generation}, ` +
+            `${w.phase} since ${new Date(w.startedAt).toISOString()}, ` +
+            `${w.inFlight} in flight, ${w.served} served`,
+        );
+      }
       if (st.lastRestart) {
         const r = st.lastRestart;
         console.log(
@@ -304,4 +324,10 @@ async function status(
     }
   }
   return running ? 0 : 1;
+}
+
+/** A supervisor's workers, from its status file. */
+function workersOf(status: StatusFile): WorkerStatus[] {
+  const workers = (status as { workers?: WorkerStatus[] }).workers;
+  return Array.isArray(workers) ? workers : [];
 }

@@ -121,10 +121,19 @@ const OLD_TO_NEW_TYPES: ReadonlySet<string> = new Set([
   "draining",
   "done",
   "fail",
+  "save",
+  "rolled",
+  "view",
 ]);
 
 /** Message types the old process may receive after the hello. */
-const NEW_TO_OLD_TYPES: ReadonlySet<string> = new Set(["ready", "fail"]);
+const NEW_TO_OLD_TYPES: ReadonlySet<string> = new Set([
+  "ready",
+  "fail",
+  "saved",
+  "roll",
+  "stats",
+]);
 
 const encoder = new TextEncoder();
 
@@ -185,6 +194,122 @@ export interface ReadyMessage {
   type: "ready";
   /** The new process's pid (a positive integer). */
   pid: number;
+  /**
+   * A worker's listening sockets (its fd numbers), so that a supervisor
+   * that was given none can take them (pidfd_getfd) for the next workers.
+   */
+  listeners?: { fd: number; name: string; addr: string }[];
+}
+
+/**
+ * supervisor → worker: send the app state (the `handover.save()` hooks) for
+ * the worker that replaces you.
+ *
+ * @example
+ * ```ts
+ * import type { SaveMessage } from "./control.ts";
+ *
+ * const message: SaveMessage = { type: "save" };
+ * ```
+ */
+export interface SaveMessage {
+  /** The message type. */
+  type: "save";
+}
+
+/**
+ * supervisor → worker: the supervisor's status (its pid, generation, rolls,
+ * workers...), for the admin API of whichever worker is asked.
+ *
+ * @example
+ * ```ts
+ * import type { ViewMessage } from "./control.ts";
+ *
+ * const message: ViewMessage = { type: "view", status: { pid: 1 } };
+ * ```
+ */
+export interface ViewMessage {
+  /** The message type. */
+  type: "view";
+  /** A JSON object. */
+  status: Record<string, unknown>;
+}
+
+/**
+ * worker → supervisor: its request counts, for the status.
+ *
+ * @example
+ * ```ts
+ * import type { StatsMessage } from "./control.ts";
+ *
+ * const message: StatsMessage = { type: "stats", inFlight: 2, served: 140 };
+ * ```
+ */
+export interface StatsMessage {
+  /** The message type. */
+  type: "stats";
+  /** Requests being served. */
+  inFlight: number;
+  /** Requests served since it started. */
+  served: number;
+}
+
+/**
+ * worker → supervisor: roll every worker (a restart asked of a worker: the
+ * admin API, `server.restart()`).
+ *
+ * @example
+ * ```ts
+ * import type { RollMessage } from "./control.ts";
+ *
+ * const message: RollMessage = { type: "roll", trigger: "admin" };
+ * ```
+ */
+export interface RollMessage {
+  /** The message type. */
+  type: "roll";
+  /** What asked for it, for logs and status. */
+  trigger: string;
+}
+
+/**
+ * supervisor → worker: the outcome of the roll a {@linkcode RollMessage}
+ * asked for.
+ *
+ * @example
+ * ```ts
+ * import type { RolledMessage } from "./control.ts";
+ *
+ * const message: RolledMessage = { type: "rolled", ok: true, generation: 2 };
+ * ```
+ */
+export interface RolledMessage {
+  /** The message type. */
+  type: "rolled";
+  /** Whether every worker was replaced. */
+  ok: boolean;
+  /** The workers' generation now. */
+  generation: number;
+  /** Why it failed. */
+  reason?: string;
+}
+
+/**
+ * worker → supervisor: the app state asked for by a {@linkcode SaveMessage},
+ * by server name.
+ *
+ * @example
+ * ```ts
+ * import type { SavedMessage } from "./control.ts";
+ *
+ * const message: SavedMessage = { type: "saved", app: { http: { hits: 3 } } };
+ * ```
+ */
+export interface SavedMessage {
+  /** The message type. */
+  type: "saved";
+  /** The app state by server name. */
+  app: Record<string, unknown>;
 }
 
 /**
@@ -247,6 +372,9 @@ export interface FailMessage {
  *       return `state ${JSON.stringify(message.state)}`;
  *     case "draining":
  *     case "done":
+ *     case "save":
+ *     case "rolled":
+ *     case "view":
  *       return message.type;
  *     case "fail":
  *       return `failed: ${message.reason}`;
@@ -259,7 +387,10 @@ export type OldToNewMessage =
   | StateMessage
   | DrainingMessage
   | DoneMessage
-  | FailMessage;
+  | FailMessage
+  | SaveMessage
+  | RolledMessage
+  | ViewMessage;
 
 /**
  * What the new process sends after its hello (and the old one receives).
@@ -271,7 +402,12 @@ export type OldToNewMessage =
  * const ready: NewToOldMessage = { type: "ready", pid: Deno.pid };
  * ```
  */
-export type NewToOldMessage = ReadyMessage | FailMessage;
+export type NewToOldMessage =
+  | ReadyMessage
+  | FailMessage
+  | SavedMessage
+  | RollMessage
+  | StatsMessage;
 
 /**
  * Every message of the protocol.
@@ -407,7 +543,62 @@ function toControlMessage(value: unknown): ControlMessage {
       if (!isPid(record.pid)) {
         throw new ControlError("protocol", "ready without a valid pid");
       }
-      return { type: "ready", pid: record.pid };
+      if (record.listeners === undefined) {
+        return { type: "ready", pid: record.pid };
+      }
+      return {
+        type: "ready",
+        pid: record.pid,
+        listeners: toListeners(record.listeners),
+      };
+    case "save":
+      return { type: "save" };
+    case "view":
+      if (
+        typeof record.status !== "object" || record.status === null ||
+        Array.isArray(record.status)
+      ) {
+        throw new ControlError("protocol", "view without a status object");
+      }
+      return {
+        type: "view",
+        status: record.status as Record<string, unknown>,
+      };
+    case "stats":
+      if (!isCount(record.inFlight) || !isCount(record.served)) {
+        throw new ControlError("protocol", "stats without counts");
+      }
+      return {
+        type: "stats",
+        inFlight: record.inFlight,
+        served: record.served,
+      };
+    case "roll":
+      if (typeof record.trigger !== "string") {
+        throw new ControlError("protocol", "roll without a string trigger");
+      }
+      return { type: "roll", trigger: record.trigger };
+    case "rolled":
+      if (
+        typeof record.ok !== "boolean" ||
+        !Number.isSafeInteger(record.generation)
+      ) {
+        throw new ControlError("protocol", "rolled without ok and generation");
+      }
+      return {
+        type: "rolled",
+        ok: record.ok,
+        generation: record.generation as number,
+        ...(typeof record.reason === "string" ? { reason: record.reason } : {}),
+      };
+    case "saved":
+      if (
+        typeof record.app !== "object" || record.app === null ||
+        Array.isArray(record.app)
+      ) {
+        throw new ControlError("protocol", "saved without an app object");
+      }
+      return { type: "saved", app: record.app as Record<string, unknown> };
     case "draining":
       return { type: "draining" };
     case "done":
@@ -426,6 +617,29 @@ function toControlMessage(value: unknown): ControlMessage {
           : "no message type",
       );
   }
+}
+
+/** Checks a ready message's listener list. */
+function toListeners(
+  value: unknown,
+): { fd: number; name: string; addr: string }[] {
+  if (!Array.isArray(value)) {
+    throw new ControlError("protocol", "ready with listeners not an array");
+  }
+  return value.map((item) => {
+    const { fd, name, addr } = (item ?? {}) as Record<string, unknown>;
+    if (
+      !Number.isSafeInteger(fd) || (fd as number) < 0 ||
+      typeof name !== "string" || typeof addr !== "string"
+    ) {
+      throw new ControlError("protocol", "ready with an invalid listener");
+    }
+    return { fd: fd as number, name, addr };
+  });
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 }
 
 function isPid(value: unknown): value is number {

@@ -78,6 +78,11 @@ export function validFdName(name: string): boolean {
     /^[\x20-\x7e]+$/.test(name) && !name.includes(":");
 }
 
+/** What the store needs of a listener (a supervisor's sockets have no server). */
+export type StorableListener = Pick<Listener, "fd" | "name" | "addr"> & {
+  inherited?: boolean;
+};
+
 /** Names this process removed from the store (a later claim stores them again). */
 const removed = new Set<string>();
 
@@ -96,7 +101,7 @@ const removed = new Set<string>();
  * ```
  */
 export function storeListeners(
-  listeners: readonly Listener[],
+  listeners: readonly StorableListener[],
   env: FdStoreEnv = Deno.env,
 ): void {
   if (!fdStoreEnabled(env)) return;
@@ -168,7 +173,7 @@ export function configDecides(
  */
 export function removeUnclaimed(
   unclaimed: readonly InheritedFd[],
-  active: readonly Listener[],
+  active: readonly StorableListener[],
   env: FdStoreEnv = Deno.env,
 ): string[] {
   if (unclaimed.length === 0 || !fdStoreEnabled(env)) return [];

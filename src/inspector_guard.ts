@@ -67,6 +67,8 @@ let ownsDup = false;
 let retry: ReturnType<typeof setTimeout> | undefined;
 let warnedTaken = false;
 let warnedSignal = false;
+/** Resolved once the first attempt is over (held, failed and retrying, off). */
+const firstAttempt = Promise.withResolvers<void>();
 
 /**
  * Starts the guard once per process (later calls only turn it off, when
@@ -90,6 +92,7 @@ export function startInspectorGuard(enabled = true): void {
   const wanted = inspectorWanted();
   if (!enabled || guardOffByEnv() || wanted) {
     state = "off";
+    firstAttempt.resolve();
     if (inherited !== undefined) closeFd(inherited);
     if (!wanted) {
       log.warn(
@@ -103,6 +106,24 @@ export function startInspectorGuard(enabled = true): void {
   state = "waiting";
   if (inherited !== undefined) adopt(inherited);
   else bind();
+}
+
+/**
+ * Resolves once the guard's first attempt is over: it holds 127.0.0.1:9229,
+ * or it is off, or another process holds the port (it retries). A process
+ * that passes the guard on (a supervisor to its workers) waits for this, so
+ * that its first children get it too.
+ *
+ * @example
+ * ```ts ignore
+ * startInspectorGuard();
+ * await inspectorGuardSettled();
+ * console.log(inspectorGuardFd());
+ * ```
+ */
+export function inspectorGuardSettled(): Promise<void> {
+  if (state === "unstarted") return Promise.resolve();
+  return firstAttempt.promise;
 }
 
 /** What the guard is doing. */
@@ -228,6 +249,7 @@ function adopt(fd: number): void {
     guardFd = fd;
     ownsDup = false;
     state = "held";
+    firstAttempt.resolve();
   }, (error) => {
     closeFd(fd);
     log.warn("cannot keep the inherited inspector guard (fd {fd}): {error}", {
@@ -252,12 +274,14 @@ function bind(): void {
     if (state === "off" || typeof fd !== "number" || fd < 0) {
       guard.close();
       if (state !== "off") retryLater();
+      firstAttempt.resolve();
       return;
     }
     server = guard;
     guardFd = fd;
     ownsDup = true;
     state = "held";
+    firstAttempt.resolve();
     if (warnedTaken) {
       log.info("inspector guard: now holds {host}:{port}", {
         host: INSPECTOR_HOST,
@@ -283,6 +307,7 @@ function bind(): void {
       );
     }
     retryLater();
+    firstAttempt.resolve();
   });
 }
 

@@ -80,7 +80,15 @@ export function libcUnavailableReason(): string {
   return whyNot;
 }
 
-function libcPath(): string {
+/**
+ * The path of libc on this machine (for Deno.dlopen).
+ *
+ * @example
+ * ```ts ignore
+ * Deno.dlopen(libcPath(), { getpid: { parameters: [], result: "i32" } });
+ * ```
+ */
+export function libcPath(): string {
   for (
     const path of [
       "/lib/x86_64-linux-gnu/libc.so.6",
@@ -375,6 +383,7 @@ const SPAWN_SYMBOLS = {
   },
   posix_spawnattr_destroy: { parameters: ["buffer"], result: "i32" },
   waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  waitid: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
 } as const;
 
 /** posix_spawnattr_setflags(3) flags (glibc and musl). */
@@ -423,13 +432,27 @@ export function loadSpawnCalls(): boolean {
 
 const encoder = new TextEncoder();
 
-/** A NUL-terminated copy of `text`. */
-function cString(text: string): Uint8Array<ArrayBuffer> {
+/**
+ * A NUL-terminated copy of `text`.
+ *
+ * @example
+ * ```ts ignore
+ * const path = cString("/bin/sh");
+ * ```
+ */
+export function cString(text: string): Uint8Array<ArrayBuffer> {
   return encoder.encode(`${text}\0`);
 }
 
-/** A NULL-terminated array of pointers to `strings` (which must stay alive). */
-function pointerArray(
+/**
+ * A NULL-terminated array of pointers to `strings` (which must stay alive).
+ *
+ * @example
+ * ```ts ignore
+ * const argv = pointerArray(["sh", "-c", "true"].map(cString));
+ * ```
+ */
+export function pointerArray(
   strings: Uint8Array<ArrayBuffer>[],
 ): BigUint64Array<ArrayBuffer> {
   const array = new BigUint64Array(strings.length + 1);
@@ -575,6 +598,41 @@ export function spawnInNewSession(spec: SessionSpawn): number | undefined {
   } finally {
     calls.posix_spawn_file_actions_destroy(actions);
   }
+}
+
+const P_ALL = 0;
+const P_PID = 1;
+const WEXITED = 4;
+const WNOWAIT = 0x01000000;
+/** siginfo_t is 128 bytes; si_pid is at 16 (x86_64 and aarch64). */
+const SIGINFO_BYTES = 128;
+const SI_PID_OFFSET = 16;
+
+/**
+ * waitid(2) with WNOWAIT: the pid of a child that has ended but is not
+ * reaped yet (`pid`, or any child when omitted); undefined when there is
+ * none. The child stays a zombie, so its pid and process group id stay
+ * reserved: its group can still be signalled safely, then it is reaped
+ * ({@linkcode reapChild}).
+ *
+ * @example
+ * ```ts ignore
+ * if (endedChild(pid)) { Deno.kill(-pid, "SIGKILL"); reapChild(pid); }
+ * ```
+ */
+export function endedChild(pid?: number): number | undefined {
+  const calls = spawnCalls();
+  if (calls === undefined) return undefined;
+  const info = new Uint8Array(SIGINFO_BYTES);
+  const result = calls.waitid(
+    pid === undefined ? P_ALL : P_PID,
+    pid ?? 0,
+    info,
+    WEXITED | WNOHANG | WNOWAIT,
+  );
+  if (result !== 0) return undefined; // ECHILD: no such child
+  const ended = new DataView(info.buffer).getInt32(SI_PID_OFFSET, true);
+  return ended > 0 ? ended : undefined;
 }
 
 /** How a child process ended, from waitpid(2). */

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { countServed, supervisorView } from "./workers/worker.ts";
+import type { AdminStatus } from "./admin.ts";
 import type {
   Addr,
   Engine,
@@ -637,7 +639,7 @@ class Server implements GracefulServer {
 
   /** The app handler, behind the health and admin routes when configured. */
   async #routedHandler(): Promise<GracefulHandler> {
-    const app = this.#handler;
+    const app = countServed(this.#handler);
     const healthPath = this.#options.healthPath;
     const adminOptions = this.#options.admin === true
       ? {}
@@ -647,7 +649,9 @@ class Server implements GracefulServer {
         adminOptions,
         {
           status() {
-            return { ...processStatus(), ...processTotals() };
+            // A worker answers from its supervisor's view.
+            const view = supervisorView() as AdminStatus | undefined;
+            return view ?? { ...processStatus(), ...processTotals() };
           },
           restart(options) {
             return restartProcess(options);

@@ -13,6 +13,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import {
   closeFd,
+  endedChild,
   ensureNonBlocking,
   libc,
   libcUnavailableReason,
@@ -270,6 +271,14 @@ export interface SpawnGenerationOptions {
   env: Record<string, string>;
   /** The child's working directory. Default: this process's. */
   cwd?: string;
+  /** Variables of this process's environment the child does not get. */
+  unsetEnv?: string[];
+  /**
+   * The caller reaps the child (a supervisor that signals a child's group
+   * before reaping it, so that a reused pid is never hit): posix_spawn only,
+   * and `exited` never resolves.
+   */
+  callerReaps?: boolean;
   /**
    * The inspector guard's fd: passed just after the LISTEN_FDS range (in no
    * count, so that no server and no other sd_listen_fds(3) program takes
@@ -316,7 +325,8 @@ export interface Generation {
   exited: Promise<GenerationExit>;
   /**
    * Sends `signal` (default SIGKILL) to the child's whole process group, so
-   * that what it started dies with it. Does nothing when the group is gone.
+   * that what it started dies with it. Does nothing once the child is reaped
+   * (its pid, and so the group id, may then belong to another process).
    */
   killGroup(signal?: Deno.Signal): void;
   /** Lets this process exit without waiting for the child, which keeps running. */
@@ -734,6 +744,7 @@ export function spawnGeneration(options: SpawnGenerationOptions): Generation {
   };
   delete childEnv.LISTEN_PID;
   delete childEnv.DENO_EXTRA_STDIO_FDS;
+  for (const name of options.unsetEnv ?? []) delete childEnv[name];
   delete childEnv[INSPECTOR_GUARD_ENV];
   const fds = [...options.fds];
   if (inspectorGuard !== undefined && fdFlags(inspectorGuard) >= 0) {
@@ -766,7 +777,13 @@ export function spawnGeneration(options: SpawnGenerationOptions): Generation {
         devNull: [0, 1, 2].filter((fd) => stdio[fd] === "ignore"),
         cwd,
       });
-      if (pid !== undefined) return watchSpawned(pid);
+      if (pid !== undefined) return watchSpawned(pid, options.callerReaps);
+      if (options.callerReaps) {
+        throw new Error(
+          `cannot start ${execPath} for a supervisor: posix_spawn(3) through ` +
+            `FFI is not available here`,
+        );
+      }
       child = spawn(
         "/bin/sh",
         ["-c", script, "sh", execPath, ...args],
@@ -837,13 +854,20 @@ export function isHungUpTerminal(fd: number, isTerminal: boolean): boolean {
 export const EXIT_POLL_MS = 10;
 
 /** Wraps a child started with posix_spawn as a {@linkcode Generation}. */
-function watchSpawned(pid: number): Generation {
+function watchSpawned(pid: number, callerReaps = false): Generation {
   const { promise: exited, resolve } = Promise.withResolvers<
     GenerationExit
   >();
-  const timer = setInterval(() => {
+  // Once reaped, the pid (and so the group id) may be reused: never signal
+  // it again. Until then it is reserved, a zombie's too.
+  let reaped = false;
+  const timer = callerReaps ? undefined : setInterval(() => {
+    // Ended but a zombie still: what it left running in its group is killed
+    // before the pid (and so the group id) is freed.
+    if (endedChild(pid) !== undefined) killProcessGroup(pid, "SIGKILL");
     const exit = reapChild(pid);
     if (exit === undefined) return;
+    reaped = true;
     clearInterval(timer);
     resolve({
       code: exit.code,
@@ -854,10 +878,10 @@ function watchSpawned(pid: number): Generation {
     pid,
     exited,
     killGroup(signal: Deno.Signal = "SIGKILL"): void {
-      killProcessGroup(pid, signal);
+      if (!reaped) killProcessGroup(pid, signal);
     },
     unref(): void {
-      Deno.unrefTimer(timer);
+      if (timer !== undefined) Deno.unrefTimer(timer);
     },
   };
 }
@@ -898,8 +922,16 @@ const SIGNAL_NAMES: readonly string[] = [
   "SIGSYS",
 ];
 
-/** The name of signal `signal` ("SIGKILL"), or "SIG" and its number. */
-function signalName(signal: number): string {
+/**
+ * The name of signal `signal` ("SIGKILL"), or "SIG" and its number.
+ *
+ * @example
+ * ```ts
+ * import { signalName } from "./spawn.ts";
+ * console.log(signalName(9)); // "SIGKILL"
+ * ```
+ */
+export function signalName(signal: number): string {
   return SIGNAL_NAMES[signal] || `SIG${signal}`;
 }
 
@@ -929,7 +961,10 @@ function watchGeneration(
   // When the spawn itself fails, pid is undefined and the reason comes later
   // as an "error" event, which would be thrown without a listener.
   child.on("error", () => {});
+  // node's "exit" comes after the reap: from then on the pid may be reused.
+  let reaped = false;
   child.on("exit", (code, signal) => {
+    reaped = true;
     resolve({ code, signal });
   });
   const pid = child.pid;
@@ -942,7 +977,7 @@ function watchGeneration(
     pid,
     exited,
     killGroup(signal: Deno.Signal = "SIGKILL"): void {
-      killProcessGroup(pid, signal);
+      if (!reaped) killProcessGroup(pid, signal);
     },
     unref(): void {
       child.unref();

@@ -1108,6 +1108,39 @@ Deno.test("spawnGeneration sets LISTEN_* and drops a stale LISTEN_PID", async ()
   }
 });
 
+Deno.test("spawnGeneration: what a child left running in its process group is killed before the child is reaped", async () => {
+  const directory = await Deno.makeTempDir({ prefix: "spawn_test_" });
+  try {
+    // sh -c runs without job control: the background sleep stays in the
+    // child's group, and outlives the child.
+    const generation = spawnGeneration({
+      execPath: "/bin/sh",
+      args: ["-c", `sleep 600 & echo $! > ${directory}/left; exit 3`],
+      fds: [],
+      env: {},
+    });
+    assertEquals(await within(generation.exited, 20_000, "exit"), {
+      code: 3,
+      signal: null,
+    });
+    const left = Number(Deno.readTextFileSync(`${directory}/left`));
+    assertReaped(generation.pid);
+    // Gone, or a zombie left for init: not running (SIGKILL takes a moment).
+    await until(() => {
+      try {
+        const stat = Deno.readTextFileSync(`/proc/${left}/stat`);
+        return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+      } catch {
+        return true;
+      }
+    }, `sleep ${left}, left in the group, to be killed`);
+    // After the reap the group is never signalled again (its id is free).
+    generation.killGroup();
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});
+
 Deno.test("withoutAdminToken strips the program's --admin-token, not deno's flags or what follows --", () => {
   const strip = (args: string[], compiled = false) =>
     withoutAdminToken({ execPath: "/usr/bin/deno", args }, compiled).args;

@@ -44,6 +44,13 @@ import { trace } from "./trace.ts";
 import { isLinuxMode, portableSignals } from "./platform.ts";
 import { completeRestarts } from "./complete_restart.ts";
 import { keepForeground, keepsForeground, passStop } from "./watch_keeper.ts";
+import {
+  askSupervisorToRoll,
+  followSupervisor,
+  isWorker,
+  requestRoll,
+  supervisorSweepsStore,
+} from "./workers/worker.ts";
 
 const log = logger("supervisor");
 
@@ -125,6 +132,19 @@ function appListeners(): string[] {
   return activeListeners()
     .filter((l) => l.name !== ADMIN_SERVER_NAME)
     .map((l) => formatAddr(l.addr));
+}
+
+/**
+ * How many servers this process runs (an APP.ts that is a main module has
+ * started its own when the CLI imports it).
+ *
+ * @example
+ * ```ts ignore
+ * if (serverCount() > 0) console.log("the app serves by itself");
+ * ```
+ */
+export function serverCount(): number {
+  return servers.size;
 }
 
 /**
@@ -355,13 +375,24 @@ async function checkReady(): Promise<void> {
   if (peer) {
     if (madeBy) madeBy.durationMs = Date.now() - madeBy.at;
     trace("ready: sending");
-    await peer.send({ type: "ready", pid: Deno.pid });
+    // A worker names its sockets: a supervisor given none takes them.
+    await peer.send(
+      isWorker()
+        ? { type: "ready", pid: Deno.pid, listeners: realSeam().listeners() }
+        : { type: "ready", pid: Deno.pid },
+    );
     trace("ready: sent");
     log.info("generation {generation} (pid {pid}) is ready", {
       generation: info.generation,
       pid: Deno.pid,
     });
-    followOldGeneration(peer);
+    if (isWorker()) {
+      followSupervisor(peer, {
+        saveApp: saveAppState,
+        inFlight: () => processTotals().inFlight,
+        orphaned: () => stopProcess("the supervisor is gone"),
+      });
+    } else followOldGeneration(peer);
   } else {
     sdNotify(`READY=1\nSTATUS=${statusLine()}`);
   }
@@ -375,11 +406,13 @@ async function checkReady(): Promise<void> {
  */
 function waitingForInherited(): boolean {
   if (unclaimedInheritedFds().length === 0) return false;
+  if (supervisorSweepsStore()) return false;
   return peer !== undefined || !fdStoreEnabled();
 }
 
 function savePidfile(): Promise<void> {
-  if (!pidfile) return Promise.resolve();
+  // A worker's supervisor writes it.
+  if (!pidfile || isWorker()) return Promise.resolve();
   const path = pidfile;
   return writePidfile(path, {
     pid: Deno.pid,
@@ -430,7 +463,7 @@ export function afterHandover(): Promise<void> {
  * ```
  */
 export function releaseProcess(): void {
-  if (pidfile) removePidfile(pidfile, Deno.pid);
+  if (pidfile && !isWorker()) removePidfile(pidfile, Deno.pid);
 }
 
 function statusLine(): string {
@@ -562,6 +595,17 @@ function onRestartSignal(signal: Deno.Signal): void {
     log.warn("{signal} ignored: shutting down", { signal });
     return;
   }
+  if (isWorker()) {
+    try {
+      askSupervisorToRoll(signal);
+    } catch (error) {
+      log.warn("{signal} ignored: {error}", {
+        signal,
+        error: (error as Error).message,
+      });
+    }
+    return;
+  }
   restartProcess({ trigger: "signal" }).catch(() => {
     // the restarter logged why; this generation keeps serving
   });
@@ -601,6 +645,18 @@ export function restartProcess(
   if (stopping && restarter?.phase !== "handing-over") {
     return Promise.reject(
       new RestartError("this generation is shutting down: no restart"),
+    );
+  }
+  if (isWorker()) {
+    // A worker restarts nothing itself: its supervisor rolls every worker.
+    return requestRoll(options.trigger ?? "api").then(
+      ({ ok, generation, reason }) => {
+        if (!ok) throw new RestartError(`rolling restart failed: ${reason}`);
+        return { pid: Deno.ppid, generation };
+      },
+      (error) => {
+        throw new RestartError(`rolling restart: ${error.message}`);
+      },
     );
   }
   restarter ??= new Restarter(realSeam(), info, { startTimeout });
@@ -685,6 +741,15 @@ function completeRestartSeam(): Pick<HandoverSeam, "vacate" | "reoccupy"> {
   };
 }
 
+/** The app state of every server, by name (the `handover.save()` hooks). */
+async function saveAppState(): Promise<Record<string, unknown>> {
+  const app: Record<string, unknown> = {};
+  for (const server of servers) {
+    if (server.saveState) app[server.name] = await server.saveState();
+  }
+  return app;
+}
+
 function realSeam(): HandoverSeam {
   const restartLog = logger("handover");
   return {
@@ -742,13 +807,7 @@ function realSeam(): HandoverSeam {
       return child;
     },
     adminToken: () => carriedAdminToken,
-    async saveAppState() {
-      const app: Record<string, unknown> = {};
-      for (const server of servers) {
-        if (server.saveState) app[server.name] = await server.saveState();
-      }
-      return app;
-    },
+    saveAppState,
     committed(child) {
       // Before this process exits: otherwise systemd 252 takes the main
       // process's exit for the service's, and kills the whole cgroup.

@@ -105,6 +105,12 @@ async function restartBy(port: number, signal: Deno.Signal): Promise<number> {
   return now;
 }
 
+/** The parent of `pid` (ppid in /proc/PID/stat). */
+function parentOf(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+}
+
 /** Whether `pid` has a controlling terminal (tty_nr in /proc/PID/stat). */
 function hasTerminal(pid: number): boolean {
   const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
@@ -138,18 +144,21 @@ Deno.test({
 
 Deno.test({
   name:
-    "signals: in a terminal (script), SIGHUP drains (the request in flight is answered) and exits 0, with no restart",
+    "signals: in a terminal (script), SIGHUP to the supervisor drains its worker (the request in flight is answered) and exits 0, with no restart",
   ignore: ignoreWithout(SCRIPT),
   async fn() {
     const app = await start({ terminal: true });
     try {
+      // In a terminal the CLI supervises one worker (its own session).
       const pid = await pidOf(app.port);
-      assert(hasTerminal(pid));
+      const supervisor = parentOf(pid);
+      assert(hasTerminal(supervisor));
+      assert(!hasTerminal(pid));
       const held = fetch(`http://127.0.0.1:${app.port}/hold?gate=go`)
         .then((res) => res.text(), (error) => String(error));
       await app.child.waitFor(new RegExp(`holding in ${pid}`));
-      Deno.kill(pid, "SIGHUP");
-      await app.child.waitFor(/SIGHUP: shutting down 1 server\(s\) gracefully/);
+      Deno.kill(supervisor, "SIGHUP");
+      await app.child.waitFor(/SIGHUP: stopping 1 worker\(s\) gracefully/);
       await Deno.writeTextFile(`${app.dir}/go`, "");
       assertEquals(await held, `held in ${pid}`);
       // script -e exits with the program's status.

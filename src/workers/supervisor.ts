@@ -1,0 +1,486 @@
+/**
+ * The supervisor: one process that holds the listening sockets, loads no app
+ * code, and runs N workers on them (all accept on the same sockets: the
+ * kernel's queue is shared, so a worker that exits loses no queued
+ * connection). It reaps every child, forwards shutdown signals, replaces
+ * crashed workers with backoff, rolls restarts worker by worker, and is the
+ * only process that talks to systemd.
+ *
+ * The sockets come from LISTEN_FDS; when none are inherited, the first
+ * worker opens them (the supervisor cannot know where a main module listens
+ * without loading it) and the supervisor takes copies (pidfd_getfd) for
+ * every later worker.
+ *
+ * The supervisor holds the inspector guard (127.0.0.1:9229) and passes the
+ * one socket to every worker and across its own execve (./upgrade.ts).
+ * With systemd's fd store on, the supervisor stores the sockets (./store.ts).
+ *
+ * @module
+ */
+
+import { formatAddr } from "../address.ts";
+import type { HandoverState, RestartTrigger } from "../handover.ts";
+import { inspectorGuardSettled } from "../inspector_guard.ts";
+import { inheritedFds } from "../listeners.ts";
+import { logger } from "../log.ts";
+import { sdNotify, watchdogIntervalMs } from "../notify.ts";
+import { removePidfile, type StatusFile, writePidfile } from "../pidfile.ts";
+import { resolveSignals, wireSignals } from "../signals.ts";
+import type { PassedFd } from "../spawn.ts";
+import { takeFd } from "./process.ts";
+import { Reaper } from "./reaper.ts";
+import {
+  describeExit,
+  spawnWorker,
+  type WorkerProcess,
+} from "./spawn_worker.ts";
+import { type RollOptions, rollWorkers } from "./roll.ts";
+import { removeUnclaimedBy, storeOpened } from "./store.ts";
+import {
+  takeUpgradeState,
+  upgradeInPlace,
+  type UpgradeState,
+} from "./upgrade.ts";
+import type { Pool, SupervisorOptions, WorkerStatus } from "./pool.ts";
+export type { SupervisorOptions, WorkerStatus } from "./pool.ts";
+
+const log = logger("workers");
+
+/** The status file writes in flight (writePidfile is asynchronous). */
+let pidfileWrites: Promise<void> = Promise.resolve();
+
+/**
+ * Runs the supervisor until it is stopped; resolves to the exit status: 0
+ * after a clean shutdown, 1 when the workers could not be kept running.
+ *
+ * @example
+ * ```ts ignore
+ * Deno.exit(await runSupervisor({ workers: 2, restartSignals: ["SIGUSR1"] }));
+ * ```
+ */
+export async function runSupervisor(
+  options: SupervisorOptions,
+): Promise<number> {
+  const upgrade = takeUpgradeState();
+  // A token from GRACEFUL_ADMIN_TOKEN is gone from the new image's
+  // environment: the previous image hands it over.
+  options = {
+    ...options,
+    adminToken: options.adminToken ?? upgrade?.adminToken,
+  };
+  const pool = createPool(options, upgrade);
+  pool.reaper.start();
+  const finished = Promise.withResolvers<number>();
+  let started = false;
+  let rolling: Promise<void> | undefined;
+  const roll = (
+    trigger: RestartTrigger,
+    options?: RollOptions,
+  ): Promise<void> => {
+    if (rolling && options?.settled) {
+      options.settled(new Error("a rolling restart is already in progress"));
+    }
+    rolling ??= rollWorkers(pool, trigger, options).finally(() =>
+      rolling = undefined
+    );
+    return rolling;
+  };
+  pool.roll = roll;
+  // A terminal that hangs up (closed, ssh gone) stops the command.
+  // (resolveSignals: in a terminal, unless SIGHUP restarts.)
+  const shutdownSignals = resolveSignals({
+    restartSignals: options.restartSignals,
+  }).shutdown;
+  wireSignals(shutdownSignals, options.restartSignals, {
+    shutdown: (signal) => {
+      if (pool.stopping.signal.aborted) {
+        log.warn("{signal} again while stopping: killing the workers", {
+          signal,
+        });
+        for (const w of pool.workers) {
+          pool.reaper.signal(w.pid, "SIGKILL", true);
+        }
+        finished.resolve(1);
+        return;
+      }
+      log.info("{signal}: stopping {count} worker(s) gracefully", {
+        signal,
+        count: pool.workers.size,
+      });
+      stopAll(pool).then((code) => finished.resolve(code));
+    },
+    restart: (signal) => {
+      if (pool.stopping.signal.aborted) return;
+      if (!started) {
+        log.warn("{signal} ignored: the workers are still starting", {
+          signal,
+        });
+        return;
+      }
+      if (rolling) return; // it joins the roll in progress
+      // The supervisor upgrades its own code first (execve, same pid); the
+      // new image rolls the workers. Without execve, the workers only.
+      upgradeInPlace(pool, "signal").catch((error) => {
+        log.warn("no supervisor upgrade ({error}): rolling the workers", {
+          error: (error as Error).message,
+        });
+        roll("signal").catch(() => {}); // logged and published by the roll
+      });
+    },
+  });
+  const watchdog = startWatchdog();
+  // The first workers get the guard's socket, so none binds its own.
+  await inspectorGuardSettled();
+  try {
+    if (upgrade) adoptWorkers(pool, upgrade);
+    else await startAll(pool);
+  } catch (error) {
+    log.error("{error}", { error: (error as Error).message });
+    await stopAll(pool);
+    finished.resolve(1);
+  }
+  pool.allGone = () => finished.resolve(1);
+  let extra: { close(): void } | undefined;
+  started = true;
+  if (!pool.stopping.signal.aborted) {
+    sdNotify(`READY=1\nSTATUS=${statusLine(pool)}`);
+    pool.publish();
+    extra = await options.onReady?.(roll);
+    // The roll that made this image: the workers now.
+    if (upgrade) roll(upgrade.trigger).catch(() => {});
+  }
+  const code = await finished.promise;
+  extra?.close();
+  clearInterval(watchdog);
+  wireSignals([], [], { shutdown() {}, restart() {} });
+  pool.reaper.stop();
+  await pidfileWrites;
+  if (options.pidfile) removePidfile(options.pidfile, Deno.pid);
+  return code;
+}
+
+function createPool(
+  options: SupervisorOptions,
+  upgrade: UpgradeState | undefined,
+): Pool {
+  const startedAt = Date.now();
+  let storeSwept = false;
+  const pool: Pool = {
+    options,
+    reaper: new Reaper((pid) => log.debug("reaped orphan {pid}", { pid })),
+    listeners: upgrade?.listeners ?? inheritedFds().map((f) => ({
+      fd: f.fd,
+      name: f.name,
+      addr: formatAddr(f.addr),
+    })),
+    workers: new Set(),
+    generation: upgrade?.generation ?? 1,
+    rolls: upgrade?.rolls ?? 0,
+    firstStartedAt: upgrade?.firstStartedAt ?? startedAt,
+    lastRoll: upgrade?.lastRoll,
+    givenUp: new Set(upgrade?.givenUp ?? []),
+    crashes: new Map(),
+    allGone() {},
+    roll: () => Promise.reject(new Error("not running")),
+    stopping: new AbortController(),
+    async start(slot, trigger, app = {}) {
+      const state: HandoverState = {
+        generation: pool.generation,
+        firstStartedAt: startedAt,
+        restarts: pool.rolls,
+        listeners: pool.listeners,
+        app,
+        restart: { trigger, at: Date.now() },
+        ...(options.adminToken === undefined
+          ? {}
+          : { adminToken: options.adminToken }),
+      };
+      const worker = await spawnWorker({
+        slot,
+        state,
+        fds: passedFds(pool),
+        reaper: pool.reaper,
+        startTimeout: options.startTimeout ?? 30_000,
+        signal: pool.stopping.signal,
+      });
+      if (pool.listeners.length === 0) {
+        adoptListeners(pool, worker);
+        // Only the supervisor talks to systemd: it stores its copies.
+        storeOpened(pool.listeners);
+      } else if (!upgrade && pool.workers.size === 0 && !storeSwept) {
+        storeSwept = true;
+        removeUnclaimedBy(inheritedFds(), worker.listeners ?? []);
+      }
+      pool.workers.add(worker);
+      worker.exited.then(() => onExit(pool, worker));
+      followWorker(pool, worker);
+      log.info("worker {slot} (pid {pid}, generation {generation}) is ready", {
+        slot,
+        pid: worker.pid,
+        generation: worker.generation,
+      });
+      return worker;
+    },
+    async retire(worker) {
+      worker.phase = "draining";
+      pool.reaper.signal(worker.pid, "SIGTERM");
+      const exit = await worker.exited;
+      worker.peer?.close();
+      pool.workers.delete(worker);
+      log.info("worker {slot} (pid {pid}) drained and exited {how}", {
+        slot: worker.slot,
+        pid: worker.pid,
+        how: describeExit(exit),
+      });
+    },
+    publish(extra) {
+      const line = statusLine(pool) + (extra ? `; ${extra}` : "");
+      sdNotify(`STATUS=${line}`);
+      if (options.pidfile) {
+        // In order, and all done before the pidfile is removed at the end.
+        const pidfile = options.pidfile;
+        pidfileWrites = pidfileWrites.then(() => savePidfile(pool, pidfile));
+      }
+      const view = supervisorStatus(pool, startedAt);
+      for (const worker of pool.workers) {
+        worker.peer?.send({ type: "view", status: view }).catch(() => {});
+      }
+    },
+  };
+  return pool;
+}
+
+function passedFds(pool: Pool): PassedFd[] {
+  return pool.listeners.map((l) => ({ fd: l.fd, name: l.name }));
+}
+
+/** The first worker opened the sockets: take copies for the next ones. */
+function adoptListeners(pool: Pool, worker: WorkerProcess): void {
+  pool.listeners = (worker.listeners ?? []).map((l) => ({
+    ...l,
+    fd: takeFd(worker.pid, l.fd),
+  }));
+  if (pool.listeners.length === 0) {
+    throw new Error(
+      `worker ${worker.slot} (pid ${worker.pid}) serves no socket`,
+    );
+  }
+}
+
+/** The new image takes the previous image's workers over (no channels). */
+function adoptWorkers(pool: Pool, upgrade: UpgradeState): void {
+  for (const adopted of upgrade.workers) {
+    const worker: WorkerProcess = {
+      ...adopted,
+      exited: pool.reaper.watch(adopted.pid),
+      phase: "ready",
+      adoptedApp: adopted.app,
+    };
+    pool.workers.add(worker);
+    worker.exited.then(() => onExit(pool, worker));
+  }
+  log.info(
+    "supervisor upgraded in place (pid {pid}): {count} worker(s) adopted",
+    {
+      pid: Deno.pid,
+      count: pool.workers.size,
+    },
+  );
+}
+
+async function startAll(pool: Pool): Promise<void> {
+  const slots = Array.from({ length: pool.options.workers }, (_, i) => i + 1);
+  if (pool.listeners.length === 0) {
+    // The first worker opens the sockets; the others share them.
+    await pool.start(slots.shift()!, "api");
+  }
+  await Promise.all(slots.map((slot) => pool.start(slot, "api")));
+}
+
+/** Every worker drains; resolves to the exit status. */
+async function stopAll(pool: Pool): Promise<number> {
+  pool.stopping.abort();
+  const drainMs = pool.options.drainTimeout ?? 30_000;
+  sdNotify(
+    `STOPPING=1\nEXTEND_TIMEOUT_USEC=${(drainMs + 5000) * 1000}\n` +
+      `STATUS=stopping ${pool.workers.size} worker(s)`,
+  );
+  const workers = [...pool.workers];
+  for (const w of workers) pool.reaper.signal(w.pid, "SIGTERM");
+  let killed = false;
+  const timer = setTimeout(() => {
+    killed = true;
+    for (const w of workers) pool.reaper.signal(w.pid, "SIGKILL", true);
+  }, drainMs + 5000);
+  await Promise.all(workers.map((w) => w.exited));
+  clearTimeout(timer);
+  log.info("every worker has exited");
+  return killed ? 1 : 0;
+}
+
+/** Answers a worker's messages on its control channel while it runs. */
+async function followWorker(pool: Pool, worker: WorkerProcess): Promise<void> {
+  const peer = worker.peer!;
+  try {
+    while (true) {
+      const message = await peer.receive(Infinity);
+      if (message.type === "saved") worker.saved?.resolve(message.app);
+      else if (message.type === "stats") {
+        worker.stats = { inFlight: message.inFlight, served: message.served };
+        pool.publish();
+      } else if (message.type === "roll") {
+        const trigger = (["admin", "api", "watch"] as const).find((t) =>
+          t === message.trigger
+        ) ?? "api";
+        pool.roll(trigger, {
+          last: worker,
+          settled: (error) => {
+            peer.send({
+              type: "rolled",
+              ok: error === undefined,
+              generation: pool.generation,
+              ...(error ? { reason: error.message } : {}),
+            }).catch(() => {});
+          },
+        }).catch(() => {}); // logged and published by the roll
+      }
+    }
+  } catch {
+    // the channel ended: the worker exited
+  }
+}
+
+/** A worker exited: unasked, it is replaced (with backoff). */
+function onExit(pool: Pool, worker: WorkerProcess): void {
+  if (worker.phase === "draining" || pool.stopping.signal.aborted) return;
+  worker.peer?.close();
+  pool.workers.delete(worker);
+  worker.exited.then((exit) => {
+    log.error("worker {slot} (pid {pid}) crashed (exited {how})", {
+      slot: worker.slot,
+      pid: worker.pid,
+      how: describeExit(exit),
+    });
+    replaceSlot(pool, worker.slot);
+  });
+}
+
+/**
+ * Starts a new worker in a slot whose worker crashed, after a backoff that
+ * doubles with each recent crash; gives the slot up after `crashLimit`
+ * crashes (a failed start counts) within `crashWindowMs`.
+ */
+async function replaceSlot(pool: Pool, slot: number): Promise<void> {
+  const limit = pool.options.crashLimit ?? 5;
+  const windowMs = pool.options.crashWindowMs ?? 60_000;
+  while (!pool.stopping.signal.aborted) {
+    const now = Date.now();
+    const recent = (pool.crashes.get(slot) ?? []).filter((at) =>
+      now - at < windowMs
+    );
+    recent.push(now);
+    pool.crashes.set(slot, recent);
+    if (recent.length >= limit) {
+      pool.givenUp.add(slot);
+      const why = `worker ${slot} crashed ${recent.length} times within ` +
+        `${windowMs} ms: not replaced any more`;
+      log.error("{why}", { why });
+      pool.publish(why);
+      if (pool.workers.size === 0) pool.allGone();
+      return;
+    }
+    pool.publish(`worker ${slot} crashed; replacing it`);
+    const backoff = Math.min(100 * 2 ** (recent.length - 1), 5000);
+    await new Promise((resolve) => setTimeout(resolve, backoff));
+    if (pool.stopping.signal.aborted) return;
+    try {
+      await pool.start(slot, "api");
+      pool.publish();
+      return;
+    } catch (error) {
+      log.error("{error}", { error: (error as Error).message });
+    }
+  }
+}
+
+/** "2/2 workers ready, generation 3". */
+function statusLine(pool: Pool): string {
+  const ready = [...pool.workers].filter((w) => w.phase === "ready").length;
+  const given = pool.givenUp.size > 0
+    ? `, ${pool.givenUp.size} given up after crashes`
+    : "";
+  return `${ready}/${pool.options.workers} workers ready, generation ` +
+    `${pool.generation}${given} (supervisor pid ${Deno.pid})`;
+}
+
+/**
+ * The workers, for status pages.
+ *
+ * @example
+ * ```ts ignore
+ * console.log(workerList(pool));
+ * ```
+ */
+export function workerList(pool: Pool): WorkerStatus[] {
+  return [...pool.workers].sort((a, b) => a.slot - b.slot).map((w) => ({
+    slot: w.slot,
+    pid: w.pid,
+    generation: w.generation,
+    startedAt: w.startedAt,
+    phase: w.phase,
+    inFlight: w.stats?.inFlight ?? 0,
+    served: w.stats?.served ?? 0,
+  }));
+}
+
+/** The supervisor's status, as a worker's admin API answers it. */
+function supervisorStatus(
+  pool: Pool,
+  startedAt: number,
+): Record<string, unknown> {
+  const workers = workerList(pool);
+  return {
+    pid: Deno.pid,
+    generation: pool.generation,
+    phase: "supervising",
+    startedAt,
+    firstStartedAt: pool.firstStartedAt,
+    restarts: pool.rolls,
+    listeners: pool.listeners.map((l) => l.addr),
+    inFlight: workers.reduce((n, w) => n + w.inFlight, 0),
+    connections: 0,
+    ...(pool.lastRoll ? { lastRestart: pool.lastRoll } : {}),
+    workers,
+    givenUp: [...pool.givenUp],
+  };
+}
+
+async function savePidfile(pool: Pool, pidfile: string): Promise<void> {
+  const status: StatusFile & {
+    workers: WorkerStatus[];
+    rolls: number;
+    givenUp: number[];
+  } = {
+    pid: Deno.pid,
+    generation: pool.generation,
+    startedAt: pool.firstStartedAt,
+    firstStartedAt: pool.firstStartedAt,
+    restarts: pool.rolls,
+    rolls: pool.rolls,
+    listeners: pool.listeners.map((l) => l.addr),
+    // What `reload` may send: the signals that roll the workers.
+    restartSignals: [...pool.options.restartSignals],
+    lastRestart: pool.lastRoll,
+    workers: workerList(pool),
+    givenUp: [...pool.givenUp],
+  };
+  await writePidfile(pidfile, status).catch((error) => {
+    log.error("cannot write pidfile {pidfile}: {error}", { pidfile, error });
+  });
+}
+
+function startWatchdog(): ReturnType<typeof setInterval> | undefined {
+  const ms = watchdogIntervalMs();
+  if (ms === undefined) return undefined;
+  return setInterval(() => sdNotify("WATCHDOG=1"), Math.max(ms / 2, 10));
+}

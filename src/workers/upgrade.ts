@@ -1,0 +1,142 @@
+/**
+ * The supervisor's own code upgrade: on a roll asked by a signal (`reload`,
+ * `systemctl reload`), the supervisor collects every worker's app state,
+ * writes its own state to a private file, and replaces its program by
+ * execve(2) with the same command line: the same pid (MAINPID and PID 1 do
+ * not change), the listening sockets kept open, the workers still its
+ * children. The new image adopts the workers (without their control
+ * channels, which close: a worker whose parent is unchanged keeps serving
+ * and waits to be told), then rolls them, each replacement getting the app
+ * state its old worker had.
+ *
+ * A new supervisor image that cannot start ends the process, and with it
+ * the workers (they drain once they see their parent change).
+ *
+ * @module
+ */
+
+import type { LastRestart, RestartTrigger } from "../handover.ts";
+import { GUARD_FD_ENV, inspectorGuardFd } from "../inspector_guard.ts";
+import { logger } from "../log.ts";
+import { currentCommand } from "../spawn.ts";
+import type { Pool } from "./pool.ts";
+import { execInPlace } from "./process.ts";
+import { saveApp } from "./roll.ts";
+
+const log = logger("workers");
+
+/** Where the new image finds the old image's state (a file path). */
+export const UPGRADE_ENV = "GRACEFUL_SUPERVISOR_STATE";
+
+/** What a supervisor image hands to the next. */
+export interface UpgradeState {
+  generation: number;
+  rolls: number;
+  firstStartedAt: number;
+  lastRoll?: LastRestart;
+  givenUp: number[];
+  listeners: { fd: number; name: string; addr: string }[];
+  workers: {
+    slot: number;
+    pid: number;
+    generation: number;
+    startedAt: number;
+    app: Record<string, unknown>;
+  }[];
+  trigger: RestartTrigger;
+  /** The workers' admin token (GRACEFUL_ADMIN_TOKEN is read once). */
+  adminToken?: string;
+}
+
+/**
+ * Saves the state and execs the supervisor's program in place. Returns only
+ * when that failed (it throws why; this image keeps supervising).
+ *
+ * @example
+ * ```ts ignore
+ * await upgradeInPlace(pool, "signal");
+ * ```
+ */
+export async function upgradeInPlace(
+  pool: Pool,
+  trigger: RestartTrigger,
+): Promise<void> {
+  const workers = [];
+  for (const worker of [...pool.workers].sort((a, b) => a.slot - b.slot)) {
+    workers.push({
+      slot: worker.slot,
+      pid: worker.pid,
+      generation: worker.generation,
+      startedAt: worker.startedAt,
+      app: await saveApp(worker),
+    });
+  }
+  const state: UpgradeState = {
+    generation: pool.generation,
+    rolls: pool.rolls,
+    firstStartedAt: pool.firstStartedAt,
+    lastRoll: pool.lastRoll,
+    givenUp: [...pool.givenUp],
+    listeners: pool.listeners,
+    workers,
+    trigger,
+    ...(pool.options.adminToken === undefined
+      ? {}
+      : { adminToken: pool.options.adminToken }),
+  };
+  const path = await Deno.makeTempFile({ prefix: "graceful-supervisor-" });
+  await Deno.writeTextFile(path, JSON.stringify(state), { mode: 0o600 });
+  const { execPath, args } = currentCommand();
+  log.info("upgrading the supervisor in place (execve, pid {pid})", {
+    pid: Deno.pid,
+  });
+  // The inspector guard stays held across the execve: the new image adopts
+  // it (GRACEFUL_INSPECTOR_FD) before it could open the inspector.
+  const guard = inspectorGuardFd();
+  try {
+    execInPlace(
+      [execPath, ...args],
+      {
+        ...Deno.env.toObject(),
+        [UPGRADE_ENV]: path,
+        ...(guard === undefined ? {} : { [GUARD_FD_ENV]: String(guard) }),
+      },
+      [
+        ...pool.listeners.map((l) => l.fd),
+        ...(guard === undefined ? [] : [guard]),
+      ],
+    );
+  } catch (error) {
+    await Deno.remove(path).catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * In a new supervisor image: the state the previous image left (read once;
+ * the file and the variable are removed), or undefined.
+ *
+ * @example
+ * ```ts ignore
+ * const state = takeUpgradeState();
+ * ```
+ */
+export function takeUpgradeState(): UpgradeState | undefined {
+  const path = Deno.env.get(UPGRADE_ENV);
+  if (!path) return undefined;
+  Deno.env.delete(UPGRADE_ENV);
+  try {
+    return JSON.parse(Deno.readTextFileSync(path));
+  } catch (error) {
+    throw new Error(
+      `${UPGRADE_ENV}=${path}: cannot read the previous supervisor's state: ` +
+        (error as Error).message,
+    );
+  } finally {
+    try {
+      Deno.removeSync(path);
+    } catch {
+      // gone already
+    }
+  }
+}
