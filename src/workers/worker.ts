@@ -125,10 +125,14 @@ export function countServed<A extends unknown[], R>(
   handler: (...args: A) => R,
 ): (...args: A) => R {
   if (!isWorker()) return handler;
-  return (...args) => {
+  const counted = (...args: A): R => {
     served++;
     return handler(...args);
   };
+  // The same arity: the native engine gives a handler that takes no
+  // arguments Deno.serve's fast path, and no request.
+  Object.defineProperty(counted, "length", { value: handler.length });
+  return counted;
 }
 
 /** What {@linkcode followSupervisor} asks of the process. */
