@@ -112,22 +112,27 @@ export async function runSupervisor(
     restart: (signal) => {
       if (pool.stopping.signal.aborted) return;
       if (!started) {
-        log.warn("{signal} ignored: the workers are still starting", {
-          signal,
-        });
+        // Not lost: a reload sent as the command starts runs once the
+        // workers are up.
+        log.info("{signal}: restarting once the workers are up", { signal });
+        restartWhenStarted = true;
         return;
       }
-      if (rolling) return; // it joins the roll in progress
-      // The supervisor upgrades its own code first (execve, same pid); the
-      // new image rolls the workers. Without execve, the workers only.
-      upgradeInPlace(pool, "signal").catch((error) => {
-        log.warn("no supervisor upgrade ({error}): rolling the workers", {
-          error: (error as Error).message,
-        });
-        roll("signal").catch(() => {}); // logged and published by the roll
-      });
+      restartOnSignal();
     },
   });
+  let restartWhenStarted = false;
+  const restartOnSignal = () => {
+    if (rolling) return; // it joins the roll in progress
+    // The supervisor upgrades its own code first (execve, same pid); the
+    // new image rolls the workers. Without execve, the workers only.
+    upgradeInPlace(pool, "signal").catch((error) => {
+      log.warn("no supervisor upgrade ({error}): rolling the workers", {
+        error: (error as Error).message,
+      });
+      roll("signal").catch(() => {}); // logged and published by the roll
+    });
+  };
   const watchdog = startWatchdog();
   // The first workers get the guard's socket, so none binds its own.
   await inspectorGuardSettled();
@@ -148,6 +153,7 @@ export async function runSupervisor(
     extra = await options.onReady?.(roll);
     // The roll that made this image: the workers now.
     if (upgrade) roll(upgrade.trigger).catch(() => {});
+    else if (restartWhenStarted) restartOnSignal();
   }
   const code = await finished.promise;
   extra?.close();
