@@ -17,7 +17,13 @@ import {
 } from "./supervisor.ts";
 import type { Watcher } from "./watch.ts";
 import { checkPidfileDir, statusPath } from "./pidfile.ts";
-import { logger, type LogLevel, type LogRecord, logTape } from "./log.ts";
+import {
+  loadLogging,
+  logger,
+  type LogLevel,
+  type LogRecord,
+  logTape,
+} from "./log.ts";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "./args.ts";
@@ -561,6 +567,9 @@ async function setupLogging(level: string, json: boolean): Promise<void> {
       },
     ],
   });
+  // LogTape is loaded already: records need not wait for a server to serve
+  // (the workers' supervisor serves nothing itself).
+  await loadLogging();
 }
 
 /** JSON lines, with the pid and generation added to every record. */
