@@ -73,6 +73,7 @@ export async function runSupervisor(
   const finished = Promise.withResolvers<number>();
   let started = false;
   let rolling: Promise<void> | undefined;
+  let rollAgain = false;
   const roll = (
     trigger: RestartTrigger,
     options?: RollOptions,
@@ -80,9 +81,13 @@ export async function runSupervisor(
     if (rolling && options?.settled) {
       options.settled(new Error("a rolling restart is already in progress"));
     }
-    rolling ??= rollWorkers(pool, trigger, options).finally(() =>
-      rolling = undefined
-    );
+    rolling ??= rollWorkers(pool, trigger, options).finally(() => {
+      rolling = undefined;
+      if (rollAgain && !pool.stopping.signal.aborted) {
+        rollAgain = false;
+        restartOnSignal();
+      }
+    });
     return rolling;
   };
   pool.roll = roll;
@@ -123,7 +128,13 @@ export async function runSupervisor(
   });
   let restartWhenStarted = false;
   const restartOnSignal = () => {
-    if (rolling) return; // it joins the roll in progress
+    if (rolling) {
+      // The roll in progress may already have started the workers this
+      // signal asks for anew (a second `reload` right after the first one
+      // returned, while the last old worker drains): one more roll follows.
+      rollAgain = true;
+      return;
+    }
     // The supervisor upgrades its own code first (execve, same pid); the
     // new image rolls the workers. Without execve, the workers only.
     upgradeInPlace(pool, "signal").catch((error) => {
