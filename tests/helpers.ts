@@ -388,3 +388,32 @@ export async function socketActivate(
     }
   }
 }
+
+/** A supervisor's status file (`<pidfile>.json`), as the workers tests read it. */
+export interface WorkersStatus {
+  pid: number;
+  generation: number;
+  restarts: number;
+  restartSignals?: string[];
+  lastRestart?: { ok: boolean; reason?: string };
+  workers: {
+    slot: number;
+    pid: number;
+    generation: number;
+    phase: string;
+    served: number;
+  }[];
+  givenUp: number[];
+}
+
+/**
+ * The status file beside `pidfile`, or undefined while it is not written
+ * yet or being replaced.
+ */
+export function readStatus(pidfile: string): WorkersStatus | undefined {
+  try {
+    return JSON.parse(Deno.readTextFileSync(`${pidfile}.json`));
+  } catch {
+    return undefined;
+  }
+}

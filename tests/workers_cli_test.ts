@@ -9,25 +9,10 @@
  */
 
 import { assert, assertEquals } from "./assert.ts";
-import { Child, MOD, runCli, TempApp, until } from "./helpers.ts";
+import { Child, MOD, readStatus, runCli, TempApp, until } from "./helpers.ts";
 
 const APP =
   `export default { fetch: () => new Response("pid " + Deno.pid) };\n`;
-
-interface Status {
-  pid: number;
-  generation: number;
-  restartSignals?: string[];
-  workers: { pid: number; generation: number }[];
-}
-
-function readStatus(pidfile: string): Status | undefined {
-  try {
-    return JSON.parse(Deno.readTextFileSync(`${pidfile}.json`));
-  } catch {
-    return undefined; // not written yet, or being replaced
-  }
-}
 
 function cmdline(pid: number): string[] {
   return Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");

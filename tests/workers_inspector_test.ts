@@ -10,25 +10,15 @@
 
 import { assert, assertEquals } from "./assert.ts";
 import { ignoreWithout, NET_NAMESPACE } from "./capabilities.ts";
-import { MOD, until } from "./helpers.ts";
+import { MOD, readStatus, until, type WorkersStatus } from "./helpers.ts";
 import { assertHoldsGuard, inOwnNetwork, socketsOf } from "./inspector_race.ts";
 
-interface Status {
-  pid: number;
-  generation: number;
-  workers: { pid: number; generation: number }[];
-}
-
-function readStatus(pidfile: string): Status | undefined {
-  try {
-    return JSON.parse(Deno.readTextFileSync(`${pidfile}.json`));
-  } catch {
-    return undefined; // not written yet, or being replaced
-  }
-}
-
 /** Every worker of `status` holds the guard socket `inode`. */
-function assertWorkersHold(status: Status, inode: string, what: string): void {
+function assertWorkersHold(
+  status: WorkersStatus,
+  inode: string,
+  what: string,
+): void {
   assertEquals(status.workers.length, 2, `${what}: workers`);
   for (const worker of status.workers) {
     assert(
@@ -61,7 +51,7 @@ Deno.test({
       pidfile,
     ]);
     try {
-      let status: Status | undefined;
+      let status: WorkersStatus | undefined;
       await until(() => {
         status = readStatus(pidfile);
         return status?.workers.length === 2;

@@ -13,8 +13,10 @@ import {
   listeningInodes,
   MOD,
   pidsWith,
+  readStatus,
   TempApp,
   until,
+  type WorkersStatus,
 } from "./helpers.ts";
 
 const APP = `
@@ -39,35 +41,12 @@ function app(version = "v1", prelude = ""): string {
   return prelude + APP.replace("__VERSION__", version);
 }
 
-interface Status {
-  pid: number;
-  generation: number;
-  restarts: number;
-  lastRestart?: { ok: boolean; reason?: string };
-  workers: {
-    slot: number;
-    pid: number;
-    generation: number;
-    phase: string;
-    served: number;
-  }[];
-  givenUp: number[];
-}
-
-function readStatus(pidfile: string): Status | undefined {
-  try {
-    return JSON.parse(Deno.readTextFileSync(`${pidfile}.json`));
-  } catch {
-    return undefined;
-  }
-}
-
 /** Starts the app with a supervisor and N workers; waits until all are ready. */
 async function startWorkers(
   source: string,
   workers: number,
   extra: string[] = [],
-): Promise<{ t: TempApp; pidfile: string; status: () => Status }> {
+): Promise<{ t: TempApp; pidfile: string; status: () => WorkersStatus }> {
   const dir = await Deno.makeTempDir({ prefix: "graceful-workers-" });
   const pidfile = `${dir}/app.pid`;
   const t = await TempApp.start(source, [
@@ -460,7 +439,7 @@ serveGraceful({ port: 0, hostname: "127.0.0.1" }, () => new Response(String(Deno
   );
   const child = await startMainModule(`${dir}/app.ts`, pidfile);
   try {
-    const { workers, listeners } = readStatus(pidfile)! as Status & {
+    const { workers, listeners } = readStatus(pidfile)! as WorkersStatus & {
       listeners: string[];
     };
     const port = Number(listeners[0].split(":").pop());
