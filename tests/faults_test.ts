@@ -40,6 +40,7 @@ import {
   PYTHON,
   SCRIPT,
 } from "./capabilities.ts";
+import { terminalArgs } from "./terminal.ts";
 
 /**
  * What an app that adds servers of its own imports: mod.ts, the very module
@@ -880,8 +881,8 @@ async function startInTerminal(app: App, extra: string[] = []) {
     "--hostname",
     "127.0.0.1",
     ...extra,
-  ].map((arg) => `'${arg.replaceAll("'", `'\\''`)}'`).join(" ");
-  const terminal = new Child("script", ["-qfec", command, "/dev/null"]);
+  ];
+  const terminal = new Child("script", terminalArgs(command));
   const m = await terminal.waitFor(
     /Listening on http:\/\/127\.0\.0\.1:(\d+)\//,
   );

@@ -10,6 +10,7 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { terminalArgs } from "./terminal.ts";
 import { ignoreWithout, NOHUP, SCRIPT, SETSID } from "./capabilities.ts";
 import { alive, Child, killAllWith, MOD, pidsWith, until } from "./helpers.ts";
 
@@ -66,11 +67,7 @@ async function start(
     ...extra,
   ];
   const child = how.terminal
-    ? new Child("script", [
-      "-qfec",
-      command.map((arg) => `'${arg.replaceAll("'", `'\\''`)}'`).join(" "),
-      "/dev/null",
-    ])
+    ? new Child("script", terminalArgs(command))
     : new Child(how.wrapper![0], [...how.wrapper!.slice(1), ...command]);
   const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
   return { dir, child, port: Number(m[1]) };

@@ -5,6 +5,7 @@
  */
 
 import { assert, assertEquals, assertNotEquals } from "./assert.ts";
+import { terminalArgs } from "./terminal.ts";
 import { ignoreWithout, SCRIPT } from "./capabilities.ts";
 import { alive, get, killAllWith, MOD, pidsWith, until } from "./helpers.ts";
 
@@ -25,10 +26,20 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "graceful-keeper-" });
     const app = `${dir}/app.ts`;
     await Deno.writeTextFile(app, APP.replace("__VERSION__", "v1"));
-    const command = `'${Deno.execPath()}' run -A '${MOD}' '${app}' --watch ` +
-      `--port 0 --hostname 127.0.0.1`;
+    const command = [
+      Deno.execPath(),
+      "run",
+      "-A",
+      MOD,
+      app,
+      "--watch",
+      "--port",
+      "0",
+      "--hostname",
+      "127.0.0.1",
+    ];
     const terminal = new Deno.Command("script", {
-      args: ["-qfec", command, "/dev/null"],
+      args: terminalArgs(command),
       env: { NO_COLOR: "1" },
       stdin: "piped",
       stdout: "piped",

@@ -6,6 +6,8 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { terminalArgs } from "./terminal.ts";
+import { ignoreWithout, SCRIPT } from "./capabilities.ts";
 import {
   alive,
   Child,
@@ -359,16 +361,12 @@ Deno.test({
 Deno.test({
   name:
     "workers: in a terminal the command stays in the foreground across a restart, and Ctrl-C drains and stops everything",
-  ignore: Deno.build.os !== "linux",
+  ignore: ignoreWithout(SCRIPT),
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "graceful-tty-" });
     await Deno.writeTextFile(`${dir}/app.ts`, app());
-    const command = cliCommand(`${dir}/app.ts`).map((arg) => `'${arg}'`)
-      .join(" ");
-    // script(1) gives the command a pseudo-terminal; what is written to its
-    // stdin is typed at that terminal.
     const terminal = new Deno.Command("script", {
-      args: ["-qfec", command, "/dev/null"],
+      args: terminalArgs(cliCommand(`${dir}/app.ts`)),
       stdin: "piped",
       stdout: "piped",
       stderr: "null",
