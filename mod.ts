@@ -19,20 +19,20 @@
  * @module
  */
 
-import { trace } from "./src/trace.ts";
+import { trace } from "./src/restart/trace.ts";
 
 export {
   type EngineName,
   type GracefulServeOptions,
   type GracefulServer,
   serveGraceful,
-} from "./src/server.ts";
+} from "./src/server/serve.ts";
 export type {
   Addr,
   ErrorHandler,
   GracefulHandler,
   GracefulHandlerInfo,
-} from "./src/types.ts";
+} from "./src/listen/types.ts";
 export {
   type GenerationInfo,
   type LastRestart,
@@ -40,15 +40,15 @@ export {
   type RestartOptions,
   type RestartResult,
   type RestartTrigger,
-} from "./src/handover.ts";
-export type { ProcessStatus } from "./src/supervisor.ts";
-export type { AdminOptions } from "./src/admin.ts";
+} from "./src/restart/handover.ts";
+export type { ProcessStatus } from "./src/restart/generation.ts";
+export type { AdminOptions } from "./src/server/admin.ts";
 
 if (import.meta.main) {
   trace("mod.ts evaluated");
   // No top-level await: an APP.ts that the CLI runs may import this module,
   // and it must not wait for the CLI that is waiting for it.
-  import("./src/cli.ts")
+  import("./src/cli/main.ts")
     .then(({ main }) => {
       trace("cli.ts loaded");
       return main(Deno.args);

@@ -5,13 +5,16 @@
  */
 
 import { serveGraceful } from "../mod.ts";
-import type { GracefulServeOptions, GracefulServer } from "../src/server.ts";
-import type { GracefulHandler } from "../src/types.ts";
+import type {
+  GracefulServeOptions,
+  GracefulServer,
+} from "../src/server/serve.ts";
+import type { GracefulHandler } from "../src/listen/types.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { MOD } from "./helpers.ts";
 import { selfSignedCert } from "../bench/lib/tls_cert.ts";
-import { socketFacts } from "../src/os.ts";
-import { decodeSockaddr } from "../src/listen_fds.ts";
+import { socketFacts } from "../src/os/libc.ts";
+import { decodeSockaddr } from "../src/listen/listen_fds.ts";
 
 const quiet = () => {};
 

@@ -990,7 +990,7 @@ Deno.test({
 
 // ---------------------------------------------------------------------------
 // The control channel (wrong secret, garbage, 10 MB lines, slow clients:
-// src/control_test.ts; intruders during a real restart: restart_test.ts)
+// src/restart/control_test.ts; intruders during a real restart: restart_test.ts)
 
 Deno.test({
   name:
@@ -1171,7 +1171,7 @@ Deno.test("control channel: a same-user process that read the new generation's e
 });
 
 // ---------------------------------------------------------------------------
-// The admin API (unit level: src/admin_test.ts; restart, failed restart,
+// The admin API (unit level: src/server/admin_test.ts; restart, failed restart,
 // shutdown, and the token from the environment: admin_e2e_test.ts)
 
 Deno.test("admin (CLI --admin --admin-token): every refusal holds, and nothing restarts", async () => {

@@ -1,5 +1,5 @@
 /**
- * The SIGUSR1 inspector guard (src/inspector_guard.ts), end to end: a local
+ * The SIGUSR1 inspector guard (src/server/inspector_guard.ts), end to end: a local
  * user (nobody) racing for Deno's V8 inspector while armed generations get
  * SIGUSR1, with /proc as the oracle that the server itself holds
  * 127.0.0.1:9229 in every generation (see tests/inspector_race.ts). The long

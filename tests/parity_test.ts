@@ -8,8 +8,8 @@
  */
 
 import { serveGraceful } from "../mod.ts";
-import type { GracefulHandler } from "../src/types.ts";
-import { CHECK_ENV } from "../src/engine_check.ts";
+import type { GracefulHandler } from "../src/listen/types.ts";
+import { CHECK_ENV } from "../src/engine/check.ts";
 import { assertEquals } from "./assert.ts";
 import { rawExchange, type RawResponse } from "./http_client.ts";
 import { wsConnect, type WsFrame } from "./ws_client.ts";
@@ -508,7 +508,7 @@ const cases: Case[] = [
   {
     name: "WebSocket upgrade through Deno.upgradeWebSocket",
     handler: echoSocket,
-    // The node engine's known limit (README, src/engine_node.ts): Deno takes
+    // The node engine's known limit (README, src/engine/node.ts): Deno takes
     // over only a TCP node:net socket, so the call throws on TLS and unix and
     // the client gets onError's 500.
     differs: {

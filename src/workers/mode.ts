@@ -8,8 +8,8 @@
  * @module
  */
 
-import { platform } from "../platform.ts";
-import { inForegroundTerminal, isPid1 } from "./process.ts";
+import { platform } from "../os/platform.ts";
+import { inForegroundTerminal, isPid1 } from "../os/process.ts";
 import { isWorker } from "./worker.ts";
 
 /**

@@ -4,8 +4,8 @@
  * @module
  */
 
-import type { LastRestart, RestartTrigger } from "../handover.ts";
-import { monotonicUsec, sdNotify } from "../notify.ts";
+import type { LastRestart, RestartTrigger } from "../restart/handover.ts";
+import { monotonicUsec, sdNotify } from "../systemd/notify.ts";
 import type { Reaper } from "./reaper.ts";
 import type { WorkerProcess } from "./spawn_worker.ts";
 

@@ -7,8 +7,8 @@
  * @module
  */
 
-import { endedChild, reapChild } from "../os.ts";
-import { type GenerationExit, signalName } from "../spawn.ts";
+import { endedChild, reapChild } from "../os/libc.ts";
+import { type GenerationExit, signalName } from "../restart/spawn.ts";
 
 /** How often the reaper looks without a SIGCHLD (a missed signal). */
 const SWEEP_MS = 1000;

@@ -9,9 +9,9 @@
  * @module
  */
 
-import type { RestartTrigger } from "../handover.ts";
-import { logger } from "../log.ts";
-import { sdNotify } from "../notify.ts";
+import type { RestartTrigger } from "../restart/handover.ts";
+import { logger } from "../util/log.ts";
+import { sdNotify } from "../systemd/notify.ts";
 import type { WorkerProcess } from "./spawn_worker.ts";
 import { announceRoll, type Pool } from "./pool.ts";
 

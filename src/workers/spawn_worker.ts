@@ -14,8 +14,11 @@ import {
   type NewToOldMessage,
   openControlServer,
   socketOwnedBy,
-} from "../control.ts";
-import { FAILED_CHILD_GRACE_MS, type HandoverState } from "../handover.ts";
+} from "../restart/control.ts";
+import {
+  FAILED_CHILD_GRACE_MS,
+  type HandoverState,
+} from "../restart/handover.ts";
 import {
   buildCommand,
   currentCommand,
@@ -23,9 +26,9 @@ import {
   type PassedFd,
   spawnGeneration,
   withoutAdminToken,
-} from "../spawn.ts";
-import { inspectorGuardFd } from "../inspector_guard.ts";
-import { signalFacts } from "../signals.ts";
+} from "../restart/spawn.ts";
+import { inspectorGuardFd } from "../server/inspector_guard.ts";
+import { signalFacts } from "../restart/signals.ts";
 import type { Reaper } from "./reaper.ts";
 import {
   WORKER_ENV,
@@ -33,7 +36,7 @@ import {
   WORKER_STORE_ENV,
   WORKER_SUPERVISOR_ENV,
 } from "./worker.ts";
-import { fdStoreEnabled } from "../fd_store.ts";
+import { fdStoreEnabled } from "../systemd/fd_store.ts";
 
 /** One random secret for every worker of this supervisor. */
 const SHARED_SECRET = Array.from(

@@ -13,21 +13,25 @@
  *
  * The supervisor holds the inspector guard (127.0.0.1:9229) and passes the
  * one socket to every worker and across its own execve (./upgrade.ts).
- * With systemd's fd store on, the supervisor stores the sockets (./store.ts).
+ * With systemd's fd store on, the supervisor stores the sockets (../systemd/workers_fd_store.ts).
  *
  * @module
  */
 
-import { formatAddr } from "../address.ts";
-import type { HandoverState, RestartTrigger } from "../handover.ts";
-import { inspectorGuardSettled } from "../inspector_guard.ts";
-import { inheritedFds } from "../listeners.ts";
-import { logger } from "../log.ts";
-import { sdNotify, watchdogIntervalMs } from "../notify.ts";
-import { removePidfile, type StatusFile, writePidfile } from "../pidfile.ts";
-import { resolveSignals, wireSignals } from "../signals.ts";
-import type { PassedFd } from "../spawn.ts";
-import { takeFd } from "./process.ts";
+import { formatAddr } from "../listen/address.ts";
+import type { HandoverState, RestartTrigger } from "../restart/handover.ts";
+import { inspectorGuardSettled } from "../server/inspector_guard.ts";
+import { inheritedFds } from "../listen/registry.ts";
+import { logger } from "../util/log.ts";
+import { sdNotify, watchdogIntervalMs } from "../systemd/notify.ts";
+import {
+  removePidfile,
+  type StatusFile,
+  writePidfile,
+} from "../restart/pidfile.ts";
+import { resolveSignals, wireSignals } from "../restart/signals.ts";
+import type { PassedFd } from "../restart/spawn.ts";
+import { takeFd } from "../os/process.ts";
 import { Reaper } from "./reaper.ts";
 import {
   describeExit,
@@ -35,7 +39,7 @@ import {
   type WorkerProcess,
 } from "./spawn_worker.ts";
 import { type RollOptions, rollWorkers } from "./roll.ts";
-import { removeUnclaimedBy, storeOpened } from "./store.ts";
+import { removeUnclaimedBy, storeOpened } from "../systemd/workers_fd_store.ts";
 import {
   takeUpgradeState,
   upgradeInPlace,

@@ -15,12 +15,12 @@
  * @module
  */
 
-import type { LastRestart, RestartTrigger } from "../handover.ts";
-import { GUARD_FD_ENV, inspectorGuardFd } from "../inspector_guard.ts";
-import { logger } from "../log.ts";
-import { currentCommand } from "../spawn.ts";
+import type { LastRestart, RestartTrigger } from "../restart/handover.ts";
+import { GUARD_FD_ENV, inspectorGuardFd } from "../server/inspector_guard.ts";
+import { logger } from "../util/log.ts";
+import { currentCommand } from "../restart/spawn.ts";
 import type { Pool } from "./pool.ts";
-import { execInPlace } from "./process.ts";
+import { execInPlace } from "../os/process.ts";
 import { saveApp } from "./roll.ts";
 
 const log = logger("workers");

@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { ControlPeer, RolledMessage } from "../control.ts";
+import type { ControlPeer, RolledMessage } from "../restart/control.ts";
 
 /** Set (to the worker's slot, 1..N) in a worker's environment. */
 export const WORKER_ENV = "GRACEFUL_WORKER";

@@ -214,8 +214,8 @@ Deno.test({
       await c.exec([
         "sh",
         "-c",
-        "cp /opt/myapp/src/demo.ts /tmp/demo.ts.good && " +
-        "echo 'throw new Error(\"broken release\");' >> /opt/myapp/src/demo.ts",
+        "cp /opt/myapp/src/cli/demo.ts /tmp/demo.ts.good && " +
+        "echo 'throw new Error(\"broken release\");' >> /opt/myapp/src/cli/demo.ts",
       ], { check: true });
       const broken = await c.exec(["systemctl", "reload", NOTIFY_RELOAD], {
         timeoutMs: 120_000,
@@ -226,7 +226,7 @@ Deno.test({
       assertEquals(after.ActiveState, "active");
       assertMatch(after.StatusText, /restart failed/);
       assertEquals(await pidOf(port), serving.MainPID);
-      await c.exec(["cp", "/tmp/demo.ts.good", "/opt/myapp/src/demo.ts"], {
+      await c.exec(["cp", "/tmp/demo.ts.good", "/opt/myapp/src/cli/demo.ts"], {
         check: true,
       });
 

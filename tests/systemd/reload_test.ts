@@ -208,8 +208,8 @@ Deno.test({
       await c.exec([
         "sh",
         "-c",
-        "cp /opt/myapp/src/demo.ts /tmp/demo.ts.good && " +
-        "echo 'throw new Error(\"broken release\");' >> /opt/myapp/src/demo.ts",
+        "cp /opt/myapp/src/cli/demo.ts /tmp/demo.ts.good && " +
+        "echo 'throw new Error(\"broken release\");' >> /opt/myapp/src/cli/demo.ts",
       ], { check: true });
       const broken = await c.exec(["systemctl", "reload", "myapp.service"], {
         timeoutMs: 120_000,
@@ -220,7 +220,7 @@ Deno.test({
       assertEquals(afterBroken.ActiveState, "active");
       assertEquals(await pidOf(port), previous);
       assertMatch(await c.journal("myapp.service"), /broken release/);
-      await c.exec(["cp", "/tmp/demo.ts.good", "/opt/myapp/src/demo.ts"], {
+      await c.exec(["cp", "/tmp/demo.ts.good", "/opt/myapp/src/cli/demo.ts"], {
         check: true,
       });
 

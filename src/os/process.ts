@@ -1,0 +1,145 @@
+/**
+ * The process calls a supervisor needs that Deno has no API for:
+ * pidfd_open(2) and pidfd_getfd(2) (take a worker's listening sockets),
+ * execve(2) (upgrade in place), and the terminal and PID 1 checks.
+ *
+ * TODO(os seam): these bindings belong in ./libc.ts once the engine work has
+ * settled that module.
+ *
+ * @module
+ */
+
+import { execInPlace as osExecInPlace, libcPath } from "./libc.ts";
+
+const SYMBOLS = {
+  syscall: { parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
+  close: { parameters: ["i32"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  sigprocmask: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+} as const;
+
+const SYS_PIDFD_OPEN = 434;
+const SYS_PIDFD_GETFD = 438;
+
+let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null | undefined;
+
+function calls(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
+  if (lib === undefined) {
+    try {
+      lib = Deno.dlopen(libcPath(), SYMBOLS);
+    } catch {
+      lib = null;
+    }
+  }
+  if (!lib) {
+    throw new Error(
+      "the supervisor needs FFI (--allow-ffi, or -A) for pidfd_getfd(2) and execve(2)",
+    );
+  }
+  return lib.symbols;
+}
+
+/**
+ * A copy, in this process, of fd `fd` of process `pid` (pidfd_getfd(2)), with
+ * close-on-exec set. Throws an error naming the pid and fd when it fails.
+ *
+ * @example
+ * ```ts ignore
+ * const mine = takeFd(workerPid, 3);
+ * ```
+ */
+export function takeFd(pid: number, fd: number): number {
+  const c = calls();
+  const pidfd = Number(c.syscall(BigInt(SYS_PIDFD_OPEN), BigInt(pid), 0n, 0n));
+  if (pidfd < 0) {
+    throw new Error(`cannot take fd ${fd} of pid ${pid}: pidfd_open failed`);
+  }
+  try {
+    const copy = Number(
+      c.syscall(BigInt(SYS_PIDFD_GETFD), BigInt(pidfd), BigInt(fd), 0n),
+    );
+    if (copy < 0) {
+      throw new Error(
+        `cannot take fd ${fd} of pid ${pid}: pidfd_getfd failed ` +
+          `(Linux >= 5.6 and ptrace rights are needed)`,
+      );
+    }
+    return copy;
+  } finally {
+    c.close(pidfd);
+  }
+}
+
+const F_GETFD = 1;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
+const SIG_SETMASK = 2;
+
+/**
+ * Replaces this process's program with `argv` (execve(2): same pid, same
+ * children), keeping the fds `keep` open (close-on-exec cleared) and no
+ * signal blocked. Returns only when it failed: then it throws, and `keep`
+ * are close-on-exec again.
+ *
+ * @example
+ * ```ts ignore
+ * execInPlace(["/usr/bin/deno", "run", "-A", "mod.ts"], Deno.env.toObject(), [3]);
+ * ```
+ */
+export function execInPlace(
+  argv: string[],
+  env: Record<string, string>,
+  keep: number[],
+): void {
+  const c = calls();
+  for (const fd of keep) {
+    const flags = c.fcntl(fd, F_GETFD, 0);
+    if (flags < 0 || c.fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0) {
+      throw new Error(`cannot keep fd ${fd} across execve: it is not open`);
+    }
+  }
+  c.sigprocmask(SIG_SETMASK, new Uint8Array(128), null);
+  try {
+    // The one execve binding (./libc.ts; the app-config re-execution uses it).
+    osExecInPlace(argv[0], argv, env);
+  } finally {
+    for (const fd of keep) {
+      c.fcntl(fd, F_SETFD, c.fcntl(fd, F_GETFD, 0) | FD_CLOEXEC);
+    }
+  }
+}
+
+/**
+ * Whether this process runs in the foreground of a terminal: stdin is a
+ * terminal whose foreground process group is this process's group.
+ *
+ * @example
+ * ```ts
+ * import { inForegroundTerminal } from "./process.ts";
+ * console.log(inForegroundTerminal());
+ * ```
+ */
+export function inForegroundTerminal(): boolean {
+  if (!Deno.stdin.isTerminal()) return false;
+  try {
+    const stat = Deno.readTextFileSync("/proc/self/stat");
+    // After "pid (comm) ": state ppid pgrp session tty_nr tpgid ...
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[2]) === Number(fields[5]);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether this process is PID 1 of its pid namespace (a container's init).
+ *
+ * @example
+ * ```ts
+ * import { isPid1 } from "./process.ts";
+ * console.log(isPid1());
+ * ```
+ */
+export function isPid1(): boolean {
+  return Deno.pid === 1;
+}

@@ -1,0 +1,62 @@
+/**
+ * The complete restart of the windows mode, where no fd can be passed: the
+ * old process stops accepting (it "vacates" its addresses; its requests in
+ * flight finish there), the next one starts at once and opens the same
+ * addresses itself, and when that one fails, the old one listens on them
+ * again ("reoccupies") and keeps serving. New connections are refused from
+ * the vacating until the next one listens; BENCHMARKS.md says for how long.
+ *
+ * @module
+ */
+
+import type { Addr } from "../listen/types.ts";
+import { type ListenSpec, parseListenAddress } from "../listen/address.ts";
+import type { HandoverState } from "./handover.ts";
+import { platform } from "../os/platform.ts";
+
+/**
+ * Whether restarts are complete ones here (the windows mode).
+ *
+ * @example
+ * ```ts ignore
+ * if (completeRestarts()) await vacateAll();
+ * ```
+ */
+export function completeRestarts(): boolean {
+  return platform().mode === "windows";
+}
+
+/**
+ * The addresses the previous generation listened on for server `name`, for
+ * this one to open: in the windows mode, after a restart; else undefined.
+ *
+ * @example
+ * ```ts ignore
+ * const specs = reopenedSpecs("http", state) ?? configured;
+ * ```
+ */
+export function reopenedSpecs(
+  name: string,
+  state: HandoverState | undefined,
+): ListenSpec[] | undefined {
+  if (state === undefined || !completeRestarts()) return undefined;
+  const mine = state.listeners.filter((l) => l.name === name);
+  if (mine.length === 0) return undefined;
+  return mine.map((l) => parseListenAddress(l.addr));
+}
+
+/**
+ * The spec that listens on `addr` again.
+ *
+ * @example
+ * ```ts
+ * import { specOf } from "./complete_restart.ts";
+ *
+ * specOf({ transport: "tcp", hostname: "127.0.0.1", port: 8000 });
+ * ```
+ */
+export function specOf(addr: Addr): ListenSpec {
+  return "path" in addr
+    ? { transport: "unix", path: addr.path }
+    : { transport: "tcp", hostname: addr.hostname, port: addr.port };
+}
