@@ -27,6 +27,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { currentCommand, findMainModuleIndex } from "../restart/spawn.ts";
 import { execInPlace } from "../os/libc.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** The configuration files Deno finds, in its order within one directory. */
 const CONFIG_NAMES = ["deno.json", "deno.jsonc", "package.json"];
@@ -156,7 +157,7 @@ export function serveUnderAppConfig(
     if (next.action === "serve") return;
     execInPlace(execPath, [execPath, ...next.args], Deno.env.toObject());
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
     throw new Error(
       `cannot run again under ${first.config}, the configuration of ${app}: ` +
         `${message} (or pass Deno's --config yourself)`,

@@ -29,6 +29,7 @@ import {
   type StatusFile,
   verifyServer,
 } from "../restart/pidfile.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 const COMMON = {
   pidfile: { type: "string" },
@@ -287,7 +288,7 @@ async function status(
       ({ pid, status: st } = await trustedServer(pidfile));
     } catch (error) {
       running = false;
-      problem = error instanceof Error ? error.message : String(error);
+      problem = errorMessage(error);
     }
   }
   if (st && st.pid !== pid) st = undefined;

@@ -43,6 +43,7 @@ import { resolveSignals } from "../restart/signals.ts";
 import { supervisedWorkers } from "../workers/mode.ts";
 import { isWorker } from "../workers/worker.ts";
 import denoJson from "../../deno.json" with { type: "json" };
+import { errorMessage } from "../util/error_message.ts";
 
 /** The CLI's default port, when nothing is inherited and none is given. */
 export const DEFAULT_PORT = 8199;
@@ -430,7 +431,7 @@ function readPem(flag: string, path: string): string {
 }
 
 function fail(error: unknown): number {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   console.error(`error: ${message}`);
   return 1;
 }
@@ -509,7 +510,7 @@ async function loadApp(path: string): Promise<GracefulHandler | undefined> {
   try {
     mod = await import(url);
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
     throw new Error(`cannot load app module ${path}: ${message}`, {
       cause: error,
     });

@@ -20,6 +20,7 @@
 
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { logger } from "../util/log.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** How long the tree must be quiet before a restart (ms), by default. */
 export const DEFAULT_DEBOUNCE_MS = 300;
@@ -216,10 +217,6 @@ function defaultLog(level: WatchLogLevel, message: string): void {
   else log.error("{message}", { message });
 }
 
-function reasonOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /** The first retry after a failed watch (ms); it doubles up to the maximum. */
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 10_000;
@@ -304,7 +301,7 @@ class RestartingWatcher implements Watcher {
         this.#broken = true;
         const why = error instanceof Deno.errors.NotFound
           ? "it does not exist"
-          : reasonOf(error);
+          : errorMessage(error);
         this.#log(
           "error",
           `cannot watch ${this.#root} (${why}): serving on without ` +
@@ -335,7 +332,7 @@ class RestartingWatcher implements Watcher {
       if (!this.#perDirectory) {
         this.#log(
           "warn",
-          `cannot watch ${this.#root} recursively (${reasonOf(error)}): ` +
+          `cannot watch ${this.#root} recursively (${errorMessage(error)}): ` +
             `watching its readable directories one by one`,
         );
       }
@@ -387,7 +384,7 @@ class RestartingWatcher implements Watcher {
       if (this.#fs !== fs || this.#closed) return;
       this.#log(
         "warn",
-        `watching ${this.#root} failed (${reasonOf(error)}): retrying`,
+        `watching ${this.#root} failed (${errorMessage(error)}): retrying`,
       );
       this.#lost();
     }
@@ -492,7 +489,7 @@ class RestartingWatcher implements Watcher {
         this.#log(
           "error",
           `restart failed, the running generation keeps serving: ` +
-            reasonOf(error),
+            errorMessage(error),
         );
       }
     } finally {

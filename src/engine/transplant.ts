@@ -59,6 +59,7 @@ import {
 } from "../os/libc.ts";
 import { trace } from "../restart/trace.ts";
 import { formatAddr } from "../listen/address.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /**
  * Why the transplant cannot be tried in this process (no FFI, no /proc), or
@@ -78,7 +79,7 @@ export function transplantUnavailable(): string | undefined {
   try {
     Deno.statSync("/proc/self/fdinfo");
   } catch (error) {
-    return `/proc/self/fdinfo is not readable (${messageOf(error)})`;
+    return `/proc/self/fdinfo is not readable (${errorMessage(error)})`;
   }
   return undefined;
 }
@@ -214,7 +215,7 @@ class Transplant implements TransplantBinding {
     } catch (error) {
       placeholder.server.shutdown().catch(noop);
       throw new Error(
-        `transplant onto ${formatAddr(listener.addr)}: ${messageOf(error)}`,
+        `transplant onto ${formatAddr(listener.addr)}: ${errorMessage(error)}`,
         {
           cause: error,
         },
@@ -429,10 +430,6 @@ function removeQuietly(path: string): void {
   } catch {
     // already gone
   }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Returns the response with `Connection: close`, copying it if its headers are immutable. */

@@ -17,6 +17,7 @@ import { formatAddr, formatIpv6 } from "./address.ts";
 import { libc, socketFacts } from "../os/libc.ts";
 import { isLinuxMode, platform } from "../os/platform.ts";
 import { quoteValue } from "../util/quote.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /**
  * A listening socket passed to this process by its service manager.
@@ -883,9 +884,4 @@ function tcpStateName(state: number): string {
   };
   const hex = state.toString(16).toUpperCase().padStart(2, "0");
   return names[state] === undefined ? hex : `${hex} ${names[state]}`;
-}
-
-/** The message of an unknown thrown value. */
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

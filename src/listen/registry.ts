@@ -25,6 +25,7 @@ import { type InheritedFd, readListenFds } from "./listen_fds.ts";
 import { closeFd, dupFd, listenUnix } from "../os/libc.ts";
 import { listeningFdFor } from "../engine/fds.ts";
 import { configDecides, storeListeners } from "../systemd/fd_store.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 let inherited: InheritedFd[] | undefined;
 const claimed = new Set<number>();
@@ -191,7 +192,7 @@ function openSpec(spec: ListenSpec, name: string): Listener {
     listener = Deno.listen({ hostname: spec.hostname, port: spec.port });
   } catch (error) {
     throw new Error(
-      `cannot listen on ${formatAddr(spec)}: ${messageOf(error)}`,
+      `cannot listen on ${formatAddr(spec)}: ${errorMessage(error)}`,
       { cause: error },
     );
   }
@@ -223,7 +224,7 @@ function openUnix(path: string, name: string): Listener {
     exists = true;
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) {
-      throw fail(messageOf(error));
+      throw fail(errorMessage(error));
     }
   }
   if (exists) throw fail("address in use (the path exists)");
@@ -248,8 +249,4 @@ function addrOf(addr: Deno.Addr): Addr {
   if (addr.transport === "unix") return { transport: "unix", path: addr.path };
   const { hostname, port } = addr as Deno.NetAddr;
   return { transport: "tcp", hostname, port };
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

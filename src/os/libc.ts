@@ -8,6 +8,8 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
+
 const O_NONBLOCK = 0o4000;
 const F_GETFL = 3;
 const F_SETFL = 4;
@@ -62,7 +64,7 @@ export function libc(): Libc | undefined {
         Number(symbols.recv(fd, buffer, BigInt(buffer.length), flags)),
     };
   } catch (error) {
-    whyNot = error instanceof Error ? error.message : String(error);
+    whyNot = errorMessage(error);
     cached = null;
   }
   return cached ?? undefined;
@@ -689,7 +691,7 @@ function notifyCalls():
     try {
       notifyLib = Deno.dlopen(libcPath(), NOTIFY_SYMBOLS);
     } catch (error) {
-      notifyWhyNot = error instanceof Error ? error.message : String(error);
+      notifyWhyNot = errorMessage(error);
       notifyLib = null;
     }
   }
@@ -823,7 +825,7 @@ export function execInPlace(
   try {
     lib = Deno.dlopen(libcPath(), EXEC_SYMBOLS);
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
     throw new Error(`execve needs FFI (--allow-ffi or -A): ${message}`);
   }
   const args = argv.map(cString);
@@ -866,7 +868,7 @@ function bind<S extends Deno.ForeignLibraryInterface>(
   try {
     return Deno.dlopen(libcPath(), symbols);
   } catch (error) {
-    whyNot = error instanceof Error ? error.message : String(error);
+    whyNot = errorMessage(error);
     return null;
   }
 }

@@ -26,6 +26,7 @@
  */
 
 import { loopbackTcpInode } from "../os/libc.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /**
  * The environment variable that carries the control address
@@ -661,7 +662,7 @@ function encodeMessage(
   try {
     toControlMessage(JSON.parse(json));
   } catch (error) {
-    const why = (error as Error).message;
+    const why = errorMessage(error);
     throw new TypeError(`invalid control message: ${why}`, { cause: error });
   }
   const bytes = encoder.encode(`${json}\n`);
@@ -1073,7 +1074,7 @@ class Peer<TSend extends ControlMessage, TReceive extends ControlMessage>
     if (error instanceof ControlError) return error;
     return new ControlError(
       "eof",
-      `the control connection broke: ${(error as Error)?.message ?? error}`,
+      `the control connection broke: ${errorMessage(error)}`,
       { cause: error },
     );
   }
@@ -1454,7 +1455,7 @@ class Server implements ControlServer {
       clearTimeout(timer);
       this.#unauthenticated.delete(pending);
       this.#closeConn(pending);
-      const reason = pending.dropReason ?? describeError(error);
+      const reason = pending.dropReason ?? rejectionReason(error);
       this.#report(`${reason} (from ${from})`);
       return;
     }
@@ -1518,7 +1519,11 @@ function constantTimeEqual(candidate: string, secret: string): boolean {
   return diff === 0;
 }
 
-function describeError(error: unknown): string {
+/**
+ * Why a connection was turned away, for `onReject`: a ControlError's own
+ * words, but only the name of any other (read) error.
+ */
+function rejectionReason(error: unknown): string {
   if (error instanceof ControlError) return error.message;
   if (error instanceof Error) return `read failed: ${error.name}`;
   return `read failed: ${String(error)}`;

@@ -58,6 +58,7 @@ import {
   requestRoll,
   supervisorSweepsStore,
 } from "../workers/worker.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 const log = logger("supervisor");
 
@@ -558,7 +559,7 @@ function failStart(error: unknown): void {
   if (failing) return;
   failing = true;
   stopping = true;
-  const reason = error instanceof Error ? error.message : String(error);
+  const reason = errorMessage(error);
   log.error("failed to start: {reason}", { reason });
   // (stderr may be gone, a closed terminal: the exit code still says it)
   if (!peer) print(console.error, "error:", error);
@@ -608,7 +609,7 @@ function onRestartSignal(signal: Deno.Signal): void {
     } catch (error) {
       log.warn("{signal} ignored: {error}", {
         signal,
-        error: (error as Error).message,
+        error: errorMessage(error),
       });
     }
     return;
@@ -662,7 +663,7 @@ export function restartProcess(
         return { pid: Deno.ppid, generation };
       },
       (error) => {
-        throw new RestartError(`rolling restart: ${error.message}`);
+        throw new RestartError(`rolling restart: ${errorMessage(error)}`);
       },
     );
   }
@@ -684,7 +685,7 @@ export function restartProcess(
       // Ends systemd's reload; this generation keeps serving.
       sdNotify(
         `READY=1\nSTATUS=restart failed, generation ${info.generation} ` +
-          `(pid ${Deno.pid}) keeps serving: ${(error as Error).message}`,
+          `(pid ${Deno.pid}) keeps serving: ${errorMessage(error)}`,
       );
     });
   }

@@ -17,6 +17,7 @@
 
 import type { ControlMessage } from "./control.ts";
 import { trace } from "./trace.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** The state given to the next generation. */
 export interface HandoverState {
@@ -418,7 +419,7 @@ export class Restarter {
         );
       }
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = errorMessage(error);
       peer?.close();
       control?.close();
       if (child) {
@@ -472,9 +473,7 @@ export class Restarter {
     } catch (error) {
       this.#seam.log(
         "error",
-        `cannot listen again after the failed restart: ${
-          error instanceof Error ? error.message : String(error)
-        }`,
+        `cannot listen again after the failed restart: ${errorMessage(error)}`,
       );
     }
   }

@@ -25,6 +25,7 @@
  */
 
 import { randomHex } from "../util/random.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** What the status file holds. */
 export interface StatusFile {
@@ -137,7 +138,7 @@ export function checkFileDir(path: string, role: string, risk: string): void {
   try {
     mode = Deno.statSync(dir).mode;
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
     throw new Error(`${role} directory ${dir}: ${message}`);
   }
   if (mode === null) return;

@@ -22,6 +22,7 @@ import {
   spawnInNewSession,
 } from "../os/libc.ts";
 import { commandLineWithoutProc, isLinuxMode } from "../os/platform.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** The first passed fd (SD_LISTEN_FDS_START). */
 const LISTEN_FDS_START = 3;
@@ -1116,9 +1117,4 @@ function isFile(path: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** The message of an unknown thrown value. */
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

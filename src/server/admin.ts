@@ -117,6 +117,7 @@ import { logger } from "../util/log.ts";
 import { workerSecret } from "../workers/worker.ts";
 import { randomHex } from "../util/random.ts";
 import { completeRestarts } from "../restart/complete_restart.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 const log = logger("admin");
 
@@ -742,7 +743,7 @@ async function restart(
     const { pid, generation } = await state.deps.restart(options);
     return json(200, { pid, generation });
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     log.warn("admin: restart failed, this generation keeps serving: {reason}", {
       reason,
     });

@@ -21,6 +21,7 @@
 
 import { adminTokenProblem } from "./admin.ts";
 import { carryAdminToken, joinGeneration } from "../restart/generation.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** The variable that may hold the admin token. */
 export const ADMIN_TOKEN_VARIABLE = "GRACEFUL_ADMIN_TOKEN";
@@ -94,7 +95,7 @@ function readTokenFile(file: string, warn: (message: string) => void): string {
     text = Deno.readTextFileSync(file);
     mode = Deno.statSync(file).mode;
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
     throw new Error(`--admin-token-file ${file}: cannot read it (${message})`);
   }
   const token = text.replace(/\r?\n$/, "");

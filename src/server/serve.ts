@@ -52,6 +52,7 @@ import {
 } from "../restart/generation.ts";
 import type { RestartOptions, RestartResult } from "../restart/handover.ts";
 import type { AdminOptions } from "./admin.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 const log = logger("server");
 
@@ -376,7 +377,7 @@ async function attachEngine(
     try {
       binding = createTransplantEngine().serve(listener, options);
     } catch (error) {
-      reason = error instanceof Error ? error.message : String(error);
+      reason = errorMessage(error);
     }
     if (binding !== undefined) {
       const result = await checkTransplant(binding, {

@@ -37,6 +37,7 @@ import {
   WORKER_SUPERVISOR_ENV,
 } from "./worker.ts";
 import { fdStoreEnabled } from "../systemd/fd_store.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** One random secret for every worker of this supervisor. */
 const SHARED_SECRET = Array.from(
@@ -182,7 +183,7 @@ export async function spawnWorker(
     peer?.close();
     control.close();
     await stopFailed(reaper, pid, exited);
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     throw new Error(`worker ${slot} (pid ${pid}) did not start: ${reason}`, {
       cause: error,
     });

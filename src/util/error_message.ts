@@ -1,0 +1,21 @@
+/**
+ * The message of a caught value, for one-line error messages and logs: what
+ * is thrown need not be an Error.
+ *
+ * @module
+ */
+
+/**
+ * An Error's message, or any other thrown value as a string.
+ *
+ * @example
+ * ```ts
+ * import { errorMessage } from "./error_message.ts";
+ *
+ * errorMessage(new Error("no such file")); // "no such file"
+ * errorMessage("plain string"); // "plain string"
+ * ```
+ */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
