@@ -35,12 +35,23 @@ export function assertMatch(text: string, pattern: RegExp, msg?: string): void {
   nodeAssert.match(text, pattern, msg);
 }
 
-/** Asserts that `fn` throws; returns the error. */
-export function assertThrows(fn: () => unknown): Error {
+/**
+ * Asserts that `fn` throws (an instance of `type`, with a message matching
+ * `pattern`, when given); returns the error.
+ */
+export function assertThrows<E extends Error = Error>(
+  fn: () => unknown,
+  type?: new (...args: any[]) => E,
+  pattern?: RegExp,
+): E {
   try {
     fn();
   } catch (error) {
-    return error as Error;
+    if (type !== undefined && !(error instanceof type)) {
+      throw new Error(`expected a ${type.name}, got ${error}`);
+    }
+    if (pattern !== undefined) assertMatch((error as Error).message, pattern);
+    return error as E;
   }
   throw new Error("expected the function to throw");
 }

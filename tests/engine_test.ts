@@ -14,7 +14,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { MOD } from "./helpers.ts";
 import { selfSignedCert } from "../bench/lib/tls_cert.ts";
 import { socketFacts } from "../src/os/libc.ts";
-import { decodeSockaddr } from "../src/listen/listen_fds.ts";
+import { decodeSockaddr } from "../src/listen/sockaddr.ts";
 
 const quiet = () => {};
 

@@ -9,7 +9,8 @@
  */
 
 import type { Addr } from "../listen/types.ts";
-import { decodeSockaddr, parseSocketInode } from "../listen/listen_fds.ts";
+import { decodeSockaddr } from "../listen/sockaddr.ts";
+import { parseSocketInode } from "../os/proc_net.ts";
 import { socketFacts, socketNames } from "../os/libc.ts";
 
 /** One fd of /proc/self/fd and what its link names. */

@@ -36,7 +36,7 @@
 import inspector from "node:inspector";
 import net from "node:net";
 import { closeFd, socketFacts } from "../os/libc.ts";
-import { decodeSockaddr } from "../listen/listen_fds.ts";
+import { decodeSockaddr } from "../listen/sockaddr.ts";
 import { logger } from "../util/log.ts";
 
 const log = logger("inspector");

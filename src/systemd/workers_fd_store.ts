@@ -9,7 +9,8 @@
 
 import type { Addr } from "../listen/types.ts";
 import { removeUnclaimed, storeListeners } from "./fd_store.ts";
-import { decodeSockaddr, type InheritedFd } from "../listen/listen_fds.ts";
+import type { InheritedFd } from "../listen/listen_fds.ts";
+import { decodeSockaddr } from "../listen/sockaddr.ts";
 import { socketFacts } from "../os/libc.ts";
 
 /** A socket the supervisor holds, as its pool lists it. */
