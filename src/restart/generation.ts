@@ -20,12 +20,10 @@ import {
   type RestartOptions,
   type RestartResult,
 } from "./handover.ts";
-import {
-  connectControl,
-  type ControlPeer,
-  openControlServer,
-  socketOwnedBy,
-} from "./control.ts";
+import { connectControl } from "./control_connect.ts";
+import type { ControlPeer } from "./control_peer.ts";
+import { openControlServer } from "./control_server.ts";
+import { socketOwnedBy } from "./socket_owner.ts";
 import { activeListeners, unclaimedInheritedFds } from "../listen/registry.ts";
 import { fdStoreEnabled, removeUnclaimed } from "../systemd/fd_store.ts";
 import { ADMIN_SERVER_NAME } from "../server/admin_listener.ts";

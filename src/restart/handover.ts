@@ -15,7 +15,7 @@
  * @module
  */
 
-import type { ControlMessage } from "./control.ts";
+import type { ControlMessage } from "./control_messages.ts";
 import { trace } from "./trace.ts";
 import { errorMessage } from "../util/error_message.ts";
 

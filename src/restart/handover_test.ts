@@ -9,7 +9,7 @@ import {
   assertMatch,
   assertRejects,
 } from "../../tests/assert.ts";
-import type { ControlMessage } from "./control.ts";
+import type { ControlMessage } from "./control_messages.ts";
 import {
   type HandoverSeam,
   Restarter,

@@ -9,12 +9,10 @@
  * @module
  */
 
-import {
-  type AcceptedPeer,
-  type NewToOldMessage,
-  openControlServer,
-  socketOwnedBy,
-} from "../restart/control.ts";
+import type { AcceptedPeer } from "../restart/control_peer.ts";
+import type { NewToOldMessage } from "../restart/control_messages.ts";
+import { openControlServer } from "../restart/control_server.ts";
+import { socketOwnedBy } from "../restart/socket_owner.ts";
 import {
   FAILED_CHILD_GRACE_MS,
   type HandoverState,

@@ -9,7 +9,8 @@
  * @module
  */
 
-import type { ControlPeer, RolledMessage } from "../restart/control.ts";
+import type { ControlPeer } from "../restart/control_peer.ts";
+import type { RolledMessage } from "../restart/control_messages.ts";
 
 /** Set (to the worker's slot, 1..N) in a worker's environment. */
 export const WORKER_ENV = "GRACEFUL_WORKER";

@@ -3,23 +3,16 @@ import {
   assertEquals,
   assertMatch,
   assertRejects,
-  assertThrows,
 } from "../../tests/assert.ts";
+import { connectControl } from "./control_connect.ts";
 import {
-  connectControl,
   CONTROL_ADDR_ENV,
   CONTROL_TOKEN_ENV,
   ControlError,
-  type ControlServer,
   MAX_LINE_BYTES,
-  type NewToOldMessage,
-  type OldToNewMessage,
-  openControlServer,
-  parseControlMessage,
-  procNetTcpInode,
-  socketOwnedBy,
-} from "./control.ts";
-import { loopbackTcpInode } from "../os/libc.ts";
+} from "./control_protocol.ts";
+import { type ControlServer, openControlServer } from "./control_server.ts";
+import type { NewToOldMessage, OldToNewMessage } from "./control_messages.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -243,70 +236,6 @@ async function assertReplayFails(server: ControlServer): Promise<void> {
   );
   assert(replay.refused || replay.received === 0, "the replay got an answer");
 }
-
-// ---------------------------------------------------------------------------
-// Messages
-// ---------------------------------------------------------------------------
-
-Deno.test("parseControlMessage keeps known fields of valid messages", () => {
-  assertEquals(
-    parseControlMessage('{"type":"hello","token":"ab","pid":7,"x":1}'),
-    { type: "hello", token: "ab", pid: 7 },
-  );
-  assertEquals(
-    parseControlMessage('{"type":"state","state":{"a":[1,{"b":null}]}}'),
-    { type: "state", state: { a: [1, { b: null }] } },
-  );
-  assertEquals(parseControlMessage('{"type":"state","state":null}'), {
-    type: "state",
-    state: null,
-  });
-  assertEquals(parseControlMessage('{"type":"ready","pid":12}'), {
-    type: "ready",
-    pid: 12,
-  });
-  assertEquals(parseControlMessage('{"type":"draining"}'), {
-    type: "draining",
-  });
-  assertEquals(parseControlMessage(' {"type":"done"}\r'), { type: "done" });
-  assertEquals(parseControlMessage('{"type":"fail","reason":"no"}'), {
-    type: "fail",
-    reason: "no",
-  });
-});
-
-Deno.test("parseControlMessage refuses garbage with a protocol error", () => {
-  const garbage = [
-    "",
-    "not json",
-    "{",
-    "null",
-    "42",
-    '"hello"',
-    "[]",
-    '[{"type":"done"}]',
-    "{}",
-    '{"type":7}',
-    '{"type":"HELLO","token":"ab","pid":1}',
-    '{"type":"hello","pid":1}',
-    '{"type":"hello","token":1,"pid":1}',
-    '{"type":"hello","token":"ab"}',
-    '{"type":"hello","token":"ab","pid":0}',
-    '{"type":"hello","token":"ab","pid":-3}',
-    '{"type":"hello","token":"ab","pid":1.5}',
-    '{"type":"hello","token":"ab","pid":"1"}',
-    '{"type":"state"}',
-    '{"type":"ready"}',
-    '{"type":"fail"}',
-    '{"type":"fail","reason":null}',
-    '{"type":"__proto__"}',
-  ];
-  for (const line of garbage) {
-    const error = assertThrows(() => parseControlMessage(line));
-    assert(error instanceof ControlError, `${line}: ${error}`);
-    assertEquals(error.code, "protocol", line);
-  }
-});
 
 // ---------------------------------------------------------------------------
 // The handshake, in process
@@ -664,10 +593,12 @@ Deno.test("close() and abort end a pending accept", async (t) => {
 // ---------------------------------------------------------------------------
 
 Deno.test("a real child process: env plumbing, cleanup, handshake", async () => {
-  const moduleUrl = new URL("./control.ts", import.meta.url).href;
+  const connectUrl = new URL("./control_connect.ts", import.meta.url).href;
+  const protocolUrl = new URL("./control_protocol.ts", import.meta.url).href;
   const script = `
-    import { connectControl, CONTROL_ADDR_ENV, CONTROL_TOKEN_ENV } from ${
-    JSON.stringify(moduleUrl)
+    import { connectControl } from ${JSON.stringify(connectUrl)};
+    import { CONTROL_ADDR_ENV, CONTROL_TOKEN_ENV } from ${
+    JSON.stringify(protocolUrl)
   };
     const old = await connectControl();
     const left = [Deno.env.get(CONTROL_ADDR_ENV), Deno.env.get(CONTROL_TOKEN_ENV)];
@@ -1041,50 +972,5 @@ Deno.test("a state just under the line limit, then more lines, arrive intact", a
     }
   } finally {
     await server.close();
-  }
-});
-
-// ---------------------------------------------------------------------------
-// The kernel check of a hello's pid
-// ---------------------------------------------------------------------------
-
-Deno.test("socketOwnedBy: the kernel says which process holds a loopback connection", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const client = await Deno.connect({
-    hostname: "127.0.0.1",
-    port: listener.addr.port,
-  });
-  const server = await listener.accept();
-  try {
-    const clientPort = client.localAddr.port;
-    const serverPort = listener.addr.port;
-    // sock_diag and /proc/net/tcp name the same socket.
-    const inode = loopbackTcpInode(clientPort, serverPort);
-    assert(typeof inode === "number" && inode > 0, `inode ${inode}`);
-    assertEquals(procNetTcpInode(clientPort, serverPort), inode);
-    assertEquals(
-      loopbackTcpInode(serverPort, clientPort),
-      procNetTcpInode(
-        serverPort,
-        clientPort,
-      ),
-    );
-    assert(socketOwnedBy(Deno.pid, clientPort, serverPort));
-    // Another process does not hold it; a connection that does not exist
-    // is held by nobody.
-    const other = new Deno.Command("sleep", { args: ["5"] }).spawn();
-    try {
-      assert(!socketOwnedBy(other.pid, clientPort, serverPort));
-    } finally {
-      other.kill();
-      await other.status;
-    }
-    assertEquals(loopbackTcpInode(clientPort, clientPort), null);
-    assertEquals(procNetTcpInode(clientPort, clientPort), null);
-    assert(!socketOwnedBy(Deno.pid, clientPort, clientPort));
-  } finally {
-    client.close();
-    server.close();
-    listener.close();
   }
 });
