@@ -25,7 +25,8 @@
 
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { currentCommand, findMainModuleIndex } from "../restart/spawn.ts";
+import { currentCommand } from "../restart/command_line.ts";
+import { findMainModuleIndex } from "../restart/deno_args.ts";
 import { execInPlace } from "../os/libc.ts";
 import { errorMessage } from "../util/error_message.ts";
 

@@ -668,8 +668,8 @@ export function restartProcess(
   restarter ??= new Restarter(realSeam(), info, { startTimeout });
   const fresh = restarter.phase === "serving";
   if (fresh && notifying()) {
-    // Not without systemd: the clock reading opens libc (a millisecond or
-    // two on the way to the spawn).
+    // Not without systemd: the clock reading opens libc, which would cost
+    // time on the way to the spawn.
     sdNotify(
       `RELOADING=1\nMONOTONIC_USEC=${monotonicUsec()}\n` +
         `STATUS=restarting: starting generation ${info.generation + 1}`,
@@ -707,23 +707,34 @@ export function processStatus(): ProcessStatus {
   };
 }
 
-/** spawn.ts (node:child_process), loaded once this generation serves. */
-let spawning: typeof import("./spawn.ts") | undefined;
+/** What a restart loads once this generation serves. */
+type Spawning =
+  & typeof import("./spawn.ts")
+  & typeof import("./command_line.ts");
+
+/** spawn.ts (node:child_process) and command_line.ts, once loaded. */
+let spawning: Spawning | undefined;
 
 /** How long after it is ready a generation loads what a restart needs. */
 const WARM_UP_DELAY_MS = 250;
 
-async function loadSpawning(): Promise<typeof import("./spawn.ts")> {
-  spawning ??= await import("./spawn.ts");
+async function loadSpawning(): Promise<Spawning> {
+  if (spawning === undefined) {
+    const [commandLine, spawn] = await Promise.all([
+      import("./command_line.ts"),
+      import("./spawn.ts"),
+    ]);
+    spawning = { ...commandLine, ...spawn };
+  }
   return spawning;
 }
 
 /**
  * Loads what a restart needs (spawn.ts with node:child_process, and libc
- * and posix_spawn through FFI: 2-4 ms) in the background, once this generation is ready and
- * its own handover is past its critical part, so that a restart spawns the
- * next generation at once instead of loading them first. Not during
- * start-up: that would delay serving, and so every handover.
+ * and posix_spawn through FFI) in the background, once this generation is
+ * ready and its own handover is past its critical part, so that a restart
+ * spawns the next generation at once instead of loading them first. Not
+ * during start-up: that would delay serving, and so every handover.
  */
 function warmUpRestart(): void {
   const timer = setTimeout(() => {

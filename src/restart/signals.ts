@@ -46,8 +46,8 @@ export interface SignalFacts {
 
 /**
  * Read when this module is loaded: Deno replaces an inherited SIG_IGN for
- * SIGHUP with a handler of its own about half a second into the process's
- * life, after which /proc no longer shows it.
+ * SIGHUP with a handler of its own early in the process's life, after which
+ * /proc no longer shows it.
  */
 const STARTUP_FACTS: SignalFacts = readSignalFacts();
 

@@ -14,7 +14,7 @@
  * A token from the command line or the environment goes to the next
  * generation over the control channel (in the handover state, after the
  * kernel has confirmed who holds the connection), and `--admin-token` is
- * stripped from its command line (src/restart/spawn.ts).
+ * stripped from its command line (src/restart/command_line.ts).
  *
  * @module
  */

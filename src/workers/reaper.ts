@@ -8,7 +8,7 @@
  */
 
 import { endedChild, reapChild } from "../os/libc.ts";
-import { type GenerationExit, signalName } from "../restart/spawn.ts";
+import { type GenerationExit, signalName } from "../restart/child.ts";
 
 /** How often the reaper looks without a SIGCHLD (a missed signal). */
 const SWEEP_MS = 1000;

@@ -20,11 +20,10 @@ import {
 import {
   buildCommand,
   currentCommand,
-  type GenerationExit,
-  type PassedFd,
-  spawnGeneration,
   withoutAdminToken,
-} from "../restart/spawn.ts";
+} from "../restart/command_line.ts";
+import type { GenerationExit } from "../restart/child.ts";
+import { type PassedFd, spawnGeneration } from "../restart/spawn.ts";
 import { inspectorGuardFd } from "../server/inspector_guard.ts";
 import { signalFacts } from "../restart/signals.ts";
 import type { Reaper } from "./reaper.ts";

@@ -18,7 +18,7 @@
 import type { LastRestart, RestartTrigger } from "../restart/handover.ts";
 import { GUARD_FD_ENV, inspectorGuardFd } from "../server/inspector_guard.ts";
 import { logger } from "../util/log.ts";
-import { currentCommand } from "../restart/spawn.ts";
+import { currentCommand } from "../restart/command_line.ts";
 import type { Pool } from "./pool.ts";
 import { execInPlace } from "../os/process.ts";
 import { saveApp } from "./roll.ts";
