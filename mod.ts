@@ -40,7 +40,7 @@ export {
   type RestartOptions,
   type RestartResult,
   type RestartTrigger,
-} from "./src/restart/handover.ts";
+} from "./src/restart/handover_types.ts";
 export type { ProcessStatus } from "./src/restart/generation.ts";
 export type { AdminOptions } from "./src/server/admin.ts";
 

@@ -11,7 +11,7 @@
 
 import type { Addr } from "../listen/types.ts";
 import { type ListenSpec, parseListenAddress } from "../listen/address.ts";
-import type { HandoverState } from "./handover.ts";
+import type { HandoverState } from "./handover_types.ts";
 import { platform } from "../os/platform.ts";
 
 /**

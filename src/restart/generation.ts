@@ -15,11 +15,11 @@ import {
   type HandoverSeam,
   type HandoverState,
   type LastRestart,
-  Restarter,
   RestartError,
   type RestartOptions,
   type RestartResult,
-} from "./handover.ts";
+} from "./handover_types.ts";
+import { Restarter } from "./handover.ts";
 import { connectControl } from "./control_connect.ts";
 import type { ControlPeer } from "./control_peer.ts";
 import { openControlServer } from "./control_server.ts";

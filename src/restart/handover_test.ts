@@ -12,12 +12,12 @@ import {
 import type { ControlMessage } from "./control_messages.ts";
 import {
   type HandoverSeam,
-  Restarter,
   RestartError,
   type SeamChild,
   type SeamControl,
   type SeamPeer,
-} from "./handover.ts";
+} from "./handover_types.ts";
+import { Restarter } from "./handover.ts";
 
 /** A child whose behaviour the test scripts. */
 class ScriptedChild implements SeamChild {

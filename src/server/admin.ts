@@ -110,8 +110,8 @@
  * @module
  */
 
-import type { LastRestart } from "../restart/handover.ts";
-export type { LastRestart, RestartTrigger } from "../restart/handover.ts";
+import type { LastRestart } from "../restart/handover_types.ts";
+export type { LastRestart, RestartTrigger } from "../restart/handover_types.ts";
 import { renderAdminPage } from "./admin_page.ts";
 import { logger } from "../util/log.ts";
 import { workerSecret } from "../workers/worker.ts";

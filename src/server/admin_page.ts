@@ -13,7 +13,7 @@
  */
 
 import type { AdminStatusBody } from "./admin.ts";
-import type { LastRestart } from "../restart/handover.ts";
+import type { LastRestart } from "../restart/handover_types.ts";
 
 /** What the page is rendered from. */
 export interface AdminPageView {

@@ -15,7 +15,7 @@ import {
   type AdminStatus,
   createAdmin,
 } from "./admin.ts";
-import { type LastRestart, RestartError } from "../restart/handover.ts";
+import { type LastRestart, RestartError } from "../restart/handover_types.ts";
 import {
   CHROMIUM as CHROMIUM_CAPABILITY,
   CHROMIUM_PATH,

@@ -50,7 +50,10 @@ import {
   restartProcess,
   stopProcess,
 } from "../restart/generation.ts";
-import type { RestartOptions, RestartResult } from "../restart/handover.ts";
+import type {
+  RestartOptions,
+  RestartResult,
+} from "../restart/handover_types.ts";
 import type { AdminOptions } from "./admin.ts";
 import { errorMessage } from "../util/error_message.ts";
 

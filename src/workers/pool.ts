@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { LastRestart, RestartTrigger } from "../restart/handover.ts";
+import type { LastRestart, RestartTrigger } from "../restart/handover_types.ts";
 import { monotonicUsec, sdNotify } from "../systemd/notify.ts";
 import type { Reaper } from "./reaper.ts";
 import type { WorkerProcess } from "./spawn_worker.ts";

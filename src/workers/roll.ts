@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { RestartTrigger } from "../restart/handover.ts";
+import type { RestartTrigger } from "../restart/handover_types.ts";
 import { logger } from "../util/log.ts";
 import { sdNotify } from "../systemd/notify.ts";
 import type { WorkerProcess } from "./spawn_worker.ts";

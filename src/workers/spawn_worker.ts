@@ -13,10 +13,8 @@ import type { AcceptedPeer } from "../restart/control_peer.ts";
 import type { NewToOldMessage } from "../restart/control_messages.ts";
 import { openControlServer } from "../restart/control_server.ts";
 import { socketOwnedBy } from "../restart/socket_owner.ts";
-import {
-  FAILED_CHILD_GRACE_MS,
-  type HandoverState,
-} from "../restart/handover.ts";
+import { FAILED_CHILD_GRACE_MS } from "../restart/handover.ts";
+import type { HandoverState } from "../restart/handover_types.ts";
 import {
   buildCommand,
   currentCommand,

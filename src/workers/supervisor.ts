@@ -19,7 +19,10 @@
  */
 
 import { formatAddr } from "../listen/address.ts";
-import type { HandoverState, RestartTrigger } from "../restart/handover.ts";
+import type {
+  HandoverState,
+  RestartTrigger,
+} from "../restart/handover_types.ts";
 import { inspectorGuardSettled } from "../server/inspector_guard.ts";
 import { inheritedFds } from "../listen/registry.ts";
 import { logger } from "../util/log.ts";

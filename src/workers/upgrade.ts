@@ -15,7 +15,7 @@
  * @module
  */
 
-import type { LastRestart, RestartTrigger } from "../restart/handover.ts";
+import type { LastRestart, RestartTrigger } from "../restart/handover_types.ts";
 import { GUARD_FD_ENV, inspectorGuardFd } from "../server/inspector_guard.ts";
 import { logger } from "../util/log.ts";
 import { currentCommand } from "../restart/command_line.ts";
