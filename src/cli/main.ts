@@ -11,10 +11,9 @@
 import {
   afterHandover,
   processStatus,
-  releaseProcess,
   restartProcess,
-  serverCount,
 } from "../restart/generation.ts";
+import { releaseProcess, serverCount } from "../restart/process_state.ts";
 import type { Watcher } from "./watch.ts";
 import { checkPidfileDir, statusPath } from "../restart/pidfile.ts";
 import {

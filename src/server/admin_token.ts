@@ -20,7 +20,8 @@
  */
 
 import { adminTokenProblem } from "./admin.ts";
-import { carryAdminToken, joinGeneration } from "../restart/generation.ts";
+import { carryAdminToken } from "../restart/generation.ts";
+import { joinGeneration } from "../restart/join.ts";
 import { errorMessage } from "../util/error_message.ts";
 
 /** The variable that may hold the admin token. */

@@ -41,15 +41,14 @@ import { portableEngine, warnPlatformOnce } from "../os/platform.ts";
 import { reopenedSpecs, specOf } from "../restart/complete_restart.ts";
 import {
   advertiseAdmin,
-  helloSent,
-  joinGeneration,
   type ProcessStatus,
   processStatus,
-  processTotals,
   registerServer,
   restartProcess,
-  stopProcess,
 } from "../restart/generation.ts";
+import { helloSent, joinGeneration } from "../restart/join.ts";
+import { processTotals } from "../restart/process_state.ts";
+import { stopProcess } from "../restart/shutdown.ts";
 import type {
   RestartOptions,
   RestartResult,
