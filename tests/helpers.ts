@@ -4,8 +4,13 @@
  * @module
  */
 
+import { heldSocketInodes, readTcpTables, tcpListeners } from "./proc.ts";
+
 export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 export const MOD = `${ROOT}/mod.ts`;
+
+/** The inspector guard's address (127.0.0.1:9229) as /proc/net/tcp prints it. */
+const INSPECTOR_GUARD = "0100007F:240D";
 
 /** A port that was free a moment ago (bind :0, read it, close). */
 export function freePort(hostname = "127.0.0.1"): number {
@@ -155,37 +160,10 @@ export async function refused(port: number): Promise<boolean> {
 export function listeningInodes(
   pid: number,
 ): { inode: string; port: number }[] {
-  const mine = new Set<string>();
-  for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
-    try {
-      const target = Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`);
-      const m = target.match(/^socket:\[(\d+)\]$/);
-      if (m) mine.add(m[1]);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  const out: { inode: string; port: number }[] = [];
-  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    let text = "";
-    try {
-      text = Deno.readTextFileSync(file);
-    } catch {
-      continue;
-    }
-    for (const line of text.split("\n").slice(1)) {
-      const cols = line.trim().split(/\s+/);
-      if (cols.length < 10 || cols[3] !== "0A") continue;
-      if (cols[1] === "0100007F:240D") continue;
-      if (mine.has(cols[9])) {
-        out.push({
-          inode: cols[9],
-          port: parseInt(cols[1].split(":")[1], 16),
-        });
-      }
-    }
-  }
-  return out;
+  const mine = heldSocketInodes(pid);
+  return readTcpTables().flatMap(tcpListeners)
+    .filter((l) => l.local !== INSPECTOR_GUARD && mine.has(l.inode))
+    .map(({ inode, port }) => ({ inode, port }));
 }
 
 /** Polls `check` every 20 ms until it returns true (or `timeoutMs`). */
@@ -252,10 +230,9 @@ export function killAllWith(marker: string): void {
  */
 export function fdCount(pid: number): number {
   const guard = new Set(
-    Deno.readTextFileSync(`/proc/${pid}/net/tcp`).split("\n")
-      .map((line) => line.trim().split(/\s+/))
-      .filter((cols) => cols[1] === "0100007F:240D" && cols[3] === "0A")
-      .map((cols) => `socket:[${cols[9]}]`),
+    tcpListeners(Deno.readTextFileSync(`/proc/${pid}/net/tcp`))
+      .filter((l) => l.local === INSPECTOR_GUARD)
+      .map((l) => `socket:[${l.inode}]`),
   );
   let count = 0;
   for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { heldSocketInodes, loopbackListeningInodes } from "../../tests/proc.ts";
+
 /** CPU time of one process, in clock ticks (see {@linkcode clockTicksPerSecond}). */
 export interface ProcessCpuTicks {
   /** utime: ticks spent in user mode. */
@@ -41,25 +43,6 @@ export interface ProcessFacts {
  */
 export function statFields(stat: string): string[] {
   return stat.slice(stat.lastIndexOf(")") + 2).trim().split(" ");
-}
-
-/**
- * The inodes of the sockets listening on 127.0.0.1:`port`, from the text of
- * /proc/net/tcp (state 0A is LISTEN).
- */
-export function listeningInodes(tcpTable: string, port: number): Set<string> {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  const inodes = new Set<string>();
-  for (const line of tcpTable.split("\n").slice(1)) {
-    const fields = line.trim().split(/\s+/);
-    if (fields[1] === local && fields[3] === "0A") inodes.add(fields[9]);
-  }
-  return inodes;
-}
-
-/** The inode of a socket fd's link target ("socket:[123]"); undefined for any other file. */
-export function socketInode(linkTarget: string): string | undefined {
-  return /^socket:\[(\d+)\]$/.exec(linkTarget)?.[1];
 }
 
 /** Reads utime and stime of `pid` from `/proc/<pid>/stat` (fields 14 and 15). */
@@ -142,29 +125,20 @@ export async function clockTicksPerSecond(): Promise<number> {
 
 /**
  * Whether `pid` holds the socket listening on 127.0.0.1:`port`: finds the
- * socket's inode in /proc/net/tcp (state 0A is LISTEN) and looks for it among
- * the process's file descriptors.
+ * socket's inode in /proc/net/tcp and looks for it among the process's file
+ * descriptors (tests/proc.ts reads both).
  */
 export async function holdsListeningSocket(
   pid: number,
   port: number,
 ): Promise<boolean> {
-  const inodes = listeningInodes(
+  const inodes = loopbackListeningInodes(
     await Deno.readTextFile("/proc/net/tcp"),
     port,
   );
   if (inodes.size === 0) return false;
-  for await (const fd of Deno.readDir(`/proc/${pid}/fd`)) {
-    let target = "";
-    try {
-      target = await Deno.readLink(`/proc/${pid}/fd/${fd.name}`);
-    } catch {
-      continue; // closed while we looked
-    }
-    const inode = socketInode(target);
-    if (inode !== undefined && inodes.has(inode)) return true;
-  }
-  return false;
+  const held = heldSocketInodes(pid);
+  return [...inodes].some((inode) => held.has(inode));
 }
 
 /**

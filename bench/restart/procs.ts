@@ -11,7 +11,8 @@
  */
 
 import { isAlive, signalPid } from "../lib/pids.ts";
-import { listeningInodes, socketInode, statFields } from "../lib/proc.ts";
+import { statFields } from "../lib/proc.ts";
+import { loopbackListeningInodes, socketInode } from "../../tests/proc.ts";
 
 const markers = new Set<string>();
 
@@ -109,7 +110,10 @@ function listeningSocketOf(
 ): ProcessDiagnosis["listeningSocket"] {
   let inodes: Set<string>;
   try {
-    inodes = listeningInodes(Deno.readTextFileSync("/proc/net/tcp"), port);
+    inodes = loopbackListeningInodes(
+      Deno.readTextFileSync("/proc/net/tcp"),
+      port,
+    );
   } catch {
     return null;
   }

@@ -243,7 +243,7 @@ export function addrMatches(spec: ListenSpec, addr: Addr): boolean {
  * zero groups (the first one on ties) replaced by `::`, and IPv4-mapped
  * addresses as `::ffff:a.b.c.d`.
  *
- * @internal Shared with `listen_fds.ts`; not part of the public API.
+ * @internal Shared with `sockaddr.ts`; not part of the public API.
  *
  * @param groups Eight numbers from 0 to 0xffff, most significant first.
  * @returns The address, without brackets.

@@ -80,16 +80,9 @@ export function watchSpawned(pid: number, callerReaps = false): Generation {
       signal: exit.signal === null ? null : signalName(exit.signal),
     });
   }, EXIT_POLL_MS);
-  return {
-    pid,
-    exited,
-    killGroup(signal: Deno.Signal = "SIGKILL"): void {
-      if (!reaped) killProcessGroup(pid, signal);
-    },
-    unref(): void {
-      if (timer !== undefined) Deno.unrefTimer(timer);
-    },
-  };
+  return generation(pid, exited, () => reaped, () => {
+    if (timer !== undefined) Deno.unrefTimer(timer);
+  });
 }
 
 /** Linux's signal numbers, and their names. */
@@ -164,15 +157,26 @@ export function watchGeneration(
       `cannot start /bin/sh to run ${execPath} (out of processes or memory?)`,
     );
   }
+  return generation(pid, exited, () => reaped, () => child.unref());
+}
+
+/**
+ * The {@linkcode Generation} of the child `pid`: its group is signalled only
+ * until it is reaped, since its pid (and so the group id) may then be reused.
+ */
+function generation(
+  pid: number,
+  exited: Promise<GenerationExit>,
+  reaped: () => boolean,
+  unref: () => void,
+): Generation {
   return {
     pid,
     exited,
     killGroup(signal: Deno.Signal = "SIGKILL"): void {
-      if (!reaped) killProcessGroup(pid, signal);
+      if (!reaped()) killProcessGroup(pid, signal);
     },
-    unref(): void {
-      child.unref();
-    },
+    unref,
   };
 }
 
