@@ -176,8 +176,8 @@ export function wireSignals(
   for (const signal of Deno.build.os === "windows" ? [] : STRAY_SIGNALS) {
     if (installed.has(signal)) continue;
     if (signal === "SIGHUP" && STARTUP_FACTS.hangupIgnored) {
-      // Deno's own handler (installed about 0.5 s in) would end the process
-      // on it: the listener keeps nohup's promise.
+      // Deno's own handler (installed early on) would end the process on
+      // it: the listener keeps nohup's promise.
       install(signal, () => {
         trace("signal SIGHUP (ignored since start-up)");
         log.info(

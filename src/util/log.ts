@@ -1,8 +1,8 @@
 /**
  * Logging, behind one small module so that the backend can change in one
- * place. It stands in for @std/log (JSR is not reachable from where this was
- * built) with LogTape, which, like @std/log, emits nothing until the
- * application configures it. Every logger lives under the "graceful" category.
+ * place. It stands in for @std/log with LogTape, which, like @std/log, emits
+ * nothing until the application configures it. Every logger lives under the
+ * "graceful" category.
  *
  * @module
  */
