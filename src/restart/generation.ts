@@ -21,7 +21,7 @@ import { RestartError } from "./handover_types.ts";
 import { Restarter } from "./handover.ts";
 import {
   handoverEnded,
-  proc,
+  processState,
   releaseProcess,
   servers,
   type Supervised,
@@ -88,7 +88,7 @@ export interface ProcessStatus extends GenerationInfo {
  * ```
  */
 export function advertiseAdmin(address: string): void {
-  proc.adminAddress = address;
+  processState.adminAddress = address;
 }
 
 /**
@@ -103,7 +103,7 @@ export function advertiseAdmin(address: string): void {
  * ```
  */
 export function carryAdminToken(token: string | undefined): void {
-  proc.carriedAdminToken = token;
+  processState.carriedAdminToken = token;
 }
 
 /**
@@ -120,27 +120,37 @@ export function registerServer(
 ): () => void {
   servers.add(server);
   if (options.startTimeout !== undefined) {
-    proc.startTimeout = options.startTimeout;
+    processState.startTimeout = options.startTimeout;
   }
-  if (options.pidfile !== undefined) proc.pidfile = options.pidfile;
-  proc.restarter?.setTimeouts({ startTimeout: proc.startTimeout });
+  if (options.pidfile !== undefined) processState.pidfile = options.pidfile;
+  processState.restarter?.setTimeouts({
+    startTimeout: processState.startTimeout,
+  });
   startInspectorGuard(options.inspectorGuard !== false);
   const { shutdown, restart } = portableSignals(resolveSignals(options));
-  proc.shutdownSignals = new Set([...proc.shutdownSignals, ...shutdown]);
-  proc.restartSignals = new Set([...proc.restartSignals, ...restart]);
+  processState.shutdownSignals = new Set([
+    ...processState.shutdownSignals,
+    ...shutdown,
+  ]);
+  processState.restartSignals = new Set([
+    ...processState.restartSignals,
+    ...restart,
+  ]);
   rewire();
   watchStartFailures(server.finished);
   server.ready.then(() => checkReady(), (error) => onStartFailure(error));
   return () => {
     servers.delete(server);
-    if (servers.size === 0 && !proc.stopping) {
+    if (servers.size === 0 && !processState.stopping) {
       stopSignals();
     }
   };
 }
 
 function rewire(): void {
-  wireSignals([...proc.shutdownSignals], [...proc.restartSignals], {
+  wireSignals([...processState.shutdownSignals], [
+    ...processState.restartSignals,
+  ], {
     shutdown: onShutdownSignal,
     restart: onRestartSignal,
   });
@@ -148,8 +158,8 @@ function rewire(): void {
 
 /** Listens for no signal any more. */
 function stopSignals(): void {
-  proc.shutdownSignals.clear();
-  proc.restartSignals.clear();
+  processState.shutdownSignals.clear();
+  processState.restartSignals.clear();
   rewire();
 }
 
@@ -165,21 +175,23 @@ function stopSignals(): void {
  * ```
  */
 export function afterHandover(): Promise<void> {
-  if (proc.restarter?.phase === "handing-over") return handoverEnded.promise;
+  if (processState.restarter?.phase === "handing-over") {
+    return handoverEnded.promise;
+  }
   // A failed start ends the process itself (exit 1) once all servers drained.
-  if (proc.failing) return new Promise(() => {});
+  if (processState.failing) return new Promise(() => {});
   return Promise.resolve();
 }
 
 function onShutdownSignal(signal: Deno.Signal): void {
-  if (proc.handedOver && keepsForeground()) {
+  if (processState.handedOver && keepsForeground()) {
     // Ctrl-C in the terminal that this process keeps: it is for the serving
     // generation, not a second stop of this drain.
     log.info("{signal}: passed on to the serving generation", { signal });
     passStop();
     return;
   }
-  if (proc.stopping) {
+  if (processState.stopping) {
     log.warn("{signal} again while draining: exiting now", { signal });
     Deno.exit(1);
   }
@@ -194,7 +206,7 @@ function onShutdownSignal(signal: Deno.Signal): void {
 }
 
 function onRestartSignal(signal: Deno.Signal): void {
-  if (proc.stopping) {
+  if (processState.stopping) {
     log.warn("{signal} ignored: shutting down", { signal });
     return;
   }
@@ -226,7 +238,9 @@ function onRestartSignal(signal: Deno.Signal): void {
 export function restartProcess(
   options: RestartOptions = {},
 ): Promise<RestartResult> {
-  if (proc.stopping && proc.restarter?.phase !== "handing-over") {
+  if (
+    processState.stopping && processState.restarter?.phase !== "handing-over"
+  ) {
     return Promise.reject(
       new RestartError("this generation is shutting down: no restart"),
     );
@@ -243,27 +257,35 @@ export function restartProcess(
       },
     );
   }
-  proc.restarter ??= new Restarter(realSeam({ stopSignals }), proc.info, {
-    startTimeout: proc.startTimeout,
-  });
-  const restarter = proc.restarter;
+  processState.restarter ??= new Restarter(
+    realSeam({ stopSignals }),
+    processState.info,
+    {
+      startTimeout: processState.startTimeout,
+    },
+  );
+  const restarter = processState.restarter;
   const fresh = restarter.phase === "serving";
   if (fresh && notifying()) {
     // Not without systemd: the clock reading opens libc, which would cost
     // time on the way to the spawn.
     sdNotify(
       `RELOADING=1\nMONOTONIC_USEC=${monotonicUsec()}\n` +
-        `STATUS=restarting: starting generation ${proc.info.generation + 1}`,
+        `STATUS=restarting: starting generation ${
+          processState.info.generation + 1
+        }`,
     );
   }
   const result = restarter.restart(options);
   if (fresh) {
     result.catch((error) => {
       const last = restarter.lastRestart;
-      if (proc.pidfile && last) recordRestart(proc.pidfile, Deno.pid, last);
+      if (processState.pidfile && last) {
+        recordRestart(processState.pidfile, Deno.pid, last);
+      }
       // Ends systemd's reload; this generation keeps serving.
       sdNotify(
-        `READY=1\nSTATUS=restart failed, generation ${proc.info.generation} ` +
+        `READY=1\nSTATUS=restart failed, generation ${processState.info.generation} ` +
           `(pid ${Deno.pid}) keeps serving: ${errorMessage(error)}`,
       );
     });
@@ -281,9 +303,9 @@ export function restartProcess(
  */
 export function processStatus(): ProcessStatus {
   return {
-    ...proc.info,
+    ...processState.info,
     pid: Deno.pid,
-    phase: proc.restarter?.phase ?? "serving",
-    lastRestart: proc.restarter?.lastRestart ?? proc.madeBy,
+    phase: processState.restarter?.phase ?? "serving",
+    lastRestart: processState.restarter?.lastRestart ?? processState.madeBy,
   };
 }

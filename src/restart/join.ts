@@ -10,7 +10,7 @@
 import type { HandoverState } from "./handover_types.ts";
 import { connectControl } from "./control_connect.ts";
 import type { ControlPeer } from "./control_peer.ts";
-import { proc, started, statusLine } from "./process_state.ts";
+import { processState, started, statusLine } from "./process_state.ts";
 import { sdNotify } from "../systemd/notify.ts";
 import { trace } from "./trace.ts";
 import { logger } from "../util/log.ts";
@@ -69,7 +69,7 @@ async function join(
   const channel = await connecting;
   if (!channel) return undefined;
   trace("join: hello sent");
-  proc.peer = channel;
+  processState.peer = channel;
   const message = await channel.receive(60_000);
   trace("join: state received");
   if (message.type !== "state") {
@@ -77,21 +77,21 @@ async function join(
     throw new Error(`control channel: expected state, got ${message.type}`);
   }
   const state = message.state as HandoverState;
-  proc.madeBy = {
+  processState.madeBy = {
     ok: true,
     trigger: state.restart?.trigger ?? "api",
     at: state.restart?.at ?? started,
     durationMs: Date.now() - (state.restart?.at ?? started),
     pid: Deno.pid,
   };
-  proc.info = {
+  processState.info = {
     generation: state.generation,
     firstStartedAt: state.firstStartedAt,
     startedAt: started,
     restarts: state.restarts,
   };
   log.info("generation {generation} (pid {pid}) joined the handover", {
-    generation: proc.info.generation,
+    generation: processState.info.generation,
     pid: Deno.pid,
   });
   return state;
@@ -121,6 +121,6 @@ export async function followOldGeneration(
     // the old generation is gone: nothing more to learn
   } finally {
     channel.close();
-    proc.peer = undefined;
+    processState.peer = undefined;
   }
 }

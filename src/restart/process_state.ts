@@ -1,8 +1,9 @@
 /**
- * The one owner of the process level's state: the servers of this process,
- * its generation, where its restart stands, and what it advertises. The
- * modules of the process level (generation, join, readiness, shutdown,
- * restart_seam) read and change it here, and nowhere else keep any.
+ * The one owner of the process level's shared state: the servers of this
+ * process, its generation, where its restart stands, and what it
+ * advertises. The modules of the process level (generation, join,
+ * readiness, shutdown, restart_seam) read and change it here; each keeps to
+ * itself only what no other reads.
  *
  * @module
  */
@@ -44,7 +45,7 @@ export interface Supervised {
   readonly connections: number;
 }
 
-/** The process level's mutable state; see {@linkcode proc}. */
+/** The process level's mutable state; see {@linkcode processState}. */
 export interface ProcessState {
   /** This generation's facts. */
   info: GenerationInfo;
@@ -83,7 +84,7 @@ export const servers = new Set<Supervised>();
 export const started = Date.now();
 
 /** The process level's state. */
-export const proc: ProcessState = {
+export const processState: ProcessState = {
   info: {
     generation: 1,
     firstStartedAt: started,
@@ -167,7 +168,7 @@ export function serverCount(): number {
 /** The STATUS= line for systemd. */
 export function statusLine(): string {
   const count = [...servers].reduce((n, s) => n + s.addrs.length, 0);
-  return `generation ${proc.info.generation} (pid ${Deno.pid}) serving ${count} socket(s)`;
+  return `generation ${processState.info.generation} (pid ${Deno.pid}) serving ${count} socket(s)`;
 }
 
 /** The app state of every server, by name (the `handover.save()` hooks). */
@@ -190,5 +191,7 @@ export async function saveAppState(): Promise<Record<string, unknown>> {
  * ```
  */
 export function releaseProcess(): void {
-  if (proc.pidfile && !isWorker()) removePidfile(proc.pidfile, Deno.pid);
+  if (processState.pidfile && !isWorker()) {
+    removePidfile(processState.pidfile, Deno.pid);
+  }
 }

@@ -11,7 +11,7 @@
 import {
   appListeners,
   passedListeners,
-  proc,
+  processState,
   processTotals,
   releaseProcess,
   saveAppState,
@@ -47,7 +47,7 @@ const log = logger("supervisor");
  * ```
  */
 export async function checkReady(): Promise<void> {
-  if (proc.announced) return;
+  if (processState.announced) return;
   if (waitingForInherited()) return;
   for (const server of servers) {
     try {
@@ -56,17 +56,21 @@ export async function checkReady(): Promise<void> {
       return;
     }
   }
-  if (proc.announced || waitingForInherited()) return;
-  proc.announced = true;
-  if (!proc.peer) removeUnclaimed(unclaimedInheritedFds(), activeListeners());
+  if (processState.announced || waitingForInherited()) return;
+  processState.announced = true;
+  if (!processState.peer) {
+    removeUnclaimed(unclaimedInheritedFds(), activeListeners());
+  }
   startWatchdog();
   warmUpRestart();
   // Before the old generation hears "ready": it removes the pidfile on its
   // way out while the file still names it.
   await savePidfile();
-  const peer = proc.peer;
+  const peer = processState.peer;
   if (peer) {
-    if (proc.madeBy) proc.madeBy.durationMs = Date.now() - proc.madeBy.at;
+    if (processState.madeBy) {
+      processState.madeBy.durationMs = Date.now() - processState.madeBy.at;
+    }
     trace("ready: sending");
     // A worker names its sockets: a supervisor given none takes them.
     await peer.send(
@@ -76,7 +80,7 @@ export async function checkReady(): Promise<void> {
     );
     trace("ready: sent");
     log.info("generation {generation} (pid {pid}) is ready", {
-      generation: proc.info.generation,
+      generation: processState.info.generation,
       pid: Deno.pid,
     });
     if (isWorker()) {
@@ -100,14 +104,14 @@ export async function checkReady(): Promise<void> {
 function waitingForInherited(): boolean {
   if (unclaimedInheritedFds().length === 0) return false;
   if (supervisorSweepsStore()) return false;
-  return proc.peer !== undefined || !fdStoreEnabled();
+  return processState.peer !== undefined || !fdStoreEnabled();
 }
 
 function savePidfile(): Promise<void> {
   // A worker's supervisor writes it.
-  if (!proc.pidfile || isWorker()) return Promise.resolve();
-  const path = proc.pidfile;
-  const { info, adminAddress } = proc;
+  if (!processState.pidfile || isWorker()) return Promise.resolve();
+  const path = processState.pidfile;
+  const { info, adminAddress } = processState;
   return writePidfile(path, {
     pid: Deno.pid,
     generation: info.generation,
@@ -116,7 +120,7 @@ function savePidfile(): Promise<void> {
     restarts: info.restarts,
     listeners: appListeners(),
     // What `reload` may send: only signals this process restarts on.
-    restartSignals: [...proc.restartSignals],
+    restartSignals: [...processState.restartSignals],
     ...(adminAddress === undefined ? {} : { admin: adminAddress }),
   }).catch((error) => {
     log.error("cannot write pidfile {pidfile}: {error}", {
@@ -172,7 +176,7 @@ export function watchStartFailures(finished: Promise<unknown>): void {
  * ```
  */
 export function onStartFailure(error: unknown): void {
-  if (proc.peer && !proc.announced) failStart(error);
+  if (processState.peer && !processState.announced) failStart(error);
 }
 
 /**
@@ -182,17 +186,17 @@ export function onStartFailure(error: unknown): void {
  * process exits 1.
  */
 function failStart(error: unknown): void {
-  if (proc.failing) return;
-  proc.failing = true;
-  proc.stopping = true;
+  if (processState.failing) return;
+  processState.failing = true;
+  processState.stopping = true;
   const reason = errorMessage(error);
   log.error("failed to start: {reason}", { reason });
-  const peer = proc.peer;
+  const peer = processState.peer;
   // (stderr may be gone, a closed terminal: the exit code still says it)
   if (!peer) print(console.error, "error:", error);
   // The old generation hears it first (it waits for this process to exit),
   // then every server drains what it had accepted.
-  const told = peer && !proc.announced
+  const told = peer && !processState.announced
     ? peer.send({ type: "fail", reason }).catch(() => {})
     : Promise.resolve();
   told

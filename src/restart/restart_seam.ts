@@ -15,7 +15,7 @@ import { socketOwnedBy } from "./socket_owner.ts";
 import {
   handoverEnded,
   passedListeners,
-  proc,
+  processState,
   releaseProcess,
   saveAppState,
   servers,
@@ -90,7 +90,7 @@ function completeRestartSeam(): Pick<HandoverSeam, "vacate" | "reoccupy"> {
  *
  * @example
  * ```ts ignore
- * const restarter = new Restarter(realSeam({ stopSignals }), proc.info, {});
+ * const restarter = new Restarter(realSeam({ stopSignals }), processState.info, {});
  * ```
  */
 export function realSeam(hooks: { stopSignals(): void }): HandoverSeam {
@@ -129,7 +129,7 @@ export function realSeam(hooks: { stopSignals(): void }): HandoverSeam {
         execPath: options.execPath,
         entry: options.entry,
       });
-      if (proc.carriedAdminToken !== undefined) {
+      if (processState.carriedAdminToken !== undefined) {
         command = spawning!.withoutAdminToken(command, current.compiled);
       }
       trace("restart: spawning");
@@ -143,7 +143,7 @@ export function realSeam(hooks: { stopSignals(): void }): HandoverSeam {
       trace("restart: spawned");
       return child;
     },
-    adminToken: () => proc.carriedAdminToken,
+    adminToken: () => processState.carriedAdminToken,
     saveAppState,
     committed(child) {
       // Before this process exits: otherwise systemd 252 takes the main
@@ -157,8 +157,8 @@ export function realSeam(hooks: { stopSignals(): void }): HandoverSeam {
     ...(completeRestarts() ? completeRestartSeam() : {}),
     async drain() {
       trace("handover: draining");
-      proc.handedOver = true;
-      proc.stopping = true;
+      processState.handedOver = true;
+      processState.stopping = true;
       await drainAllNow();
     },
     exit(code) {
@@ -174,7 +174,7 @@ export function realSeam(hooks: { stopSignals(): void }): HandoverSeam {
       Deno.exit(code);
     },
     log(level, message) {
-      const extra = { pid: Deno.pid, generation: proc.info.generation };
+      const extra = { pid: Deno.pid, generation: processState.info.generation };
       if (level === "info") restartLog.info(message, extra);
       else if (level === "warn") restartLog.warn(message, extra);
       else restartLog.error(message, extra);

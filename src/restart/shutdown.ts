@@ -6,7 +6,7 @@
  * @module
  */
 
-import { proc, releaseProcess, servers } from "./process_state.ts";
+import { processState, releaseProcess, servers } from "./process_state.ts";
 import { sdNotify } from "../systemd/notify.ts";
 import { logger } from "../util/log.ts";
 
@@ -21,13 +21,13 @@ const log = logger("supervisor");
  * ```
  */
 export async function shutdownAll(why: string): Promise<void> {
-  proc.stopping = true;
+  processState.stopping = true;
   const drainMs = Math.max(0, ...[...servers].map((s) => s.drainTimeout));
   sdNotify(
     `STOPPING=1\nEXTEND_TIMEOUT_USEC=${(drainMs + 5000) * 1000}\n` +
       `STATUS=draining (shutting down ${why})`,
   );
-  await proc.restarter?.cancel(`cancelled: shutting down ${why}`);
+  await processState.restarter?.cancel(`cancelled: shutting down ${why}`);
   await Promise.allSettled([...servers].map((server) => server.shutdown()));
 }
 
@@ -41,7 +41,7 @@ export async function shutdownAll(why: string): Promise<void> {
  * ```
  */
 export function stopProcess(why: string): void {
-  if (proc.stopping) return;
+  if (processState.stopping) return;
   log.info("shutting down {count} server(s) gracefully ({why})", {
     count: servers.size,
     why,
