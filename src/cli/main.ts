@@ -425,7 +425,7 @@ function readPem(flag: string, path: string): string {
   try {
     return Deno.readTextFileSync(path);
   } catch (error) {
-    throw new Error(`${flag} ${path}: ${(error as Error).message}`);
+    throw new Error(`${flag} ${path}: ${errorMessage(error)}`);
   }
 }
 

@@ -18,6 +18,7 @@
  */
 
 import { print } from "../util/log.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** The variable that forces a mode (the CLI's `--portable` sets it). */
 export const PORTABLE_ENV = "GRACEFUL_PORTABLE";
@@ -298,7 +299,7 @@ export function setPortable(mode: string): void {
     decidePlatform(Deno.build.os, mode);
   } catch (error) {
     throw new Error(
-      (error as Error).message.replace(`${PORTABLE_ENV}=`, "--portable "),
+      errorMessage(error).replace(`${PORTABLE_ENV}=`, "--portable "),
     );
   }
   Deno.env.set(PORTABLE_ENV, mode);

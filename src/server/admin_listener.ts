@@ -36,6 +36,7 @@ import { checkFileDir } from "../restart/pidfile.ts";
 import { randomHex } from "../util/random.ts";
 
 import { ADMIN_SERVER_NAME } from "../listen/types.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 export { ADMIN_SERVER_NAME };
 
@@ -149,7 +150,7 @@ function defaultSocketPath(): string {
     if (!(error instanceof Deno.errors.AlreadyExists)) {
       throw new Error(
         `admin socket directory ${dir}: cannot create it (${
-          (error as Error).message
+          errorMessage(error)
         })`,
       );
     }

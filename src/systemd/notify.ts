@@ -16,6 +16,7 @@ import {
   notifyCallsUnavailableReason,
   sendUnixDatagram,
 } from "../os/libc.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 const log = logger("notify");
 
@@ -123,7 +124,7 @@ export function sdNotifyWithFds(
   try {
     addr = sockaddrUn(socketPath);
   } catch (error) {
-    log.warn("{message}", { message: (error as Error).message });
+    log.warn("{message}", { message: errorMessage(error) });
     return false;
   }
   const oneLine = state.replaceAll("\n", " ");

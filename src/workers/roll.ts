@@ -14,6 +14,7 @@ import { logger } from "../util/log.ts";
 import { sdNotify } from "../systemd/notify.ts";
 import type { WorkerProcess } from "./spawn_worker.ts";
 import { announceRoll, type Pool } from "./pool.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 const log = logger("workers");
 
@@ -61,7 +62,7 @@ export async function rollWorkers(
     }
     if (old.length === 0) succeeded(pool, trigger, at, options);
   } catch (error) {
-    const reason = (error as Error).message;
+    const reason = errorMessage(error);
     pool.generation = previous;
     pool.lastRoll = {
       ok: false,
@@ -143,7 +144,7 @@ export async function saveApp(
     log.warn("worker {slot} (pid {pid}) gave no app state: {error}", {
       slot: worker.slot,
       pid: worker.pid,
-      error: (error as Error).message,
+      error: errorMessage(error),
     });
     return {};
   } finally {

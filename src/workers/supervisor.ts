@@ -49,6 +49,7 @@ import {
   type UpgradeState,
 } from "./upgrade.ts";
 import type { Pool, SupervisorOptions, WorkerStatus } from "./pool.ts";
+import { errorMessage } from "../util/error_message.ts";
 export type { SupervisorOptions, WorkerStatus } from "./pool.ts";
 
 const log = logger("workers");
@@ -146,7 +147,7 @@ export async function runSupervisor(
     // new image rolls the workers. Without execve, the workers only.
     upgradeInPlace(pool, "signal").catch((error) => {
       log.warn("no supervisor upgrade ({error}): rolling the workers", {
-        error: (error as Error).message,
+        error: errorMessage(error),
       });
       roll("signal").catch(() => {}); // logged and published by the roll
     });
@@ -158,7 +159,7 @@ export async function runSupervisor(
     if (upgrade) adoptWorkers(pool, upgrade);
     else await startAll(pool);
   } catch (error) {
-    log.error("{error}", { error: (error as Error).message });
+    log.error("{error}", { error: errorMessage(error) });
     await stopAll(pool);
     finished.resolve(1);
   }
@@ -422,7 +423,7 @@ async function replaceSlot(pool: Pool, slot: number): Promise<void> {
       pool.publish();
       return;
     } catch (error) {
-      log.error("{error}", { error: (error as Error).message });
+      log.error("{error}", { error: errorMessage(error) });
     }
   }
 }

@@ -22,6 +22,7 @@ import { currentCommand } from "../restart/command_line.ts";
 import type { Pool } from "./pool.ts";
 import { execInPlace } from "../os/process.ts";
 import { saveApp } from "./roll.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 const log = logger("workers");
 
@@ -130,7 +131,7 @@ export function takeUpgradeState(): UpgradeState | undefined {
   } catch (error) {
     throw new Error(
       `${UPGRADE_ENV}=${path}: cannot read the previous supervisor's state: ` +
-        (error as Error).message,
+        errorMessage(error),
     );
   } finally {
     try {
