@@ -109,19 +109,23 @@ async function restartOnce(port: number): Promise<number> {
  */
 async function frozenCopy(): Promise<{ dir: string; mod: string }> {
   const dir = await Deno.makeTempDir({ prefix: "graceful-soak-copy-" });
-  await Deno.mkdir(`${dir}/src`);
   for (const file of ["mod.ts", "deno.json", "deno.lock"]) {
     await Deno.copyFile(`${ROOT}/${file}`, `${dir}/${file}`);
   }
-  for await (const entry of Deno.readDir(`${ROOT}/src`)) {
-    if (entry.isFile) {
-      await Deno.copyFile(
-        `${ROOT}/src/${entry.name}`,
-        `${dir}/src/${entry.name}`,
-      );
+  await copyTree(`${ROOT}/src`, `${dir}/src`);
+  return { dir, mod: `${dir}/mod.ts` };
+}
+
+/** Copies the folder `from` to `to`, its subfolders (src/'s layers) included. */
+async function copyTree(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to);
+  for await (const entry of Deno.readDir(from)) {
+    if (entry.isDirectory) {
+      await copyTree(`${from}/${entry.name}`, `${to}/${entry.name}`);
+    } else if (entry.isFile) {
+      await Deno.copyFile(`${from}/${entry.name}`, `${to}/${entry.name}`);
     }
   }
-  return { dir, mod: `${dir}/mod.ts` };
 }
 
 /** VmRSS and RssAnon (kB) from /proc/PID/status. */
