@@ -29,7 +29,11 @@
  * @module
  */
 
-import { formatAddr, parseListenAddress } from "../listen/address.ts";
+import {
+  formatAddr,
+  isLoopbackIp,
+  parseListenAddress,
+} from "../listen/address.ts";
 import type { AdminOptions } from "./admin.ts";
 import { inheritedFds } from "../listen/registry.ts";
 import { checkFileDir } from "../restart/pidfile.ts";
@@ -130,8 +134,7 @@ export function planAdminListener(options: AdminOptions): AdminListenPlan {
 }
 
 function isLoopback(hostname: string): boolean {
-  return /^127\.\d+\.\d+\.\d+$/.test(hostname) || hostname === "::1" ||
-    hostname === "localhost";
+  return hostname === "localhost" || isLoopbackIp(hostname);
 }
 
 /** The default socket: in a directory only this user may enter. */

@@ -8,13 +8,12 @@
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
 import {
   ADMIN_MAX_QUERY_BYTES,
-  type AdminDeps,
   type AdminOptions,
-  type AdminRestartRequest,
   type AdminRouter,
-  type AdminStatus,
   createAdmin,
 } from "./admin.ts";
+import type { AdminDeps, AdminRestartRequest } from "./admin_actions.ts";
+import type { AdminStatus } from "./admin_status.ts";
 import { type LastRestart, RestartError } from "../restart/handover.ts";
 import {
   CHROMIUM as CHROMIUM_CAPABILITY,

@@ -19,7 +19,7 @@
  * @module
  */
 
-import { adminTokenProblem } from "./admin.ts";
+import { adminTokenProblem } from "./admin_auth.ts";
 import { carryAdminToken, joinGeneration } from "../restart/generation.ts";
 
 /** The variable that may hold the admin token. */

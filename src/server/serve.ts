@@ -7,7 +7,7 @@
  */
 
 import { countServed, supervisorView } from "../workers/worker.ts";
-import type { AdminStatus } from "./admin.ts";
+import type { AdminStatus } from "./admin_status.ts";
 import type {
   Addr,
   Engine,
