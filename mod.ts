@@ -21,12 +21,12 @@
 
 import { trace } from "./src/restart/trace.ts";
 
-export {
-  type EngineName,
-  type GracefulServeOptions,
-  type GracefulServer,
-  serveGraceful,
-} from "./src/server/serve.ts";
+export { serveGraceful } from "./src/server/serve.ts";
+export type {
+  EngineName,
+  GracefulServeOptions,
+  GracefulServer,
+} from "./src/server/options.ts";
 export type {
   Addr,
   ErrorHandler,

@@ -8,7 +8,7 @@ import { serveGraceful } from "../mod.ts";
 import type {
   GracefulServeOptions,
   GracefulServer,
-} from "../src/server/serve.ts";
+} from "../src/server/options.ts";
 import type { GracefulHandler } from "../src/listen/types.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { MOD } from "./helpers.ts";

@@ -1,16 +1,16 @@
 /**
  * `serveGraceful`: a drop-in for Deno.serve that serves on sockets passed via
  * LISTEN_FDS (or opens them itself), through Deno's own HTTP engine, and drains
- * gracefully.
+ * gracefully. The server here owns its listeners' lifecycle: start (joined
+ * with the previous generation's handover), the routes in front of the
+ * handler (routes.ts), the engine of each listener (engine_choice.ts), and
+ * the shutdown and its drain (drain.ts).
  *
  * @module
  */
 
-import { countServed, supervisorView } from "../workers/worker.ts";
-import type { AdminStatus } from "./admin_status.ts";
 import type {
   Addr,
-  Engine,
   EngineBinding,
   EngineServeOptions,
   ErrorHandler,
@@ -18,26 +18,18 @@ import type {
   Listener,
   TlsOptions,
 } from "../listen/types.ts";
-import {
-  formatAddr,
-  type ListenSpec,
-  parseListenAddress,
-} from "../listen/address.ts";
+import { formatAddr, type ListenSpec } from "../listen/address.ts";
 import {
   acquireListeners,
   inheritedFds,
   releaseListener,
 } from "../listen/registry.ts";
-import {
-  createTransplantEngine,
-  type TransplantBinding,
-  transplantUnavailable,
-} from "../engine/transplant.ts";
-import { type CheckResult, checkTransplant } from "../engine/check.ts";
+import type { TransplantBinding } from "../engine/transplant.ts";
+import type { CheckResult } from "../engine/check.ts";
 import { assertDenoVersion } from "../os/deno_version.ts";
-import { loadLogging, logger, print } from "../util/log.ts";
+import { loadLogging, logger } from "../util/log.ts";
 import { trace } from "../restart/trace.ts";
-import { portableEngine, warnPlatformOnce } from "../os/platform.ts";
+import { warnPlatformOnce } from "../os/platform.ts";
 import { reopenedSpecs, specOf } from "../restart/complete_restart.ts";
 import {
   advertiseAdmin,
@@ -45,166 +37,34 @@ import {
   joinGeneration,
   type ProcessStatus,
   processStatus,
-  processTotals,
   registerServer,
   restartProcess,
-  stopProcess,
 } from "../restart/generation.ts";
 import type { RestartOptions, RestartResult } from "../restart/handover.ts";
-import type { AdminOptions } from "./admin.ts";
+import type { AdminOptions, AdminRouter } from "./admin.ts";
+import {
+  defaultOnError,
+  defaultOnListen,
+  type GracefulServeOptions,
+  type GracefulServer,
+  normalizeArgs,
+  type ServeArgs,
+  specsOf,
+  tlsOf,
+} from "./options.ts";
+import {
+  attachAll,
+  type Attached,
+  attachEngine,
+  loadNodeEngine,
+  logListening,
+  notNativeReason,
+  warnNodeFallback,
+} from "./engine_choice.ts";
+import { routedHandler } from "./routes.ts";
+import { drainBindings } from "./drain.ts";
 
 const log = logger("server");
-
-/** Which HTTP engine serves connections. */
-export type EngineName = "auto" | "native" | "node";
-
-/** Options of {@linkcode serveGraceful}. */
-export interface GracefulServeOptions {
-  /** The handler (alternatively pass it as the second argument, or as `fetch`). */
-  handler?: GracefulHandler;
-  /** The same as `handler`, for `export default { fetch }` style modules. */
-  fetch?: GracefulHandler;
-  /**
-   * The server's name. Inherited sockets whose LISTEN_FDNAMES name (systemd
-   * FileDescriptorName=) equals it belong to this server. Default "http".
-   */
-  name?: string;
-  /** Port to listen on when no socket was inherited. Default 8000, as Deno.serve. */
-  port?: number;
-  /** Hostname for `port`. Default "0.0.0.0". */
-  hostname?: string;
-  /**
-   * Several addresses: `"127.0.0.1:8000"`, `"[::1]:8001"`, `"unix:/run/app.sock"`.
-   * Inherited sockets with a matching address are used instead of opening new ones.
-   */
-  listen?: string[];
-  /** PEM certificate chain; with `key`, serves HTTPS (HTTP/2 by ALPN, and HTTP/1.1). */
-  cert?: string;
-  /** PEM private key. */
-  key?: string;
-  /**
-   * "auto" (default) and "native": Deno.serve itself on every listener, once
-   * a self-check proved it accepts there; node:http when the check fails
-   * (with a warning that says why). "node": node:http.
-   */
-  engine?: EngineName;
-  /** Called once per listener when it is serving. Default: log like Deno.serve. */
-  onListen?: (addr: Addr) => void;
-  /** Turns a handler exception into a response. Default: log it and answer 500. */
-  onError?: ErrorHandler;
-  /** Aborting it shuts the server down gracefully. */
-  signal?: AbortSignal;
-  /** The longest a graceful shutdown may take before connections are cut (ms). Default 30000. */
-  drainTimeout?: number;
-  /** How long idle keep-alive connections may stay once draining starts (ms). Default 500. */
-  idleGrace?: number;
-  /**
-   * Stop gracefully (and exit 0 once every server has drained) on these
-   * signals. Default ["SIGTERM", "SIGINT", "SIGQUIT"]; `false` leaves signals alone.
-   */
-  shutdownSignals?: Deno.Signal[] | false;
-  /**
-   * Restart (hand over to a new generation of this program) on these signals.
-   * Default ["SIGUSR2", "SIGUSR1"], and SIGHUP when the process has no
-   * controlling terminal (in a terminal, SIGHUP shuts down; ignored from the
-   * start, as under nohup, it stays ignored). SIGHUP, SIGUSR1 and SIGUSR2
-   * left out are logged and ignored. `false` leaves them alone.
-   */
-  restartSignals?: Deno.Signal[] | false;
-  /**
-   * Hold 127.0.0.1:9229 in every generation, so that a SIGUSR1 cannot open
-   * Deno's V8 inspector there for other local users. Default true; `false`
-   * (or GRACEFUL_NO_INSPECTOR_GUARD=1) for debugging. It stands aside when
-   * the process runs with --inspect.
-   */
-  inspectorGuard?: boolean;
-  /** How long a new generation may take to become ready (ms). Default 30000. */
-  startTimeout?: number;
-  /**
-   * Write this pidfile (and `<pidfile>.json` with the status) once ready;
-   * every generation rewrites it; it is removed on shutdown.
-   */
-  pidfile?: string;
-  /**
-   * Application state handed from generation to generation: `save()` runs in
-   * the old process just before the handover, `restore()` in the new one
-   * before it listens. The state must be JSON.
-   */
-  handover?: {
-    save(): unknown | Promise<unknown>;
-    restore(state: unknown): void | Promise<void>;
-  };
-  /**
-   * The admin page and API (off by default): `true` for the defaults, or
-   * `{ path, token, listen, allowEntryOverride }`. Default path
-   * `/debug/admin`. Without a token it is served only on a listener of its
-   * own (default: a 0600 unix socket in a private directory, named in the
-   * log); with one, on the app's listeners. The admin routes never reach the
-   * handler.
-   */
-  admin?: boolean | AdminOptions;
-  /**
-   * A health check path for load balancers and orchestrators (off by
-   * default): 200 while serving, 503 once this generation is shutting down.
-   * A restart does not flip it: the next generation takes over the sockets.
-   */
-  healthPath?: string;
-  /**
-   * On shutdown (SIGTERM, `shutdown()`), answer the health check with 503 and
-   * keep accepting for this long (ms) before draining, so that a load
-   * balancer takes the instance out of rotation first. Default 0.
-   */
-  shutdownDelay?: number;
-  /**
-   * Must resolve before this process counts as ready (for example a cache
-   * warm-up); in a restart, the old generation stops accepting only then.
-   */
-  readiness?: () => void | Promise<void>;
-}
-
-/** The server returned by {@linkcode serveGraceful}. */
-export interface GracefulServer extends AsyncDisposable {
-  /** The server's name. */
-  readonly name: string;
-  /** Resolves once every listener serves; rejects when listening failed. */
-  readonly ready: Promise<void>;
-  /** Resolves when the server has shut down; rejects when it could not start. */
-  readonly finished: Promise<void>;
-  /** The addresses served (empty until `ready`). */
-  readonly addrs: Addr[];
-  /** The first address served, like Deno.serve's `addr` (after `ready`). */
-  readonly addr: Addr | undefined;
-  /** The engine serving each listener, in `addrs` order. */
-  readonly engines: ("native" | "node")[];
-  /** Requests being served right now. */
-  readonly inFlight: number;
-  /** Open client connections. */
-  readonly connections: number;
-  /** Graceful shutdown: stop accepting, finish in-flight requests, close. */
-  shutdown(): Promise<void>;
-  /** Keep the process alive while serving (the default). */
-  ref(): void;
-  /** Let the process exit even though this server is serving. */
-  unref(): void;
-  /**
-   * Restarts the whole process (every server in it): resolves when the new
-   * generation serves; rejects with the reason when it did not, and this
-   * generation keeps serving.
-   */
-  restart(options?: RestartOptions): Promise<RestartResult>;
-  /** This process's generation, restarts and last restart outcome. */
-  readonly status: ProcessStatus;
-}
-
-type ServeArgs =
-  | [GracefulHandler]
-  | [GracefulServeOptions, GracefulHandler]
-  | [
-    & GracefulServeOptions
-    & ({ handler: GracefulHandler } | { fetch: GracefulHandler }),
-  ];
-
-let nodeFallbackWarned = false;
 
 /**
  * Serves HTTP like `Deno.serve`, on sockets inherited through systemd socket
@@ -261,58 +121,6 @@ export function serveGraceful(...args: ServeArgs): GracefulServer {
   return new Server(options, handler);
 }
 
-function normalizeArgs(args: ServeArgs): {
-  options: GracefulServeOptions;
-  handler: GracefulHandler;
-} {
-  if (typeof args[0] === "function") return { options: {}, handler: args[0] };
-  const options = args[0] ?? {};
-  const handler = args[1] ?? options.handler ?? options.fetch;
-  if (typeof handler !== "function") {
-    throw new TypeError(
-      "serveGraceful needs a handler: serveGraceful(handler), " +
-        "serveGraceful(options, handler) or serveGraceful({ handler })",
-    );
-  }
-  return { options, handler };
-}
-
-function specsOf(options: GracefulServeOptions): {
-  specs: ListenSpec[];
-  fallback: ListenSpec;
-} {
-  const hostname = options.hostname ?? "0.0.0.0";
-  const fallback: ListenSpec = {
-    transport: "tcp",
-    hostname,
-    port: options.port ?? 8000,
-  };
-  const specs = (options.listen ?? []).map(parseListenAddress);
-  if (options.port !== undefined || options.hostname !== undefined) {
-    if (options.listen === undefined) specs.push(fallback);
-  }
-  return { specs, fallback };
-}
-
-function defaultOnError(error: unknown): Response {
-  log.error("handler failed: {error}", { error });
-  print(console.error, error);
-  return new Response("Internal Server Error", { status: 500 });
-}
-
-/** Says where it listens, as Deno.serve does (https:// with TLS). */
-function defaultOnListen(addr: Addr, tls: boolean): void {
-  if ("path" in addr) {
-    print(console.log, `Listening on ${addr.path}`);
-  } else {
-    const host = addr.hostname.includes(":")
-      ? `[${addr.hostname}]`
-      : addr.hostname;
-    const scheme = tls ? "https" : "http";
-    print(console.log, `Listening on ${scheme}://${host}:${addr.port}/`);
-  }
-}
-
 /** What {@linkcode Server} prepares before it listens. */
 interface Prepared {
   specs: ListenSpec[];
@@ -322,100 +130,6 @@ interface Prepared {
   notNative: string | undefined;
   handler: GracefulHandler;
   onError: ErrorHandler;
-}
-
-/** Says once per process that a listener falls back to node:http, and why. */
-function warnNodeFallback(addr: Addr, reason: string): void {
-  if (nodeFallbackWarned) return;
-  nodeFallbackWarned = true;
-  log.warn(
-    "{addr}: the native engine failed its check ({reason}); serving " +
-      "with node:http",
-    { addr: formatAddr(addr), reason },
-  );
-  print(
-    console.warn,
-    `serveGraceful: native engine unavailable on ${formatAddr(addr)} ` +
-      `(${reason}); using node:http`,
-  );
-}
-
-let nodeEngine: Promise<Engine> | undefined;
-
-/** node:http, loaded the first time a listener needs it. */
-function loadNodeEngine(): Promise<Engine> {
-  nodeEngine ??= import("../engine/node.ts").then((m) => m.createNodeEngine());
-  return nodeEngine;
-}
-
-/** One listener, the engine chosen for it and why. */
-interface Attached {
-  binding: EngineBinding;
-  engine: "native" | "node";
-  why: string;
-  /** The accept check still to come (in a new generation). */
-  verify?: () => Promise<CheckResult>;
-}
-
-/** How long a new generation's accept check may wait for the old one's drain. */
-const LATE_CHECK_LIMIT_MS = 60_000;
-
-/**
- * Serves one listener: Deno.serve transplanted onto it, once its check
- * passed; node:http otherwise. The reason goes into the start-up log line.
- */
-async function attachEngine(
-  listener: Listener,
-  options: EngineServeOptions,
-  notNative: string | undefined,
-  handover: boolean,
-): Promise<Attached> {
-  let reason = notNative;
-  if (reason === undefined) {
-    let binding: TransplantBinding | undefined;
-    try {
-      binding = createTransplantEngine().serve(listener, options);
-    } catch (error) {
-      reason = error instanceof Error ? error.message : String(error);
-    }
-    if (binding !== undefined) {
-      const result = await checkTransplant(binding, {
-        registrationOnly: handover,
-      });
-      trace("server: transplant checked");
-      if (result.failure === undefined) {
-        const transplanted = binding;
-        return {
-          binding,
-          engine: "native",
-          why: whyNative(result),
-          verify: handover
-            ? () =>
-              checkTransplant(transplanted, {
-                limitMs: LATE_CHECK_LIMIT_MS,
-                signal: options.draining,
-              })
-            : undefined,
-        };
-      }
-      reason = result.failure;
-      await binding.discard();
-    }
-    warnNodeFallback(listener.addr, reason!);
-  }
-  const node = await loadNodeEngine();
-  return {
-    binding: node.serve(listener, options),
-    engine: "node",
-    why: reason!,
-  };
-}
-
-function whyNative(result: CheckResult): string {
-  return result.proof === "accept"
-    ? "Deno.serve transplanted, checked by its own accept"
-    : `Deno.serve transplanted, checked by its epoll registration ` +
-      `(${result.note})`;
 }
 
 class Server implements GracefulServer {
@@ -516,47 +230,34 @@ class Server implements GracefulServer {
     const { fallback, tls, notNative, handler, onError } = prepared.value;
     // The windows mode passes no fds: the next one opens the same addresses.
     const specs = reopenedSpecs(this.name, state) ?? prepared.value.specs;
-    const draining = this.#draining.signal;
+    const serveOptions = {
+      handler,
+      onError,
+      tls,
+      draining: this.#draining.signal,
+    };
     // For reoccupy() (the windows mode's rollback), with the draining signal
     // of that time.
     this.#attachWith = (listener) =>
       attachEngine(
         listener,
-        {
-          handler,
-          onError,
-          tls,
-          draining: this.#draining.signal,
-        },
+        { ...serveOptions, draining: this.#draining.signal },
         notNative,
         false,
       );
     const listeners = await acquireListeners(
       { name: this.name, specs, fallback, restarted: state !== undefined },
     );
-    const serveOptions = { handler, onError, tls, draining };
-    const attached = await Promise.allSettled(
-      listeners.map((l) =>
-        attachEngine(l, serveOptions, notNative, state !== undefined)
-      ),
+    const attached = await attachAll(
+      listeners,
+      serveOptions,
+      notNative,
+      state !== undefined,
     );
-    const failed = attached.find((a) => a.status === "rejected");
-    if (failed) {
-      for (const a of attached) {
-        if (a.status === "fulfilled") a.value.binding.abort();
-      }
-      await Promise.all(
-        attached.map((a) =>
-          a.status === "fulfilled" ? a.value.binding.stopAccepting() : undefined
-        ),
-      );
-      for (const listener of listeners) releaseListener(listener);
-      throw (failed as PromiseRejectedResult).reason;
-    }
     const whys: string[] = [];
-    for (const [index, result] of attached.entries()) {
-      const { binding, engine, why, verify } =
-        (result as PromiseFulfilledResult<Attached>).value;
+    for (
+      const [index, { binding, engine, why, verify }] of attached.entries()
+    ) {
       this.#bindings.push(binding);
       this.#engines.push(engine);
       this.#listeners.push(listeners[index]);
@@ -570,13 +271,7 @@ class Server implements GracefulServer {
       ((addr: Addr) => defaultOnListen(addr, tls !== undefined));
     for (const listener of listeners) {
       const index = this.#listeners.indexOf(listener);
-      log.info("listening on {addr} (fd {fd}{how}, {engine} engine: {why})", {
-        addr: formatAddr(listener.addr),
-        fd: listener.fd,
-        how: listener.inherited ? ", inherited" : "",
-        engine: this.#engines[index],
-        why: whys[index],
-      });
+      logListening(listener, this.#engines[index], whys[index]);
       onListen(listener.addr);
     }
     // LogTape (npm) loads once this server serves, off its way there.
@@ -628,65 +323,18 @@ class Server implements GracefulServer {
     const options = this.#options;
     const { specs, fallback } = specsOf(options);
     const tls = tlsOf(options);
-    const asked = options.engine ?? "auto";
-    const wanted = portableEngine(asked);
-    const notNative = wanted !== "node"
-      ? transplantUnavailable()
-      : asked === "node"
-      ? 'engine: "node" was asked for'
-      : "this platform mode serves with node:http";
-    const handler = await this.#routedHandler();
+    const notNative = notNativeReason(options.engine ?? "auto");
+    // The app handler, behind the health and admin routes when configured.
+    const handler = await routedHandler(this.#handler, {
+      healthPath: options.healthPath,
+      admin: options.admin,
+      stopping: () => this.#stopping,
+      serveApart: (own, admin, router) =>
+        this.#serveAdminApart(own, admin, router),
+    });
     trace("server: engines ready");
     const onError = options.onError ?? defaultOnError;
     return { specs, fallback, tls, notNative, handler, onError };
-  }
-
-  /** The app handler, behind the health and admin routes when configured. */
-  async #routedHandler(): Promise<GracefulHandler> {
-    const app = countServed(this.#handler);
-    const healthPath = this.#options.healthPath;
-    const adminOptions = this.#options.admin === true
-      ? {}
-      : this.#options.admin || undefined;
-    let admin = adminOptions
-      ? (await import("./admin.ts")).createAdmin(
-        adminOptions,
-        {
-          status() {
-            // A worker answers from its supervisor's view.
-            const view = supervisorView() as AdminStatus | undefined;
-            return view ?? { ...processStatus(), ...processTotals() };
-          },
-          restart(options) {
-            return restartProcess(options);
-          },
-          shutdown() {
-            stopProcess("by the admin API");
-          },
-        },
-      )
-      : undefined;
-    if (admin && adminOptions) {
-      const own = await import("./admin_listener.ts");
-      if (own.ownAdminListener(adminOptions)) {
-        this.#serveAdminApart(own, adminOptions, admin);
-        admin = undefined;
-      }
-    }
-    if (healthPath === undefined && admin === undefined) return app;
-    const health = (): Response =>
-      this.#stopping
-        ? new Response("shutting down\n", {
-          status: 503,
-          headers: { "cache-control": "no-store", "connection": "close" },
-        })
-        : new Response("ok\n", { headers: { "cache-control": "no-store" } });
-    return function routed(request, info) {
-      if (healthPath !== undefined && pathOf(request.url) === healthPath) {
-        return health();
-      }
-      return admin?.handle(request, info) ?? app(request, info);
-    };
   }
 
   /**
@@ -697,7 +345,7 @@ class Server implements GracefulServer {
   #serveAdminApart(
     own: typeof import("./admin_listener.ts"),
     options: AdminOptions,
-    router: import("./admin.ts").AdminRouter,
+    router: AdminRouter,
   ): void {
     const plan = own.planAdminListener(options);
     const parent = this.#options;
@@ -806,18 +454,17 @@ class Server implements GracefulServer {
   /** Stop accepting, drain (up to drainTimeout); then resolve `finished` if asked. */
   async #drainNow(finish = true): Promise<void> {
     // Vacated for a complete restart: draining already.
-    if (this.#vacated === undefined) await this.#stopAndDrain();
-    else await this.#vacateDrain;
+    if (this.#vacated === undefined) {
+      await this.#stopAccepting();
+      await this.#drainOpen();
+    } else {
+      await this.#vacateDrain;
+    }
     if (!finish) return;
     await this.#adminStopped;
     this.#unregister();
     log.info("shut down");
     this.#finish.resolve();
-  }
-
-  async #stopAndDrain(): Promise<void> {
-    await this.#stopAccepting();
-    await this.#drainOpen();
   }
 
   async #stopAccepting(): Promise<void> {
@@ -830,27 +477,10 @@ class Server implements GracefulServer {
 
   /** Drains the open connections (up to drainTimeout). */
   async #drainOpen(): Promise<void> {
-    const drainTimeout = this.drainTimeout;
-    const idleGrace = this.#options.idleGrace ?? 500;
-    const bindings = [...this.#bindings];
-    log.info("draining {connections} connections ({inFlight} requests)", {
-      connections: this.connections,
-      inFlight: this.inFlight,
+    await drainBindings([...this.#bindings], {
+      drainTimeout: this.drainTimeout,
+      idleGrace: this.#options.idleGrace ?? 500,
     });
-    const drained = Promise.all(bindings.map((b) => b.drain(idleGrace)));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), drainTimeout);
-    });
-    const expired = await Promise.race([drained.then(() => false), timedOut]);
-    clearTimeout(timer);
-    if (expired) {
-      log.warn("drain timeout ({ms} ms): closing {connections} connections", {
-        ms: drainTimeout,
-        connections: this.connections,
-      });
-      for (const binding of bindings) binding.abort();
-    }
   }
 
   ref(): void {
@@ -868,24 +498,4 @@ class Server implements GracefulServer {
   [Symbol.asyncDispose](): Promise<void> {
     return this.shutdown();
   }
-}
-
-/** The path of an absolute request URL, without parsing all of it. */
-function pathOf(url: string): string {
-  const start = url.indexOf("/", url.indexOf("//") + 2);
-  if (start < 0) return "/";
-  let end = url.length;
-  const query = url.indexOf("?", start);
-  if (query >= 0) end = query;
-  const hash = url.indexOf("#", start);
-  if (hash >= 0 && hash < end) end = hash;
-  return url.slice(start, end);
-}
-
-function tlsOf(options: GracefulServeOptions): TlsOptions | undefined {
-  if (options.cert === undefined && options.key === undefined) return undefined;
-  if (!options.cert || !options.key) {
-    throw new TypeError("serveGraceful: `cert` and `key` go together");
-  }
-  return { cert: options.cert, key: options.key };
 }
