@@ -29,13 +29,6 @@ export interface ParsedArgs {
 /**
  * Parses `args` strictly: an unknown option or a missing value throws a
  * TypeError that names it.
- *
- * @example
- * ```ts
- * import { parseArgs } from "./args.ts";
- * const { values } = parseArgs(["--port", "8080"], { port: { type: "string" } });
- * console.log(values.port); // "8080"
- * ```
  */
 export function parseArgs(
   args: string[],

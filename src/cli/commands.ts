@@ -61,11 +61,6 @@ and command line); a pidfile in a directory others may write is refused.
 
 /**
  * Runs `reload`, `stop` or `status`; resolves to the exit status.
- *
- * @example
- * ```ts ignore
- * Deno.exit(await runCommand("status", ["--pidfile", "/run/app.pid"]));
- * ```
  */
 export async function runCommand(
   command: typeof COMMANDS[number],

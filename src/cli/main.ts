@@ -52,12 +52,6 @@ import { setupLogging } from "./logging.ts";
 
 /**
  * Runs the CLI; resolves to the exit status.
- *
- * @example
- * ```ts ignore
- * import { main } from "./main.ts";
- * Deno.exit(await main(Deno.args));
- * ```
  */
 export async function main(args: string[]): Promise<number> {
   const command = COMMANDS.find((c) => c === args[0]);

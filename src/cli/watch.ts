@@ -86,23 +86,6 @@ export interface Watcher {
  *
  * Run it in every generation, once the server is ready, and `close()` it when
  * this generation hands over or shuts down.
- *
- * @example
- * ```ts ignore
- * import { watchAndRestart } from "./watch.ts";
- * import { restartProcess } from "../restart/generation.ts";
- *
- * await server.ready;
- * const watcher = watchAndRestart(
- *   "/srv/app",
- *   { ignore: ["/srv/app/app.pid", "/srv/app/app.pid.json"] },
- *   async () => {
- *     const next = await restartProcess({ trigger: "watch" });
- *     watcher.close(); // handed over: the new generation watches now
- *     return next;
- *   },
- * );
- * ```
  */
 export function watchAndRestart(
   root: string,

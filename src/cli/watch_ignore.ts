@@ -29,18 +29,6 @@ function isEditorTemp(name: string): boolean {
  * Whether a change of `path` is ignored by a watch of `root`. Segments are
  * taken below `root`, so that a root inside, say, `~/.cache/` still works.
  * See `WatchOptions.ignore` (watch.ts) for the meaning of `ignore`'s entries.
- *
- * @example
- * ```ts
- * import { isIgnored } from "./watch.ts";
- *
- * isIgnored("/app", "/app/.git/index"); // true
- * isIgnored("/app", "/app/src/.main.ts.swp"); // true
- * isIgnored("/app", "/app/app.pid", ["/app/app.pid"]); // true
- * isIgnored("/app", "/app/dist/x.js", ["dist"]); // true
- * isIgnored("/app", "/app/x.log", [/\.log$/]); // true
- * isIgnored("/app", "/app/main.ts"); // false
- * ```
  */
 export function isIgnored(
   root: string,

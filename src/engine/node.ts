@@ -352,24 +352,6 @@ function acceptorOf(listener: Listener): net.Server {
  * Creates the "node" engine: each listener is served by a `node:http` (or
  * `node:https`) server fed with the connections accepted on the listener.
  *
- * @example Serve a listening socket's fd
- * ```ts ignore
- * import { createNodeEngine } from "./node.ts";
- *
- * const binding = createNodeEngine().serve({
- *   name: "http",
- *   fd: 3,
- *   addr: { transport: "tcp", hostname: "0.0.0.0", port: 8000 },
- *   inherited: true,
- * }, {
- *   handler: () => new Response("Hello"),
- *   onError: () => new Response("Oops", { status: 500 }),
- *   draining: new AbortController().signal,
- * });
- * await binding.stopAccepting();
- * await binding.drain(1000);
- * ```
- *
  * @returns An {@linkcode Engine} named "node".
  */
 export function createNodeEngine(): Engine {

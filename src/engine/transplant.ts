@@ -63,12 +63,6 @@ import { formatAddr } from "../listen/address.ts";
 /**
  * Why the transplant cannot be tried in this process (no FFI, no /proc), or
  * undefined when it can.
- *
- * @example
- * ```ts ignore
- * const why = transplantUnavailable();
- * if (why) console.warn(why);
- * ```
  */
 export function transplantUnavailable(): string | undefined {
   if (Deno.build.os !== "linux") return `it needs Linux, not ${Deno.build.os}`;
@@ -99,12 +93,6 @@ export interface TransplantBinding extends EngineBinding {
  * Creates the transplant engine (named "native": Deno's own HTTP engine).
  * Its `serve` throws, with the step that failed, when the transplant cannot
  * be done; nothing of the placeholder is left then.
- *
- * @example
- * ```ts ignore
- * const engine = createTransplantEngine();
- * const binding = engine.serve(listener, options);
- * ```
  */
 export function createTransplantEngine(): TransplantEngine {
   return {

@@ -134,18 +134,6 @@ const ROUTES: Record<string, Route> = {
 /**
  * Creates the admin router. Throws a `TypeError` on a bad `path`, `token` or
  * `maxBodyBytes`.
- *
- * @example
- * ```ts ignore
- * import { createAdmin } from "./admin.ts";
- *
- * const admin = createAdmin({}, {
- *   status: () => myStatus(),
- *   restart: (options) => restartProcess(options),
- *   shutdown: () => void shutdownAll("by the admin API"),
- * });
- * Deno.serve((req, info) => admin.handle(req, info) ?? new Response("app"));
- * ```
  */
 export function createAdmin(
   options: AdminOptions,

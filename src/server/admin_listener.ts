@@ -58,13 +58,6 @@ export interface AdminListenPlan {
 /**
  * Whether the admin API gets a listener of its own: without a token always,
  * with one when `listen` is given.
- *
- * @example
- * ```ts
- * import { ownAdminListener } from "./admin_listener.ts";
- * ownAdminListener({}); // true
- * ownAdminListener({ token: "0123456789abcdef" }); // false
- * ```
  */
 export function ownAdminListener(options: AdminOptions): boolean {
   return options.listen !== undefined || options.token === undefined;
@@ -78,12 +71,6 @@ const TEMP_SUFFIX = /\.[0-9a-f]{16}\.bind$/;
  * Plans the admin listener: the inherited one in a later generation, else
  * `options.listen` or the default socket. Throws a one-line error naming the
  * address or directory at fault.
- *
- * @example
- * ```ts ignore
- * const plan = planAdminListener({});
- * console.log(plan.address); // unix:/tmp/serve-graceful-0/admin-1234.sock
- * ```
  */
 export function planAdminListener(options: AdminOptions): AdminListenPlan {
   if (planned) {
