@@ -3,7 +3,7 @@
  * a listening socket with a given address, how the runtime registered it in
  * its epoll instance (/proc/self/fdinfo), and which connected sockets were
  * accepted from a listener. Linux only; everything here is read from /proc
- * and through the socket calls of os.ts.
+ * and through the socket calls of os/libc.ts.
  *
  * @module
  */

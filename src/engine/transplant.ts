@@ -22,7 +22,7 @@
  * closes), and the app's handler is not reached before the swap either.
  *
  * This relies on how the runtime registers a listener, so the server checks
- * each transplant (engine_check.ts) before it counts on it.
+ * each transplant (check.ts) before it counts on it.
  *
  * Stopping accepting, without ending the server: the fd is taken out of the
  * epoll instance, and an inert socket is dup2()ed over it, so that the
