@@ -152,9 +152,9 @@ export class Server implements GracefulServer {
     }
     // The handshake with the previous generation (when there is one) runs
     // while this one prepares everything that does not depend on the state
-    // it hands over: a handover then takes about as long as a cold start.
-    // The hello goes out first: preparing blocks the event loop for
-    // milliseconds (module loads), and with it the hello.
+    // it hands over, so that a handover does not wait for the two in turn.
+    // The hello goes out first: preparing blocks the event loop (module
+    // loads), and with it the hello.
     const joining = joinGeneration();
     joining.catch(() => {}); // settled below
     await helloSent();
