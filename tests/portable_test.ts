@@ -228,6 +228,73 @@ Deno.test("windows mode: when the next process fails, the old one listens again 
   }
 });
 
+/**
+ * The HTTP version curl gets with HTTP/2 prior knowledge (h2c): "2" from
+ * Deno.serve; node:http speaks no HTTP/2 (curl fails: "0").
+ */
+async function h2cVersion(port: number): Promise<string> {
+  const out = await new Deno.Command("curl", {
+    args: [
+      "-sS",
+      "--max-time",
+      "30",
+      "--http2-prior-knowledge",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_version}",
+      `http://127.0.0.1:${port}/`,
+    ],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return new TextDecoder().decode(out.stdout).trim();
+}
+
+Deno.test("windows mode: plain Deno.serve serves (h2c, FFI denied) before a restart, after it and after a rollback", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-windows-" });
+  const source = `${dir}/app.ts`;
+  await Deno.writeTextFile(source, app("v1"));
+  const child = new Child(Deno.execPath(), [
+    "run",
+    "-A",
+    "--deny-ffi",
+    MOD,
+    source,
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+    "--admin=/ops",
+  ], WINDOWS);
+  try {
+    const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
+    const port = Number(m[1]);
+    const first = await pidOf(port);
+    assertEquals(await h2cVersion(port), "2");
+    await Deno.writeTextFile(source, app("v2"));
+    await adminRestart(port);
+    const second = await servesVersion(port, "v2");
+    assertNotEquals(second, first);
+    assertEquals(await h2cVersion(port), "2");
+    // A broken version: the old process opens the address again, with
+    // Deno.serve again.
+    await Deno.writeTextFile(source, "export default {");
+    await adminRestart(port);
+    await child.waitFor(/listening again on 127\.0\.0\.1:/);
+    assertEquals(await pidOf(port), second);
+    assertEquals(await h2cVersion(port), "2");
+    assertEquals((await get(port, "/version")).text, "v2");
+    assert(!/FFI|ffi/.test(child.output), child.output);
+  } finally {
+    killAllWith(dir);
+    child.kill("SIGKILL");
+    await child.exited;
+    await until(() => pidsWith(dir).length === 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("windows mode: LISTEN_FDS and the signal commands are refused with one line each", async () => {
   const activated = await new Deno.Command("sh", {
     args: [

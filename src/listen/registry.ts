@@ -25,6 +25,7 @@ import { type InheritedFd, readListenFds } from "./listen_fds.ts";
 import { closeFd, dupFd, listenUnix } from "../os/libc.ts";
 import { listeningFdFor } from "../engine/fds.ts";
 import { configDecides, storeListeners } from "../systemd/fd_store.ts";
+import { opensOwnAddresses } from "../os/platform.ts";
 
 let inherited: InheritedFd[] | undefined;
 const claimed = new Set<number>();
@@ -144,7 +145,9 @@ function acquireNow(
       onListening(listener);
     }
     for (const spec of toOpen) {
-      const listener = openSpec(spec, request.name);
+      const listener = opensOwnAddresses()
+        ? { name: request.name, fd: -1, addr: { ...spec }, inherited: false }
+        : openSpec(spec, request.name);
       opened.push(listener);
       onListening(listener);
     }

@@ -145,3 +145,25 @@ Deno.test("portableEngine and setPortable: a process in the posix mode", async (
     "posix",
   ]);
 });
+
+Deno.test("portableEngine and opensOwnAddresses: a process in the windows mode", async () => {
+  const url = new URL("./platform.ts", import.meta.url).href;
+  const code =
+    `import { opensOwnAddresses, portableEngine, setPortable } from ${
+      JSON.stringify(url)
+    };
+    console.log(opensOwnAddresses());
+    setPortable("windows");
+    console.log(opensOwnAddresses(), portableEngine("auto"), portableEngine("native"));
+    try { portableEngine("node"); } catch (e) { console.log(e.message); }`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    env: { GRACEFUL_PORTABLE: "" },
+    stdout: "piped",
+  }).output();
+  assertEquals(new TextDecoder().decode(out.stdout).trim().split("\n"), [
+    "false",
+    "true node node",
+    'engine: "node" serves passed fds, which the windows mode has none of (Deno.serve opens the addresses): use "auto"',
+  ]);
+});

@@ -37,7 +37,12 @@ import { type CheckResult, checkTransplant } from "../engine/check.ts";
 import { assertDenoVersion } from "../os/deno_version.ts";
 import { loadLogging, logger, print } from "../util/log.ts";
 import { trace } from "../restart/trace.ts";
-import { portableEngine, warnPlatformOnce } from "../os/platform.ts";
+import {
+  opensOwnAddresses,
+  portableEngine,
+  warnPlatformOnce,
+} from "../os/platform.ts";
+import { serveOwnAddress } from "../engine/own_address.ts";
 import { reopenedSpecs, specOf } from "../restart/complete_restart.ts";
 import {
   advertiseAdmin,
@@ -370,6 +375,7 @@ async function attachEngine(
   notNative: string | undefined,
   handover: boolean,
 ): Promise<Attached> {
+  if (opensOwnAddresses()) return serveOwnAddress(listener, options);
   let reason = notNative;
   if (reason === undefined) {
     let binding: TransplantBinding | undefined;
