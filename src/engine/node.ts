@@ -36,7 +36,7 @@ import type {
   Listener,
 } from "../listen/types.ts";
 import { trace } from "../restart/trace.ts";
-import { dupFd } from "../os/libc.ts";
+import { dupFd } from "../os/fd.ts";
 
 // ---------------------------------------------------------------------------
 // Node internals this module relies on

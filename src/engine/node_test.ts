@@ -1,7 +1,8 @@
 import net from "node:net";
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
 import { createNodeEngine } from "./node.ts";
-import { closeFd, listenUnix } from "../os/libc.ts";
+import { closeFd } from "../os/fd.ts";
+import { listenUnix } from "../os/socket.ts";
 import { selfSignedCert } from "../../bench/lib/tls_cert.ts";
 import type {
   Addr,

@@ -22,7 +22,8 @@
 import type { Addr, Listener } from "./types.ts";
 import { addrMatches, formatAddr, type ListenSpec } from "./address.ts";
 import { type InheritedFd, readListenFds } from "./listen_fds.ts";
-import { closeFd, dupFd, listenUnix } from "../os/libc.ts";
+import { closeFd, dupFd } from "../os/fd.ts";
+import { listenUnix } from "../os/socket.ts";
 import { listeningFdFor } from "../engine/fds.ts";
 import { configDecides, storeListeners } from "../systemd/fd_store.ts";
 import { opensOwnAddresses } from "../os/platform.ts";
