@@ -128,6 +128,47 @@ Deno.test("posix mode: a broken version leaves the old one serving; the next goo
   }
 });
 
+const LIBC_URL = new URL("../src/os/libc.ts", import.meta.url).href;
+
+/** The symbols only Linux has, or that only the linux mode may bind. */
+const LINUX_ONLY = /^(epoll_ctl|netlink\w+|syscall)$/;
+
+/** Each generation prints the libc symbols it bound, as it exits. */
+const BOUND_APP = `
+import { boundSymbols } from ${JSON.stringify(LIBC_URL)};
+globalThis.addEventListener("unload", () => {
+  console.log("bound: " + JSON.stringify(boundSymbols()));
+});
+export default { fetch: () => new Response(String(Deno.pid)) };
+`;
+
+/** The symbols each generation that exited so far said it bound. */
+function boundBy(t: TempApp): string[][] {
+  return t.child.lines.filter((l) => l.startsWith("bound: ")).map((l) =>
+    JSON.parse(l.slice("bound: ".length))
+  );
+}
+
+for (const mode of ["linux", "posix"]) {
+  Deno.test(`${mode} mode: what a generation binds through FFI on a restart (no epoll, sock_diag or pidfd outside Linux)`, async () => {
+    const t = await TempApp.start(BOUND_APP, [], { GRACEFUL_PORTABLE: mode });
+    try {
+      const old = await pidOf(t.port);
+      Deno.kill(old, "SIGUSR2");
+      await nextPid(t.port, old);
+      await until(() => boundBy(t).length === 1);
+      const [bound] = boundBy(t);
+      // Both modes pass the fds at spawn and check them by getsockopt.
+      assert(bound.includes("getsockopt"), bound.join(" "));
+      const linuxOnly = bound.filter((name) => LINUX_ONLY.test(name));
+      if (mode === "posix") assertEquals(linuxOnly, []);
+      else assert(linuxOnly.includes("epoll_ctl"), bound.join(" "));
+    } finally {
+      await t.stop();
+    }
+  });
+}
+
 /** Waits until `/version` answers `version`; returns the pid that serves it. */
 async function servesVersion(port: number, version: string): Promise<number> {
   await until(async () => {

@@ -16,6 +16,7 @@
 import { constantsFor } from "./constants.ts";
 
 let whyNot = "";
+const bound = new Set<string>();
 
 /**
  * Binds `symbols` of this OS's libc. Returns null, keeping the reason for
@@ -36,11 +37,28 @@ export function bind<S extends Deno.ForeignLibraryInterface>(
     return null;
   }
   try {
-    return Deno.dlopen(libcPath(), symbols);
+    const lib = Deno.dlopen(libcPath(), symbols);
+    for (const name of Object.keys(symbols)) bound.add(name);
+    return lib;
   } catch (error) {
     whyNot = error instanceof Error ? error.message : String(error);
     return null;
   }
+}
+
+/**
+ * The names of every symbol this process has bound so far (the keys of the
+ * bindings' symbol tables): what a mode is seen to load.
+ *
+ * @example
+ * ```ts
+ * import { boundSymbols } from "./libc.ts";
+ *
+ * console.log(boundSymbols().includes("epoll_ctl"));
+ * ```
+ */
+export function boundSymbols(): string[] {
+  return [...bound];
 }
 
 /**

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { HOST_LITTLE_ENDIAN, libc } from "./libc.ts";
+import { bind, HOST_LITTLE_ENDIAN } from "./libc.ts";
 import { LINUX } from "./constants.ts";
 
 /** Netlink and sock_diag(7) constants (Linux). */
@@ -24,6 +24,35 @@ const NLMSG_HEADER_BYTES = 16;
 const INET_DIAG_REQUEST_BYTES = 56;
 /** The offset of idiag_inode in struct inet_diag_msg. */
 const INET_DIAG_INODE_OFFSET = 68;
+
+/** The calls of the netlink request, in a binding of their own (Linux). */
+const NETLINK_SYMBOLS = {
+  netlinkSocket: {
+    name: "socket",
+    parameters: ["i32", "i32", "i32"],
+    result: "i32",
+  },
+  netlinkSend: {
+    name: "send",
+    parameters: ["i32", "buffer", "usize", "i32"],
+    result: "isize",
+  },
+  netlinkRecv: {
+    name: "recv",
+    parameters: ["i32", "buffer", "usize", "i32"],
+    result: "isize",
+  },
+  netlinkClose: { name: "close", parameters: ["i32"], result: "i32" },
+} as const;
+
+let netlinkLib: Deno.DynamicLibrary<typeof NETLINK_SYMBOLS> | null | undefined;
+
+function netlinkCalls():
+  | Deno.DynamicLibrary<typeof NETLINK_SYMBOLS>["symbols"]
+  | undefined {
+  if (netlinkLib === undefined) netlinkLib = bind(NETLINK_SYMBOLS);
+  return netlinkLib?.symbols;
+}
 
 /**
  * The inode of the TCP socket whose local address is 127.0.0.1:`localPort`
@@ -45,9 +74,13 @@ export function loopbackTcpInode(
   localPort: number,
   peerPort: number,
 ): number | null | undefined {
-  const c = libc();
+  const c = netlinkCalls();
   if (!c) return undefined;
-  const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  const fd = c.netlinkSocket(
+    AF_NETLINK,
+    SOCK_RAW | SOCK_CLOEXEC,
+    NETLINK_SOCK_DIAG,
+  );
   if (fd < 0) return undefined;
   try {
     const request = new Uint8Array(
@@ -73,10 +106,17 @@ export function loopbackTcpInode(
     // idiag_cookie: INET_DIAG_NOCOOKIE, no cookie to match
     view.setUint32(req + 48, 0xffffffff, le);
     view.setUint32(req + 52, 0xffffffff, le);
-    if (c.send(fd, request, 0) !== request.length) return undefined;
+    if (
+      Number(c.netlinkSend(fd, request, BigInt(request.length), 0)) !==
+        request.length
+    ) {
+      return undefined;
+    }
     // The kernel answers a single-socket request while handling send(2).
     const answer = new Uint8Array(1024);
-    const received = c.recv(fd, answer, MSG_DONTWAIT);
+    const received = Number(
+      c.netlinkRecv(fd, answer, BigInt(answer.length), MSG_DONTWAIT),
+    );
     if (received < NLMSG_HEADER_BYTES) return undefined;
     const reply = new DataView(answer.buffer, 0, received);
     const type = reply.getUint16(4, le);
@@ -91,6 +131,6 @@ export function loopbackTcpInode(
     }
     return reply.getUint32(inodeAt, le);
   } finally {
-    c.close(fd);
+    c.netlinkClose(fd);
   }
 }
