@@ -293,46 +293,27 @@ async function h2cVersion(port: number): Promise<string> {
 }
 
 Deno.test("windows mode: plain Deno.serve serves (h2c, FFI denied) before a restart, after it and after a rollback", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "graceful-windows-" });
-  const source = `${dir}/app.ts`;
-  await Deno.writeTextFile(source, app("v1"));
-  const child = new Child(Deno.execPath(), [
-    "run",
-    "-A",
-    "--deny-ffi",
-    MOD,
-    source,
-    "--port",
-    "0",
-    "--hostname",
-    "127.0.0.1",
-    "--admin=/ops",
-  ], WINDOWS);
+  const t = await startFlagged("--deny-ffi", ["--admin=/ops"], WINDOWS);
   try {
-    const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
-    const port = Number(m[1]);
+    const port = t.port;
     const first = await pidOf(port);
     assertEquals(await h2cVersion(port), "2");
-    await Deno.writeTextFile(source, app("v2"));
+    await Deno.writeTextFile(t.source, app("v2"));
     await adminRestart(port);
     const second = await servesVersion(port, "v2");
     assertNotEquals(second, first);
     assertEquals(await h2cVersion(port), "2");
     // A broken version: the old process opens the address again, with
     // Deno.serve again.
-    await Deno.writeTextFile(source, "export default {");
+    await Deno.writeTextFile(t.source, "export default {");
     await adminRestart(port);
-    await child.waitFor(/listening again on 127\.0\.0\.1:/);
+    await t.child.waitFor(/listening again on 127\.0\.0\.1:/);
     assertEquals(await pidOf(port), second);
     assertEquals(await h2cVersion(port), "2");
     assertEquals((await get(port, "/version")).text, "v2");
-    assert(!/FFI|ffi/.test(child.output), child.output);
+    assert(!/FFI|ffi/.test(t.child.output), t.child.output);
   } finally {
-    killAllWith(dir);
-    child.kill("SIGKILL");
-    await child.exited;
-    await until(() => pidsWith(dir).length === 0);
-    await Deno.remove(dir, { recursive: true });
+    await t.stop();
   }
 });
 
@@ -375,34 +356,58 @@ function assertQuietText(text: string): void {
 }
 
 Deno.test("posix mode: a first generation that cannot read /proc restarts (no ownership check, the command line rebuilt)", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "graceful-noproc-" });
-  await Deno.writeTextFile(`${dir}/app.ts`, app("v1"));
+  const t = await startFlagged("--deny-read=/proc", [], POSIX);
+  try {
+    const old = await pidOf(t.port);
+    assertEquals(old, t.child.pid);
+    await Deno.writeTextFile(t.source, app("v2"));
+    Deno.kill(old, "SIGUSR2");
+    assertNotEquals(await servesVersion(t.port, "v2"), old);
+    await until(() => !alive(old));
+    assertEquals((await t.child.exited).code, 0);
+  } finally {
+    await t.stop();
+  }
+});
+
+/**
+ * The CLI on app v1 in a fresh dir, on a free port, under one Deno flag of
+ * its own (`--deny-ffi`...), which TempApp does not take.
+ */
+async function startFlagged(
+  denoFlag: string,
+  extra: string[],
+  env: Record<string, string>,
+): Promise<
+  { source: string; child: Child; port: number; stop(): Promise<void> }
+> {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-portable-" });
+  const source = `${dir}/app.ts`;
+  await Deno.writeTextFile(source, app("v1"));
   const child = new Child(Deno.execPath(), [
     "run",
     "-A",
-    "--deny-read=/proc",
+    denoFlag,
     MOD,
-    `${dir}/app.ts`,
+    source,
     "--port",
     "0",
     "--hostname",
     "127.0.0.1",
-  ], POSIX);
-  try {
-    const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
-    const port = Number(m[1]);
-    const old = await pidOf(port);
-    assertEquals(old, child.pid);
-    await Deno.writeTextFile(`${dir}/app.ts`, app("v2"));
-    Deno.kill(old, "SIGUSR2");
-    assertNotEquals(await servesVersion(port, "v2"), old);
-    await until(() => !alive(old));
-    assertEquals((await child.exited).code, 0);
-  } finally {
+    ...extra,
+  ], env);
+  const stop = async () => {
     killAllWith(dir);
     child.kill("SIGKILL");
     await child.exited;
     await until(() => pidsWith(dir).length === 0);
     await Deno.remove(dir, { recursive: true });
+  };
+  try {
+    const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
+    return { source, child, port: Number(m[1]), stop };
+  } catch (error) {
+    await stop();
+    throw error;
   }
-});
+}

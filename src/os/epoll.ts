@@ -5,7 +5,7 @@
  * @module
  */
 
-import { bind, HOST_LITTLE_ENDIAN } from "./libc.ts";
+import { HOST_LITTLE_ENDIAN, lazyBinding } from "./libc.ts";
 import { fdCallsAvailable } from "./fd.ts";
 
 const EPOLL_SYMBOLS = {
@@ -16,14 +16,7 @@ const EPOLL_SYMBOLS = {
 const EPOLL_CTL_ADD = 1;
 const EPOLL_CTL_DEL = 2;
 
-let epollLib: Deno.DynamicLibrary<typeof EPOLL_SYMBOLS> | null | undefined;
-
-function epollCalls():
-  | Deno.DynamicLibrary<typeof EPOLL_SYMBOLS>["symbols"]
-  | undefined {
-  if (epollLib === undefined) epollLib = bind(EPOLL_SYMBOLS);
-  return epollLib?.symbols;
-}
+const epollCalls = lazyBinding(EPOLL_SYMBOLS);
 
 /**
  * Whether the calls the transplant makes (dup2, fcntl, epoll_ctl) are

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { bind, libc } from "./libc.ts";
+import { lazyBinding, libc } from "./libc.ts";
 import { libcConstants } from "./constants.ts";
 
 const { F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC, FD_CLOEXEC } =
@@ -17,18 +17,11 @@ const FD_SYMBOLS = {
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
 } as const;
 
-let fdLib: Deno.DynamicLibrary<typeof FD_SYMBOLS> | null | undefined;
-
 /**
  * dup2(2) and fcntl(2), in a binding of their own: the transplant makes
  * these calls on a new generation's way to serving.
  */
-function fdCalls():
-  | Deno.DynamicLibrary<typeof FD_SYMBOLS>["symbols"]
-  | undefined {
-  if (fdLib === undefined) fdLib = bind(FD_SYMBOLS);
-  return fdLib?.symbols;
-}
+const fdCalls = lazyBinding(FD_SYMBOLS);
 
 /**
  * Whether {@linkcode dupFdOver} and friends can make their calls.

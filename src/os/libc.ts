@@ -47,6 +47,26 @@ export function bind<S extends Deno.ForeignLibraryInterface>(
 }
 
 /**
+ * A binding made on first use, once: the function returns its symbols, or
+ * undefined when {@linkcode bind} could not make it.
+ *
+ * @example
+ * ```ts ignore
+ * const calls = lazyBinding({ getpid: { parameters: [], result: "i32" } });
+ * calls()?.getpid();
+ * ```
+ */
+export function lazyBinding<S extends Deno.ForeignLibraryInterface>(
+  symbols: S,
+): () => Deno.DynamicLibrary<S>["symbols"] | undefined {
+  let lib: Deno.DynamicLibrary<S> | null | undefined;
+  return () => {
+    if (lib === undefined) lib = bind(symbols);
+    return lib?.symbols;
+  };
+}
+
+/**
  * The names of every symbol this process has bound so far (the keys of the
  * bindings' symbol tables): what a mode is seen to load.
  *

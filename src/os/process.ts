@@ -8,7 +8,7 @@
  */
 
 import nodeProcess from "node:process";
-import { bind } from "./libc.ts";
+import { lazyBinding } from "./libc.ts";
 import { setCloseOnExec } from "./fd.ts";
 import { execInPlace as osExecInPlace } from "./spawn.ts";
 import { libcConstants } from "./constants.ts";
@@ -22,16 +22,16 @@ const SYMBOLS = {
 const SYS_PIDFD_OPEN = 434;
 const SYS_PIDFD_GETFD = 438;
 
-let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null | undefined;
+const processCalls = lazyBinding(SYMBOLS);
 
 function calls(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
-  if (lib === undefined) lib = bind(SYMBOLS);
-  if (!lib) {
+  const symbols = processCalls();
+  if (!symbols) {
     throw new Error(
       "the supervisor needs FFI (--allow-ffi, or -A) for pidfd_getfd(2) and execve(2)",
     );
   }
-  return lib.symbols;
+  return symbols;
 }
 
 /**

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { bind, HOST_LITTLE_ENDIAN } from "./libc.ts";
+import { HOST_LITTLE_ENDIAN, lazyBinding } from "./libc.ts";
 import { LINUX } from "./constants.ts";
 
 /** Netlink and sock_diag(7) constants (Linux). */
@@ -45,14 +45,7 @@ const NETLINK_SYMBOLS = {
   netlinkClose: { name: "close", parameters: ["i32"], result: "i32" },
 } as const;
 
-let netlinkLib: Deno.DynamicLibrary<typeof NETLINK_SYMBOLS> | null | undefined;
-
-function netlinkCalls():
-  | Deno.DynamicLibrary<typeof NETLINK_SYMBOLS>["symbols"]
-  | undefined {
-  if (netlinkLib === undefined) netlinkLib = bind(NETLINK_SYMBOLS);
-  return netlinkLib?.symbols;
-}
+const netlinkCalls = lazyBinding(NETLINK_SYMBOLS);
 
 /**
  * The inode of the TCP socket whose local address is 127.0.0.1:`localPort`

@@ -8,7 +8,11 @@
  * @module
  */
 
-import { bind, HOST_LITTLE_ENDIAN, libcUnavailableReason } from "./libc.ts";
+import {
+  HOST_LITTLE_ENDIAN,
+  lazyBinding,
+  libcUnavailableReason,
+} from "./libc.ts";
 import { type LibcConstants, libcConstants } from "./constants.ts";
 import { setCloseOnExec, setNonBlocking } from "./fd.ts";
 
@@ -34,31 +38,14 @@ const MAKE_SYMBOLS = {
   listen: { parameters: ["i32", "i32"], result: "i32" },
 } as const;
 
-type Calls<S extends Deno.ForeignLibraryInterface> =
-  | Deno.DynamicLibrary<S>["symbols"]
-  | undefined;
-
-let socketLib: Deno.DynamicLibrary<typeof SOCKET_SYMBOLS> | null | undefined;
-let peerLib: Deno.DynamicLibrary<typeof PEER_SYMBOLS> | null | undefined;
-let makeLib: Deno.DynamicLibrary<typeof MAKE_SYMBOLS> | null | undefined;
-
 /** getsockopt(2) and getsockname(2): all a new generation needs of them. */
-function socketCalls(): Calls<typeof SOCKET_SYMBOLS> {
-  if (socketLib === undefined) socketLib = bind(SOCKET_SYMBOLS);
-  return socketLib?.symbols;
-}
+const socketCalls = lazyBinding(SOCKET_SYMBOLS);
 
 /** getpeername(2): the accepted-connection count and the self-check. */
-function peerCalls(): Calls<typeof PEER_SYMBOLS> {
-  if (peerLib === undefined) peerLib = bind(PEER_SYMBOLS);
-  return peerLib?.symbols;
-}
+const peerCalls = lazyBinding(PEER_SYMBOLS);
 
 /** shutdown(2), and what makes a socket: cutting, stopping, unix paths. */
-function makeCalls(): Calls<typeof MAKE_SYMBOLS> {
-  if (makeLib === undefined) makeLib = bind(MAKE_SYMBOLS);
-  return makeLib?.symbols;
-}
+const makeCalls = lazyBinding(MAKE_SYMBOLS);
 
 /** What getsockopt(2) and getsockname(2) say about a socket. */
 export interface SocketFacts {
@@ -196,7 +183,9 @@ export function shutdownSocket(fd: number): boolean {
  * A non-blocking, close-on-exec unix stream socket: by socket(2)'s flags,
  * or by fcntl(2) where the OS has none (macOS). Returns its fd, or -1.
  */
-function unixStreamSocket(calls: Calls<typeof MAKE_SYMBOLS> & object): number {
+function unixStreamSocket(
+  calls: Deno.DynamicLibrary<typeof MAKE_SYMBOLS>["symbols"],
+): number {
   const fd = calls.socket(
     C.AF_UNIX,
     C.SOCK_STREAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC,

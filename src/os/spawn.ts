@@ -12,6 +12,7 @@ import {
   bind,
   cString,
   HOST_LITTLE_ENDIAN,
+  lazyBinding,
   libcUnavailableReason,
   pointerArray,
 } from "./libc.ts";
@@ -58,17 +59,8 @@ const SPAWN_SYMBOLS = {
  */
 const SPAWN_STRUCT_BYTES = 1024;
 
-let spawnLib: Deno.DynamicLibrary<typeof SPAWN_SYMBOLS> | null | undefined;
-
 /** posix_spawn(3) and waitpid(2), in a binding of their own. */
-function spawnCalls():
-  | Deno.DynamicLibrary<typeof SPAWN_SYMBOLS>["symbols"]
-  | undefined {
-  if (spawnLib === undefined) {
-    spawnLib = bind(SPAWN_SYMBOLS);
-  }
-  return spawnLib?.symbols;
-}
+const spawnCalls = lazyBinding(SPAWN_SYMBOLS);
 
 /**
  * Loads posix_spawn(3) and waitpid(2) through FFI ahead of the first spawn

@@ -8,8 +8,8 @@
 
 import {
   addressOf,
-  bind,
   HOST_LITTLE_ENDIAN,
+  lazyBinding,
   libcUnavailableReason,
 } from "./libc.ts";
 
@@ -20,22 +20,11 @@ const NOTIFY_SYMBOLS = {
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
 } as const;
 
-let notifyLib: Deno.DynamicLibrary<typeof NOTIFY_SYMBOLS> | null | undefined;
-let notifyWhyNot = "";
-
 /**
  * socket(2), sendmsg(2), close(2) and clock_gettime(2), in a binding of their
  * own: what sd_notify(3) needs, and all a new generation loads to say ready.
  */
-function notifyCalls():
-  | Deno.DynamicLibrary<typeof NOTIFY_SYMBOLS>["symbols"]
-  | undefined {
-  if (notifyLib === undefined) {
-    notifyLib = bind(NOTIFY_SYMBOLS);
-    if (notifyLib === null) notifyWhyNot = libcUnavailableReason();
-  }
-  return notifyLib?.symbols;
-}
+const notifyCalls = lazyBinding(NOTIFY_SYMBOLS);
 
 /**
  * Why {@linkcode sendUnixDatagram} and {@linkcode monotonicClockUsec} cannot
@@ -49,7 +38,7 @@ function notifyCalls():
  * ```
  */
 export function notifyCallsUnavailableReason(): string {
-  return notifyWhyNot;
+  return notifyCalls() === undefined ? libcUnavailableReason() : "";
 }
 
 const AF_UNIX = 1;
