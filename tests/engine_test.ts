@@ -13,7 +13,7 @@ import type { GracefulHandler } from "../src/listen/types.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { MOD } from "./helpers.ts";
 import { selfSignedCert } from "../bench/lib/tls_cert.ts";
-import { socketFacts } from "../src/os/libc.ts";
+import { socketFacts } from "../src/os/socket.ts";
 import { decodeSockaddr } from "../src/listen/listen_fds.ts";
 
 const quiet = () => {};

@@ -8,7 +8,8 @@
 
 import net from "node:net";
 import { createNodeEngine } from "../src/engine/node.ts";
-import { closeFd, listenUnix } from "../src/os/libc.ts";
+import { closeFd } from "../src/os/fd.ts";
+import { listenUnix } from "../src/os/socket.ts";
 import type {
   Addr,
   EngineBinding,

@@ -26,7 +26,7 @@
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { currentCommand, findMainModuleIndex } from "../restart/spawn.ts";
-import { execInPlace } from "../os/libc.ts";
+import { execInPlace } from "../os/spawn.ts";
 
 /** The configuration files Deno finds, in its order within one directory. */
 const CONFIG_NAMES = ["deno.json", "deno.jsonc", "package.json"];

@@ -21,9 +21,9 @@ import { parseArgs } from "./args.ts";
 import type { WorkerStatus } from "../workers/pool.ts";
 import { quoteValue } from "../util/quote.ts";
 import { refuseSignalCommand } from "../os/platform.ts";
+import { isAlive } from "../os/process.ts";
 import {
   checkPidfileDir,
-  isAlive,
   readPid,
   readStatus,
   type StatusFile,

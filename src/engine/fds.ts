@@ -10,7 +10,7 @@
 
 import type { Addr } from "../listen/types.ts";
 import { decodeSockaddr, parseSocketInode } from "../listen/listen_fds.ts";
-import { socketFacts, socketNames } from "../os/libc.ts";
+import { socketFacts, socketNames } from "../os/socket.ts";
 
 /** One fd of /proc/self/fd and what its link names. */
 interface OpenFd {

@@ -29,7 +29,7 @@ import type {
   Listener,
 } from "../listen/types.ts";
 import { trace } from "../restart/trace.ts";
-import { dupFd } from "../os/libc.ts";
+import { dupFd } from "../os/fd.ts";
 import {
   clientGone,
   Connection,

@@ -46,17 +46,10 @@ import {
   epollRegistrationOf,
   listeningFdFor,
 } from "./fds.ts";
-import {
-  closeFd,
-  dupFdOver,
-  engineCallsAvailable,
-  epollAdd,
-  epollDelete,
-  inertListeningSocket,
-  libcUnavailableReason,
-  setNonBlocking,
-  shutdownSocket,
-} from "../os/libc.ts";
+import { engineCallsAvailable, epollAdd, epollDelete } from "../os/epoll.ts";
+import { closeFd, dupFdOver, setNonBlocking } from "../os/fd.ts";
+import { libcUnavailableReason } from "../os/libc.ts";
+import { inertListeningSocket, shutdownSocket } from "../os/socket.ts";
 import { trace } from "../restart/trace.ts";
 import { formatAddr } from "../listen/address.ts";
 

@@ -14,7 +14,9 @@
 
 import type { Addr } from "./types.ts";
 import { formatAddr, formatIpv6 } from "./address.ts";
-import { libc, socketFacts } from "../os/libc.ts";
+import { libc } from "../os/libc.ts";
+import { sockaddrFamily, socketFacts } from "../os/socket.ts";
+import { libcConstants, LISTEN_FDS_START } from "../os/constants.ts";
 import { isLinuxMode, platform } from "../os/platform.ts";
 import { quoteValue } from "../util/quote.ts";
 
@@ -107,9 +109,6 @@ export interface ReadListenFdsOptions {
   /** This process's id, compared with LISTEN_PID. Default: `Deno.pid`. */
   pid?: number;
 }
-
-/** The first passed fd (SD_LISTEN_FDS_START). */
-const LISTEN_FDS_START = 3;
 
 /** systemd's name for an fd when the unit gives none. */
 const DEFAULT_FD_NAME = "unknown";
@@ -254,9 +253,7 @@ function portableListenFds(
   return inherited;
 }
 
-/** fcntl(2) F_GETFD and its close-on-exec flag (POSIX). */
-const F_GETFD = 1;
-const FD_CLOEXEC = 1;
+const { F_GETFD, FD_CLOEXEC } = libcConstants;
 
 /** O_CLOEXEC, as the flags in /proc/self/fdinfo show it (octal). */
 const O_CLOEXEC = 0o2000000;
@@ -305,11 +302,7 @@ function describeFd(fd: number): string {
   }
 }
 
-/** Socket domains and types (Linux). */
-const AF_UNIX = 1;
-const AF_INET = 2;
-const AF_INET6 = 10;
-const IPPROTO_TCP = 6;
+const { AF_UNIX, AF_INET, AF_INET6, IPPROTO_TCP } = libcConstants;
 
 /**
  * The address of the socket open as `fd` if the kernel says, through
@@ -353,7 +346,7 @@ export function decodeSockaddr(
 ): Addr | undefined {
   if (bytes.length < 2) return undefined;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-  const family = view.getUint16(0, littleEndian);
+  const family = sockaddrFamily(bytes, littleEndian);
   if (family === AF_INET && bytes.length >= 8) {
     return {
       transport: "tcp",

@@ -19,7 +19,7 @@ import {
   readProcNetTables,
   readSocketInode,
 } from "./listen_fds.ts";
-import { socketFacts } from "../os/libc.ts";
+import { socketFacts } from "../os/socket.ts";
 import {
   has,
   IPV6,

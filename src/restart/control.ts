@@ -25,7 +25,7 @@
  * @module
  */
 
-import { loopbackTcpInode } from "../os/libc.ts";
+import { loopbackTcpInode } from "../os/sock_diag.ts";
 
 /**
  * The environment variable that carries the control address

@@ -19,7 +19,7 @@ import {
   procNetTcpInode,
   socketOwnedBy,
 } from "./control.ts";
-import { loopbackTcpInode } from "../os/libc.ts";
+import { loopbackTcpInode } from "../os/sock_diag.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

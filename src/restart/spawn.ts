@@ -11,26 +11,19 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { closeFd, ensureNonBlocking } from "../os/fd.ts";
+import { libc, libcUnavailableReason } from "../os/libc.ts";
 import {
-  closeFd,
   endedChild,
-  ensureNonBlocking,
-  libc,
-  libcUnavailableReason,
   loadSpawnCalls,
   reapChild,
   spawnInNewSession,
-} from "../os/libc.ts";
+} from "../os/spawn.ts";
 import { commandLineWithoutProc, isLinuxMode } from "../os/platform.ts";
-
-/** The first passed fd (SD_LISTEN_FDS_START). */
-const LISTEN_FDS_START = 3;
+import { libcConstants, LISTEN_FDS_START } from "../os/constants.ts";
 
 /** fcntl(2) commands and flags (Linux). */
-const F_GETFD = 1;
-const F_SETFD = 2;
-const FD_CLOEXEC = 1;
-const F_DUPFD_CLOEXEC = 1030;
+const { F_GETFD, F_SETFD, FD_CLOEXEC, F_DUPFD_CLOEXEC } = libcConstants;
 
 /**
  * What the child runs: `/bin/sh -c SCRIPT sh EXECPATH ARGS...`. The shell

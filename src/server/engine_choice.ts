@@ -19,7 +19,8 @@ import {
   type TransplantBinding,
   transplantUnavailable,
 } from "../engine/transplant.ts";
-import { portableEngine } from "../os/platform.ts";
+import { opensOwnAddresses, portableEngine } from "../os/platform.ts";
+import { serveOwnAddress } from "../engine/own_address.ts";
 import { releaseListener } from "../listen/registry.ts";
 import type { EngineName } from "./options.ts";
 import { type CheckResult, checkTransplant } from "../engine/check.ts";
@@ -78,6 +79,7 @@ export async function attachEngine(
   notNative: string | undefined,
   handover: boolean,
 ): Promise<Attached> {
+  if (opensOwnAddresses()) return serveOwnAddress(listener, options);
   let reason = notNative;
   if (reason === undefined) {
     let binding: TransplantBinding | undefined;

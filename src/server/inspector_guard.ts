@@ -35,7 +35,8 @@
 
 import inspector from "node:inspector";
 import net from "node:net";
-import { closeFd, socketFacts } from "../os/libc.ts";
+import { closeFd } from "../os/fd.ts";
+import { socketFacts } from "../os/socket.ts";
 import { decodeSockaddr } from "../listen/listen_fds.ts";
 import { logger } from "../util/log.ts";
 

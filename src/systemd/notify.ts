@@ -15,7 +15,7 @@ import {
   monotonicClockUsec,
   notifyCallsUnavailableReason,
   sendUnixDatagram,
-} from "../os/libc.ts";
+} from "../os/unix_datagram.ts";
 
 const log = logger("notify");
 
