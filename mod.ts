@@ -8,12 +8,16 @@
  * Run as a program, this module is the CLI: `deno run -A mod.ts --help`.
  *
  * @example Drop-in for Deno.serve
- * ```ts ignore
- * import { serveGraceful } from "./mod.ts";
+ * ```ts
+ * import { serveGraceful } from "@graceful/serve";
  *
- * serveGraceful({ port: 8000 }, (req, info) => {
- *   return new Response(`Hello ${info.remoteAddr.transport}!`);
- * });
+ * const server = serveGraceful(
+ *   { hostname: "127.0.0.1", port: 0 }, // 0: any free port
+ *   (_request, info) => new Response(`Hello ${info.remoteAddr.transport}!`),
+ * );
+ * await server.ready;
+ * // ... until SIGTERM, or:
+ * await server.shutdown();
  * ```
  *
  * @module
@@ -21,12 +25,12 @@
 
 import { trace } from "./src/restart/trace.ts";
 
-export {
-  type EngineName,
-  type GracefulServeOptions,
-  type GracefulServer,
-  serveGraceful,
-} from "./src/server/serve.ts";
+export { serveGraceful } from "./src/server/serve.ts";
+export type {
+  EngineName,
+  GracefulServeOptions,
+  GracefulServer,
+} from "./src/server/options.ts";
 export type {
   Addr,
   ErrorHandler,

@@ -67,8 +67,9 @@ through \`GRACEFUL_PORTABLE\`, in one peers bench run (\`bench/peers_bench.ts --
 \`bench/portable_report.ts ${source} --markdown\`): wrk with 50
 connections pinned to CPU 1, the servers to CPU 0, a hello-world app. The
 posix mode restarts on SIGUSR2 with the fds passed (node engine); the windows
-mode restarts through the admin API as a complete one; Deno.serve is killed
-and started again. The refusal window runs from the first refused /pid probe
+mode serves with plain Deno.serve on the address each process opens itself and
+restarts through the admin API as a complete one; Deno.serve is killed and
+started again. The refusal window runs from the first refused /pid probe
 (a new connection every 5 ms) to the first answer of the next process. In a
 refusal window wrk reconnects in a tight loop, so its failure count there is
 connection attempts, not users' requests: compare the windows.

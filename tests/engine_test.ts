@@ -8,12 +8,12 @@ import { serveGraceful } from "../mod.ts";
 import type {
   GracefulServeOptions,
   GracefulServer,
-} from "../src/server/serve.ts";
+} from "../src/server/options.ts";
 import type { GracefulHandler } from "../src/listen/types.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { MOD } from "./helpers.ts";
 import { selfSignedCert } from "../bench/lib/tls_cert.ts";
-import { socketFacts } from "../src/os/libc.ts";
+import { socketFacts } from "../src/os/socket.ts";
 import { decodeSockaddr } from "../src/listen/sockaddr.ts";
 
 const quiet = () => {};

@@ -508,7 +508,7 @@ const cases: Case[] = [
   {
     name: "WebSocket upgrade through Deno.upgradeWebSocket",
     handler: echoSocket,
-    // The node engine's known limit (README, src/engine/node.ts): Deno takes
+    // The node engine's known limit (README, src/engine/node_websocket.ts): Deno takes
     // over only a TCP node:net socket, so the call throws on TLS and unix and
     // the client gets onError's 500.
     differs: {

@@ -128,6 +128,47 @@ Deno.test("posix mode: a broken version leaves the old one serving; the next goo
   }
 });
 
+const LIBC_URL = new URL("../src/os/libc.ts", import.meta.url).href;
+
+/** The symbols only Linux has, or that only the linux mode may bind. */
+const LINUX_ONLY = /^(epoll_ctl|netlink\w+|syscall)$/;
+
+/** Each generation prints the libc symbols it bound, as it exits. */
+const BOUND_APP = `
+import { boundSymbols } from ${JSON.stringify(LIBC_URL)};
+globalThis.addEventListener("unload", () => {
+  console.log("bound: " + JSON.stringify(boundSymbols()));
+});
+export default { fetch: () => new Response(String(Deno.pid)) };
+`;
+
+/** The symbols each generation that exited so far said it bound. */
+function boundBy(t: TempApp): string[][] {
+  return t.child.lines.filter((l) => l.startsWith("bound: ")).map((l) =>
+    JSON.parse(l.slice("bound: ".length))
+  );
+}
+
+for (const mode of ["linux", "posix"]) {
+  Deno.test(`${mode} mode: what a generation binds through FFI on a restart (no epoll, sock_diag or pidfd outside Linux)`, async () => {
+    const t = await TempApp.start(BOUND_APP, [], { GRACEFUL_PORTABLE: mode });
+    try {
+      const old = await pidOf(t.port);
+      Deno.kill(old, "SIGUSR2");
+      await nextPid(t.port, old);
+      await until(() => boundBy(t).length === 1);
+      const [bound] = boundBy(t);
+      // Both modes pass the fds at spawn and check them by getsockopt.
+      assert(bound.includes("getsockopt"), bound.join(" "));
+      const linuxOnly = bound.filter((name) => LINUX_ONLY.test(name));
+      if (mode === "posix") assertEquals(linuxOnly, []);
+      else assert(linuxOnly.includes("epoll_ctl"), bound.join(" "));
+    } finally {
+      await t.stop();
+    }
+  });
+}
+
 /** Waits until `/version` answers `version`; returns the pid that serves it. */
 async function servesVersion(port: number, version: string): Promise<number> {
   await until(async () => {
@@ -228,6 +269,54 @@ Deno.test("windows mode: when the next process fails, the old one listens again 
   }
 });
 
+/**
+ * The HTTP version curl gets with HTTP/2 prior knowledge (h2c): "2" from
+ * Deno.serve; node:http speaks no HTTP/2 (curl fails: "0").
+ */
+async function h2cVersion(port: number): Promise<string> {
+  const out = await new Deno.Command("curl", {
+    args: [
+      "-sS",
+      "--max-time",
+      "30",
+      "--http2-prior-knowledge",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_version}",
+      `http://127.0.0.1:${port}/`,
+    ],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return new TextDecoder().decode(out.stdout).trim();
+}
+
+Deno.test("windows mode: plain Deno.serve serves (h2c, FFI denied) before a restart, after it and after a rollback", async () => {
+  const t = await startFlagged("--deny-ffi", ["--admin=/ops"], WINDOWS);
+  try {
+    const port = t.port;
+    const first = await pidOf(port);
+    assertEquals(await h2cVersion(port), "2");
+    await Deno.writeTextFile(t.source, app("v2"));
+    await adminRestart(port);
+    const second = await servesVersion(port, "v2");
+    assertNotEquals(second, first);
+    assertEquals(await h2cVersion(port), "2");
+    // A broken version: the old process opens the address again, with
+    // Deno.serve again.
+    await Deno.writeTextFile(t.source, "export default {");
+    await adminRestart(port);
+    await t.child.waitFor(/listening again on 127\.0\.0\.1:/);
+    assertEquals(await pidOf(port), second);
+    assertEquals(await h2cVersion(port), "2");
+    assertEquals((await get(port, "/version")).text, "v2");
+    assert(!/FFI|ffi/.test(t.child.output), t.child.output);
+  } finally {
+    await t.stop();
+  }
+});
+
 Deno.test("windows mode: LISTEN_FDS and the signal commands are refused with one line each", async () => {
   const activated = await new Deno.Command("sh", {
     args: [
@@ -267,34 +356,58 @@ function assertQuietText(text: string): void {
 }
 
 Deno.test("posix mode: a first generation that cannot read /proc restarts (no ownership check, the command line rebuilt)", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "graceful-noproc-" });
-  await Deno.writeTextFile(`${dir}/app.ts`, app("v1"));
+  const t = await startFlagged("--deny-read=/proc", [], POSIX);
+  try {
+    const old = await pidOf(t.port);
+    assertEquals(old, t.child.pid);
+    await Deno.writeTextFile(t.source, app("v2"));
+    Deno.kill(old, "SIGUSR2");
+    assertNotEquals(await servesVersion(t.port, "v2"), old);
+    await until(() => !alive(old));
+    assertEquals((await t.child.exited).code, 0);
+  } finally {
+    await t.stop();
+  }
+});
+
+/**
+ * The CLI on app v1 in a fresh dir, on a free port, under one Deno flag of
+ * its own (`--deny-ffi`...), which TempApp does not take.
+ */
+async function startFlagged(
+  denoFlag: string,
+  extra: string[],
+  env: Record<string, string>,
+): Promise<
+  { source: string; child: Child; port: number; stop(): Promise<void> }
+> {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-portable-" });
+  const source = `${dir}/app.ts`;
+  await Deno.writeTextFile(source, app("v1"));
   const child = new Child(Deno.execPath(), [
     "run",
     "-A",
-    "--deny-read=/proc",
+    denoFlag,
     MOD,
-    `${dir}/app.ts`,
+    source,
     "--port",
     "0",
     "--hostname",
     "127.0.0.1",
-  ], POSIX);
-  try {
-    const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
-    const port = Number(m[1]);
-    const old = await pidOf(port);
-    assertEquals(old, child.pid);
-    await Deno.writeTextFile(`${dir}/app.ts`, app("v2"));
-    Deno.kill(old, "SIGUSR2");
-    assertNotEquals(await servesVersion(port, "v2"), old);
-    await until(() => !alive(old));
-    assertEquals((await child.exited).code, 0);
-  } finally {
+    ...extra,
+  ], env);
+  const stop = async () => {
     killAllWith(dir);
     child.kill("SIGKILL");
     await child.exited;
     await until(() => pidsWith(dir).length === 0);
     await Deno.remove(dir, { recursive: true });
+  };
+  try {
+    const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
+    return { source, child, port: Number(m[1]), stop };
+  } catch (error) {
+    await stop();
+    throw error;
   }
-});
+}

@@ -293,7 +293,7 @@ function windowsModeSystem(
   const base = signalledSystem(
     SPECS["ours-windows"],
     "SIGUSR2",
-    [...oursCommand("node", port, context), "--admin=/ops"],
+    [...oursCommand("auto", port, context), "--admin=/ops"],
     port,
     context,
     {

@@ -27,7 +27,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { currentCommand } from "../restart/command_line.ts";
 import { findMainModuleIndex } from "../restart/deno_args.ts";
-import { execInPlace } from "../os/libc.ts";
+import { execInPlace } from "../os/spawn.ts";
 import { errorMessage } from "../util/error_message.ts";
 
 /** The configuration files Deno finds, in its order within one directory. */
@@ -65,22 +65,6 @@ export interface AppConfigInput {
  *
  * @throws {Error} For a package.json app whose node_modules are missing (the
  * message names the directory).
- *
- * @example
- * ```ts
- * import { planAppConfig } from "./app_config.ts";
- *
- * const files = new Set(["/app/deno.json", "/repo/deno.json"]);
- * planAppConfig({
- *   args: ["run", "-A", "/repo/mod.ts", "app.ts"],
- *   app: "app.ts",
- *   cwd: "/app",
- *   mainModule: "file:///repo/mod.ts",
- *   exists: (path) => files.has(path),
- * });
- * // { action: "reexec", config: "/app/deno.json",
- * //   args: ["run", "-A", "--config", "/app/deno.json", "/repo/mod.ts", "app.ts"] }
- * ```
  */
 export function planAppConfig(input: AppConfigInput): AppConfigPlan {
   const { args, app, config, cwd, exists } = input;
@@ -122,12 +106,6 @@ export function planAppConfig(input: AppConfigInput): AppConfigPlan {
  * binary has its configuration built in.
  *
  * @throws {Error} When the app's node_modules are missing, or execve fails.
- *
- * @example
- * ```ts ignore
- * import { serveUnderAppConfig } from "./app_config.ts";
- * serveUnderAppConfig("app.ts"); // returns, or runs again under app's deno.json
- * ```
  */
 export function serveUnderAppConfig(
   app: string | undefined,
@@ -170,13 +148,6 @@ export function serveUnderAppConfig(
 /**
  * The configuration file nearest to `dir`: the first of deno.json,
  * deno.jsonc and package.json in `dir` or the closest directory above it.
- *
- * @example
- * ```ts
- * import { nearestConfig } from "./app_config.ts";
- * nearestConfig("/app/src", (path) => path === "/app/package.json");
- * // "/app/package.json"
- * ```
  */
 export function nearestConfig(
   dir: string,

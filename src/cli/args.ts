@@ -1,7 +1,6 @@
 /**
- * Command-line parsing, behind one small module. It stands in for @std/cli
- * (JSR is not reachable from where this was built) with node:util parseArgs;
- * moving to @std/cli's parseArgs is a change to this file only.
+ * Command-line parsing, behind one small module: node:util parseArgs stands
+ * in for @std/cli's, and moving to @std/cli is a change to this file only.
  *
  * @module
  */
@@ -29,13 +28,6 @@ export interface ParsedArgs {
 /**
  * Parses `args` strictly: an unknown option or a missing value throws a
  * TypeError that names it.
- *
- * @example
- * ```ts
- * import { parseArgs } from "./args.ts";
- * const { values } = parseArgs(["--port", "8080"], { port: { type: "string" } });
- * console.log(values.port); // "8080"
- * ```
  */
 export function parseArgs(
   args: string[],

@@ -21,9 +21,9 @@ import { parseArgs } from "./args.ts";
 import type { WorkerStatus } from "../workers/pool.ts";
 import { quoteValue } from "../util/quote.ts";
 import { refuseSignalCommand } from "../os/platform.ts";
+import { isAlive } from "../os/process.ts";
 import {
   checkPidfileDir,
-  isAlive,
   readPid,
   readStatus,
   type StatusFile,
@@ -62,11 +62,6 @@ and command line); a pidfile in a directory others may write is refused.
 
 /**
  * Runs `reload`, `stop` or `status`; resolves to the exit status.
- *
- * @example
- * ```ts ignore
- * Deno.exit(await runCommand("status", ["--pidfile", "/run/app.pid"]));
- * ```
  */
 export async function runCommand(
   command: typeof COMMANDS[number],

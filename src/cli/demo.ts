@@ -10,13 +10,6 @@ import type { GracefulHandler } from "../listen/types.ts";
 
 /**
  * The demo handler.
- *
- * @example
- * ```ts ignore
- * import { serveGraceful } from "../../mod.ts";
- * import { demoHandler } from "./demo.ts";
- * serveGraceful({ port: 8199 }, demoHandler);
- * ```
  */
 export const demoHandler: GracefulHandler = function demoHandler(request) {
   const url = new URL(request.url);

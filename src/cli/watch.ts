@@ -18,9 +18,10 @@
  * @module
  */
 
-import { isAbsolute, join, relative, resolve, sep } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { logger } from "../util/log.ts";
 import { errorMessage } from "../util/error_message.ts";
+import { isIgnored, isPruned } from "./watch_ignore.ts";
 
 /** How long the tree must be quiet before a restart (ms), by default. */
 export const DEFAULT_DEBOUNCE_MS = 300;
@@ -73,90 +74,6 @@ export interface Watcher {
 }
 
 /** Directory names whose whole subtree is never watched for changes. */
-const IGNORED_SEGMENTS = new Set([".git", "node_modules", ".cache"]);
-
-/**
- * Whether an editor or the OS made `name` as a temporary or backup file: vim
- * (swap files `.swp`, `.swo`…`.swa`, the `.swx` probe, the `4913` write
- * probe, `name~` backups), emacs (`.#name` locks, `#name#` autosaves),
- * `*.tmp` files (also atomic writes, like the pidfile's) and `.DS_Store`.
- */
-function isEditorTemp(name: string): boolean {
-  return /\.sw[a-px]$/.test(name) ||
-    name.endsWith("~") ||
-    name.startsWith(".#") ||
-    (name.length > 1 && name.startsWith("#") && name.endsWith("#")) ||
-    name === "4913" ||
-    name.endsWith(".tmp") ||
-    name === ".DS_Store";
-}
-
-/**
- * Whether a change of `path` is ignored by a watch of `root`. Segments are
- * taken below `root`, so that a root inside, say, `~/.cache/` still works.
- * See {@linkcode WatchOptions.ignore} for the meaning of `ignore`'s entries.
- *
- * @example
- * ```ts
- * import { isIgnored } from "./watch.ts";
- *
- * isIgnored("/app", "/app/.git/index"); // true
- * isIgnored("/app", "/app/src/.main.ts.swp"); // true
- * isIgnored("/app", "/app/app.pid", ["/app/app.pid"]); // true
- * isIgnored("/app", "/app/dist/x.js", ["dist"]); // true
- * isIgnored("/app", "/app/x.log", [/\.log$/]); // true
- * isIgnored("/app", "/app/main.ts"); // false
- * ```
- */
-export function isIgnored(
-  root: string,
-  path: string,
-  ignore: readonly (string | RegExp)[] = [],
-): boolean {
-  return matches(root, path, ignore, true);
-}
-
-/**
- * Whether a directory is left out of walks (the catch-up scan, per-directory
- * watching): as {@linkcode isIgnored}, but without the RegExps, which are for
- * the paths of changes.
- */
-function isPruned(
-  root: string,
-  dir: string,
-  ignore: readonly (string | RegExp)[],
-): boolean {
-  return matches(root, dir, ignore, false);
-}
-
-function matches(
-  root: string,
-  path: string,
-  ignore: readonly (string | RegExp)[],
-  regexps: boolean,
-): boolean {
-  const base = resolve(root);
-  const absolute = resolve(base, path);
-  const rel = relative(base, absolute);
-  const segments = rel === "" ? [] : rel.split(sep);
-  if (segments.some((segment) => IGNORED_SEGMENTS.has(segment))) return true;
-  const name = segments.at(-1);
-  if (name !== undefined && isEditorTemp(name)) return true;
-  for (const entry of ignore) {
-    if (entry instanceof RegExp) {
-      if (!regexps) continue;
-      entry.lastIndex = 0;
-      if (entry.test(absolute)) return true;
-    } else if (entry.includes("/") || isAbsolute(entry)) {
-      const target = resolve(base, entry);
-      if (absolute === target || absolute.startsWith(target + sep)) return true;
-    } else if (segments.includes(entry)) {
-      return true;
-    }
-  }
-  return false;
-}
-
 /**
  * Watches `root` (recursively) and calls `restart` after changes: once per
  * burst of changes (`debounceMs`), never two at a time, and exactly once more
@@ -170,23 +87,6 @@ function matches(
  *
  * Run it in every generation, once the server is ready, and `close()` it when
  * this generation hands over or shuts down.
- *
- * @example
- * ```ts ignore
- * import { watchAndRestart } from "./watch.ts";
- * import { restartProcess } from "../restart/generation.ts";
- *
- * await server.ready;
- * const watcher = watchAndRestart(
- *   "/srv/app",
- *   { ignore: ["/srv/app/app.pid", "/srv/app/app.pid.json"] },
- *   async () => {
- *     const next = await restartProcess({ trigger: "watch" });
- *     watcher.close(); // handed over: the new generation watches now
- *     return next;
- *   },
- * );
- * ```
  */
 export function watchAndRestart(
   root: string,

@@ -9,7 +9,8 @@
  * @module
  */
 
-import { isAlive, readPid } from "../restart/pidfile.ts";
+import { readPid } from "../restart/pidfile.ts";
+import { isAlive } from "../os/process.ts";
 import { isLinuxMode } from "../os/platform.ts";
 
 /** The pidfile that the first process follows, for every generation. */

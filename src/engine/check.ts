@@ -58,12 +58,6 @@ export interface CheckResult {
 
 /**
  * Checks one transplanted listener; never throws.
- *
- * @example
- * ```ts ignore
- * const result = await checkTransplant(binding);
- * if (result.failure) console.warn(result.failure);
- * ```
  */
 export async function checkTransplant(
   binding: TransplantBinding,

@@ -3,7 +3,7 @@
  * a listening socket with a given address, how the runtime registered it in
  * its epoll instance (/proc/self/fdinfo), and which connected sockets were
  * accepted from a listener. Linux only; everything here is read from /proc
- * and through the socket calls of os.ts.
+ * and through the socket calls of os/libc.ts.
  *
  * @module
  */
@@ -11,7 +11,7 @@
 import type { Addr } from "../listen/types.ts";
 import { decodeSockaddr } from "../listen/sockaddr.ts";
 import { parseSocketInode } from "../os/proc_net.ts";
-import { socketFacts, socketNames } from "../os/libc.ts";
+import { socketFacts, socketNames } from "../os/socket.ts";
 
 /** One fd of /proc/self/fd and what its link names. */
 interface OpenFd {
@@ -45,11 +45,6 @@ export function sameAddr(a: Addr, b: Addr): boolean {
  * The fd of the listening socket bound to `addr` (as getsockname(2) gives
  * it), or undefined. `exclude` skips an fd already known (the inherited one
  * when the placeholder has the same address).
- *
- * @example
- * ```ts ignore
- * const fd = listeningFdFor({ transport: "tcp", hostname: "127.0.0.1", port: 8000 });
- * ```
  */
 export function listeningFdFor(
   addr: Addr,
@@ -103,11 +98,6 @@ const TFD_LINE =
 /**
  * The registration of `fd` in one of this process's epoll instances, as
  * /proc/self/fdinfo lists it; undefined when no instance has it.
- *
- * @example
- * ```ts ignore
- * const registration = epollRegistrationOf(12);
- * ```
  */
 export function epollRegistrationOf(
   fd: number,
@@ -158,11 +148,6 @@ function acceptedFrom(local: Addr, listening: Addr): boolean {
  * The fds of the connected sockets in this process that were accepted from
  * the listener bound to `listening`: their local address is the listener's
  * (a client's is not, but for a unix client, which has none).
- *
- * @example
- * ```ts ignore
- * const count = acceptedFds(listener.addr).length;
- * ```
  */
 export function acceptedFds(listening: Addr): number[] {
   const fds: number[] = [];

@@ -22,7 +22,7 @@
  * closes), and the app's handler is not reached before the swap either.
  *
  * This relies on how the runtime registers a listener, so the server checks
- * each transplant (engine_check.ts) before it counts on it.
+ * each transplant (check.ts) before it counts on it.
  *
  * Stopping accepting, without ending the server: the fd is taken out of the
  * epoll instance, and an inert socket is dup2()ed over it, so that the
@@ -46,17 +46,10 @@ import {
   epollRegistrationOf,
   listeningFdFor,
 } from "./fds.ts";
-import {
-  closeFd,
-  dupFdOver,
-  engineCallsAvailable,
-  epollAdd,
-  epollDelete,
-  inertListeningSocket,
-  libcUnavailableReason,
-  setNonBlocking,
-  shutdownSocket,
-} from "../os/libc.ts";
+import { engineCallsAvailable, epollAdd, epollDelete } from "../os/epoll.ts";
+import { closeFd, dupFdOver, setNonBlocking } from "../os/fd.ts";
+import { libcUnavailableReason } from "../os/libc.ts";
+import { inertListeningSocket, shutdownSocket } from "../os/socket.ts";
 import { trace } from "../restart/trace.ts";
 import { formatAddr } from "../listen/address.ts";
 import { errorMessage } from "../util/error_message.ts";
@@ -64,12 +57,6 @@ import { errorMessage } from "../util/error_message.ts";
 /**
  * Why the transplant cannot be tried in this process (no FFI, no /proc), or
  * undefined when it can.
- *
- * @example
- * ```ts ignore
- * const why = transplantUnavailable();
- * if (why) console.warn(why);
- * ```
  */
 export function transplantUnavailable(): string | undefined {
   if (Deno.build.os !== "linux") return `it needs Linux, not ${Deno.build.os}`;
@@ -100,12 +87,6 @@ export interface TransplantBinding extends EngineBinding {
  * Creates the transplant engine (named "native": Deno's own HTTP engine).
  * Its `serve` throws, with the step that failed, when the transplant cannot
  * be done; nothing of the placeholder is left then.
- *
- * @example
- * ```ts ignore
- * const engine = createTransplantEngine();
- * const binding = engine.serve(listener, options);
- * ```
  */
 export function createTransplantEngine(): TransplantEngine {
   return {

@@ -303,6 +303,30 @@ export function formatIpv6(groups: readonly number[]): string {
 }
 
 /**
+ * Tells whether an IP address is a loopback address: 127.0.0.0/8, `::1`, or
+ * IPv4-mapped 127.0.0.0/8 (`::ffff:127.0.0.1`). IPv6 may come in brackets
+ * and with a zone id. Host names, `localhost` among them, are not addresses.
+ */
+export function isLoopbackIp(text: string): boolean {
+  let host = text.toLowerCase();
+  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+  const zone = host.indexOf("%");
+  if (zone >= 0) host = host.slice(0, zone);
+  const ipv4 = IPV4_PATTERN.exec(host);
+  if (ipv4 !== null) {
+    const bytes = ipv4.slice(1).map(Number);
+    return bytes.every((byte) => byte <= 255) && bytes[0] === 127;
+  }
+  const groups = host.includes(":") ? parseIpv6(host) : undefined;
+  if (groups === undefined) return false;
+  const zeros = groups.slice(0, 5).every((group) => group === 0);
+  return zeros && (
+    (groups[5] === 0 && groups[6] === 0 && groups[7] === 1) ||
+    (groups[5] === 0xffff && groups[6] >> 8 === 127)
+  );
+}
+
+/**
  * Parses an IPv6 address (without brackets or zone id) into eight 16-bit
  * groups, or returns undefined when `text` is not one. A trailing dotted IPv4
  * part (`::ffff:127.0.0.1`) is accepted.

@@ -3,6 +3,7 @@ import {
   addrMatches,
   formatAddr,
   formatIpv6,
+  isLoopbackIp,
   type ListenSpec,
   parseListenAddress,
 } from "./address.ts";
@@ -365,5 +366,38 @@ Deno.test("Deno prints bound IPv6 hosts in the notation formatIpv6 uses", () => 
     } finally {
       listener.close();
     }
+  }
+});
+
+Deno.test("isLoopbackIp: 127/8, ::1 and IPv4-mapped 127/8, in any notation", () => {
+  for (
+    const ip of [
+      "127.0.0.1",
+      "127.255.0.9",
+      "::1",
+      "[::1]",
+      "0:0:0:0:0:0:0:1",
+      "::1%lo",
+      "::ffff:127.0.0.1",
+      "::FFFF:7f00:1",
+    ]
+  ) {
+    assertEquals(isLoopbackIp(ip), true, ip);
+  }
+  for (
+    const ip of [
+      "128.0.0.1",
+      "127.0.0.256",
+      "127.1",
+      "::",
+      "::2",
+      "::ffff:10.0.0.1",
+      "1::1",
+      "localhost",
+      "",
+      "1:2:3:4:5:6:7:8:9",
+    ]
+  ) {
+    assertEquals(isLoopbackIp(ip), false, ip);
   }
 });

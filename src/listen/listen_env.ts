@@ -8,8 +8,7 @@
 
 import { quoteValue } from "../util/quote.ts";
 
-/** The first passed fd (SD_LISTEN_FDS_START). */
-export const LISTEN_FDS_START = 3;
+import { LISTEN_FDS_START } from "../os/constants.ts";
 
 /** systemd's name for an fd when the unit gives none. */
 export const DEFAULT_FD_NAME = "unknown";

@@ -12,12 +12,12 @@
 import type { Addr } from "./types.ts";
 import {
   DEFAULT_FD_NAME,
-  LISTEN_FDS_START,
   ListenFdsError,
   parseListenEnv,
 } from "./listen_env.ts";
 import { classifySocket, listeningAddressOf } from "./socket_kind.ts";
 import { libc } from "../os/libc.ts";
+import { libcConstants, LISTEN_FDS_START } from "../os/constants.ts";
 import { isLinuxMode, platform } from "../os/platform.ts";
 import {
   parseSocketInode,
@@ -208,9 +208,7 @@ function portableListenFds(
   return inherited;
 }
 
-/** fcntl(2) F_GETFD and its close-on-exec flag (POSIX). */
-const F_GETFD = 1;
-const FD_CLOEXEC = 1;
+const { F_GETFD, FD_CLOEXEC } = libcConstants;
 
 /** O_CLOEXEC, as the flags in /proc/self/fdinfo show it (octal). */
 const O_CLOEXEC = 0o2000000;

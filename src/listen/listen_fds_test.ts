@@ -13,7 +13,7 @@ import { ListenFdsError } from "./listen_env.ts";
 import { classifySocket } from "./socket_kind.ts";
 import { decodeSockaddr } from "./sockaddr.ts";
 import { type ProcNetTables, readProcNetTables } from "../os/proc_net.ts";
-import { socketFacts } from "../os/libc.ts";
+import { socketFacts } from "../os/socket.ts";
 import {
   has,
   IPV6,

@@ -22,10 +22,12 @@
 import type { Addr, Listener } from "./types.ts";
 import { addrMatches, formatAddr, type ListenSpec } from "./address.ts";
 import { type InheritedFd, readListenFds } from "./listen_fds.ts";
-import { closeFd, dupFd, listenUnix } from "../os/libc.ts";
+import { closeFd, dupFd } from "../os/fd.ts";
+import { listenUnix } from "../os/socket.ts";
 import { listeningFdFor } from "../engine/fds.ts";
 import { configDecides, storeListeners } from "../systemd/fd_store.ts";
 import { errorMessage } from "../util/error_message.ts";
+import { opensOwnAddresses } from "../os/platform.ts";
 
 let inherited: InheritedFd[] | undefined;
 const claimed = new Set<number>();
@@ -145,7 +147,9 @@ function acquireNow(
       onListening(listener);
     }
     for (const spec of toOpen) {
-      const listener = openSpec(spec, request.name);
+      const listener = opensOwnAddresses()
+        ? { name: request.name, fd: -1, addr: { ...spec }, inherited: false }
+        : openSpec(spec, request.name);
       opened.push(listener);
       onListening(listener);
     }

@@ -8,11 +8,11 @@
 
 import type { Addr } from "./types.ts";
 import { formatIpv6 } from "./address.ts";
+import { libcConstants } from "../os/constants.ts";
+import { sockaddrFamily } from "../os/socket.ts";
 
 /** Socket domains (Linux). */
-export const AF_UNIX = 1;
-export const AF_INET = 2;
-export const AF_INET6 = 10;
+export const { AF_UNIX, AF_INET, AF_INET6 } = libcConstants;
 
 /** A sockaddr's family is in the host's byte order. */
 const HOST_IS_LITTLE_ENDIAN =
@@ -62,7 +62,7 @@ export function decodeSockaddr(
 ): Addr | undefined {
   if (bytes.length < 2) return undefined;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-  const family = view.getUint16(0, littleEndian);
+  const family = sockaddrFamily(bytes, littleEndian);
   if (family === AF_INET && bytes.length >= 8) {
     return {
       transport: "tcp",

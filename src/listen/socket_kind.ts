@@ -18,7 +18,8 @@ import {
   decodeSockaddr,
   formatIp,
 } from "./sockaddr.ts";
-import { socketFacts } from "../os/libc.ts";
+import { socketFacts } from "../os/socket.ts";
+import { libcConstants } from "../os/constants.ts";
 import type { ProcNetTables } from "../os/proc_net.ts";
 
 /** The TCP state "LISTEN" in /proc/net/tcp. */
@@ -34,8 +35,7 @@ const SOCK_SEQPACKET = 5;
 /** __SO_ACCEPTCON in the flags of /proc/net/unix: listen() was called. */
 const SO_ACCEPTCON = 0x10000;
 
-/** IPPROTO_TCP (Linux). */
-const IPPROTO_TCP = 6;
+const { IPPROTO_TCP } = libcConstants;
 
 /**
  * The address of the socket open as `fd` if the kernel says, through

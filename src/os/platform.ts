@@ -8,6 +8,7 @@
  *   (fds passed at spawn, the control channel, the node engine); no /proc,
  *   no sock_diag ownership check, no native engine.
  * - `windows`: no fd passing and no HUP/USR1/USR2 (`Deno.kill` terminates):
+ *   plain Deno.serve on the addresses the process opens itself (no FFI), and
  *   every restart is a complete one (stop accepting, drain, start the next
  *   process on the same addresses; the old one listens again if it fails).
  *
@@ -52,7 +53,8 @@ const WINDOWS_MISSING = [
   "are refused until the next process listens)",
   "LISTEN_FDS (socket activation)",
   "restart signals (HUP, USR1, USR2)",
-  "the native engine (the node engine serves)",
+  "the epoll transplant and the node engine (Deno.serve opens its " +
+  "addresses itself)",
 ];
 
 /**
@@ -199,8 +201,26 @@ export function isLinuxMode(): boolean {
 }
 
 /**
- * The engine to use for the one asked for: outside Linux, "auto" is the node
- * engine, and "native" (the epoll transplant) is refused with one line.
+ * Whether servers open their addresses themselves, with Deno.serve (the
+ * windows mode): the registry then only reserves an address, and no fd
+ * exists to pass on.
+ *
+ * @example
+ * ```ts ignore
+ * if (opensOwnAddresses()) console.log("Deno.serve listens by itself");
+ * ```
+ */
+export function opensOwnAddresses(): boolean {
+  return platform().mode === "windows";
+}
+
+/**
+ * The engine to use for the one asked for: outside Linux never the epoll
+ * transplant. In the posix mode "auto" is the node engine and "native" is
+ * refused with one line. In the windows mode Deno.serve serves every
+ * listener ({@linkcode opensOwnAddresses}) whether "auto" or "native" was
+ * asked for (this returns "node": no transplant to try), and "node" (which
+ * serves fds) is refused with one line.
  *
  * @example
  * ```ts ignore
@@ -212,7 +232,13 @@ export function portableEngine<E extends "auto" | "native" | "node">(
 ): E | "node" {
   const { mode } = platform();
   if (mode === "linux") return wanted;
-  if (wanted === "native") {
+  if (mode === "windows" && wanted === "node") {
+    throw new Error(
+      `engine: "node" serves passed fds, which the windows mode has none ` +
+        `of (Deno.serve opens the addresses): use "auto"`,
+    );
+  }
+  if (mode === "posix" && wanted === "native") {
     throw new Error(
       `engine: "native" needs Linux (epoll, /proc); this is the ${mode} ` +
         `mode: use "node" or "auto"`,

@@ -123,25 +123,46 @@ Deno.test("portableSignals: the windows mode has no restart signal and shuts dow
   );
 });
 
-Deno.test("portableEngine and setPortable: a process in the posix mode", async () => {
+/** The lines `deno eval` prints for `body`, after importing `names` of platform.ts. */
+async function evalLines(names: string, body: string): Promise<string[]> {
   const url = new URL("./platform.ts", import.meta.url).href;
-  const code = `import { portableEngine, setPortable } from ${
-    JSON.stringify(url)
-  };
-    setPortable("posix");
-    console.log(portableEngine("auto"), portableEngine("node"));
-    try { portableEngine("native"); } catch (e) { console.log(e.message); }
-    try { setPortable("bsd"); } catch (e) { console.log(e.message); }
-    console.log(Deno.env.get("GRACEFUL_PORTABLE"));`;
+  const code = `import { ${names} } from ${JSON.stringify(url)};\n${body}`;
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["eval", code],
     env: { GRACEFUL_PORTABLE: "" },
     stdout: "piped",
   }).output();
-  assertEquals(new TextDecoder().decode(out.stdout).trim().split("\n"), [
+  return new TextDecoder().decode(out.stdout).trim().split("\n");
+}
+
+Deno.test("portableEngine and setPortable: a process in the posix mode", async () => {
+  const lines = await evalLines(
+    "portableEngine, setPortable",
+    `setPortable("posix");
+    console.log(portableEngine("auto"), portableEngine("node"));
+    try { portableEngine("native"); } catch (e) { console.log(e.message); }
+    try { setPortable("bsd"); } catch (e) { console.log(e.message); }
+    console.log(Deno.env.get("GRACEFUL_PORTABLE"));`,
+  );
+  assertEquals(lines, [
     "node node",
     'engine: "native" needs Linux (epoll, /proc); this is the posix mode: use "node" or "auto"',
     "--portable bsd: not a mode (use posix or windows)",
     "posix",
+  ]);
+});
+
+Deno.test("portableEngine and opensOwnAddresses: a process in the windows mode", async () => {
+  const lines = await evalLines(
+    "opensOwnAddresses, portableEngine, setPortable",
+    `console.log(opensOwnAddresses());
+    setPortable("windows");
+    console.log(opensOwnAddresses(), portableEngine("auto"), portableEngine("native"));
+    try { portableEngine("node"); } catch (e) { console.log(e.message); }`,
+  );
+  assertEquals(lines, [
+    "false",
+    "true node node",
+    'engine: "node" serves passed fds, which the windows mode has none of (Deno.serve opens the addresses): use "auto"',
   ]);
 });

@@ -1,42 +1,37 @@
 /**
- * The process calls a supervisor needs that Deno has no API for:
- * pidfd_open(2) and pidfd_getfd(2) (take a worker's listening sockets),
- * execve(2) (upgrade in place), and the terminal and PID 1 checks.
- *
- * TODO(os seam): these bindings belong in ./libc.ts once the engine work has
- * settled that module.
+ * Facts about processes and the calls a supervisor needs that Deno has no
+ * API for: whether a pid is alive (zombies are not), pidfd_open(2) and
+ * pidfd_getfd(2) (take a worker's listening sockets; Linux), execve(2)
+ * keeping chosen fds (upgrade in place), and the terminal and PID 1 checks.
  *
  * @module
  */
 
-import { execInPlace as osExecInPlace, libcPath } from "./libc.ts";
+import nodeProcess from "node:process";
+import { lazyBinding } from "./libc.ts";
+import { setCloseOnExec } from "./fd.ts";
+import { execInPlace as osExecInPlace } from "./spawn.ts";
+import { libcConstants } from "./constants.ts";
 
 const SYMBOLS = {
   syscall: { parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
   close: { parameters: ["i32"], result: "i32" },
-  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   sigprocmask: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
 } as const;
 
 const SYS_PIDFD_OPEN = 434;
 const SYS_PIDFD_GETFD = 438;
 
-let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null | undefined;
+const processCalls = lazyBinding(SYMBOLS);
 
 function calls(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
-  if (lib === undefined) {
-    try {
-      lib = Deno.dlopen(libcPath(), SYMBOLS);
-    } catch {
-      lib = null;
-    }
-  }
-  if (!lib) {
+  const symbols = processCalls();
+  if (!symbols) {
     throw new Error(
       "the supervisor needs FFI (--allow-ffi, or -A) for pidfd_getfd(2) and execve(2)",
     );
   }
-  return lib.symbols;
+  return symbols;
 }
 
 /**
@@ -70,10 +65,8 @@ export function takeFd(pid: number, fd: number): number {
   }
 }
 
-const F_GETFD = 1;
-const F_SETFD = 2;
-const FD_CLOEXEC = 1;
-const SIG_SETMASK = 2;
+/** sigprocmask(2)'s "set the mask" (Linux 2, macOS 3). */
+const SIG_SETMASK = Deno.build.os === "darwin" ? 3 : 2;
 
 /**
  * Replaces this process's program with `argv` (execve(2): same pid, same
@@ -93,19 +86,16 @@ export function execInPlace(
 ): void {
   const c = calls();
   for (const fd of keep) {
-    const flags = c.fcntl(fd, F_GETFD, 0);
-    if (flags < 0 || c.fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0) {
+    if (!setCloseOnExec(fd, false)) {
       throw new Error(`cannot keep fd ${fd} across execve: it is not open`);
     }
   }
-  c.sigprocmask(SIG_SETMASK, new Uint8Array(128), null);
+  c.sigprocmask(SIG_SETMASK, new Uint8Array(libcConstants.sigsetBytes), null);
   try {
     // The one execve binding (./libc.ts; the app-config re-execution uses it).
     osExecInPlace(argv[0], argv, env);
   } finally {
-    for (const fd of keep) {
-      c.fcntl(fd, F_SETFD, c.fcntl(fd, F_GETFD, 0) | FD_CLOEXEC);
-    }
+    for (const fd of keep) setCloseOnExec(fd, true);
   }
 }
 
@@ -142,4 +132,32 @@ export function inForegroundTerminal(): boolean {
  */
 export function isPid1(): boolean {
   return Deno.pid === 1;
+}
+
+/**
+ * Whether process `pid` is alive and not a zombie: /proc/PID/stat on Linux
+ * (PID 1 may not reap orphans, and a zombie answers signals), a signal-0
+ * probe elsewhere (where a zombie counts as alive).
+ *
+ * @example
+ * ```ts
+ * import { isAlive } from "./process.ts";
+ * console.log(isAlive(Deno.pid)); // true
+ * ```
+ */
+export function isAlive(pid: number): boolean {
+  if (Deno.build.os !== "linux") {
+    try {
+      return nodeProcess.kill(pid, 0);
+    } catch {
+      return false;
+    }
+  }
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
 }

@@ -7,7 +7,7 @@
  */
 
 import type { ChildProcess } from "node:child_process";
-import { endedChild, reapChild } from "../os/libc.ts";
+import { endedChild, reapChild } from "../os/spawn.ts";
 
 /**
  * How a generation ended: its exit code, or the signal that killed it.

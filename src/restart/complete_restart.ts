@@ -3,8 +3,10 @@
  * old process stops accepting (it "vacates" its addresses; its requests in
  * flight finish there), the next one starts at once and opens the same
  * addresses itself, and when that one fails, the old one listens on them
- * again ("reoccupies") and keeps serving. New connections are refused from
- * the vacating until the next one listens; BENCHMARKS.md says for how long.
+ * again ("reoccupies") and keeps serving. Each process serves with plain
+ * Deno.serve on the addresses it opens itself (engine/own_address.ts). New
+ * connections are refused from the vacating until the next one listens;
+ * BENCHMARKS.md says for how long.
  *
  * @module
  */
@@ -12,7 +14,7 @@
 import type { Addr } from "../listen/types.ts";
 import { type ListenSpec, parseListenAddress } from "../listen/address.ts";
 import type { HandoverState } from "./handover_types.ts";
-import { platform } from "../os/platform.ts";
+import { opensOwnAddresses } from "../os/platform.ts";
 
 /**
  * Whether restarts are complete ones here (the windows mode).
@@ -23,7 +25,7 @@ import { platform } from "../os/platform.ts";
  * ```
  */
 export function completeRestarts(): boolean {
-  return platform().mode === "windows";
+  return opensOwnAddresses();
 }
 
 /**

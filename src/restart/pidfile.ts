@@ -266,25 +266,6 @@ export function readStatus(pidfile: string): StatusFile | undefined {
   }
 }
 
-/**
- * Whether process `pid` is alive (and not a zombie).
- *
- * @example
- * ```ts
- * import { isAlive } from "./pidfile.ts";
- * console.log(isAlive(Deno.pid)); // true
- * ```
- */
-export function isAlive(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
-}
-
 /** Who process `pid` is: its start time and a digest of its command line. */
 async function identityOf(
   pid: number,

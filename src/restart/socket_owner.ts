@@ -7,7 +7,7 @@
  * @module
  */
 
-import { loopbackTcpInode } from "../os/libc.ts";
+import { loopbackTcpInode } from "../os/sock_diag.ts";
 import { processHoldsSocket, procNetTcpInode } from "../os/proc_net.ts";
 
 /**

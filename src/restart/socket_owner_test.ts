@@ -1,6 +1,6 @@
 import { assert, assertEquals } from "../../tests/assert.ts";
 import { socketOwnedBy } from "./socket_owner.ts";
-import { loopbackTcpInode } from "../os/libc.ts";
+import { loopbackTcpInode } from "../os/sock_diag.ts";
 import { procNetTcpInode } from "../os/proc_net.ts";
 
 Deno.test("socketOwnedBy: the kernel says which process holds a loopback connection", async () => {

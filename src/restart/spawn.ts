@@ -11,22 +11,13 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { LISTEN_FDS_START } from "../listen/listen_env.ts";
-import {
-  closeFd,
-  ensureNonBlocking,
-  libc,
-  libcUnavailableReason,
-  loadSpawnCalls,
-  spawnInNewSession,
-} from "../os/libc.ts";
+import { closeFd, ensureNonBlocking } from "../os/fd.ts";
+import { libc, libcUnavailableReason } from "../os/libc.ts";
+import { loadSpawnCalls, spawnInNewSession } from "../os/spawn.ts";
+import { libcConstants, LISTEN_FDS_START } from "../os/constants.ts";
 import { type Generation, watchGeneration, watchSpawned } from "./child.ts";
 
-/** fcntl(2) commands and flags (Linux). */
-const F_GETFD = 1;
-const F_SETFD = 2;
-const FD_CLOEXEC = 1;
-const F_DUPFD_CLOEXEC = 1030;
+const { F_GETFD, F_SETFD, FD_CLOEXEC, F_DUPFD_CLOEXEC } = libcConstants;
 
 /**
  * What the child runs: `/bin/sh -c SCRIPT sh EXECPATH ARGS...`. The shell

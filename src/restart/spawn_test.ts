@@ -8,7 +8,8 @@ import {
   assertThrows,
 } from "../../tests/assert.ts";
 import { Child, ROOT } from "../../tests/helpers.ts";
-import { closeFd, ensureNonBlocking, libc } from "../os/libc.ts";
+import { closeFd, ensureNonBlocking } from "../os/fd.ts";
+import { libc } from "../os/libc.ts";
 import type { Generation } from "./child.ts";
 import { spawnGeneration } from "./spawn.ts";
 

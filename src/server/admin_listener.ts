@@ -29,7 +29,11 @@
  * @module
  */
 
-import { formatAddr, parseListenAddress } from "../listen/address.ts";
+import {
+  formatAddr,
+  isLoopbackIp,
+  parseListenAddress,
+} from "../listen/address.ts";
 import type { AdminOptions } from "./admin.ts";
 import { inheritedFds } from "../listen/registry.ts";
 import { checkFileDir } from "../restart/pidfile.ts";
@@ -55,13 +59,6 @@ export interface AdminListenPlan {
 /**
  * Whether the admin API gets a listener of its own: without a token always,
  * with one when `listen` is given.
- *
- * @example
- * ```ts
- * import { ownAdminListener } from "./admin_listener.ts";
- * ownAdminListener({}); // true
- * ownAdminListener({ token: "0123456789abcdef" }); // false
- * ```
  */
 export function ownAdminListener(options: AdminOptions): boolean {
   return options.listen !== undefined || options.token === undefined;
@@ -75,12 +72,6 @@ const TEMP_SUFFIX = /\.[0-9a-f]{16}\.bind$/;
  * Plans the admin listener: the inherited one in a later generation, else
  * `options.listen` or the default socket. Throws a one-line error naming the
  * address or directory at fault.
- *
- * @example
- * ```ts ignore
- * const plan = planAdminListener({});
- * console.log(plan.address); // unix:/tmp/serve-graceful-0/admin-1234.sock
- * ```
  */
 export function planAdminListener(options: AdminOptions): AdminListenPlan {
   if (planned) {
@@ -131,8 +122,7 @@ export function planAdminListener(options: AdminOptions): AdminListenPlan {
 }
 
 function isLoopback(hostname: string): boolean {
-  return /^127\.\d+\.\d+\.\d+$/.test(hostname) || hostname === "::1" ||
-    hostname === "localhost";
+  return hostname === "localhost" || isLoopbackIp(hostname);
 }
 
 /** The default socket: in a directory only this user may enter. */

@@ -12,8 +12,10 @@
  * @module
  */
 
-import type { AdminStatusBody } from "./admin.ts";
+import type { AdminStatusBody } from "./admin_status.ts";
 import type { LastRestart } from "../restart/handover_types.ts";
+import { COMMON_HEADERS } from "./admin_http.ts";
+import { randomHex } from "../util/random.ts";
 
 /** What the page is rendered from. */
 export interface AdminPageView {
@@ -30,19 +32,25 @@ export interface AdminPageView {
 }
 
 /**
- * Renders the page.
- *
- * @example
- * ```ts ignore
- * const html = renderAdminPage({
- *   base: "/debug/admin",
- *   csrf,
- *   nonce,
- *   auth: "loopback",
- *   status,
- * });
- * ```
+ * The page as a response, under a CSP whose nonce is made for it alone.
  */
+export function pageResponse(view: Omit<AdminPageView, "nonce">): Response {
+  const nonce = randomHex(16);
+  const html = renderAdminPage({ ...view, nonce });
+  return new Response(html, {
+    status: 200,
+    headers: {
+      ...COMMON_HEADERS,
+      "content-type": "text/html; charset=utf-8",
+      "content-security-policy": `default-src 'none'; ` +
+        `script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; ` +
+        `connect-src 'self'; base-uri 'none'; form-action 'none'; ` +
+        `frame-ancestors 'none'`,
+    },
+  });
+}
+
+/** Renders the page. */
 export function renderAdminPage(view: AdminPageView): string {
   const s = view.status;
   const dash = "—";

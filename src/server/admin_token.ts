@@ -19,7 +19,7 @@
  * @module
  */
 
-import { adminTokenProblem } from "./admin.ts";
+import { adminTokenProblem } from "./admin_auth.ts";
 import { carryAdminToken } from "../restart/generation.ts";
 import { joinGeneration } from "../restart/join.ts";
 import { errorMessage } from "../util/error_message.ts";
@@ -43,15 +43,6 @@ export interface AdminTokenSources {
  * The admin token for this generation (undefined: none), which is also
  * carried to the next one. Throws a one-line error naming the option or the
  * file at fault.
- *
- * @example
- * ```ts ignore
- * const token = await resolveAdminToken({
- *   file: "/run/credentials/app/admin",
- *   onCommandLine: false,
- *   warn: (line) => console.error(line),
- * });
- * ```
  */
 export async function resolveAdminToken(
   sources: AdminTokenSources,

@@ -35,7 +35,8 @@
 
 import inspector from "node:inspector";
 import net from "node:net";
-import { closeFd, socketFacts } from "../os/libc.ts";
+import { closeFd } from "../os/fd.ts";
+import { socketFacts } from "../os/socket.ts";
 import { decodeSockaddr } from "../listen/sockaddr.ts";
 import { logger } from "../util/log.ts";
 
@@ -74,11 +75,6 @@ const firstAttempt = Promise.withResolvers<void>();
  * Starts the guard once per process (later calls only turn it off, when
  * `enabled` is false). Never throws: a guard that cannot bind logs why and
  * retries.
- *
- * @example
- * ```ts ignore
- * startInspectorGuard(options.inspectorGuard !== false);
- * ```
  */
 export function startInspectorGuard(enabled = true): void {
   if (state !== "unstarted") {
@@ -113,13 +109,6 @@ export function startInspectorGuard(enabled = true): void {
  * or it is off, or another process holds the port (it retries). A process
  * that passes the guard on (a supervisor to its workers) waits for this, so
  * that its first children get it too.
- *
- * @example
- * ```ts ignore
- * startInspectorGuard();
- * await inspectorGuardSettled();
- * console.log(inspectorGuardFd());
- * ```
  */
 export function inspectorGuardSettled(): Promise<void> {
   if (state === "unstarted") return Promise.resolve();
@@ -133,11 +122,6 @@ export function inspectorGuardState(): GuardState {
 
 /**
  * The guard's fd, for the next generation; undefined when it holds nothing.
- *
- * @example
- * ```ts ignore
- * spawnGeneration({ ...command, fds, env, inspectorGuard: inspectorGuardFd() });
- * ```
  */
 export function inspectorGuardFd(): number | undefined {
   return state === "held" && guardFd >= 0 ? guardFd : undefined;

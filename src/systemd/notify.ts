@@ -11,12 +11,12 @@
  */
 
 import { logger } from "../util/log.ts";
+import { errorMessage } from "../util/error_message.ts";
 import {
   monotonicClockUsec,
   notifyCallsUnavailableReason,
   sendUnixDatagram,
-} from "../os/libc.ts";
-import { errorMessage } from "../util/error_message.ts";
+} from "../os/unix_datagram.ts";
 
 const log = logger("notify");
 

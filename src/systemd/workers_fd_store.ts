@@ -11,7 +11,7 @@ import type { Addr } from "../listen/types.ts";
 import { removeUnclaimed, storeListeners } from "./fd_store.ts";
 import type { InheritedFd } from "../listen/listen_fds.ts";
 import { decodeSockaddr } from "../listen/sockaddr.ts";
-import { socketFacts } from "../os/libc.ts";
+import { socketFacts } from "../os/socket.ts";
 
 /** A socket the supervisor holds, as its pool lists it. */
 export interface HeldSocket {

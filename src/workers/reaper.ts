@@ -7,7 +7,7 @@
  * @module
  */
 
-import { endedChild, reapChild } from "../os/libc.ts";
+import { endedChild, reapChild } from "../os/spawn.ts";
 import { type GenerationExit, signalName } from "../restart/child.ts";
 
 /** How often the reaper looks without a SIGCHLD (a missed signal). */
