@@ -19,7 +19,7 @@
 
 import { runBenchMain } from "./lib/bench_main.ts";
 import { killAllChildren } from "./lib/children.ts";
-import { readFlags } from "./lib/flags.ts";
+import { parseArgs } from "node:util";
 import { formatMarkdown } from "./lib/deno_fmt.ts";
 import { writeSection } from "./lib/markdown_section.ts";
 import {
@@ -27,6 +27,7 @@ import {
   commandOutput,
   readCoreTicks,
 } from "./lib/proc.ts";
+import { readMachine } from "./lib/machine.ts";
 import { selfSignedCert } from "./lib/tls_cert.ts";
 import type {
   BenchConfig,
@@ -165,102 +166,92 @@ interface Flags {
   cert: string;
 }
 
+/** A number flag, checked by `valid`; `fallback` when not given. */
+function numberFlag(
+  raw: string | undefined,
+  fallback: number,
+  valid: (n: number) => boolean,
+  what: string,
+): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!valid(n)) throw new Error(`${what}, not ${JSON.stringify(raw)}`);
+  return n;
+}
+
 function parseFlags(args: string[]): Flags | "help" {
-  let duration: number | undefined;
-  let rounds: number | undefined;
-  let quick = false;
-  let outDir = `${BENCH_DIR}results`;
+  const { values: v } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      help: { type: "boolean", short: "h" },
+      quick: { type: "boolean" },
+      duration: { type: "string" },
+      rounds: { type: "string" },
+      out: { type: "string" },
+      only: { type: "string" },
+      "quiet-wait": { type: "string" },
+      attempts: { type: "string" },
+      "cold-starts": { type: "string" },
+      "no-markdown": { type: "boolean" },
+      render: { type: "string" },
+    },
+  });
+  if (v.help) return "help";
+  const quick = v.quick === true;
+  const positive = (n: number) => Number.isFinite(n) && n > 0;
+  const count = (n: number) => Number.isInteger(n) && n >= 0;
   let systems = SYSTEMS;
-  let markdown = true;
-  let outGiven = false;
-  let quietWaitMs = QUIET_MAX_WAIT_MS;
-  let attempts = MAX_ATTEMPTS;
-  let render: string | undefined;
-  let coldStarts: number | undefined;
-  for (const { arg, name, value } of readFlags(args)) {
-    switch (name) {
-      case "-h":
-      case "--help":
-        return "help";
-      case "--duration": {
-        duration = Number(value());
-        if (!Number.isFinite(duration) || duration <= 0) {
-          throw new Error("--duration must be a positive number of seconds");
-        }
-        break;
-      }
-      case "--rounds": {
-        rounds = Number(value());
-        if (!Number.isInteger(rounds) || rounds < 1) {
-          throw new Error("--rounds must be a positive integer");
-        }
-        break;
-      }
-      case "--quick":
-        quick = true;
-        break;
-      case "--out":
-        outDir = value();
-        outGiven = true;
-        break;
-      case "--only": {
-        const names = value().split(",").map((n) => n.trim()).filter(Boolean);
-        for (const n of names) {
-          if (!SYSTEMS.some((s) => s.name === n)) {
-            throw new Error(
-              `--only: unknown system "${n}" (known: ${
-                SYSTEMS.map((s) => s.name).join(", ")
-              })`,
-            );
-          }
-        }
-        systems = SYSTEMS.filter((s) => names.includes(s.name));
-        if (systems.length === 0) throw new Error("--only names no system");
-        break;
-      }
-      case "--quiet-wait": {
-        quietWaitMs = Number(value()) * 1000;
-        if (!Number.isFinite(quietWaitMs) || quietWaitMs < 0) {
-          throw new Error("--quiet-wait must be a number of seconds");
-        }
-        break;
-      }
-      case "--attempts": {
-        attempts = Number(value());
-        if (!Number.isInteger(attempts) || attempts < 1) {
-          throw new Error("--attempts must be a positive integer");
-        }
-        break;
-      }
-      case "--cold-starts": {
-        coldStarts = Number(value());
-        if (!Number.isInteger(coldStarts) || coldStarts < 0) {
-          throw new Error("--cold-starts must be an integer ≥ 0");
-        }
-        break;
-      }
-      case "--no-markdown":
-        markdown = false;
-        break;
-      case "--render":
-        render = value();
-        break;
-      default:
-        throw new Error(`unknown argument "${arg}"\n\n${USAGE}`);
+  if (v.only !== undefined) {
+    const names = v.only.split(",").map((n) => n.trim()).filter(Boolean);
+    const unknown = names.find((n) => !SYSTEMS.some((s) => s.name === n));
+    if (unknown !== undefined || names.length === 0) {
+      throw new Error(
+        `--only: unknown system "${unknown ?? ""}" (known: ${
+          SYSTEMS.map((s) => s.name).join(", ")
+        })`,
+      );
     }
+    systems = SYSTEMS.filter((s) => names.includes(s.name));
   }
+  const outDir = v.out ?? `${BENCH_DIR}results`;
   return {
-    duration: duration ?? (quick ? 3 : 5),
-    rounds: rounds ?? (quick ? 1 : 5),
+    duration: numberFlag(
+      v.duration,
+      quick ? 3 : 5,
+      positive,
+      "--duration must be a positive number of seconds",
+    ),
+    rounds: numberFlag(
+      v.rounds,
+      quick ? 1 : 5,
+      (n) => count(n) && n > 0,
+      "--rounds must be a positive integer",
+    ),
     outDir: outDir.endsWith("/") ? outDir : `${outDir}/`,
     systems,
     // A quick run, or one written elsewhere, leaves BENCHMARKS.md alone: its
     // section goes next to its serve.json.
-    markdown: markdown && !quick && !outGiven,
-    render,
-    quietWaitMs,
-    attempts,
-    coldStarts: coldStarts ?? (quick ? 3 : 9),
+    markdown: !v["no-markdown"] && !quick && v.out === undefined,
+    render: v.render,
+    quietWaitMs: numberFlag(
+      v["quiet-wait"],
+      QUIET_MAX_WAIT_MS / 1000,
+      (n) => Number.isFinite(n) && n >= 0,
+      "--quiet-wait must be a number of seconds",
+    ) * 1000,
+    attempts: numberFlag(
+      v.attempts,
+      MAX_ATTEMPTS,
+      (n) => count(n) && n > 0,
+      "--attempts must be a positive integer",
+    ),
+    coldStarts: numberFlag(
+      v["cold-starts"],
+      quick ? 3 : 9,
+      count,
+      "--cold-starts must be an integer ≥ 0",
+    ),
     workDir: "",
     cert: "",
   };
@@ -273,29 +264,14 @@ function shellQuote(arg: string): string {
 }
 
 async function readEnvironment(clockTicks: number): Promise<Environment> {
-  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo");
-  const cpuModel = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1].trim() ??
-    "unknown CPU";
-  const wrkOutput = await new Deno.Command("wrk", {
-    args: ["-v"],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const wrkText = new TextDecoder().decode(wrkOutput.stdout) +
-    new TextDecoder().decode(wrkOutput.stderr);
-  const wrk = /^wrk \S+/m.exec(wrkText)?.[0] ?? "wrk";
+  const machine = await readMachine(REPO_DIR);
   const loadavg = await Deno.readTextFile("/proc/loadavg");
   return {
-    date: new Date().toISOString().slice(0, 10),
+    ...machine,
+    date: machine.date.slice(0, 10),
     command: ["deno", "run", "-A", "bench/serve_bench.ts", ...Deno.args]
       .map(shellQuote).join(" "),
     nproc: Number(await commandOutput("nproc", [])),
-    cpuModel,
-    deno: Deno.version.deno,
-    v8: Deno.version.v8,
-    typescript: Deno.version.typescript,
-    kernel: Deno.osRelease(),
-    wrk,
     clockTicksPerSecond: clockTicks,
     loadAverageAtStart: loadavg.split(" ").slice(0, 3).join(" "),
   };

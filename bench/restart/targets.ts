@@ -159,6 +159,7 @@ export function evaluateTargets(report: RestartReport): TargetResult[] {
         });
       }
       const left = run?.processesLeft;
+      if (left === undefined) continue; // not counted by that run
       targets.push({
         name:
           `${system.spec.label}, ${mode}: 1 process left after the restarts`,

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { MachineInfo } from "../lib/machine.ts";
 import type { WrkErrors, WrkResult } from "../lib/wrk.ts";
 import type { ColdStartRecord } from "./cold_start.ts";
 
@@ -157,16 +158,9 @@ export interface Target {
 }
 
 /** Facts about the machine and the run, for the report. */
-export interface Environment {
-  date: string;
+export interface Environment extends MachineInfo {
   command: string;
   nproc: number;
-  cpuModel: string;
-  deno: string;
-  v8: string;
-  typescript: string;
-  kernel: string;
-  wrk: string;
   clockTicksPerSecond: number;
   loadAverageAtStart: string;
 }
