@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import type { BenchConfig, Ratio, RunRecord } from "./records.ts";
-import { evaluateTargets } from "./summary.ts";
+import { coldStartTarget, evaluateTargets } from "./summary.ts";
 
 function fakeRun(
   system: string,
@@ -55,4 +55,25 @@ Deno.test("evaluateTargets compares with the thresholds (RSS: at most)", () => {
     [0, 0],
     [0, 1],
   ]);
+});
+
+Deno.test("coldStartTarget: the CLI's median ÷ Deno.serve's, at most 1.3×", () => {
+  const cold = (system: string, medianMs: number) => ({
+    system,
+    label: system,
+    command: "",
+    samplesMs: [medianMs],
+    medianMs,
+  });
+  const miss = coldStartTarget([
+    cold("deno_serve", 20),
+    cold("graceful_cli", 60),
+  ]);
+  assertEquals([miss.value, miss.pass, miss.runs], [3, false, 2]);
+  const met = coldStartTarget([
+    cold("deno_serve", 20),
+    cold("graceful_cli", 25),
+  ]);
+  assertEquals([met.value, met.pass], [1.25, true]);
+  assertEquals(coldStartTarget([cold("deno_serve", 20)]).pass, null);
 });
