@@ -59,15 +59,16 @@ const TIMELINE_SVG = `${REPO_DIR}docs/peers_timeline.svg`;
 const SOAK_SVG = `${REPO_DIR}docs/soak.svg`;
 const USAGE = `Usage: deno run -A bench/restart_bench.ts [options]
 
-Restarts under load, ours against the peers (Deno.serve kill + start, Go
-tableflip, Go grace, nginx reload, pm2 cluster reload), plus a soak of ours.
+Restarts under load, ours (with the timeline of each handover) against the
+peers (Deno.serve kill + start, Go tableflip, Go grace, nginx reload, pm2
+cluster reload), plus a soak of ours.
 Installs what it needs (Debian: golang-go, the two Go libraries, nginx; npm:
 pm2 into a temporary directory). Linux, root (for apt-get), 2+ CPUs, wrk.
 
   --quick          a short run (about 2.5 minutes): 1 cold start, 2 restarts
                    per system and mode, 2 s steady runs, a soak of 10
   --out DIR        where restart.json goes (default bench/results); a
-                   quick run also writes peers.md and the charts there
+                   quick run also writes restart.md and the charts there
   --restarts N     restarts per system and mode (default 20; quick 2)
   --soak N         restarts of the soak (default 200; quick 10; 0: none)
   --systems LIST   comma-separated subset of: ${SYSTEM_IDS.join(", ")}
