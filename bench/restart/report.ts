@@ -124,7 +124,10 @@ function handoverTable(report: RestartReport): string[] {
  */
 function stepsTable(report: RestartReport): string[] {
   const columns: { label: string; steps: Steps }[] = [];
-  for (const system of report.systems.filter((s) => s.spec.ours)) {
+  const engines = ["ours-native", "ours-node"];
+  for (
+    const system of report.systems.filter((s) => engines.includes(s.spec.id))
+  ) {
     const name = system.spec.label.replace("ours, ", "");
     const phases: [string, Steps[]][] = [
       ["cold start", system.coldSteps ?? []],

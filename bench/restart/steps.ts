@@ -31,9 +31,10 @@ export function stepsOf(
   newPid: number | null,
 ): Steps {
   const steps: Steps = {};
-  const add = (pid: number, at: number, event: string) => {
+  // A log line has ms resolution: it may show up to 1 ms before the trigger.
+  const add = (pid: number, at: number, event: string, slackMs = 0) => {
     const who = pid === newPid ? "new" : pid === oldPid ? "old" : null;
-    if (who === null || at < atMs - 1) return;
+    if (who === null || at < atMs - slackMs) return;
     steps[`${who}: ${event}`] ??= round(at - atMs, 1);
   };
   for (const line of lines) {
@@ -50,6 +51,7 @@ export function stepsOf(
       Number(log[4]),
       Date.parse(`${log[1]}T${log[2]}${log[3]}`),
       milestone[1],
+      1,
     );
   }
   return steps;
