@@ -22,6 +22,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { runBenchMain } from "./lib/bench_main.ts";
 import { writeFileAtomically } from "./lib/atomic_write.ts";
 import { formatWithDeno } from "./lib/deno_fmt.ts";
 import { writeSection } from "./lib/markdown_section.ts";
@@ -82,6 +83,20 @@ pm2 into a temporary directory). Linux, root (for apt-get), 2+ CPUs, wrk.
   --note TEXT      with --render: add a note to the report (kept in its JSON)
   --help           this text
 `;
+
+/** `raw` as an integer ≥ `min`, or `fallback` when not given. */
+function count(
+  raw: string | undefined,
+  fallback: number,
+  min: number,
+  name: string,
+): number {
+  const n = raw === undefined ? fallback : Number(raw);
+  if (!Number.isInteger(n) || n < min) {
+    throw new Error(`${name} must be an integer ≥ ${min}, not ${raw}`);
+  }
+  return n;
+}
 
 /** The configuration of a full or a quick run. */
 export function benchConfig(quick: boolean): BenchConfig {
@@ -228,36 +243,24 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   const config = benchConfig(parsed.values.quick);
-  if (parsed.values.restarts !== undefined) {
-    config.restarts = Number(parsed.values.restarts);
-  }
-  if (parsed.values.soak !== undefined) {
-    config.soakRestarts = Number(parsed.values.soak);
-  }
-  if (parsed.values["quiet-wait"] !== undefined) {
-    config.quietWaitS = Number(parsed.values["quiet-wait"]);
+  const v = parsed.values;
+  config.restarts = count(v.restarts, config.restarts, 1, "--restarts");
+  config.soakRestarts = count(v.soak, config.soakRestarts, 0, "--soak");
+  if (v["quiet-wait"] !== undefined) {
+    config.quietWaitS = Number(v["quiet-wait"]);
     if (!(config.quietWaitS >= 0)) {
-      console.error("--quiet-wait must be a number of seconds ≥ 0");
-      return 2;
+      throw new Error("--quiet-wait must be a number of seconds ≥ 0");
     }
   }
-  if (parsed.values.systems !== undefined) {
-    const ids = parsed.values.systems.split(",").map((s) => s.trim());
-    for (const id of ids) {
-      if (!(SYSTEM_IDS as readonly string[]).includes(id)) {
-        console.error(`unknown system ${id}; known: ${SYSTEM_IDS.join(", ")}`);
-        return 2;
-      }
+  if (v.systems !== undefined) {
+    const ids = v.systems.split(",").map((s) => s.trim());
+    const unknown = ids.find((id) => !SPECS[id as SystemId]);
+    if (unknown !== undefined) {
+      throw new Error(
+        `unknown system ${unknown}; known: ${SYSTEM_IDS.join(", ")}`,
+      );
     }
     config.systems = ids;
-  }
-  if (!Number.isInteger(config.restarts) || config.restarts < 1) {
-    console.error("--restarts must be a positive integer");
-    return 2;
-  }
-  if (!Number.isInteger(config.soakRestarts) || config.soakRestarts < 0) {
-    console.error("--soak must be a non-negative integer");
-    return 2;
   }
   if (navigator.hardwareConcurrency < 2) {
     console.error("needs at least 2 CPUs (servers on CPU 0, wrk on CPU 1)");
@@ -271,14 +274,6 @@ async function main(args: string[]): Promise<number> {
 
   const began = performance.now();
   becomeSubreaper();
-  globalThis.addEventListener("unload", emergencyCleanup);
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    Deno.addSignalListener(signal, () => {
-      log(`${signal}: stopping every process this bench started`);
-      emergencyCleanup();
-      Deno.exit(130);
-    });
-  }
   const workDir = await Deno.makeTempDir({ prefix: "restart-bench-" });
   workDirToRemove = workDir;
   const ticksPerS = await clockTicksPerSecond();
@@ -358,12 +353,10 @@ async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  let code = 1;
-  try {
-    code = await main(Deno.args);
-  } catch (error) {
-    console.error(error);
-    emergencyCleanup();
-  }
-  Deno.exit(code);
+  await runBenchMain(main, {
+    name: "restart bench",
+    stopping: "every process this bench started",
+    cleanUp: emergencyCleanup,
+    printStack: false,
+  });
 }
