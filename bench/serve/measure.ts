@@ -8,7 +8,7 @@
  * @module
  */
 
-import { track } from "../lib/children.ts";
+import { runTracked } from "../lib/children.ts";
 import { denoRunCommand, pinnedToCpu } from "../lib/commands.ts";
 import {
   type CoreTicks,
@@ -155,7 +155,7 @@ type Load = WrkOptions & { unixPath?: string };
 /** wrk, or for a unix socket bench/lib/unix_load.ts, pinned like wrk. */
 async function runLoad(load: Load): Promise<WrkResult> {
   if (load.unixPath === undefined) return (await runWrk(load)).result;
-  const [command, ...args] = pinnedToCpu(
+  const out = await runTracked(pinnedToCpu(
     load.cpu,
     denoRunCommand([
       `${BENCH_DIR}lib/unix_load.ts`,
@@ -164,21 +164,9 @@ async function runLoad(load: Load): Promise<WrkResult> {
       String(load.duration),
       load.headers.some((h) => /close/i.test(h)) ? "close" : "keep-alive",
     ]),
-  );
-  const child = new Deno.Command(command, {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  track(child);
-  const out = await child.output();
-  if (!out.success) {
-    throw new Error(
-      `unix_load.ts failed: ${new TextDecoder().decode(out.stderr)}`,
-    );
-  }
-  return JSON.parse(new TextDecoder().decode(out.stdout));
+  ));
+  if (out.code !== 0) throw new Error(`unix_load.ts failed: ${out.stderr}`);
+  return JSON.parse(out.stdout);
 }
 
 /**
