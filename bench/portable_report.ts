@@ -7,7 +7,7 @@
  *
  *   deno run -A bench/restart_bench.ts --quick --restarts 10 --soak 0 \
  *     --systems deno-kill,ours-posix,ours-windows --out DIR --no-markdown
- *   deno run -A bench/portable_report.ts DIR/peers.json [--markdown]
+ *   deno run -A bench/portable_report.ts DIR/restart.json [--markdown]
  *
  * `--markdown` writes the portable-bench section of BENCHMARKS.md.
  *
