@@ -30,11 +30,6 @@ export function killAllChildren(): void {
   for (const child of live) signalChild(child, "SIGKILL");
 }
 
-/** How many tracked children are still running. */
-export function liveChildren(): number {
-  return live.size;
-}
-
 /** Runs `command` (tracked) to its end: its exit code and decoded output. */
 export async function runTracked(
   command: string[],

@@ -224,13 +224,6 @@ export function foreignOwnTicks(
   return sum;
 }
 
-/** Sum of utime + stime + cutime + cstime of `pids` (clock ticks). */
-export function ticksOf(pids: number[], table = readProcTable()): number {
-  let sum = 0;
-  for (const pid of pids) sum += table.get(pid)?.ticks ?? 0;
-  return sum;
-}
-
 /** Memory of a set of processes (KiB). */
 export interface Memory {
   /** Sum of VmRSS. */
