@@ -1,6 +1,6 @@
 /**
  * Runs every benchmark, one after the other (never two at once: they pin the
- * same CPUs): serving cost, restarts under load, and the peers.
+ * same CPUs): the serving cost, then restarts under load against the peers.
  *
  *   deno task bench                     # full
  *   deno task bench:quick --out DIR     # < 5 minutes
@@ -11,7 +11,7 @@
  * @module
  */
 
-const BENCHES = ["serve_bench.ts", "restart_bench.ts", "peers_bench.ts"];
+const BENCHES = ["serve_bench.ts", "restart_bench.ts"];
 
 async function main(args: string[]): Promise<number> {
   for (const bench of BENCHES) {

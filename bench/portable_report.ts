@@ -5,9 +5,9 @@
  * each restart (from the first refused /pid probe after the trigger to the
  * first one the next process answered).
  *
- *   deno run -A bench/peers_bench.ts --quick --restarts 10 --soak 0 \
+ *   deno run -A bench/restart_bench.ts --quick --restarts 10 --soak 0 \
  *     --systems deno-kill,ours-posix,ours-windows --out DIR --no-markdown
- *   deno run -A bench/portable_report.ts DIR/peers.json [--markdown]
+ *   deno run -A bench/portable_report.ts DIR/restart.json [--markdown]
  *
  * `--markdown` writes the portable-bench section of BENCHMARKS.md.
  *
@@ -16,8 +16,8 @@
 
 import { median, round } from "./lib/stats.ts";
 import { sectionMarkers, writeSection } from "./lib/markdown_section.ts";
-import type { PeersReport } from "./peers/records.ts";
-import type { RestartRecord } from "./peers/restart.ts";
+import type { RestartReport } from "./restart/records.ts";
+import type { RestartRecord } from "./restart/restart.ts";
 
 const MARKERS = sectionMarkers("portable-bench");
 const MARKDOWN_PATH = decodeURIComponent(
@@ -36,7 +36,7 @@ export function refusalWindowMs(record: RestartRecord): number | null {
 }
 
 /** The section's markdown for a peers report. */
-export function portableSection(report: PeersReport, source: string): string {
+export function portableSection(report: RestartReport, source: string): string {
   const rows = [
     "| System | Mode | Restarts | Failed requests per restart | Refusal window p50 / max (ms) | Handover p50 (ms) |",
     "| --- | --- | ---: | ---: | ---: | ---: |",
@@ -62,7 +62,7 @@ export function portableSection(report: PeersReport, source: string): string {
 Measured on Linux (${report.date}, ${String(report.machine.cpuModel)}, ${
     String(report.machine.cpus)
   } CPUs),
-through \`GRACEFUL_PORTABLE\`, in one peers bench run (\`bench/peers_bench.ts --quick --restarts 10
+through \`GRACEFUL_PORTABLE\`, in one peers bench run (\`bench/restart_bench.ts --quick --restarts 10
 --soak 0 --systems deno-kill,ours-posix,ours-windows\`, then
 \`bench/portable_report.ts ${source} --markdown\`): wrk with 50
 connections pinned to CPU 1, the servers to CPU 0, a hello-world app. The
@@ -81,7 +81,7 @@ ${ratios(report).join("\n")}
 }
 
 /** Per mode: the windows mode's refusal window ÷ Deno.serve kill + start's. */
-function ratios(report: PeersReport): string[] {
+function ratios(report: RestartReport): string[] {
   const p50 = (id: string, mode: string) => {
     const record = report.systems.find((s) => s.spec.id === id)?.modes
       .find((m) => m.mode === mode)?.restart;
@@ -115,7 +115,7 @@ if (import.meta.main) {
     console.error("usage: bench/portable_report.ts PEERS.json [--markdown]");
     Deno.exit(2);
   }
-  const report = JSON.parse(Deno.readTextFileSync(path)) as PeersReport;
+  const report = JSON.parse(Deno.readTextFileSync(path)) as RestartReport;
   const section = portableSection(report, path);
   console.log(section);
   if (Deno.args.includes("--markdown")) {

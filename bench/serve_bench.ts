@@ -1,7 +1,10 @@
 /**
  * Hello-world serving cost of `serveGraceful` (native and node engines) next
  * to plain `Deno.serve` and plain `node:http`, with keep-alive and with
- * `Connection: close`, in one run.
+ * `Connection: close`, over TCP, HTTPS and a unix socket, in one run: server
+ * CPU per request, req/s, latency and RSS after the load; then the cold
+ * start (spawn → first 200) of a bare Deno.serve script, serveGraceful and
+ * the CLI (`mod.ts APP.ts`).
  *
  *   deno run -A bench/serve_bench.ts [--duration S] [--rounds R] [--quick]
  *     [--out DIR] [--only name,name] [--no-markdown] [--render FILE]
@@ -16,44 +19,39 @@
 
 import { runBenchMain } from "./lib/bench_main.ts";
 import { killAllChildren } from "./lib/children.ts";
-import { readFlags } from "./lib/flags.ts";
+import { parseArgs } from "node:util";
 import { formatMarkdown } from "./lib/deno_fmt.ts";
 import { writeSection } from "./lib/markdown_section.ts";
 import {
   clockTicksPerSecond,
   commandOutput,
-  type CoreTicks,
-  foreignTicks,
-  readAllProcessTicks,
   readCoreTicks,
-  readProcessCpuTicks,
 } from "./lib/proc.ts";
-import {
-  type AttemptRecord,
-  type BenchConfig,
-  type BenchReport,
-  buildReport,
-  type CpuRecord,
-  type Environment,
-  formatErrors,
-  formatInteger,
-  MARKERS,
-  type ModeSpec,
-  renderMarkdown,
-  type RunRecord,
-  type SystemSpec,
-} from "./lib/report.ts";
-import {
-  checkHelloWorld,
-  type RunningServer,
-  startServer,
-  stopServerProcess,
-} from "./lib/server_process.ts";
-import { sleep } from "./lib/time.ts";
+import { readMachine } from "./lib/machine.ts";
 import { selfSignedCert } from "./lib/tls_cert.ts";
-import { track } from "./lib/children.ts";
-import { denoRunCommand, pinnedToCpu } from "./lib/commands.ts";
-import { runWrk, type WrkOptions, type WrkResult } from "./lib/wrk.ts";
+import type {
+  BenchConfig,
+  BenchReport,
+  Environment,
+  ModeSpec,
+  RunRecord,
+  SystemSpec,
+} from "./serve/records.ts";
+import { buildReport, formatErrors, formatInteger } from "./serve/summary.ts";
+import { MARKERS, renderMarkdown } from "./serve/markdown.ts";
+import { type ColdStartSpec, measureColdStarts } from "./serve/cold_start.ts";
+import {
+  CLIENT_CPU,
+  CONNECTIONS,
+  MAX_ATTEMPTS,
+  MAX_FOREIGN_PERCENT,
+  measure,
+  QUIET_MAX_WAIT_MS,
+  type RunPlan,
+  SERVER_CPU,
+  THREADS,
+  WARMUP_SECONDS,
+} from "./serve/measure.ts";
 
 const PLAIN: SystemSpec[] = [
   { name: "deno_serve", label: "Deno.serve", script: "servers/deno_serve.ts" },
@@ -93,25 +91,30 @@ const MODES: ModeSpec[] = [
   },
 ];
 
-const SERVER_CPU = 1;
-const CLIENT_CPU = 0;
-const THREADS = 1;
-const CONNECTIONS = 50;
-const WARMUP_SECONDS = 2;
-/** Pause after the warm-up (ms). */
-const SETTLE_MS = 250;
-const STARTUP_TIMEOUT_MS = 30_000;
-const STOP_GRACE_MS = 5_000;
-/** Before each measured run, wait for other processes to use less than this % of a core… */
-const QUIET_PERCENT = 5;
-/** …over this window… */
-const QUIET_WINDOW_MS = 1_000;
-/** …but no longer than this (default; `--quiet-wait`). */
-const QUIET_MAX_WAIT_MS = 60_000;
-/** Measure again when other processes used more than this % of a core during the run. */
-const MAX_FOREIGN_PERCENT = 5;
-/** Default; `--attempts`. */
-const MAX_ATTEMPTS = 3;
+/** Cold starts: a bare script, the library, and the CLI serving an app. */
+const COLD_STARTS: ColdStartSpec[] = [
+  {
+    name: "deno_serve",
+    label: "Deno.serve",
+    args: ["bench/servers/deno_serve.ts"],
+  },
+  {
+    name: "graceful_native",
+    label: "serveGraceful native",
+    args: ["bench/servers/graceful_native.ts"],
+  },
+  {
+    name: "graceful_cli",
+    label: "`mod.ts APP.ts`",
+    args: [
+      "mod.ts",
+      "bench/servers/hello_default.ts",
+      "--hostname",
+      "127.0.0.1",
+      "--port",
+    ],
+  },
+];
 
 const BENCH_DIR = decodeURIComponent(new URL(".", import.meta.url).pathname);
 const REPO_DIR = decodeURIComponent(new URL("..", import.meta.url).pathname);
@@ -126,7 +129,9 @@ with Connection: close. Needs Linux, wrk, taskset and at least 2 CPUs.
 Options:
   --duration S       seconds of measured load per run (default 5)
   --rounds R         round-robin rounds; medians are reported (default 5)
-  --quick            --duration 3 --rounds 1 (explicit flags still win)
+  --quick            --duration 3 --rounds 1 --cold-starts 3 (explicit
+                     flags still win)
+  --cold-starts N    cold starts of each system (default 9; 0: none)
   --out DIR          directory for serve.json (default bench/results)
   --only a,b         only these systems: ${
   SYSTEMS.map((s) => s.name).join(", ")
@@ -153,99 +158,100 @@ interface Flags {
   quietWaitMs: number;
   /** How often a disturbed run is measured at most. */
   attempts: number;
+  /** Cold starts of each of COLD_STARTS. */
+  coldStarts: number;
   /** A private directory for the certificate and the unix sockets. */
   workDir: string;
   /** The TLS certificate (PEM) the HTTPS systems serve. */
   cert: string;
 }
 
+/** A number flag, checked by `valid`; `fallback` when not given. */
+function numberFlag(
+  raw: string | undefined,
+  fallback: number,
+  valid: (n: number) => boolean,
+  what: string,
+): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!valid(n)) throw new Error(`${what}, not ${JSON.stringify(raw)}`);
+  return n;
+}
+
 function parseFlags(args: string[]): Flags | "help" {
-  let duration: number | undefined;
-  let rounds: number | undefined;
-  let quick = false;
-  let outDir = `${BENCH_DIR}results`;
+  const { values: v } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      help: { type: "boolean", short: "h" },
+      quick: { type: "boolean" },
+      duration: { type: "string" },
+      rounds: { type: "string" },
+      out: { type: "string" },
+      only: { type: "string" },
+      "quiet-wait": { type: "string" },
+      attempts: { type: "string" },
+      "cold-starts": { type: "string" },
+      "no-markdown": { type: "boolean" },
+      render: { type: "string" },
+    },
+  });
+  if (v.help) return "help";
+  const quick = v.quick === true;
+  const positive = (n: number) => Number.isFinite(n) && n > 0;
+  const count = (n: number) => Number.isInteger(n) && n >= 0;
   let systems = SYSTEMS;
-  let markdown = true;
-  let outGiven = false;
-  let quietWaitMs = QUIET_MAX_WAIT_MS;
-  let attempts = MAX_ATTEMPTS;
-  let render: string | undefined;
-  for (const { arg, name, value } of readFlags(args)) {
-    switch (name) {
-      case "-h":
-      case "--help":
-        return "help";
-      case "--duration": {
-        duration = Number(value());
-        if (!Number.isFinite(duration) || duration <= 0) {
-          throw new Error("--duration must be a positive number of seconds");
-        }
-        break;
-      }
-      case "--rounds": {
-        rounds = Number(value());
-        if (!Number.isInteger(rounds) || rounds < 1) {
-          throw new Error("--rounds must be a positive integer");
-        }
-        break;
-      }
-      case "--quick":
-        quick = true;
-        break;
-      case "--out":
-        outDir = value();
-        outGiven = true;
-        break;
-      case "--only": {
-        const names = value().split(",").map((n) => n.trim()).filter(Boolean);
-        for (const n of names) {
-          if (!SYSTEMS.some((s) => s.name === n)) {
-            throw new Error(
-              `--only: unknown system "${n}" (known: ${
-                SYSTEMS.map((s) => s.name).join(", ")
-              })`,
-            );
-          }
-        }
-        systems = SYSTEMS.filter((s) => names.includes(s.name));
-        if (systems.length === 0) throw new Error("--only names no system");
-        break;
-      }
-      case "--quiet-wait": {
-        quietWaitMs = Number(value()) * 1000;
-        if (!Number.isFinite(quietWaitMs) || quietWaitMs < 0) {
-          throw new Error("--quiet-wait must be a number of seconds");
-        }
-        break;
-      }
-      case "--attempts": {
-        attempts = Number(value());
-        if (!Number.isInteger(attempts) || attempts < 1) {
-          throw new Error("--attempts must be a positive integer");
-        }
-        break;
-      }
-      case "--no-markdown":
-        markdown = false;
-        break;
-      case "--render":
-        render = value();
-        break;
-      default:
-        throw new Error(`unknown argument "${arg}"\n\n${USAGE}`);
+  if (v.only !== undefined) {
+    const names = v.only.split(",").map((n) => n.trim()).filter(Boolean);
+    const unknown = names.find((n) => !SYSTEMS.some((s) => s.name === n));
+    if (unknown !== undefined || names.length === 0) {
+      throw new Error(
+        `--only: unknown system "${unknown ?? ""}" (known: ${
+          SYSTEMS.map((s) => s.name).join(", ")
+        })`,
+      );
     }
+    systems = SYSTEMS.filter((s) => names.includes(s.name));
   }
+  const outDir = v.out ?? `${BENCH_DIR}results`;
   return {
-    duration: duration ?? (quick ? 3 : 5),
-    rounds: rounds ?? (quick ? 1 : 5),
+    duration: numberFlag(
+      v.duration,
+      quick ? 3 : 5,
+      positive,
+      "--duration must be a positive number of seconds",
+    ),
+    rounds: numberFlag(
+      v.rounds,
+      quick ? 1 : 5,
+      (n) => count(n) && n > 0,
+      "--rounds must be a positive integer",
+    ),
     outDir: outDir.endsWith("/") ? outDir : `${outDir}/`,
     systems,
     // A quick run, or one written elsewhere, leaves BENCHMARKS.md alone: its
     // section goes next to its serve.json.
-    markdown: markdown && !quick && !outGiven,
-    render,
-    quietWaitMs,
-    attempts,
+    markdown: !v["no-markdown"] && !quick && v.out === undefined,
+    render: v.render,
+    quietWaitMs: numberFlag(
+      v["quiet-wait"],
+      QUIET_MAX_WAIT_MS / 1000,
+      (n) => Number.isFinite(n) && n >= 0,
+      "--quiet-wait must be a number of seconds",
+    ) * 1000,
+    attempts: numberFlag(
+      v.attempts,
+      MAX_ATTEMPTS,
+      (n) => count(n) && n > 0,
+      "--attempts must be a positive integer",
+    ),
+    coldStarts: numberFlag(
+      v["cold-starts"],
+      quick ? 3 : 9,
+      count,
+      "--cold-starts must be an integer ≥ 0",
+    ),
     workDir: "",
     cert: "",
   };
@@ -258,50 +264,17 @@ function shellQuote(arg: string): string {
 }
 
 async function readEnvironment(clockTicks: number): Promise<Environment> {
-  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo");
-  const cpuModel = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1].trim() ??
-    "unknown CPU";
-  const wrkOutput = await new Deno.Command("wrk", {
-    args: ["-v"],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const wrkText = new TextDecoder().decode(wrkOutput.stdout) +
-    new TextDecoder().decode(wrkOutput.stderr);
-  const wrk = /^wrk \S+/m.exec(wrkText)?.[0] ?? "wrk";
+  const machine = await readMachine(REPO_DIR);
   const loadavg = await Deno.readTextFile("/proc/loadavg");
   return {
-    date: new Date().toISOString().slice(0, 10),
+    ...machine,
+    date: machine.date.slice(0, 10),
     command: ["deno", "run", "-A", "bench/serve_bench.ts", ...Deno.args]
       .map(shellQuote).join(" "),
     nproc: Number(await commandOutput("nproc", [])),
-    cpuModel,
-    deno: Deno.version.deno,
-    v8: Deno.version.v8,
-    typescript: Deno.version.typescript,
-    kernel: Deno.osRelease(),
-    wrk,
     clockTicksPerSecond: clockTicks,
     loadAverageAtStart: loadavg.split(" ").slice(0, 3).join(" "),
   };
-}
-
-function coreDeltaPercent(
-  before: Map<number, CoreTicks>,
-  after: Map<number, CoreTicks>,
-  cpu: number,
-): number {
-  const a = before.get(cpu);
-  const b = after.get(cpu);
-  if (a === undefined || b === undefined || b.total === a.total) return NaN;
-  return (b.busy - a.busy) / (b.total - a.total) * 100;
-}
-
-interface RunPlan {
-  round: number;
-  sequence: number;
-  system: SystemSpec;
-  mode: ModeSpec;
 }
 
 /** Round-robin: every round runs each mode over every system; the system order rotates per round. */
@@ -319,226 +292,6 @@ function planRuns(flags: Flags): RunPlan[] {
     }
   }
   return plans;
-}
-
-/** Measures one loaded run against a warm server; see {@linkcode measure}. */
-async function measureLoad(
-  server: RunningServer,
-  load: Load,
-  clockTicks: number,
-): Promise<{ wrk: WrkResult; cpu: CpuRecord }> {
-  const allBefore = await readAllProcessTicks();
-  const cpuBefore = await readProcessCpuTicks(server.pid);
-  const coresBefore = await readCoreTicks();
-  const startedAt = performance.now();
-  const result = await runLoad(load);
-  // Read right away: wrk has exited, so its connections are closed, and an
-  // idle pause here would only dilute the CPU percentages.
-  if (server.exited()) throw new Error("the server exited under load");
-  const cpuAfter = await readProcessCpuTicks(server.pid);
-  const coresAfter = await readCoreTicks();
-  const wallSeconds = (performance.now() - startedAt) / 1000;
-  const allAfter = await readAllProcessTicks();
-  if (result.requests === 0) throw new Error("wrk completed no requests");
-  const ticks = cpuAfter.user + cpuAfter.system -
-    (cpuBefore.user + cpuBefore.system);
-  const seconds = ticks / clockTicks;
-  const foreign = foreignTicks(
-    allBefore,
-    allAfter,
-    new Set([server.pid, Deno.pid]),
-  );
-  return {
-    wrk: result,
-    cpu: {
-      ticks,
-      seconds,
-      usPerRequest: seconds * 1e6 / result.requests,
-      wallSeconds,
-      serverPercent: seconds / wallSeconds * 100,
-      serverCoreBusyPercent: coreDeltaPercent(
-        coresBefore,
-        coresAfter,
-        SERVER_CPU,
-      ),
-      clientCoreBusyPercent: coreDeltaPercent(
-        coresBefore,
-        coresAfter,
-        CLIENT_CPU,
-      ),
-      foreignPercent: foreign / clockTicks / wallSeconds * 100,
-    },
-  };
-}
-
-/** wrk's options, and the unix socket to load instead of its URL. */
-type Load = WrkOptions & { unixPath?: string };
-
-/** wrk, or for a unix socket bench/lib/unix_load.ts, pinned like wrk. */
-async function runLoad(load: Load): Promise<WrkResult> {
-  if (load.unixPath === undefined) return (await runWrk(load)).result;
-  const [command, ...args] = pinnedToCpu(
-    load.cpu,
-    denoRunCommand([
-      `${BENCH_DIR}lib/unix_load.ts`,
-      load.unixPath,
-      String(load.connections),
-      String(load.duration),
-      load.headers.some((h) => /close/i.test(h)) ? "close" : "keep-alive",
-    ]),
-  );
-  const child = new Deno.Command(command, {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  track(child);
-  const out = await child.output();
-  if (!out.success) {
-    throw new Error(
-      `unix_load.ts failed: ${new TextDecoder().decode(out.stderr)}`,
-    );
-  }
-  return JSON.parse(new TextDecoder().decode(out.stdout));
-}
-
-/**
- * Waits until processes other than the bench and `serverPid` use less than
- * {@linkcode QUIET_PERCENT} of a core over {@linkcode QUIET_WINDOW_MS}, or
- * until {@linkcode QUIET_MAX_WAIT_MS} have passed.
- */
-async function waitForQuiet(
-  serverPid: number,
-  clockTicks: number,
-  maxWaitMs: number,
-): Promise<{ waitedSeconds: number; foreignPercent: number }> {
-  const started = performance.now();
-  const exclude = new Set([serverPid, Deno.pid]);
-  while (true) {
-    const before = await readAllProcessTicks();
-    await sleep(QUIET_WINDOW_MS);
-    const after = await readAllProcessTicks();
-    const foreignPercent = foreignTicks(before, after, exclude) / clockTicks /
-      (QUIET_WINDOW_MS / 1000) * 100;
-    const waited = performance.now() - started;
-    if (foreignPercent < QUIET_PERCENT || waited >= maxWaitMs) {
-      return { waitedSeconds: waited / 1000, foreignPercent };
-    }
-  }
-}
-
-/**
- * One (system, mode, round) run: a fresh server, a pre-flight GET, a warm-up,
- * then the measured load, repeated (up to {@linkcode MAX_ATTEMPTS}) when
- * other processes used more than {@linkcode MAX_FOREIGN_PERCENT} of a core
- * meanwhile. The attempt with the least interference is kept.
- */
-async function measure(
-  plan: RunPlan,
-  flags: Flags,
-  clockTicks: number,
-): Promise<RunRecord> {
-  const transport = plan.system.transport;
-  const unixPath = transport === "unix"
-    ? `${flags.workDir}bench-${plan.sequence}.sock`
-    : undefined;
-  const server: RunningServer = await startServer({
-    script: `${BENCH_DIR}${plan.system.script}`,
-    cwd: REPO_DIR,
-    cpu: SERVER_CPU,
-    timeoutMs: STARTUP_TIMEOUT_MS,
-    args: transport === "tls"
-      ? [`tls:${flags.workDir}`]
-      : unixPath
-      ? [`unix:${unixPath}`]
-      : [],
-  });
-  let record: Omit<RunRecord, "stop"> | undefined;
-  let failure: unknown;
-  const check = {
-    tlsCert: transport === "tls" ? flags.cert : undefined,
-    unixPath,
-  };
-  try {
-    const responseHeaders = await checkHelloWorld(server.port, check);
-    const load: Load = {
-      unixPath,
-      url: `${
-        transport === "tls" ? "https" : "http"
-      }://127.0.0.1:${server.port}/`,
-      duration: WARMUP_SECONDS,
-      threads: THREADS,
-      connections: CONNECTIONS,
-      headers: plan.mode.headers,
-      cpu: CLIENT_CPU,
-    };
-    const warmup = { result: await runLoad(load) };
-    await sleep(SETTLE_MS);
-    if (server.exited()) throw new Error("the server exited during warm-up");
-
-    const attempts: AttemptRecord[] = [];
-    for (let attempt = 1; attempt <= flags.attempts; attempt++) {
-      const quiet = await waitForQuiet(
-        server.pid,
-        clockTicks,
-        flags.quietWaitMs,
-      );
-      const measured = await measureLoad(
-        server,
-        { ...load, duration: flags.duration },
-        clockTicks,
-      );
-      attempts.push({ attempt, quiet, ...measured });
-      if (measured.cpu.foreignPercent <= MAX_FOREIGN_PERCENT) break;
-      console.log(
-        `    other processes used ${
-          measured.cpu.foreignPercent.toFixed(0)
-        }% of a core during the run` +
-          (attempt < flags.attempts ? "; measuring again" : ""),
-      );
-    }
-    await checkHelloWorld(server.port, check);
-    const kept = attempts.reduce((best, a) =>
-      a.cpu.foreignPercent < best.cpu.foreignPercent ? a : best
-    );
-    record = {
-      round: plan.round,
-      sequence: plan.sequence,
-      mode: plan.mode.name,
-      system: plan.system.name,
-      pid: server.pid,
-      port: server.port,
-      responseHeaders,
-      warmup: {
-        requests: warmup.result.requests,
-        requestsPerSecond: warmup.result.requestsPerSecond,
-        errors: warmup.result.errors,
-      },
-      quiet: kept.quiet,
-      wrk: kept.wrk,
-      cpu: kept.cpu,
-      discarded: attempts.filter((a) => a !== kept),
-    };
-  } catch (error) {
-    failure = error;
-  }
-  const { status, killed } = await stopServerProcess(
-    server.child,
-    STOP_GRACE_MS,
-  );
-  if (unixPath) await Deno.remove(unixPath).catch(() => {});
-  if (failure !== undefined || record === undefined) {
-    throw new Error(
-      `${plan.system.name} (${plan.mode.name}, round ${plan.round}) failed: ${
-        failure instanceof Error ? failure.message : String(failure)
-      }\n--- server output ---\n${server.output()}`,
-    );
-  }
-  return {
-    ...record,
-    stop: { code: status.code, signal: status.signal, killed },
-  };
 }
 
 async function checkPrerequisites(): Promise<void> {
@@ -603,6 +356,14 @@ async function main(args: string[]): Promise<number> {
     );
   }
 
+  const coldStarts = flags.coldStarts > 0
+    ? await measureColdStarts(COLD_STARTS, {
+      samples: flags.coldStarts,
+      cpu: SERVER_CPU,
+      repoDir: REPO_DIR,
+    })
+    : [];
+
   const config: BenchConfig = {
     durationSeconds: flags.duration,
     warmupSeconds: WARMUP_SECONDS,
@@ -618,7 +379,7 @@ async function main(args: string[]): Promise<number> {
     modes: MODES.map((m) => m.name),
   };
   await writeOutputs(
-    buildReport(environment, config, runs, SYSTEMS, MODES),
+    buildReport(environment, config, runs, coldStarts, SYSTEMS, MODES),
     flags,
   );
   await Deno.remove(flags.workDir, { recursive: true });
@@ -635,7 +396,14 @@ async function render(file: string, flags: Flags): Promise<number> {
     throw new Error(`${file} is not a serve bench result`);
   }
   await writeOutputs(
-    buildReport(old.environment, old.config, old.runs, SYSTEMS, MODES),
+    buildReport(
+      old.environment,
+      old.config,
+      old.runs,
+      old.coldStarts ?? [],
+      SYSTEMS,
+      MODES,
+    ),
     flags,
   );
   return 0;

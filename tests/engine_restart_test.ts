@@ -1,6 +1,6 @@
 /**
  * Restarts under load on the native engine over TLS and a unix socket (the
- * TCP cases are in restart_test.ts): real `deno run -A mod.ts APP.ts`
+ * TCP cases are in restart_test.ts): real `deno run -A mod.ts versionedAppSource("v1").ts`
  * generations, SIGUSR1, wrk over HTTPS, and bench/lib/unix_load.ts on the
  * unix socket (wrk cannot reach one). No request may fail.
  */
@@ -9,16 +9,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { alive, get, TempApp, until } from "./helpers.ts";
 import { selfSignedCert } from "../bench/lib/tls_cert.ts";
 import { unixLoad } from "../bench/lib/unix_load.ts";
-
-const APP = `
-export default {
-  fetch(req) {
-    const url = new URL(req.url);
-    if (url.pathname === "/pid") return new Response(String(Deno.pid));
-    return new Response("Hello, World!");
-  },
-};
-`;
+import { versionedAppSource } from "./fixtures/versioned_app.ts";
 
 const RESTARTS = 3;
 
@@ -36,7 +27,7 @@ for (const mode of ["keep-alive", "Connection: close"]) {
     const dir = await Deno.makeTempDir();
     await Deno.writeTextFile(`${dir}/cert.pem`, tls.cert);
     await Deno.writeTextFile(`${dir}/key.pem`, tls.key);
-    const t = await TempApp.start(APP, [
+    const t = await TempApp.start(versionedAppSource("v1"), [
       "--cert",
       `${dir}/cert.pem`,
       "--key",
@@ -81,7 +72,7 @@ for (const mode of ["keep-alive", "Connection: close"]) {
   Deno.test(`engine restart: ${RESTARTS} restarts under load on a unix socket (${mode}) lose no request`, async () => {
     const dir = await Deno.makeTempDir();
     const path = `${dir}/app.sock`;
-    const t = await TempApp.start(APP, [
+    const t = await TempApp.start(versionedAppSource("v1"), [
       "--listen",
       "127.0.0.1:0",
       "--listen",

@@ -25,12 +25,12 @@ import {
   Child,
   freePort,
   get,
-  killAllWith,
   listeningInodes,
   MOD,
   pidsWith,
   refused,
   ROOT,
+  TempApp,
   until,
 } from "./helpers.ts";
 import {
@@ -41,19 +41,14 @@ import {
   SCRIPT,
 } from "./capabilities.ts";
 import { terminalArgs } from "./terminal.ts";
-
-/**
- * What an app that adds servers of its own imports: mod.ts, the very module
- * that runs the CLI (which imports the app).
- */
-const MOD_TS = `${ROOT}/mod.ts`;
+import { versionedAppSource } from "./fixtures/versioned_app.ts";
 
 /**
  * A prelude that adds a server "warm" whose readiness hook fails, but only
  * once the app has accepted a request (`/hold`): a warm-up that fails after a
  * while, under traffic.
  */
-const WARM_UP_FAILS = `import { serveGraceful } from ${JSON.stringify(MOD_TS)};
+const WARM_UP_FAILS = `import { serveGraceful } from ${JSON.stringify(MOD)};
 serveGraceful({
   name: "warm",
   listen: ["127.0.0.1:0"],
@@ -76,77 +71,23 @@ const CAN_UNSHARE = has(NET_NAMESPACE);
 // ---------------------------------------------------------------------------
 // The app and its gates
 
-/**
- * The app: `/pid`, `/version`, `/hold?gate=NAME` (answers once the file
- * DIR/NAME exists), `/sse` and a WebSocket, both of which announce
- * `info.draining` but never end on their own.
- */
-function appSource(dir: string, version: string, prelude = ""): string {
-  return `${prelude}
-const VERSION = ${JSON.stringify(version)};
-const DIR = ${JSON.stringify(dir)};
-globalThis.holding ??= 0;
-async function gate(name) {
-  while (true) {
-    try {
-      Deno.statSync(DIR + "/" + name);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
+/** A new app (version v1) in a temp dir of its own; started by the test. */
+function makeApp(): Promise<TempApp> {
+  return TempApp.create(versionedAppSource("v1"));
 }
-export default {
-  async fetch(req, info) {
-    const url = new URL(req.url);
-    if (req.headers.get("upgrade") === "websocket") {
-      const { socket, response } = Deno.upgradeWebSocket(req);
-      socket.onopen = () => {
-        socket.send("hello " + Deno.pid);
-        const draining = () => socket.send("draining " + Deno.pid);
-        if (info.draining.aborted) draining();
-        else info.draining.addEventListener("abort", draining, { once: true });
-      };
-      socket.onmessage = (e) => socket.send("echo " + e.data + " " + Deno.pid);
-      return response;
-    }
-    if (url.pathname === "/pid") return new Response(String(Deno.pid));
-    if (url.pathname === "/version") return new Response(VERSION);
-    if (url.pathname === "/hold") {
-      globalThis.holding++;
-      console.log("holding in " + Deno.pid);
-      await gate(url.searchParams.get("gate"));
-      return new Response("held in " + Deno.pid);
-    }
-    if (url.pathname === "/sse") {
-      const encoder = new TextEncoder();
-      let timer;
-      const body = new ReadableStream({
-        start(controller) {
-          const send = (event) => {
-            try {
-              controller.enqueue(
-                encoder.encode("event: " + event + "\\ndata: " + Deno.pid + "\\n\\n"),
-              );
-            } catch {
-              clearInterval(timer);
-            }
-          };
-          send("hello");
-          if (info.draining.aborted) send("draining");
-          else info.draining.addEventListener("abort", () => send("draining"), { once: true });
-          timer = setInterval(() => send("tick"), 100);
-        },
-        cancel() {
-          clearInterval(timer);
-        },
-      });
-      return new Response(body, { headers: { "content-type": "text/event-stream" } });
-    }
-    return new Response("hello " + VERSION);
-  },
-};
-`;
+
+/** Writes version `version` of the app (the next generation loads it). */
+function writeVersion(
+  app: TempApp,
+  version: string,
+  prelude = "",
+): Promise<void> {
+  return app.write(versionedAppSource(version, prelude));
+}
+
+/** Creates the file DIR/name (opens a gate). */
+function openGate(app: TempApp, name: string): Promise<void> {
+  return Deno.writeTextFile(`${app.dir}/${name}`, "");
 }
 
 /** Code for the top of a new version: wait for DIR/NAME before loading on. */
@@ -161,52 +102,6 @@ while (true) {
   }
 }
 `;
-}
-
-interface App {
-  dir: string;
-  app: string;
-  /** In the command line of every generation of this app. */
-  marker: string;
-  /** Writes a new version of the app (the next generation loads it). */
-  write(version: string, prelude?: string): Promise<void>;
-  /** Creates the file DIR/name (opens a gate). */
-  open(name: string): Promise<void>;
-}
-
-async function makeApp(): Promise<App> {
-  const dir = await Deno.makeTempDir({ prefix: "graceful-faults-" });
-  const app = `${dir}/app.ts`;
-  const write = (version: string, prelude = "") =>
-    Deno.writeTextFile(app, appSource(dir, version, prelude));
-  await write("v1");
-  return {
-    dir,
-    app,
-    marker: dir,
-    write,
-    open: (name) => Deno.writeTextFile(`${dir}/${name}`, ""),
-  };
-}
-
-async function startApp(
-  app: App,
-  extra: string[] = [],
-  env: Record<string, string> = {},
-): Promise<{ child: Child; port: number }> {
-  const child = new Child(Deno.execPath(), [
-    "run",
-    "-A",
-    MOD,
-    app.app,
-    "--port",
-    "0",
-    "--hostname",
-    "127.0.0.1",
-    ...extra,
-  ], env);
-  const m = await child.waitFor(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//);
-  return { child, port: Number(m[1]) };
 }
 
 /** The serving pid, on a fresh connection (never a draining generation's). */
@@ -307,15 +202,6 @@ async function exitsOnItsOwn(child: Child): Promise<Deno.CommandStatus> {
   }
 }
 
-/** Kills whatever is left with the marker, waits until none is, removes the dir. */
-async function cleanup(app: App, ...children: Child[]): Promise<void> {
-  killAllWith(app.marker);
-  for (const child of children) child.kill("SIGKILL");
-  await Promise.all(children.map((c) => c.exited));
-  await until(() => pidsWith(app.marker).length === 0);
-  await Deno.remove(app.dir, { recursive: true });
-}
-
 /** Runs `command` as user nobody (uid and gid 65534, no groups). */
 async function asNobody(
   command: string[],
@@ -377,7 +263,7 @@ type FdSpec =
 
 interface ActivationCase {
   what: string;
-  fds: (app: App) => FdSpec[];
+  fds: (app: TempApp) => FdSpec[];
   env: Record<string, string>;
   /** The error line; `ports` are those of the passed fds. */
   error: (ports: (number | null)[]) => RegExp;
@@ -470,7 +356,7 @@ const DEFAULT_PORT = 8199;
  * one, and `port` is the one it says it listens on.
  */
 async function activate(
-  app: App,
+  app: TempApp,
   fds: FdSpec[],
   env: Record<string, string>,
   port?: number,
@@ -550,13 +436,13 @@ for (const c of ACTIVATION_CASES) {
           assert(!/Listening on/.test(child.output), child.output);
           if (withPort) {
             // (Its own processes only: another test may take the port.)
-            const serving = pidsWith(app.marker).filter((pid) =>
+            const serving = pidsWith(app.dir).filter((pid) =>
               listeningInodes(pid).some((l) => l.port === port)
             );
             assertEquals(serving, [], `--port ${port} is served`);
           }
         } finally {
-          await cleanup(app, child);
+          await app.stop(child);
         }
       },
     });
@@ -592,7 +478,7 @@ Deno.test({
       child.kill("SIGTERM");
       assertEquals((await child.done).code, 0);
     } finally {
-      await cleanup(app, child);
+      await app.stop(child);
     }
   },
 });
@@ -603,13 +489,14 @@ Deno.test({
 
 Deno.test("new generation: ready, then it crashes before the old one drained: the old one finishes its requests and exits 0; nothing serves", async () => {
   const app = await makeApp();
-  const { child, port } = await startApp(app);
+  const { child, port } = await app.launch();
   try {
     const old = await pidOf(port);
     const held = attempt(port, "/hold?gate=release");
     await child.waitFor(new RegExp(`holding in ${old}`));
     // v2 serves, and exits 100 ms after the test opens the crash gate.
-    await app.write(
+    await writeVersion(
+      app,
       "v2",
       `(async () => {
   while (true) {
@@ -628,19 +515,19 @@ Deno.test("new generation: ready, then it crashes before the old one drained: th
     Deno.kill(old, "SIGUSR1");
     const m = await child.waitFor(/new generation 2 ready \(pid (\d+)\)/);
     const next = Number(m[1]);
-    await app.open("crash");
+    await openGate(app, "crash");
     await until(() => !alive(next));
     assert(alive(old), "the old generation is still draining");
-    await app.open("release");
+    await openGate(app, "release");
     assertEquals(await held, { status: 200, text: `held in ${old}` });
     assertEquals((await child.exited).code, 0);
     // With the CLI alone the service is now down (under systemd, the unit's
     // Restart= starts it again: MAINPID was the crashed generation).
     await until(() => refused(port));
-    await until(() => pidsWith(app.marker).length === 0);
+    await until(() => pidsWith(app.dir).length === 0);
     await until(() => procState(next) === undefined);
   } finally {
-    await cleanup(app, child);
+    await app.stop(child);
   }
 });
 
@@ -648,12 +535,13 @@ Deno.test("new generation: it wants a port that is busy: it fails, the error nam
   const app = await makeApp();
   const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const busyPort = busy.addr.port;
-  const { child, port } = await startApp(app);
+  const { child, port } = await app.launch();
   try {
     const old = await pidOf(port);
-    await app.write(
+    await writeVersion(
+      app,
       "v2",
-      `import { serveGraceful } from ${JSON.stringify(MOD_TS)};
+      `import { serveGraceful } from ${JSON.stringify(MOD)};
 serveGraceful({ name: "extra", listen: ["127.0.0.1:${busyPort}"] }, () => new Response("extra"));
 `,
     );
@@ -662,26 +550,27 @@ serveGraceful({ name: "extra", listen: ["127.0.0.1:${busyPort}"] }, () => new Re
     assertMatch(m[0], new RegExp(`127\\.0\\.0\\.1:${busyPort}`));
     assertEquals(await pidOf(port), old);
     assertEquals((await get(port, "/version")).text, "v1");
-    await until(() => pidsWith(app.marker).length === 1);
+    await until(() => pidsWith(app.dir).length === 1);
     // The next good version is taken.
-    await app.write("v3");
+    await writeVersion(app, "v3");
     const { now } = await restartOnce(port);
     assertNotEquals(now, old);
     assertEquals((await get(port, "/version")).text, "v3");
   } finally {
     busy.close();
-    await cleanup(app, child);
+    await app.stop(child);
   }
 });
 
 Deno.test("new generation: a server new in it, on port 0 and created first, opens its own socket and leaves the inherited one to its server", async () => {
   const app = await makeApp();
-  const { child, port } = await startApp(app);
+  const { child, port } = await app.launch();
   try {
     const old = await pidOf(port);
-    await app.write(
+    await writeVersion(
+      app,
       "v2",
-      `import { serveGraceful } from ${JSON.stringify(MOD_TS)};
+      `import { serveGraceful } from ${JSON.stringify(MOD)};
 serveGraceful({
   name: "extra",
   listen: ["127.0.0.1:0"],
@@ -696,19 +585,19 @@ serveGraceful({
     assertNotEquals(Number(m[1]), port);
     assertEquals((await get(Number(m[1]), "/")).text, "extra");
   } finally {
-    await cleanup(app, child);
+    await app.stop(child);
   }
 });
 
 Deno.test("new generation: SIGKILLed while it starts (an OOM kill): reported, reaped, the old one serves", async () => {
   const app = await makeApp();
   const pidfile = `${app.dir}/app.pid`;
-  const { child, port } = await startApp(app, ["--pidfile", pidfile]);
+  const { child, port } = await app.launch(["--pidfile", pidfile]);
   try {
     const old = await pidOf(port);
-    await app.write("v2", waitForFile(app.dir, "never"));
+    await writeVersion(app, "v2", waitForFile(app.dir, "never"));
     Deno.kill(old, "SIGUSR1");
-    const next = await childOf(app.marker, old);
+    const next = await childOf(app.dir, old);
     Deno.kill(next, "SIGKILL");
     await child.waitFor(
       new RegExp(
@@ -719,7 +608,7 @@ Deno.test("new generation: SIGKILLed while it starts (an OOM kill): reported, re
     assertEquals(await pidOf(port), old);
     // Reaped by the old generation, which is still running: no zombie.
     await until(() => procState(next) === undefined);
-    assertEquals(pidsWith(app.marker), [old]);
+    assertEquals(pidsWith(app.dir), [old]);
     // The status file says so too (what `status --json` shows).
     await until(() => {
       const status = JSON.parse(Deno.readTextFileSync(`${pidfile}.json`));
@@ -732,7 +621,7 @@ Deno.test("new generation: SIGKILLed while it starts (an OOM kill): reported, re
       /signal SIGKILL before it was ready/,
     );
   } finally {
-    await cleanup(app, child);
+    await app.stop(child);
   }
 });
 
@@ -744,13 +633,10 @@ Deno.test({
     // warm-up that fails after a while does under traffic. The restart fails
     // and v1 keeps serving; the request v2 accepted must still be answered.
     const app = await makeApp();
-    const { child, port } = await startApp(app);
+    const { child, port } = await app.launch();
     try {
       const old = await pidOf(port);
-      await app.write(
-        "v2",
-        WARM_UP_FAILS,
-      );
+      await writeVersion(app, "v2", WARM_UP_FAILS);
       Deno.kill(old, "SIGUSR1");
       // Requests on fresh connections until one lands on v2 (v2's warm-up
       // fails right then); then all of them may finish. (A request longer
@@ -766,7 +652,7 @@ Deno.test({
         requests.push(attempt(port, "/hold?gate=release"));
         await new Promise((r) => setTimeout(r, 20));
       }
-      await app.open("release");
+      await openGate(app, "release");
       await child.waitFor(/restart failed.*warm-up failed/);
       const outcomes = await Promise.all(requests);
       const failed = outcomes.filter((o) =>
@@ -777,31 +663,28 @@ Deno.test({
         [],
         `${failed.length} of ${outcomes.length} requests failed`,
       );
-      assertEquals(pidsWith(app.marker), [old]);
+      assertEquals(pidsWith(app.dir), [old]);
     } finally {
-      await cleanup(app, child);
+      await app.stop(child);
     }
   },
 });
 
 Deno.test("first generation: a server whose readiness fails ends the process with exit 1, after the other servers answered what they accepted", async () => {
   const app = await makeApp();
-  await app.write(
-    "v1",
-    WARM_UP_FAILS,
-  );
-  const { child, port } = await startApp(app);
+  await writeVersion(app, "v1", WARM_UP_FAILS);
+  const { child, port } = await app.launch();
   try {
     // The CLI's server accepts a request; then the other server fails.
     const held = attempt(port, "/hold?gate=release");
     await child.waitFor(/failed to start: warm-up failed/);
-    await app.open("release");
+    await openGate(app, "release");
     assertEquals(await held, { status: 200, text: `held in ${child.pid}` });
     assertEquals((await child.exited).code, 1);
     assertMatch(child.output, /error: Error: warm-up failed/);
-    assertEquals(pidsWith(app.marker), []);
+    assertEquals(pidsWith(app.dir), []);
   } finally {
-    await cleanup(app, child);
+    await app.stop(child);
   }
 });
 
@@ -811,7 +694,7 @@ Deno.test("first generation: a server whose readiness fails ends the process wit
 
 Deno.test("signals: SIGUSR1 during shutdown is ignored: it drains, exits 0, and no new generation appears", async () => {
   const app = await makeApp();
-  const { child, port } = await startApp(app);
+  const { child, port } = await app.launch();
   try {
     const pid = child.pid;
     const held = attempt(port, "/hold?gate=release");
@@ -822,22 +705,22 @@ Deno.test("signals: SIGUSR1 during shutdown is ignored: it drains, exits 0, and 
     let watching = true;
     const watch = (async () => {
       while (watching) {
-        most = Math.max(most, pidsWith(app.marker).length);
+        most = Math.max(most, pidsWith(app.dir).length);
         await new Promise((r) => setTimeout(r, 5));
       }
     })();
     for (let i = 0; i < 3; i++) Deno.kill(pid, "SIGUSR1");
     await child.waitFor(/SIGUSR1 ignored: shutting down/);
-    await app.open("release");
+    await openGate(app, "release");
     assertEquals(await held, { status: 200, text: `held in ${pid}` });
     assertEquals((await child.exited).code, 0);
     watching = false;
     await watch;
     assertEquals(most, 1, "a new generation appeared");
     assert(!/restarting/.test(child.output), child.output);
-    assertEquals(pidsWith(app.marker), []);
+    assertEquals(pidsWith(app.dir), []);
   } finally {
-    await cleanup(app, child);
+    await app.stop(child);
   }
 });
 
@@ -846,14 +729,14 @@ Deno.test("signals: SIGUSR1 during shutdown is ignored: it drains, exits 0, and 
 
 Deno.test("signals: with --restart-signal SIGHUP, SIGHUP restarts once; nothing is left behind", async () => {
   const app = await makeApp();
-  const { child, port } = await startApp(app, ["--restart-signal", "SIGHUP"]);
+  const { child, port } = await app.launch(["--restart-signal", "SIGHUP"]);
   try {
-    await app.write("v2");
+    await writeVersion(app, "v2");
     const { old, now } = await restartOnce(port, "SIGHUP");
     assertEquals(old, child.pid);
     assertEquals((await child.exited).code, 0);
     assertEquals((await get(port, "/version")).text, "v2");
-    assertEquals(pidsWith(app.marker), [now]);
+    assertEquals(pidsWith(app.dir), [now]);
     assertEquals(
       child.lines.filter((l) => /new generation \d+ ready/.test(l)).length,
       1,
@@ -864,12 +747,12 @@ Deno.test("signals: with --restart-signal SIGHUP, SIGHUP restarts once; nothing 
     );
     assertEquals(procState(old), undefined);
   } finally {
-    await cleanup(app, child);
+    await app.stop(child);
   }
 });
 
 /** Runs the CLI in a pseudo-terminal (script(1)); killing `script` hangs it up. */
-async function startInTerminal(app: App, extra: string[] = []) {
+async function startInTerminal(app: TempApp, extra: string[] = []) {
   const command = [
     Deno.execPath(),
     "run",
@@ -902,9 +785,9 @@ Deno.test({
       // (A zombie leader may still have threads exiting, holding the port.)
       await until(() => procState(pid) === undefined);
       await until(() => refused(port));
-      assertEquals(pidsWith(app.marker), []);
+      assertEquals(pidsWith(app.dir), []);
     } finally {
-      await cleanup(app, terminal);
+      await app.stop(terminal);
     }
   },
 });
@@ -923,10 +806,10 @@ Deno.test({
       assertEquals(await Promise.race([terminal.exited, "running"]), "running");
       terminal.kill("SIGKILL"); // the terminal goes away: the tty hangs up
       await terminal.done;
-      await until(() => pidsWith(app.marker).length === 0);
+      await until(() => pidsWith(app.dir).length === 0);
       await until(() => refused(port));
     } finally {
-      await cleanup(app, terminal);
+      await app.stop(terminal);
     }
   },
 });
@@ -935,7 +818,7 @@ Deno.test({
  * Runs the CLI with `extra` in a network namespace of its own, so that its
  * 127.0.0.1:9229 is nobody else's (other tests, or a second copy of this one).
  */
-async function startIsolated(app: App, extra: string[]): Promise<Child> {
+async function startIsolated(app: TempApp, extra: string[]): Promise<Child> {
   const child = new Child("unshare", [
     "--net",
     "sh",
@@ -980,7 +863,7 @@ Deno.test({
       assert(alive(child.pid));
       assert(!/restarting/.test(child.output), child.output);
     } finally {
-      await cleanup(app, child);
+      await app.stop(child);
     }
   },
 });
@@ -998,12 +881,12 @@ Deno.test({
   ignore: !CAN_BE_NOBODY,
   async fn() {
     const app = await makeApp();
-    const { child, port } = await startApp(app);
+    const { child, port } = await app.launch();
     try {
       const old = await pidOf(port);
-      await app.write("v2", waitForFile(app.dir, "go"));
+      await writeVersion(app, "v2", waitForFile(app.dir, "go"));
       Deno.kill(old, "SIGUSR1");
-      const next = await childOf(app.marker, old);
+      const next = await childOf(app.dir, old);
       let addr = "";
       await until(() => {
         addr = environOf(next).GRACEFUL_CONTROL_ADDR ?? "";
@@ -1045,34 +928,34 @@ Deno.test({
       assertEquals(guess.stdout, "", "nobody got an answer");
       await child.waitFor(/refused a connection: wrong token/);
 
-      await app.open("go");
+      await openGate(app, "go");
       await until(async () => (await pidOf(port)) === next);
       assertEquals((await get(port, "/version")).text, "v2");
       const quiet = await silent;
       assertEquals(new TextDecoder().decode(quiet.stdout), "");
       await until(() => !alive(old));
-      assertEquals(pidsWith(app.marker), [next]);
+      assertEquals(pidsWith(app.dir), [next]);
     } finally {
-      await cleanup(app, child);
+      await app.stop(child);
     }
   },
 });
 
 Deno.test("control channel: a secret replayed after the handover, and on the next restart, is refused", async () => {
   const app = await makeApp();
-  const { child, port } = await startApp(app);
+  const { child, port } = await app.launch();
   try {
     const old = await pidOf(port);
-    await app.write("v2", waitForFile(app.dir, "go2"));
+    await writeVersion(app, "v2", waitForFile(app.dir, "go2"));
     Deno.kill(old, "SIGUSR1");
-    const second = await childOf(app.marker, old);
+    const second = await childOf(app.dir, old);
     let env: Record<string, string> = {};
     await until(() => {
       env = environOf(second);
       return env.GRACEFUL_CONTROL_TOKEN !== undefined;
     });
     const { GRACEFUL_CONTROL_ADDR: addr, GRACEFUL_CONTROL_TOKEN: token } = env;
-    await app.open("go2");
+    await openGate(app, "go2");
     await until(async () => (await pidOf(port)) === second);
     await until(() => !alive(old));
 
@@ -1085,9 +968,9 @@ Deno.test("control channel: a secret replayed after the handover, and on the nex
     }
 
     // The next restart has a new secret; the old one is refused there.
-    await app.write("v3", waitForFile(app.dir, "go3"));
+    await writeVersion(app, "v3", waitForFile(app.dir, "go3"));
     Deno.kill(second, "SIGUSR1");
-    const third = await childOf(app.marker, second);
+    const third = await childOf(app.dir, second);
     let env3: Record<string, string> = {};
     await until(() => {
       env3 = environOf(third);
@@ -1098,11 +981,11 @@ Deno.test("control channel: a secret replayed after the handover, and on the nex
     const replay = JSON.stringify({ type: "hello", token, pid: third }) + "\n";
     assertEquals(await sendLine(thirdPort, replay), "");
     await child.waitFor(/refused a connection: wrong token/);
-    await app.open("go3");
+    await openGate(app, "go3");
     await until(async () => (await pidOf(port)) === third);
     assertEquals((await get(port, "/version")).text, "v3");
   } finally {
-    await cleanup(app, child);
+    await app.stop(child);
   }
 });
 
@@ -1111,12 +994,12 @@ Deno.test("control channel: a same-user process that read the new generation's e
   // /proc/PID/environ and race the child, "which makes the restart fail
   // (the pid check), never take it over".
   const app = await makeApp();
-  const { child, port } = await startApp(app);
+  const { child, port } = await app.launch();
   try {
     const old = await pidOf(port);
-    await app.write("v2", waitForFile(app.dir, "go"));
+    await writeVersion(app, "v2", waitForFile(app.dir, "go"));
     Deno.kill(old, "SIGUSR1");
-    const next = await childOf(app.marker, old);
+    const next = await childOf(app.dir, old);
     // Its environment is fixed at exec: whatever is not there now never is.
     const env = environOf(next);
     let stolen = "";
@@ -1152,10 +1035,10 @@ Deno.test("control channel: a same-user process that read the new generation's e
         conn.close();
       }
     }
-    await app.open("go");
+    await openGate(app, "go");
     // Settled: the restart succeeded or failed, and one generation is left.
     await until(() => !alive(old) || /restart failed/.test(child.output));
-    await until(() => pidsWith(app.marker).length <= 1);
+    await until(() => pidsWith(app.dir).length <= 1);
     const serving = await attempt(port, "/pid");
     assertEquals(
       stolen,
@@ -1166,7 +1049,7 @@ Deno.test("control channel: a same-user process that read the new generation's e
     );
     assert("status" in serving, "nothing serves the port");
   } finally {
-    await cleanup(app, child);
+    await app.stop(child);
   }
 });
 
@@ -1177,7 +1060,7 @@ Deno.test("control channel: a same-user process that read the new generation's e
 Deno.test("admin (CLI --admin --admin-token): every refusal holds, and nothing restarts", async () => {
   const app = await makeApp();
   const token = crypto.randomUUID() + crypto.randomUUID();
-  const { child, port } = await startApp(app, [
+  const { child, port } = await app.launch([
     "--admin",
     "--admin-token",
     token,
@@ -1257,7 +1140,7 @@ Deno.test("admin (CLI --admin --admin-token): every refusal holds, and nothing r
 
     // Nothing restarted, nothing ran.
     assertEquals(await pidOf(port), pid);
-    assertEquals(pidsWith(app.marker), [pid]);
+    assertEquals(pidsWith(app.dir), [pid]);
     assertEquals(
       JSON.parse((await call("/status", { headers: auth })).text).generation,
       1,
@@ -1272,7 +1155,7 @@ Deno.test("admin (CLI --admin --admin-token): every refusal holds, and nothing r
     assertEquals(ok.status, 200, ok.text);
     assertEquals(JSON.parse(ok.text).generation, 2);
   } finally {
-    await cleanup(app, child);
+    await app.stop(child);
   }
 });
 
@@ -1281,7 +1164,7 @@ Deno.test("admin (CLI --admin --admin-token): every refusal holds, and nothing r
 
 Deno.test("long-lived: a WebSocket and an SSE stream see info.draining, stay open while the new generation serves, and are cut at --drain-timeout", async () => {
   const app = await makeApp();
-  const { child, port } = await startApp(app, ["--drain-timeout", "1500"]);
+  const { child, port } = await app.launch(["--drain-timeout", "1500"]);
   try {
     const old = child.pid;
     // The WebSocket.
@@ -1347,8 +1230,8 @@ Deno.test("long-lived: a WebSocket and an SSE stream see info.draining, stay ope
     );
     assertMatch(ended, /^cut: .*error reading a body/);
     assertEquals(await pidOf(port), now);
-    assertEquals(pidsWith(app.marker), [now]);
+    assertEquals(pidsWith(app.dir), [now]);
   } finally {
-    await cleanup(app, child);
+    await app.stop(child);
   }
 });

@@ -270,26 +270,39 @@ export class TempApp {
     extra: string[] = [],
     env: Record<string, string> = {},
   ): Promise<TempApp> {
+    return await (await TempApp.create(source)).launch(extra, env);
+  }
+
+  /** Writes `source` as the app in a new temp dir; starts nothing. */
+  static async create(source: string): Promise<TempApp> {
     const app = new TempApp(
       await Deno.makeTempDir({ prefix: "graceful-app-" }),
     );
     await Deno.writeTextFile(app.app, source);
-    app.child = new Child(Deno.execPath(), [
+    return app;
+  }
+
+  /** Starts the CLI on the app, on a free port, and waits until it listens. */
+  async launch(
+    extra: string[] = [],
+    env: Record<string, string> = {},
+  ): Promise<this> {
+    this.child = new Child(Deno.execPath(), [
       "run",
       "-A",
       MOD,
-      app.app,
+      this.app,
       "--port",
       "0",
       "--hostname",
       "127.0.0.1",
       ...extra,
     ], env);
-    const m = await app.child.waitFor(
+    const m = await this.child.waitFor(
       /Listening on https?:\/\/127\.0\.0\.1:(\d+)\//,
     );
-    app.port = Number(m[1]);
-    return app;
+    this.port = Number(m[1]);
+    return this;
   }
 
   /** Replaces the app's source (for the next generation). */
@@ -302,11 +315,15 @@ export class TempApp {
     return pidsWith(this.dir);
   }
 
-  /** Kills every generation, waits until none is left, removes the dir. */
-  async stop(): Promise<void> {
+  /**
+   * Kills every generation (and `others`, children started on the app some
+   * other way), waits until none is left, removes the dir.
+   */
+  async stop(...others: Child[]): Promise<void> {
     killAllWith(this.dir);
-    this.child.kill("SIGKILL");
-    await this.child.exited;
+    const children = this.child ? [this.child, ...others] : others;
+    for (const child of children) child.kill("SIGKILL");
+    await Promise.all(children.map((child) => child.exited));
     await until(() => pidsWith(this.dir).length === 0);
     await Deno.remove(this.dir, { recursive: true });
   }

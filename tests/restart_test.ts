@@ -14,44 +14,7 @@ import {
 import { alive, fdCount, get, pidsWith, TempApp, until } from "./helpers.ts";
 import { rawExchange } from "./http_client.ts";
 import { assertNoFailures, Load } from "./load.ts";
-
-const GOOD_APP = `
-const VERSION = "__VERSION__";
-let served = 0;
-export default {
-  async fetch(req) {
-    const url = new URL(req.url);
-    if (url.pathname === "/pid") return new Response(String(Deno.pid));
-    // How many requests for / this generation answered.
-    if (url.pathname === "/served") return new Response(Deno.pid + " " + served);
-    // Answers once the file ?gate= exists.
-    if (url.pathname === "/hold") {
-      console.log("holding in " + Deno.pid);
-      while (true) {
-        try {
-          Deno.statSync(url.searchParams.get("gate"));
-          break;
-        } catch {
-          await new Promise((r) => setTimeout(r, 10));
-        }
-      }
-      return new Response("held in " + Deno.pid);
-    }
-    if (url.pathname === "/version") return new Response(VERSION);
-    if (url.pathname === "/sleep") {
-      await new Promise((r) => setTimeout(r, Number(url.searchParams.get("ms") ?? 1000)));
-      return new Response("slept in " + Deno.pid);
-    }
-    served++;
-    return new Response("hello " + VERSION);
-  },
-};
-`;
-
-/** The good app, at some version. */
-function goodApp(version = "v1"): string {
-  return GOOD_APP.replace("__VERSION__", version);
-}
+import { versionedAppSource } from "./fixtures/versioned_app.ts";
 
 async function pidOf(port: number): Promise<number> {
   return Number((await get(port, "/pid")).text);
@@ -72,7 +35,7 @@ async function restartOnce(
 }
 
 Deno.test("restart: with no traffic the new generation serves and the old one exits", async () => {
-  const t = await TempApp.start(goodApp());
+  const t = await TempApp.start(versionedAppSource("v1"));
   const { child, port, dir: marker } = t;
   try {
     const { old, now } = await restartOnce(port);
@@ -87,7 +50,7 @@ Deno.test("restart: with no traffic the new generation serves and the old one ex
 });
 
 Deno.test("restart: a request in flight completes on the old generation", async () => {
-  const t = await TempApp.start(goodApp());
+  const t = await TempApp.start(versionedAppSource("v1"));
   const { port } = t;
   try {
     const old = await pidOf(port);
@@ -106,7 +69,7 @@ Deno.test("restart: a request in flight completes on the old generation", async 
 });
 
 Deno.test("restart: 50 in a row, one process left, fd count stable", async () => {
-  const t = await TempApp.start(goodApp());
+  const t = await TempApp.start(versionedAppSource("v1"));
   const { port, dir: marker } = t;
   try {
     const fds: number[] = [];
@@ -144,7 +107,7 @@ for (
     // default, so that a slow machine never fails a good generation.
     const hang = what === "a hang before ready";
     const t = await TempApp.start(
-      goodApp(),
+      versionedAppSource("v1"),
       hang ? ["--start-timeout", "4000"] : [],
     );
     const { app, child, port, dir: marker } = t;
@@ -159,7 +122,7 @@ for (
       assertEquals(pidsWith(marker), [old]);
       if (hang) return; // recovery is shown by the other cases
       // The next good version is picked up.
-      await Deno.writeTextFile(app, goodApp("v2"));
+      await Deno.writeTextFile(app, versionedAppSource("v2"));
       const { now } = await restartOnce(port);
       assertNotEquals(now, old);
       assertEquals((await get(port, "/version")).text, "v2");
@@ -170,7 +133,7 @@ for (
 }
 
 Deno.test("restart: a storm of 20 SIGUSR1 makes exactly one new generation", async () => {
-  const t = await TempApp.start(goodApp());
+  const t = await TempApp.start(versionedAppSource("v1"));
   const { child, port, dir: marker } = t;
   try {
     const old = await pidOf(port);
@@ -196,7 +159,7 @@ Deno.test("restart: a storm of 20 SIGUSR1 makes exactly one new generation", asy
 });
 
 Deno.test("restart: SIGTERM in the middle of a restart leaves nothing behind", async () => {
-  const t = await TempApp.start(goodApp());
+  const t = await TempApp.start(versionedAppSource("v1"));
   const { app, child, port, dir: marker } = t;
   try {
     const old = await pidOf(port);
@@ -216,7 +179,7 @@ Deno.test("restart: SIGTERM in the middle of a restart leaves nothing behind", a
 });
 
 Deno.test("restart: control-channel intruders are refused and the restart succeeds", async () => {
-  const t = await TempApp.start(goodApp());
+  const t = await TempApp.start(versionedAppSource("v1"));
   const { app, child, port, dir: marker } = t;
   try {
     const old = await pidOf(port);
@@ -224,7 +187,7 @@ Deno.test("restart: control-channel intruders are refused and the restart succee
     await Deno.writeTextFile(
       app,
       "await new Promise((r) => setTimeout(r, 1500));\n" +
-        goodApp("v2"),
+        versionedAppSource("v2"),
     );
     Deno.kill(old, "SIGUSR1");
     let childPid = 0;
@@ -279,7 +242,7 @@ async function served(port: number, pid: number, count: number) {
 
 for (const mode of ["keep-alive", "Connection: close"]) {
   Deno.test(`restart: 4 restarts under wrk load (${mode}) lose no request`, async () => {
-    const t = await TempApp.start(goodApp());
+    const t = await TempApp.start(versionedAppSource("v1"));
     const { child, dir, port } = t;
     const load = Load.start(`http://127.0.0.1:${port}/`, {
       connectionClose: mode === "Connection: close",

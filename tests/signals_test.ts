@@ -13,30 +13,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { terminalArgs } from "./terminal.ts";
 import { ignoreWithout, NOHUP, SCRIPT, SETSID } from "./capabilities.ts";
 import { alive, Child, killAllWith, MOD, pidsWith, until } from "./helpers.ts";
-
-/** `/pid`, and `/hold?gate=NAME`, which answers once DIR/NAME exists. */
-function appSource(dir: string): string {
-  return `export default {
-  async fetch(req) {
-    const url = new URL(req.url);
-    if (url.pathname === "/hold") {
-      console.log("holding in " + Deno.pid);
-      const gate = ${JSON.stringify(dir)} + "/" + url.searchParams.get("gate");
-      while (true) {
-        try {
-          Deno.statSync(gate);
-          break;
-        } catch {
-          await new Promise((r) => setTimeout(r, 10));
-        }
-      }
-      return new Response("held in " + Deno.pid);
-    }
-    return new Response(String(Deno.pid));
-  },
-};
-`;
-}
+import { versionedAppSource } from "./fixtures/versioned_app.ts";
 
 interface App {
   dir: string;
@@ -53,7 +30,7 @@ async function start(
   extra: string[] = [],
 ): Promise<App> {
   const dir = await Deno.makeTempDir({ prefix: "graceful-signals-" });
-  await Deno.writeTextFile(`${dir}/app.ts`, appSource(dir));
+  await Deno.writeTextFile(`${dir}/app.ts`, versionedAppSource("v1"));
   const command = [
     Deno.execPath(),
     "run",

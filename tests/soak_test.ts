@@ -28,6 +28,7 @@ import {
   ROOT,
   until,
 } from "./helpers.ts";
+import { versionedAppSource } from "./fixtures/versioned_app.ts";
 
 const SLOW = Deno.env.get("GRACEFUL_SLOW_TESTS") === "1";
 if (!SLOW) {
@@ -35,14 +36,6 @@ if (!SLOW) {
     "slow suite skipped (on purpose): run it on its own with `deno task test:slow`",
   );
 }
-
-const APP = `export default {
-  fetch(req) {
-    if (new URL(req.url).pathname === "/pid") return new Response(String(Deno.pid));
-    return new Response("hello");
-  },
-};
-`;
 
 interface App {
   dir: string;
@@ -56,7 +49,7 @@ async function startApp(
   main: string = MOD,
 ): Promise<App> {
   const dir = await Deno.makeTempDir({ prefix: "graceful-soak-" });
-  await Deno.writeTextFile(`${dir}/app.ts`, APP);
+  await Deno.writeTextFile(`${dir}/app.ts`, versionedAppSource("v1"));
   const child = new Child(Deno.execPath(), [
     "run",
     "-A",

@@ -14,27 +14,7 @@ import {
   pidsWith,
   until,
 } from "./helpers.ts";
-
-const APP = `
-const VERSION = "__VERSION__";
-export default {
-  async fetch(req) {
-    const url = new URL(req.url);
-    if (url.pathname === "/pid") return new Response(String(Deno.pid));
-    if (url.pathname === "/version") return new Response(VERSION);
-    if (url.pathname === "/sleep") {
-      const ms = Number(url.searchParams.get("ms") ?? 1000);
-      await new Promise((r) => setTimeout(r, ms));
-      return new Response("slept in " + Deno.pid);
-    }
-    return new Response("hello " + VERSION);
-  },
-};
-`;
-
-function app(version: string): string {
-  return APP.replace("__VERSION__", version);
-}
+import { versionedAppSource } from "./fixtures/versioned_app.ts";
 
 async function startWatching(args: string[]) {
   const child = new Child(Deno.execPath(), [
@@ -84,7 +64,7 @@ async function cleanup(dir: string, child: Child): Promise<void> {
 Deno.test("watch e2e: edits restart gracefully; a broken edit keeps the old generation; the next good one recovers", async () => {
   const dir = await Deno.makeTempDir({ prefix: "graceful-watch-e2e-" });
   const main = `${dir}/app.ts`;
-  await Deno.writeTextFile(main, app("v1"));
+  await Deno.writeTextFile(main, versionedAppSource("v1"));
   // The pidfile sits in the watched directory: each generation rewrites it,
   // which must not count as an edit (else: a restart loop).
   const { child, port } = await startWatching([
@@ -99,7 +79,7 @@ Deno.test("watch e2e: edits restart gracefully; a broken edit keeps the old gene
     // A slow request in flight, then an edit: it completes on the old pid.
     const slow = get(port, "/sleep?ms=2000");
     await new Promise((r) => setTimeout(r, 300));
-    await Deno.writeTextFile(main, app("v2"));
+    await Deno.writeTextFile(main, versionedAppSource("v2"));
     const second = await servesVersion(port, "v2");
     assertNotEquals(second, first);
     const res = await slow;
@@ -118,7 +98,7 @@ Deno.test("watch e2e: edits restart gracefully; a broken edit keeps the old gene
     assertEquals(pidsWith(dir), [second]);
 
     // The next good edit: a third generation serves.
-    await Deno.writeTextFile(main, app("v3"));
+    await Deno.writeTextFile(main, versionedAppSource("v3"));
     const third = await servesVersion(port, "v3");
     assertNotEquals(third, second);
     await until(() => !alive(second), 20_000);
@@ -172,7 +152,7 @@ Deno.test("watch e2e: the demo watches the current directory", async () => {
 Deno.test("watch e2e: an edit saved while the next generation starts is not lost", async () => {
   const dir = await Deno.makeTempDir({ prefix: "graceful-watch-e2e-" });
   const main = `${dir}/app.ts`;
-  await Deno.writeTextFile(main, app("v1"));
+  await Deno.writeTextFile(main, versionedAppSource("v1"));
   const { child, port } = await startWatching([main]);
   try {
     const first = await servesVersion(port, "v1");
@@ -180,10 +160,11 @@ Deno.test("watch e2e: an edit saved while the next generation starts is not lost
     await Deno.writeTextFile(
       main,
       'console.log("loading v2");\n' +
-        "await new Promise((r) => setTimeout(r, 1500));\n" + app("v2"),
+        "await new Promise((r) => setTimeout(r, 1500));\n" +
+        versionedAppSource("v2"),
     );
     await child.waitFor(/loading v2/);
-    await Deno.writeTextFile(main, app("v3"));
+    await Deno.writeTextFile(main, versionedAppSource("v3"));
     // The first generation hands over to v2 and stops watching; v2 finds
     // that app.ts changed after it started, and restarts into v3.
     const third = await servesVersion(port, "v3");

@@ -30,7 +30,23 @@ export function killAllChildren(): void {
   for (const child of live) signalChild(child, "SIGKILL");
 }
 
-/** How many tracked children are still running. */
-export function liveChildren(): number {
-  return live.size;
+/** Runs `command` (tracked) to its end: its exit code and decoded output. */
+export async function runTracked(
+  command: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [program, ...args] = command;
+  const child = new Deno.Command(program, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  track(child);
+  const { code, stdout, stderr } = await child.output();
+  const decoder = new TextDecoder();
+  return {
+    code,
+    stdout: decoder.decode(stdout),
+    stderr: decoder.decode(stderr),
+  };
 }

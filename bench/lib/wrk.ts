@@ -5,7 +5,7 @@
  * @module
  */
 
-import { track } from "./children.ts";
+import { runTracked } from "./children.ts";
 import { pinnedToCpu } from "./commands.ts";
 
 /** Errors wrk counted: socket errors, and responses with status ≥ 400. */
@@ -88,17 +88,8 @@ export function wrkCommand(options: WrkOptions): string[] {
 export async function runWrk(
   options: WrkOptions,
 ): Promise<{ result: WrkResult; output: string }> {
-  const [command, ...args] = wrkCommand(options);
-  const child = new Deno.Command(command, {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  track(child);
-  const { code, stdout, stderr } = await child.output();
-  const output = new TextDecoder().decode(stdout) +
-    new TextDecoder().decode(stderr);
+  const { code, stdout, stderr } = await runTracked(wrkCommand(options));
+  const output = stdout + stderr;
   if (code !== 0) {
     throw new Error(`wrk exited with code ${code}:\n${output}`);
   }

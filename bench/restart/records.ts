@@ -1,171 +1,222 @@
 /**
- * The shape of `bench/results/restart.json` and `restart-acceptance.json`.
+ * The shape of bench/results/restart.json.
  *
  * @module
  */
 
 import type { RequestFailures } from "../lib/failures.ts";
-import type { WrkResult } from "../lib/wrk.ts";
-import type { HandoverRecord } from "./handover.ts";
-import type { MachineInfo } from "../lib/machine.ts";
-import type { ProcessDiagnosis } from "./procs.ts";
-import type { TimelineAnalysis } from "./timeline.ts";
+import type { WrkErrors, WrkResult } from "../lib/wrk.ts";
+import type { TimelineAnalysis } from "./analysis.ts";
+import type { Memory } from "./procs.ts";
+import type { RestartRecord } from "./restart.ts";
+import type { Steps } from "./steps.ts";
+import type { SystemSpec } from "./specs.ts";
 
-/** keep-alive, or a new connection per request. */
+/** keep-alive, or `Connection: close` on every request. */
 export type ModeName = "keep-alive" | "close";
 
-/** p50 / p95 / min / max of some milliseconds. */
+/** How a run was configured. */
+export interface BenchConfig {
+  quick: boolean;
+  /** Cold starts per system (the last one is the instance measured). */
+  coldStarts: number;
+  /** Restarts without load per system. */
+  idleRestarts: number;
+  /** Plain wrk before the steady run (s). */
+  warmupS: number;
+  /** The steady run (plain wrk, s). */
+  steadyS: number;
+  /** Restarts per system and mode, under load. */
+  restarts: number;
+  /** Least time between two triggers (ms); a trigger also waits for the previous restart to end. */
+  intervalMs: number;
+  /** Load before the first trigger (ms). */
+  leadMs: number;
+  /** Load after the last restart window (ms). */
+  tailMs: number;
+  /** The restart window after each trigger (ms). */
+  windowMs: number;
+  /** Left out at wrk's start (ms). */
+  rampMs: number;
+  /** Restarts of the soak. */
+  soakRestarts: number;
+  soakIntervalMs: number;
+  connections: number;
+  threads: number;
+  serverCpu: number;
+  clientCpu: number;
+  systems: string[];
+  /** Before each measured run, wait up to this long for other processes to use < 10% of a core (s). */
+  quietWaitS: number;
+}
+
+/** The plain wrk run without restarts. */
+export interface SteadyRecord {
+  seconds: number;
+  requests: number;
+  rps: number;
+  /** Server tree CPU (utime + stime, children included) over the run, in ticks. */
+  cpuTicks: number;
+  cpuUsPerRequest: number;
+  /** Server CPU ÷ wall time (100 = its core saturated). */
+  serverCpuPercent: number;
+  /** How busy the client core was. */
+  clientCorePercent: number;
+  /** CPU of every other process on the machine, % of one core. */
+  foreignCpuPercent: number;
+  latencyMs: { p50: number; p99: number; max: number };
+  errors: WrkErrors;
+  /** Memory of the server processes, sampled near the end of the run. */
+  memory: Memory;
+  /** The wait for a quiet machine before the run (null: none). */
+  quiet: QuietWait | null;
+}
+
+/** How long a run waited for the other processes to calm down. */
+export interface QuietWait {
+  waitedS: number;
+  /** What they used in the last 0.5 s of the wait, % of one core. */
+  foreignPercent: number;
+}
+
+/** Failed requests during a restart run. */
+export interface Failures extends RequestFailures {
+  /** Everything above. */
+  total: number;
+  /** total ÷ restarts. */
+  perRestart: number;
+}
+
+/** A spread of ms figures. */
 export interface Spread {
   n: number;
   p50: number;
   p95: number;
-  min: number;
   max: number;
 }
 
-/** The cold start of one engine: spawn → first 200 on GET /. */
-export interface ColdStartRecord {
-  engine: string;
-  command: string;
-  samplesMs: number[];
-  medianMs: number;
-  /** Spawn → the "listening on" log line (its timestamp has ms resolution). */
-  listeningMs: Spread;
-}
-
-/** When new generations logged their milestones, in ms after the signal. */
-export interface PhaseSpreads {
-  joined: Spread;
-  listening: Spread;
-  ready: Spread;
-}
-
-/** Restarts with no load, for reference. */
-export interface IdleHandoverRecord {
-  engine: string;
-  handovers: HandoverRecord[];
-  /** Set when a handover did not complete; no further restart was sent. */
-  stuck: StuckRestart | null;
-  latencyMs: Spread;
-  phasesMs: PhaseSpreads;
-}
-
-/** Failed requests, by kind. */
-export interface Failures extends RequestFailures {
-  /** Failed GET /pid probes of the bench itself (separate connections). */
-  probes: number;
-  /** Everything above. */
-  total: number;
-}
-
-/** A restart whose handover did not complete: what the bench saw. */
-export interface StuckRestart {
-  /** 1-based. */
-  restart: number;
-  reason: string;
-  /** Every generation still running when the bench gave up waiting. */
-  processes: ProcessDiagnosis[];
-  /** The last lines the server printed. */
-  serverTail: string[];
-}
-
-/** An attempt at a scenario that was not kept (too much interference). */
-export interface AttemptSummary {
-  foreignCpuPercent: number;
-  restartsCompleted: number;
-  failures: Failures;
+/** The wrk run with restarts. */
+export interface RestartRunRecord {
+  command: string[];
+  restarts: RestartRecord[];
+  /** Restarts whose new generation answered. */
+  completed: number;
+  /** The system's processes once the run's last old generation had exited. */
   processesLeft: number;
-  stuck: StuckRestart | null;
-  steadyRequestsPerSecond: number;
-  windowRatio: number;
-  latencyMs: Spread;
-  wrkOutput: string;
-  /** Every restart of the attempt, with its failed probes. */
-  handovers: HandoverRecord[];
-  /** When the attempt's non-2xx answers and unanswered requests happened. */
-  non2xx: TimelineAnalysis["non2xx"];
-  unanswered: TimelineAnalysis["unanswered"];
-}
-
-/** One engine × connection mode under load with restarts. */
-export interface ScenarioRecord {
-  engine: string;
-  mode: ModeName;
-  signal: Deno.Signal;
-  restarts: number;
-  intervalMs: number;
-  serverCommand: string;
-  wrkCommand: string;
-  wrkOutput: string;
   wrk: WrkResult;
   failures: Failures;
-  timeline: TimelineAnalysis;
-  handovers: HandoverRecord[];
-  /** Set when a handover did not complete; no further restart was sent. */
-  stuck: StuckRestart | null;
-  latencyMs: Spread;
-  phasesMs: PhaseSpreads;
-  serverReadyMs: Spread;
-  oldExitMs: Spread;
-  /** Generations still running once the last old one had time to drain. */
-  processesLeft: number;
-  /** The server's warnings and errors, and any line that is not a log line. */
-  notableLines: string[];
-  /** Whether other processes used under 5% of a core just before the run. */
-  quietBefore: boolean;
-  /** CPU % of one core used by other processes on the machine during the run. */
+  analysis: TimelineAnalysis;
+  handover: Spread;
+  oldExit: Spread;
+  /** CPU of every other process on the machine during the run, % of one core. */
   foreignCpuPercent: number;
-  /**
-   * Earlier attempts at this scenario, dropped because other processes used
-   * more CPU during them than during this one. Their failures still count.
-   */
-  discardedAttempts: AttemptSummary[];
-  /** Whether the final SIGTERM stopped every generation in time. */
-  stoppedGracefully: boolean;
+  /** The wait for a quiet machine before the run (null: none). */
+  quiet: QuietWait | null;
+  /** Restarts that went wrong, with the last lines the system printed then. */
+  restartErrors: RestartError[];
+  /** Why the run stopped early, when it did. */
+  error: string | null;
 }
 
-/** One target, evaluated. */
-export interface TargetResult {
-  /** Which run: "native keep-alive", "acceptance close", … */
-  scope: string;
-  name: string;
-  /** The measured value, as shown. */
-  value: string;
-  /** The target, as shown. */
-  target: string;
-  pass: boolean;
+/** A restart that went wrong. */
+export interface RestartError {
+  /** 0-based. */
+  index: number;
+  error: string;
+  /** The last lines the system (every generation) printed at that moment. */
+  outputTail: string[];
 }
 
-/** The whole report. */
-export interface RestartReport {
-  benchmark: "restart";
-  kind: "full" | "acceptance";
-  quick: boolean;
-  machine: MachineInfo;
-  config: {
-    serverCpu: number;
-    clientCpu: number;
-    threads: number;
-    connections: number;
-    restarts: number;
-    intervalMs: number;
-    leadMs: number;
-    tailMs: number;
-    windowMs: number;
-    bucketMs: number;
-    pollMs: number;
-    coldSamples: number;
-    idleRestarts: number;
-    /** The longest wait for a quiet machine before each phase (ms). */
-    quietWaitMs: number;
+/** One system in one mode. */
+export interface ModeRecord {
+  mode: ModeName;
+  steady: SteadyRecord | null;
+  restart: RestartRunRecord | null;
+  error: string | null;
+}
+
+/** One system. */
+export interface SystemRecord {
+  spec: SystemSpec;
+  command: string[];
+  coldStartsMs: number[];
+  coldStartMedianMs: number;
+  /** Each cold start's steps, ms after the spawn (ours: steps.ts). */
+  coldSteps: Steps[];
+  idleRestarts: RestartRecord[];
+  idleHandover: Spread;
+  modes: ModeRecord[];
+  /** Pids that did not stop within the grace time and were killed. */
+  killedAtStop: number[];
+  /** Output lines that are warnings or errors. */
+  notable: string[];
+  error: string | null;
+}
+
+/** One generation of the soak. */
+export interface SoakSample {
+  generation: number;
+  pid: number;
+  /** Every open fd (/proc/<pid>/fd), client connections included. */
+  fds: number | null;
+  /** Of those, the sockets (listeners, client connections, control channel). */
+  sockets: number | null;
+  rssKiB: number | null;
+}
+
+/** The soak: many restarts of ours (native) under keep-alive load. */
+export interface SoakRecord {
+  restarts: RestartRecord[];
+  completed: number;
+  samples: SoakSample[];
+  wrk: WrkResult;
+  failures: Failures;
+  analysis: TimelineAnalysis;
+  handover: Spread;
+  fds: { min: number; max: number; first: number; last: number };
+  /** The same over the fds that are not sockets. */
+  nonSocketFds: { min: number; max: number; first: number; last: number };
+  rssMiB: {
+    min: number;
+    max: number;
+    firstQuarterMedian: number;
+    lastQuarterMedian: number;
+    /** Least-squares slope, MiB per 100 generations. */
+    slopePer100: number;
   };
-  /** The exact commands to reproduce it. */
+  /** CPU of every other process on the machine during the soak, % of one core. */
+  foreignCpuPercent: number;
+  quiet: QuietWait | null;
+  /** Restarts that went wrong, with the last lines the server printed then. */
+  restartErrors: RestartError[];
+  /** Warnings and errors the server printed. */
+  notable: string[];
+  fdsFlat: boolean;
+  rssFlat: boolean;
+  error: string | null;
+}
+
+/** One target and how the run did against it. */
+export interface TargetResult {
+  name: string;
+  value: string;
+  pass: boolean;
+  reason: string;
+}
+
+/** The whole JSON file. */
+export interface RestartReport {
+  bench: "restart";
+  date: string;
+  config: BenchConfig;
+  machine: Record<string, unknown>;
+  versions: Record<string, string>;
   reproduce: string[];
-  coldStarts: ColdStartRecord[];
-  idleHandovers: IdleHandoverRecord[];
-  scenarios: ScenarioRecord[];
+  systems: SystemRecord[];
+  soak: SoakRecord | null;
   targets: TargetResult[];
-  /** Processes carrying a bench marker after the bench ended (must be 0). */
-  leftoverProcesses: number;
+  /** Run with --systems, --restarts or --soak: not the whole bench. */
+  partial: boolean;
   notes: string[];
+  durationS: number;
 }

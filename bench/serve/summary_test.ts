@@ -1,10 +1,6 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import {
-  type BenchConfig,
-  evaluateTargets,
-  type Ratio,
-  type RunRecord,
-} from "./report.ts";
+import type { BenchConfig, Ratio, RunRecord } from "./records.ts";
+import { coldStartTarget, evaluateTargets } from "./summary.ts";
 
 function fakeRun(
   system: string,
@@ -14,7 +10,7 @@ function fakeRun(
   return { system, mode, cpu: { foreignPercent } } as unknown as RunRecord;
 }
 
-Deno.test("evaluateTargets compares with the thresholds", () => {
+Deno.test("evaluateTargets compares with the thresholds (RSS: at most)", () => {
   const ratios: Ratio[] = [
     {
       system: "graceful_native",
@@ -22,6 +18,7 @@ Deno.test("evaluateTargets compares with the thresholds", () => {
       mode: "keep-alive",
       throughput: 0.9,
       cpuEfficiency: 0.96,
+      rss: null,
     },
     {
       system: "graceful_native",
@@ -29,6 +26,7 @@ Deno.test("evaluateTargets compares with the thresholds", () => {
       mode: "close",
       throughput: 0.7,
       cpuEfficiency: 0.85,
+      rss: 1.4,
     },
   ];
   const runs = [
@@ -46,6 +44,7 @@ Deno.test("evaluateTargets compares with the thresholds", () => {
     null,
     null,
     null,
+    false,
   ]);
   assertEquals(targets.map((t) => [t.disturbedRuns, t.runs]), [
     [1, 2],
@@ -54,5 +53,27 @@ Deno.test("evaluateTargets compares with the thresholds", () => {
     [0, 0],
     [1, 1],
     [0, 0],
+    [0, 1],
   ]);
+});
+
+Deno.test("coldStartTarget: the CLI's median ÷ Deno.serve's, at most 1.3×", () => {
+  const cold = (system: string, medianMs: number) => ({
+    system,
+    label: system,
+    command: "",
+    samplesMs: [medianMs],
+    medianMs,
+  });
+  const miss = coldStartTarget([
+    cold("deno_serve", 20),
+    cold("graceful_cli", 60),
+  ]);
+  assertEquals([miss.value, miss.pass, miss.runs], [3, false, 2]);
+  const met = coldStartTarget([
+    cold("deno_serve", 20),
+    cold("graceful_cli", 25),
+  ]);
+  assertEquals([met.value, met.pass], [1.25, true]);
+  assertEquals(coldStartTarget([cold("deno_serve", 20)]).pass, null);
 });

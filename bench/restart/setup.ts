@@ -1,8 +1,8 @@
 /**
- * What the peers bench needs on the machine, got from the registries reachable
+ * What the restart bench needs on the machine, got from the registries reachable
  * here: Debian packages (Go, the two Go libraries, nginx) through apt-get, and
  * pm2 from npm into a temporary directory. The Go hello servers (our own code,
- * in bench/peers/apps/) are built against the Debian libraries in GOPATH mode.
+ * in bench/restart/apps/) are built against the Debian libraries in GOPATH mode.
  *
  * @module
  */

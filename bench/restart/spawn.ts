@@ -1,5 +1,5 @@
 /**
- * Starting processes for the peers bench: every one is registered with
+ * Starting processes for the restart bench: every one is registered with
  * procs.ts (so that the reaper leaves Deno's own children alone and tools are
  * told apart from servers) and its output is drained line by line (a server's
  * later generations inherit the pipes, so nobody blocks on a full pipe).

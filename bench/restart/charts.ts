@@ -1,5 +1,5 @@
 /**
- * The charts of the peers bench, as standalone SVG (no dependencies):
+ * The charts of the restart bench, as standalone SVG (no dependencies):
  *
  * - the timeline: req/s in 100 ms buckets around the restarts, one line per
  *   system, a panel per mode, and under each panel one lane per system with
@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { PeersReport, SystemRecord } from "./records.ts";
+import type { RestartReport, SystemRecord } from "./records.ts";
 
 const FONT = 'font-family="system-ui, -apple-system, Segoe UI, sans-serif"';
 const ERROR_COLOR = "#e0161b";
@@ -87,7 +87,7 @@ function yGrid(
   );
 }
 
-function lanesFor(report: PeersReport, modeIndex: number): Lane[] {
+function lanesFor(report: RestartReport, modeIndex: number): Lane[] {
   const lanes: Lane[] = [];
   for (const system of report.systems) {
     const run = system.modes[modeIndex]?.restart;
@@ -121,7 +121,7 @@ function lanesFor(report: PeersReport, modeIndex: number): Lane[] {
 }
 
 /** The timeline chart of a report (both modes). */
-export function timelineSvg(report: PeersReport): string {
+export function timelineSvg(report: RestartReport): string {
   const width = 1200;
   const left = 170;
   const right = 24;
@@ -336,7 +336,7 @@ export function timelineSvg(report: PeersReport): string {
 }
 
 /** The soak chart: fd count and RSS per generation. */
-export function soakSvg(report: PeersReport): string {
+export function soakSvg(report: RestartReport): string {
   const soak = report.soak;
   const width = 960;
   const height = 300;

@@ -12,6 +12,7 @@ import { getPid } from "../lib/http_get.ts";
 import { isAlive } from "../lib/pids.ts";
 import { epochNow, sleep } from "../lib/time.ts";
 import { markSeen } from "./procs.ts";
+import { type Steps, stepsOf } from "./steps.ts";
 import type { SystemInstance } from "./systems.ts";
 
 /** One restart, as the bench saw it. */
@@ -33,6 +34,8 @@ export interface RestartRecord {
   probes: number;
   /** Probes that failed, with when (ms after the trigger) and why. */
   probeErrors: { atMs: number; error: string }[];
+  /** Where the time went, from what ours printed (steps.ts; empty for the peers). */
+  steps: Steps;
   /** Why the restart failed, when it did. */
   error: string | null;
 }
@@ -83,6 +86,7 @@ export async function restartOnce(
     oldExitMs: null,
     probes: 0,
     probeErrors: [],
+    steps: {},
     error: null,
   };
   const t0 = performance.now();
@@ -132,5 +136,6 @@ export async function restartOnce(
     record.error =
       `old pid ${oldPid} still runs ${timing.exitTimeoutMs} ms after the trigger`;
   }
+  record.steps = stepsOf(system.output(), record.atMs, oldPid, record.newPid);
   return record;
 }

@@ -1,5 +1,5 @@
 /**
- * The systems the peers bench compares: how each is started (pinned to the
+ * The systems the restart bench compares: how each is started (pinned to the
  * server CPU), restarted and stopped. Every one serves `GET /` ("Hello!") and
  * `GET /pid` (the pid of the process that answered), so the bench sees a new
  * generation the same way for all of them: another pid answers /pid.
@@ -14,115 +14,7 @@ import { sleep, waitUntil } from "../lib/time.ts";
 import { serverPids } from "./procs.ts";
 import { runTool, type Spawned, spawnProcess } from "./spawn.ts";
 import type { Toolchain } from "./setup.ts";
-
-/** The systems, in report order. */
-export const SYSTEM_IDS = [
-  "ours-native",
-  "ours-node",
-  "ours-posix",
-  "ours-windows",
-  "deno-kill",
-  "tableflip",
-  "grace",
-  "nginx",
-  "pm2",
-] as const;
-
-/** One of {@linkcode SYSTEM_IDS}. */
-export type SystemId = typeof SYSTEM_IDS[number];
-
-/** What the report says about a system. */
-export interface SystemSpec {
-  id: SystemId;
-  /** Short name for tables and the chart. */
-  label: string;
-  /** Whether it is this module. */
-  ours: boolean;
-  /** Line colour in the charts. */
-  color: string;
-  /** How a restart is triggered. */
-  trigger: string;
-  /** What serves, and what the RSS figure covers. */
-  processes: string;
-}
-
-/** The specs, by id. */
-export const SPECS: Record<SystemId, SystemSpec> = {
-  "ours-native": {
-    id: "ours-native",
-    label: "ours, native engine",
-    ours: true,
-    color: "#1f5fbf",
-    trigger: "`kill -USR2 <pid from /pid>`",
-    processes: "one Deno process per generation",
-  },
-  "ours-node": {
-    id: "ours-node",
-    label: "ours, node engine",
-    ours: true,
-    color: "#17a2b8",
-    trigger: "`kill -USR2 <pid from /pid>`",
-    processes: "one Deno process per generation",
-  },
-  "ours-posix": {
-    id: "ours-posix",
-    label: "ours, posix mode",
-    ours: true,
-    color: "#6f42c1",
-    trigger: "`kill -USR2 <pid from /pid>` (`GRACEFUL_PORTABLE=posix`)",
-    processes: "one Deno process per generation",
-  },
-  "ours-windows": {
-    id: "ours-windows",
-    label: "ours, windows mode",
-    ours: true,
-    color: "#d62728",
-    trigger:
-      "`POST /ops/restart` (admin API; `GRACEFUL_PORTABLE=windows`): a complete restart",
-    processes: "one Deno process per generation",
-  },
-  "deno-kill": {
-    id: "deno-kill",
-    label: "Deno.serve, kill + start",
-    ours: false,
-    color: "#888888",
-    trigger:
-      "`kill -TERM <pid>`, wait for it to exit, start a new one on the port",
-    processes: "one Deno process",
-  },
-  "tableflip": {
-    id: "tableflip",
-    label: "Go tableflip",
-    ours: false,
-    color: "#ff8c00",
-    trigger: "`kill -HUP <pid from /pid>` (`upg.Upgrade()`)",
-    processes: "one Go process per generation",
-  },
-  "grace": {
-    id: "grace",
-    label: "Go grace (gracehttp)",
-    ours: false,
-    color: "#2ca02c",
-    trigger: "`kill -USR2 <pid from /pid>`",
-    processes: "one Go process per generation",
-  },
-  "nginx": {
-    id: "nginx",
-    label: "nginx",
-    ours: false,
-    color: "#9467bd",
-    trigger: "`nginx -s reload` (SIGHUP to the master)",
-    processes: "master + 1 worker (`worker_processes 1`)",
-  },
-  "pm2": {
-    id: "pm2",
-    label: "pm2 cluster",
-    ours: false,
-    color: "#8c564b",
-    trigger: "`pm2 reload hello`",
-    processes: "pm2 daemon (cluster primary) + 1 node:http worker",
-  },
-};
+import { SPECS, type SystemId, type SystemSpec } from "./specs.ts";
 
 /** Where things are. */
 export interface SystemContext {
@@ -132,6 +24,8 @@ export interface SystemContext {
   toolchain: Toolchain;
   /** The CPU every server process is pinned to. */
   cpu: number;
+  /** Added to the environment of the signalled systems (ours: `GRACEFUL_TRACE`). */
+  env?: Record<string, string>;
 }
 
 /** A system on one port. */
@@ -215,8 +109,9 @@ function signalledSystem(
       const started = performance.now();
       first = spawnProcess(command, {
         cwd: context.repoDir,
-        env,
+        env: { ...context.env, ...env },
         tool: false,
+        keepLines: 2_000,
       });
       await waitServing(port, () => first!.status === null, first);
       return performance.now() - started;
@@ -321,7 +216,7 @@ function denoKillSystem(port: number, context: SystemContext): SystemInstance {
   const command = pinned(
     context,
     denoRunCommand([
-      `${context.repoDir}bench/peers/apps/deno_serve.ts`,
+      `${context.repoDir}bench/restart/apps/deno_serve.ts`,
       String(port),
     ]),
   );
@@ -366,7 +261,7 @@ function denoKillSystem(port: number, context: SystemContext): SystemInstance {
 
 /** The nginx configuration: its own prefix, pid file, logs and port. */
 export function nginxConfig(prefix: string, port: number): string {
-  return `# Written by bench/peers_bench.ts; nothing here is the system's nginx.
+  return `# Written by bench/restart_bench.ts; nothing here is the system's nginx.
 worker_processes 1;
 daemon off;
 master_process on;
@@ -472,7 +367,7 @@ function pm2System(port: number, context: SystemContext): SystemInstance {
       await Deno.writeTextFile(
         ecosystem,
         pm2Ecosystem(
-          `${context.repoDir}bench/peers/apps/pm2_hello.cjs`,
+          `${context.repoDir}bench/restart/apps/pm2_hello.cjs`,
           port,
         ),
       );
