@@ -10,6 +10,7 @@
 import { sdNotify } from "../systemd/notify.ts";
 import { type StatusFile, writePidfile } from "../restart/pidfile.ts";
 import { logger } from "../util/log.ts";
+import { ADMIN_SERVER_NAME } from "../listen/types.ts";
 import type { Pool, WorkerStatus } from "./pool.ts";
 
 const log = logger("workers");
@@ -92,7 +93,7 @@ function supervisorStatus(
     startedAt,
     firstStartedAt: pool.firstStartedAt,
     restarts: pool.rolls,
-    listeners: pool.listeners.map((l) => l.addr),
+    listeners: listenerAddrs(pool),
     inFlight: workers.reduce((n, w) => n + w.inFlight, 0),
     connections: 0,
     ...(pool.lastRoll ? { lastRestart: pool.lastRoll } : {}),
@@ -113,7 +114,8 @@ async function savePidfile(pool: Pool, pidfile: string): Promise<void> {
     firstStartedAt: pool.firstStartedAt,
     restarts: pool.rolls,
     rolls: pool.rolls,
-    listeners: pool.listeners.map((l) => l.addr),
+    listeners: listenerAddrs(pool),
+    ...(adminAddr(pool) ? { admin: adminAddr(pool) } : {}),
     // What `reload` may send: the signals that roll the workers.
     restartSignals: [...pool.options.restartSignals],
     lastRestart: pool.lastRoll,
@@ -123,4 +125,37 @@ async function savePidfile(pool: Pool, pidfile: string): Promise<void> {
   await writePidfile(pidfile, status).catch((error) => {
     log.error("cannot write pidfile {pidfile}: {error}", { pidfile, error });
   });
+}
+
+/** A unix admin socket is bound under a temp name, then renamed into place. */
+const TEMP_SUFFIX = /\.[0-9a-f]{16}\.bind$/;
+
+function listenerAddrs(pool: Pool): string[] {
+  return pool.listeners.map((l) => l.addr.replace(TEMP_SUFFIX, ""));
+}
+
+/** Where the workers' one admin endpoint listens, when it has its own. */
+function adminAddr(pool: Pool): string | undefined {
+  return pool.listeners.find((l) => l.name === ADMIN_SERVER_NAME)?.addr
+    .replace(TEMP_SUFFIX, "");
+}
+
+/**
+ * Removes the admin API's unix socket path, when the supervisor stops (no
+ * worker removes it: each of them is only ever replaced).
+ *
+ * @example
+ * ```ts ignore
+ * removeAdminSocket(pool);
+ * ```
+ */
+export function removeAdminSocket(pool: Pool): void {
+  const addr = adminAddr(pool);
+  if (!addr?.startsWith("unix:")) return;
+  const path = addr.slice("unix:".length);
+  try {
+    if (Deno.lstatSync(path).isSocket) Deno.removeSync(path);
+  } catch {
+    // already gone
+  }
 }

@@ -25,6 +25,7 @@ import { inheritedFds } from "../listen/registry.ts";
 import { logger } from "../util/log.ts";
 import { sdNotify, watchdogIntervalMs } from "../systemd/notify.ts";
 import { removePidfile } from "../restart/pidfile.ts";
+import { ADMIN_SERVER_NAME } from "../listen/types.ts";
 import { resolveSignals, wireSignals } from "../restart/signals.ts";
 import type { PassedFd } from "../restart/spawn.ts";
 import { takeFd } from "../os/process.ts";
@@ -42,7 +43,12 @@ import {
   type UpgradeState,
 } from "./upgrade.ts";
 import type { Pool, SupervisorOptions } from "./pool.ts";
-import { pidfileWritten, publishStatus, statusLine } from "./status.ts";
+import {
+  pidfileWritten,
+  publishStatus,
+  removeAdminSocket,
+  statusLine,
+} from "./status.ts";
 export type { SupervisorOptions, WorkerStatus } from "./pool.ts";
 
 const log = logger("workers");
@@ -171,6 +177,7 @@ export async function runSupervisor(
   pool.reaper.stop();
   await pidfileWritten();
   if (options.pidfile) removePidfile(options.pidfile, Deno.pid);
+  removeAdminSocket(pool);
   return code;
 }
 
@@ -222,6 +229,8 @@ function createPool(
         adoptListeners(pool, worker);
         // Only the supervisor talks to systemd: it stores its copies.
         storeOpened(pool.listeners);
+      } else if (adoptAdminListener(pool, worker)) {
+        storeOpened(pool.listeners.filter((l) => l.name === ADMIN_SERVER_NAME));
       } else if (!upgrade && pool.workers.size === 0 && !storeSwept) {
         storeSwept = true;
         removeUnclaimedBy(inheritedFds(), worker.listeners ?? []);
@@ -272,6 +281,29 @@ function adoptListeners(pool: Pool, worker: WorkerProcess): void {
   }
 }
 
+/**
+ * The admin API's own listener, opened by the first worker when the app's
+ * sockets were inherited: the supervisor takes a copy, so that every later
+ * worker shares that one endpoint. The inherited sockets are renamed for the
+ * servers that claimed them in that worker (as a restart names them), so
+ * that a later worker's app server, which asks for no address, does not
+ * take the admin's socket too. Whether it adopted one.
+ */
+function adoptAdminListener(pool: Pool, worker: WorkerProcess): boolean {
+  if (pool.listeners.some((l) => l.name === ADMIN_SERVER_NAME)) return false;
+  const reported = worker.listeners ?? [];
+  const admin = reported.find((l) => l.name === ADMIN_SERVER_NAME);
+  if (admin === undefined) return false;
+  pool.listeners = [
+    ...pool.listeners.map((l) => ({
+      ...l,
+      name: reported.find((r) => r.addr === l.addr)?.name ?? l.name,
+    })),
+    { ...admin, fd: takeFd(worker.pid, admin.fd) },
+  ];
+  return true;
+}
+
 /** The new image takes the previous image's workers over (no channels). */
 function adoptWorkers(pool: Pool, upgrade: UpgradeState): void {
   for (const adopted of upgrade.workers) {
@@ -295,8 +327,9 @@ function adoptWorkers(pool: Pool, upgrade: UpgradeState): void {
 
 async function startAll(pool: Pool): Promise<void> {
   const slots = Array.from({ length: pool.options.workers }, (_, i) => i + 1);
-  if (pool.listeners.length === 0) {
-    // The first worker opens the sockets; the others share them.
+  if (pool.listeners.length === 0 || pool.options.admin) {
+    // The first worker opens the sockets (or the admin's own one); the
+    // others share them.
     await pool.start(slots.shift()!, "api");
   }
   await Promise.all(slots.map((slot) => pool.start(slot, "api")));
