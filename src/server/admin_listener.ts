@@ -168,7 +168,16 @@ function defaultSocketPath(): string {
   return `${dir}/admin-${isWorker() ? Deno.ppid : Deno.pid}.sock`;
 }
 
-function removeSocket(path: string): void {
+/**
+ * Removes the admin socket at `path` when it is one; not in a worker (the
+ * supervisor removes it when it stops).
+ *
+ * @example
+ * ```ts ignore
+ * removeSocket("/run/myapp/admin.sock");
+ * ```
+ */
+export function removeSocket(path: string): void {
   if (isWorker()) return; // the supervisor's to remove
   try {
     if (Deno.lstatSync(path).isSocket) Deno.removeSync(path);

@@ -11,6 +11,7 @@ import { sdNotify } from "../systemd/notify.ts";
 import { type StatusFile, writePidfile } from "../restart/pidfile.ts";
 import { logger } from "../util/log.ts";
 import { ADMIN_SERVER_NAME } from "../listen/types.ts";
+import { removeSocket } from "../server/admin_listener.ts";
 import type { Pool, WorkerStatus } from "./pool.ts";
 
 const log = logger("workers");
@@ -152,10 +153,5 @@ function adminAddr(pool: Pool): string | undefined {
 export function removeAdminSocket(pool: Pool): void {
   const addr = adminAddr(pool);
   if (!addr?.startsWith("unix:")) return;
-  const path = addr.slice("unix:".length);
-  try {
-    if (Deno.lstatSync(path).isSocket) Deno.removeSync(path);
-  } catch {
-    // already gone
-  }
+  removeSocket(addr.slice("unix:".length));
 }
