@@ -62,14 +62,12 @@ async function runPm2(home: string, args: string[], env = {}): Promise<void> {
 }
 
 async function pm2Available(): Promise<boolean> {
+  const home = await Deno.makeTempDir({ prefix: "graceful-pm2-bench-" });
   try {
-    const out = await new Deno.Command(pm2, {
-      args: ["--version"],
-      stdout: "null",
-      stderr: "null",
-      env: { PM2_HOME: await Deno.makeTempDir() },
-    }).output();
-    return out.success;
+    // `pm2 --version` starts a daemon: it is killed again.
+    await runPm2(home, ["--version"]);
+    await runPm2(home, ["kill"]);
+    return true;
   } catch {
     return false;
   }
