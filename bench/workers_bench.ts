@@ -3,10 +3,15 @@
  * `deno serve --parallel` with 2 (the same app, both pinned to CPU 1, wrk to
  * CPU 0, rounds interleaved; `--server-cpus 0-1` to spread them), with each worker's share of the requests; and
  * rolling reloads under wrk (keep-alive and `Connection: close`), with their
- * failed requests.
+ * failed requests: `--workers 2` rolled by `reload`, pm2 cluster (2
+ * instances of a plain node:http app) by `pm2 reload`, and
+ * `deno serve --parallel` killed and started.
  *
  *   deno run -A bench/workers_bench.ts [--duration S] [--rounds R]
- *     [--reloads N] [--server-cpus 1]
+ *     [--reloads N] [--server-cpus 1] [--pm2 PATH]
+ *
+ * pm2 is found on PATH, or at `--pm2` (`npm i pm2` in a temp dir); without
+ * it the pm2 rows are skipped.
  *
  * @module
  */
@@ -15,18 +20,80 @@ import { killAllChildren, track } from "./lib/children.ts";
 import { readFlags } from "./lib/flags.ts";
 import { clockTicksPerSecond, readProcessCpuTicks } from "./lib/proc.ts";
 import { sleep, waitUntil } from "./lib/time.ts";
-import { runWrk, type WrkResult } from "./lib/wrk.ts";
+import { runWrk, totalErrors } from "./lib/wrk.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const APP = `${ROOT}bench/servers/hello_default.ts`;
 /** The CPUs the servers may run on (`--server-cpus`, taskset syntax). */
 let serverCpus = "1";
 const WRK_CPU = 0;
+/** The pm2 command (`--pm2`). */
+let pm2 = "pm2";
+
+type System = "workers" | "deno_serve" | "pm2";
 
 interface Server {
-  child: Deno.ChildProcess;
+  child?: Deno.ChildProcess;
   port: number;
   pidfile?: string;
+  /** pm2's home (its daemon's state) for a pm2 cluster. */
+  pm2Home?: string;
+}
+
+/** A plain node:http app, what pm2 cluster serves. */
+const NODE_APP = `require("node:http").createServer((req, res) => {
+  res.end("Hello, World!");
+}).listen(Number(process.env.PORT), "127.0.0.1");
+`;
+
+/** Runs `pm2 ARGS` with PM2_HOME, pinned like the other servers. */
+async function runPm2(home: string, args: string[], env = {}): Promise<void> {
+  const out = await new Deno.Command("taskset", {
+    args: ["-c", serverCpus, pm2, ...args],
+    env: { PM2_HOME: home, ...env },
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(
+      `pm2 ${args[0]}: ${new TextDecoder().decode(out.stderr).trim()}`,
+    );
+  }
+}
+
+async function pm2Available(): Promise<boolean> {
+  const home = await Deno.makeTempDir({ prefix: "graceful-pm2-bench-" });
+  try {
+    // `pm2 --version` starts a daemon: it is killed again.
+    await runPm2(home, ["--version"]);
+    await runPm2(home, ["kill"]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** pm2 cluster with 2 instances; its daemon is pinned to the server CPUs. */
+async function startPm2(port: number): Promise<Server> {
+  const home = await Deno.makeTempDir({ prefix: "graceful-pm2-bench-" });
+  const app = `${home}/app.js`;
+  await Deno.writeTextFile(app, NODE_APP);
+  await runPm2(home, ["start", app, "-i", "2", "--name", "bench"], {
+    PORT: String(port),
+  });
+  const server = { port, pm2Home: home };
+  while (!(await up(port))) await sleep(50);
+  return server;
+}
+
+async function up(port: number): Promise<boolean> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/`);
+    await res.body?.cancel();
+    return res.ok;
+  } catch {
+    return false;
+  }
 }
 
 function freePort(): number {
@@ -37,9 +104,10 @@ function freePort(): number {
 }
 
 async function start(
-  system: "workers" | "deno_serve",
+  system: System,
   port = freePort(),
 ): Promise<Server> {
+  if (system === "pm2") return await startPm2(port);
   const dir = await Deno.makeTempDir({ prefix: "graceful-workers-bench-" });
   const pidfile = system === "workers" ? `${dir}/app.pid` : undefined;
   const args = system === "workers"
@@ -70,16 +138,7 @@ async function start(
     stderr: "null",
   }).spawn();
   track(child);
-  const up = async () => {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/`);
-      await res.body?.cancel();
-      return res.ok;
-    } catch {
-      return false;
-    }
-  };
-  while (!(await up())) await sleep(50);
+  while (!(await up(port))) await sleep(50);
   if (pidfile) {
     await waitUntil(
       () => workerPids({ child, port, pidfile }).length === 2,
@@ -122,23 +181,41 @@ async function treeTicks(pid: number): Promise<number> {
   return ticks;
 }
 
-async function stop(server: Server): Promise<void> {
-  server.child.kill("SIGTERM");
-  await server.child.status;
+/** Per CPU, [busy, total] jiffies from /proc/stat. */
+function cpuJiffies(): number[][] {
+  return Deno.readTextFileSync("/proc/stat").split("\n")
+    .filter((line) => /^cpu\d+ /.test(line))
+    .map((line) => {
+      const [user, nice, system, idle, iowait, irq, softirq, steal] = line
+        .split(/\s+/).slice(1, 9).map(Number);
+      const total = user + nice + system + idle + iowait + irq + softirq +
+        steal;
+      return [total - idle - iowait, total];
+    });
 }
 
-function failed(result: WrkResult): number {
-  const e = result.errors;
-  return e.connect + e.read + e.write + e.timeout + e.status;
+/** "cpu0 99% cpu1 73%": how busy each CPU was between two readings. */
+function busyText(before: number[][], after: number[][]): string {
+  return after.map(([busy, total], i) =>
+    `cpu${i} ${
+      Math.round(100 * (busy - before[i][0]) / (total - before[i][1]))
+    }%`
+  ).join(" ");
+}
+
+async function stop(server: Server): Promise<void> {
+  if (server.pm2Home) return await runPm2(server.pm2Home, ["kill"]);
+  server.child!.kill("SIGTERM");
+  await server.child!.status;
 }
 
 async function steady(duration: number, rounds: number) {
   const rows: Record<
     string,
-    { rps: number[]; usPerReq: number[]; shares: string[] }
+    { rps: number[]; usPerReq: number[]; shares: string[]; busy: string[] }
   > = {
-    workers: { rps: [], usPerReq: [], shares: [] },
-    deno_serve: { rps: [], usPerReq: [], shares: [] },
+    workers: { rps: [], usPerReq: [], shares: [], busy: [] },
+    deno_serve: { rps: [], usPerReq: [], shares: [], busy: [] },
   };
   const hz = await clockTicksPerSecond();
   for (let round = 0; round < rounds; round++) {
@@ -152,7 +229,8 @@ async function steady(duration: number, rounds: number) {
         headers: [],
         cpu: WRK_CPU,
       });
-      const before = await treeTicks(server.child.pid);
+      const before = await treeTicks(server.child!.pid);
+      const jiffies = cpuJiffies();
       const served = server.pidfile
         ? status(server).workers.map((w) => w.served)
         : [];
@@ -164,7 +242,8 @@ async function steady(duration: number, rounds: number) {
         headers: [],
         cpu: WRK_CPU,
       });
-      const ticks = (await treeTicks(server.child.pid)) - before;
+      const ticks = (await treeTicks(server.child!.pid)) - before;
+      rows[system].busy.push(busyText(jiffies, cpuJiffies()));
       rows[system].rps.push(result.requestsPerSecond);
       rows[system].usPerReq.push((ticks / hz) * 1e6 / result.requests);
       if (server.pidfile) {
@@ -183,11 +262,12 @@ async function steady(duration: number, rounds: number) {
 }
 
 /**
- * Reloads under wrk: a roll of `--workers 2` by `mod.ts reload`, or
- * `deno serve --parallel` killed (SIGTERM) and started again on its port.
+ * Reloads under wrk: a roll of `--workers 2` by `mod.ts reload`, pm2
+ * cluster's `pm2 reload`, or `deno serve --parallel` killed (SIGTERM) and
+ * started again on its port.
  */
 async function rolling(
-  system: "workers" | "deno_serve",
+  system: System,
   reloads: number,
   close: boolean,
 ) {
@@ -207,6 +287,11 @@ async function rolling(
       await stop(server);
       server = await start(system, server.port);
       ok++;
+      await sleep(1000);
+      continue;
+    }
+    if (system === "pm2") {
+      await runPm2(server.pm2Home!, ["reload", "bench"]).then(() => ok++);
       await sleep(1000);
       continue;
     }
@@ -231,7 +316,7 @@ async function rolling(
   return {
     requests: result.requests,
     rps: result.requestsPerSecond,
-    failed: failed(result),
+    failed: totalErrors(result.errors),
     reloads: ok,
     rolls,
   };
@@ -249,11 +334,13 @@ async function reportSteady(duration: number, rounds: number) {
       median(w.usPerReq).toFixed(1)
     } us CPU/request, shares ${w.shares.join(", ")}`,
   );
+  console.log(`    per round: ${roundsText(w)}`);
   console.log(
     `  deno serve --parallel:  ${Math.round(median(d.rps))} req/s, ${
       median(d.usPerReq).toFixed(1)
     } us CPU/request`,
   );
+  console.log(`    per round: ${roundsText(d)}`);
   console.log(
     `  ratio (workers / deno serve): ${
       (median(w.rps) / median(d.rps)).toFixed(3)
@@ -261,6 +348,21 @@ async function reportSteady(duration: number, rounds: number) {
       (median(w.usPerReq) / median(d.usPerReq)).toFixed(3)
     } CPU/request`,
   );
+}
+
+const ROLLED_BY: Record<System, string> = {
+  workers: "--workers 2, rolled by `reload`",
+  pm2: "pm2 cluster (2 instances, node:http), rolled by `pm2 reload`",
+  deno_serve: "deno serve --parallel, killed and started",
+};
+
+/** Each round's req/s and how busy each CPU was (is wrk's CPU saturated?). */
+function roundsText(
+  row: { rps: number[]; usPerReq: number[]; busy: string[] },
+): string {
+  return row.rps.map((rps, i) =>
+    `${Math.round(rps)} req/s ${row.usPerReq[i].toFixed(1)} us (${row.busy[i]})`
+  ).join("; ");
 }
 
 const median = (values: number[]) =>
@@ -275,32 +377,29 @@ if (import.meta.main) {
     else if (flag.name === "--rounds") rounds = Number(flag.value());
     else if (flag.name === "--reloads") reloads = Number(flag.value());
     else if (flag.name === "--server-cpus") serverCpus = flag.value();
+    else if (flag.name === "--pm2") pm2 = flag.value();
     else throw new TypeError(`unknown flag ${flag.arg}`);
   }
   globalThis.addEventListener("unload", killAllChildren);
   try {
     if (rounds > 0) await reportSteady(duration, rounds);
-    for (
-      const [system, close] of [
-        ["workers", false],
-        ["deno_serve", false],
-        ["workers", true],
-        ["deno_serve", true],
-      ] as const
-    ) {
-      const r = await rolling(system, reloads, close);
-      console.log(
-        system === "workers"
-          ? "--workers 2, rolled by `reload`"
-          : "deno serve --parallel, killed and started",
-      );
-      console.log(
-        `rolling reloads (${
-          close ? "Connection: close" : "keep-alive"
-        }): ${r.reloads}/${reloads} reloads ok, ${r.rolls} rolls, ${r.requests} requests (${
-          Math.round(r.rps)
-        } req/s), ${r.failed} failed`,
-      );
+    const withPm2 = await pm2Available();
+    if (!withPm2) console.log(`pm2 (${pm2}) not found: its rows skipped`);
+    const systems: System[] = withPm2
+      ? ["workers", "pm2", "deno_serve"]
+      : ["workers", "deno_serve"];
+    for (const close of reloads > 0 ? [false, true] : []) {
+      for (const system of systems) {
+        const r = await rolling(system, reloads, close);
+        console.log(ROLLED_BY[system]);
+        console.log(
+          `rolling reloads (${
+            close ? "Connection: close" : "keep-alive"
+          }): ${r.reloads}/${reloads} reloads ok, ${r.rolls} rolls, ${r.requests} requests (${
+            Math.round(r.rps)
+          } req/s), ${r.failed} failed`,
+        );
+      }
     }
   } finally {
     killAllChildren();

@@ -119,6 +119,7 @@ export async function main(args: string[]): Promise<number> {
       return await runSupervisor({
         workers,
         restartSignals: resolveSignals({ restartSignals: signals }).restart,
+        admin: values.admin !== undefined,
         // Read here once, handed to each worker over its control channel.
         adminToken: values.admin === undefined
           ? undefined

@@ -181,7 +181,8 @@ class Transplant implements TransplantBinding {
       if (!dupFdOver(listener.fd, fd)) {
         throw new Error(`dup2(${listener.fd}, ${fd}) failed`);
       }
-      if (!epollAdd(registration.epollFd, fd, registration)) {
+      const exclusive = exclusiveRegistration(registration);
+      if (!epollAdd(registration.epollFd, fd, exclusive)) {
         // The placeholder is gone and the runtime's fd is the real socket,
         // but unregistered: make it inert before the server is ended.
         this.fd = fd;
@@ -190,7 +191,7 @@ class Transplant implements TransplantBinding {
         throw new Error(`epoll_ctl(ADD) of fd ${fd} failed`);
       }
       this.fd = fd;
-      this.registration = registration;
+      this.registration = exclusive;
       this.#swapped = true;
       trace("transplant: swapped");
     } catch (error) {
@@ -433,4 +434,23 @@ function webSocketOf(response: Response): WebSocket | undefined {
     if (value instanceof WebSocket) return value;
   }
   return undefined;
+}
+
+const EPOLLRDHUP = 0x2000;
+const EPOLLEXCLUSIVE = 0x10000000;
+
+/**
+ * The listener's registration with EPOLLEXCLUSIVE: when processes share one
+ * accept queue (workers, or two generations during a handover), a new
+ * connection wakes one epoll instance that waits, not all of them, and a busy
+ * one is passed over. The kernel refuses EPOLLRDHUP with it; a listening
+ * socket never gets that event anyway.
+ */
+function exclusiveRegistration(
+  registration: EpollRegistration,
+): EpollRegistration {
+  return {
+    ...registration,
+    events: ((registration.events & ~EPOLLRDHUP) | EPOLLEXCLUSIVE) >>> 0,
+  };
 }

@@ -24,7 +24,9 @@
  * place: Deno removes a unix socket's bound name when its listener closes,
  * and the old generation's listener closes at every handover; under the temp
  * name, that removes nothing. The last generation removes the path when it
- * shuts down (not when it hands over).
+ * shuts down (not when it hands over). Under a supervisor, the first worker
+ * opens it (named after the supervisor's pid), every worker shares it, and
+ * only the supervisor removes the path, when it stops.
  *
  * @module
  */
@@ -38,6 +40,7 @@ import type { AdminOptions } from "./admin.ts";
 import { inheritedFds } from "../listen/registry.ts";
 import { checkFileDir } from "../restart/pidfile.ts";
 import { randomHex } from "../util/random.ts";
+import { isWorker } from "../workers/worker.ts";
 
 import { ADMIN_SERVER_NAME } from "../listen/types.ts";
 import { errorMessage } from "../util/error_message.ts";
@@ -153,10 +156,20 @@ function defaultSocketPath(): string {
         `(--admin-listen)`,
     );
   }
-  return `${dir}/admin-${Deno.pid}.sock`;
+  return `${dir}/admin-${isWorker() ? Deno.ppid : Deno.pid}.sock`;
 }
 
-function removeSocket(path: string): void {
+/**
+ * Removes the admin socket at `path` when it is one; not in a worker (the
+ * supervisor removes it when it stops).
+ *
+ * @example
+ * ```ts ignore
+ * removeSocket("/run/myapp/admin.sock");
+ * ```
+ */
+export function removeSocket(path: string): void {
+  if (isWorker()) return; // the supervisor's to remove
   try {
     if (Deno.lstatSync(path).isSocket) Deno.removeSync(path);
   } catch {

@@ -20,6 +20,8 @@ export interface SupervisorOptions {
    * command line: `--admin-token` is stripped from the workers').
    */
   adminToken?: string;
+  /** Whether the workers serve the admin API (`--admin`). */
+  admin?: boolean;
   /** How long a worker may take to be ready (ms). Default 30000. */
   startTimeout?: number;
   /** The workers' drain timeout (ms), for the stop deadline. Default 30000. */

@@ -27,11 +27,8 @@ import { inspectorGuardSettled } from "../server/inspector_guard.ts";
 import { inheritedFds } from "../listen/registry.ts";
 import { logger } from "../util/log.ts";
 import { sdNotify, watchdogIntervalMs } from "../systemd/notify.ts";
-import {
-  removePidfile,
-  type StatusFile,
-  writePidfile,
-} from "../restart/pidfile.ts";
+import { removePidfile } from "../restart/pidfile.ts";
+import { ADMIN_SERVER_NAME } from "../listen/types.ts";
 import { resolveSignals, wireSignals } from "../restart/signals.ts";
 import type { PassedFd } from "../restart/spawn.ts";
 import { takeFd } from "../os/process.ts";
@@ -48,14 +45,17 @@ import {
   upgradeInPlace,
   type UpgradeState,
 } from "./upgrade.ts";
-import type { Pool, SupervisorOptions, WorkerStatus } from "./pool.ts";
+import type { Pool, SupervisorOptions } from "./pool.ts";
 import { errorMessage } from "../util/error_message.ts";
+import {
+  pidfileWritten,
+  publishStatus,
+  removeAdminSocket,
+  statusLine,
+} from "./status.ts";
 export type { SupervisorOptions, WorkerStatus } from "./pool.ts";
 
 const log = logger("workers");
-
-/** The status file writes in flight (writePidfile is asynchronous). */
-let pidfileWrites: Promise<void> = Promise.resolve();
 
 /**
  * Runs the supervisor until it is stopped; resolves to the exit status: 0
@@ -179,8 +179,9 @@ export async function runSupervisor(
   clearInterval(watchdog);
   wireSignals([], [], { shutdown() {}, restart() {} });
   pool.reaper.stop();
-  await pidfileWrites;
+  await pidfileWritten();
   if (options.pidfile) removePidfile(options.pidfile, Deno.pid);
+  removeAdminSocket(pool);
   return code;
 }
 
@@ -232,6 +233,8 @@ function createPool(
         adoptListeners(pool, worker);
         // Only the supervisor talks to systemd: it stores its copies.
         storeOpened(pool.listeners);
+      } else if (adoptAdminListener(pool, worker)) {
+        storeOpened(pool.listeners.filter((l) => l.name === ADMIN_SERVER_NAME));
       } else if (!upgrade && pool.workers.size === 0 && !storeSwept) {
         storeSwept = true;
         removeUnclaimedBy(inheritedFds(), worker.listeners ?? []);
@@ -259,17 +262,7 @@ function createPool(
       });
     },
     publish(extra) {
-      const line = statusLine(pool) + (extra ? `; ${extra}` : "");
-      sdNotify(`STATUS=${line}`);
-      if (options.pidfile) {
-        // In order, and all done before the pidfile is removed at the end.
-        const pidfile = options.pidfile;
-        pidfileWrites = pidfileWrites.then(() => savePidfile(pool, pidfile));
-      }
-      const view = supervisorStatus(pool, startedAt);
-      for (const worker of pool.workers) {
-        worker.peer?.send({ type: "view", status: view }).catch(() => {});
-      }
+      publishStatus(pool, startedAt, extra);
     },
   };
   return pool;
@@ -290,6 +283,29 @@ function adoptListeners(pool: Pool, worker: WorkerProcess): void {
       `worker ${worker.slot} (pid ${worker.pid}) serves no socket`,
     );
   }
+}
+
+/**
+ * The admin API's own listener, opened by the first worker when the app's
+ * sockets were inherited: the supervisor takes a copy, so that every later
+ * worker shares that one endpoint. The inherited sockets are renamed for the
+ * servers that claimed them in that worker (as a restart names them), so
+ * that a later worker's app server, which asks for no address, does not
+ * take the admin's socket too. Whether it adopted one.
+ */
+function adoptAdminListener(pool: Pool, worker: WorkerProcess): boolean {
+  if (pool.listeners.some((l) => l.name === ADMIN_SERVER_NAME)) return false;
+  const reported = worker.listeners ?? [];
+  const admin = reported.find((l) => l.name === ADMIN_SERVER_NAME);
+  if (admin === undefined) return false;
+  pool.listeners = [
+    ...pool.listeners.map((l) => ({
+      ...l,
+      name: reported.find((r) => r.addr === l.addr)?.name ?? l.name,
+    })),
+    { ...admin, fd: takeFd(worker.pid, admin.fd) },
+  ];
+  return true;
 }
 
 /** The new image takes the previous image's workers over (no channels). */
@@ -315,8 +331,9 @@ function adoptWorkers(pool: Pool, upgrade: UpgradeState): void {
 
 async function startAll(pool: Pool): Promise<void> {
   const slots = Array.from({ length: pool.options.workers }, (_, i) => i + 1);
-  if (pool.listeners.length === 0) {
-    // The first worker opens the sockets; the others share them.
+  if (pool.listeners.length === 0 || pool.options.admin) {
+    // The first worker opens the sockets (or the admin's own one); the
+    // others share them.
     await pool.start(slots.shift()!, "api");
   }
   await Promise.all(slots.map((slot) => pool.start(slot, "api")));
@@ -426,82 +443,6 @@ async function replaceSlot(pool: Pool, slot: number): Promise<void> {
       log.error("{error}", { error: errorMessage(error) });
     }
   }
-}
-
-/** "2/2 workers ready, generation 3". */
-function statusLine(pool: Pool): string {
-  const ready = [...pool.workers].filter((w) => w.phase === "ready").length;
-  const given = pool.givenUp.size > 0
-    ? `, ${pool.givenUp.size} given up after crashes`
-    : "";
-  return `${ready}/${pool.options.workers} workers ready, generation ` +
-    `${pool.generation}${given} (supervisor pid ${Deno.pid})`;
-}
-
-/**
- * The workers, for status pages.
- *
- * @example
- * ```ts ignore
- * console.log(workerList(pool));
- * ```
- */
-export function workerList(pool: Pool): WorkerStatus[] {
-  return [...pool.workers].sort((a, b) => a.slot - b.slot).map((w) => ({
-    slot: w.slot,
-    pid: w.pid,
-    generation: w.generation,
-    startedAt: w.startedAt,
-    phase: w.phase,
-    inFlight: w.stats?.inFlight ?? 0,
-    served: w.stats?.served ?? 0,
-  }));
-}
-
-/** The supervisor's status, as a worker's admin API answers it. */
-function supervisorStatus(
-  pool: Pool,
-  startedAt: number,
-): Record<string, unknown> {
-  const workers = workerList(pool);
-  return {
-    pid: Deno.pid,
-    generation: pool.generation,
-    phase: "supervising",
-    startedAt,
-    firstStartedAt: pool.firstStartedAt,
-    restarts: pool.rolls,
-    listeners: pool.listeners.map((l) => l.addr),
-    inFlight: workers.reduce((n, w) => n + w.inFlight, 0),
-    connections: 0,
-    ...(pool.lastRoll ? { lastRestart: pool.lastRoll } : {}),
-    workers,
-    givenUp: [...pool.givenUp],
-  };
-}
-
-async function savePidfile(pool: Pool, pidfile: string): Promise<void> {
-  const status: StatusFile & {
-    workers: WorkerStatus[];
-    rolls: number;
-    givenUp: number[];
-  } = {
-    pid: Deno.pid,
-    generation: pool.generation,
-    startedAt: pool.firstStartedAt,
-    firstStartedAt: pool.firstStartedAt,
-    restarts: pool.rolls,
-    rolls: pool.rolls,
-    listeners: pool.listeners.map((l) => l.addr),
-    // What `reload` may send: the signals that roll the workers.
-    restartSignals: [...pool.options.restartSignals],
-    lastRestart: pool.lastRoll,
-    workers: workerList(pool),
-    givenUp: [...pool.givenUp],
-  };
-  await writePidfile(pidfile, status).catch((error) => {
-    log.error("cannot write pidfile {pidfile}: {error}", { pidfile, error });
-  });
 }
 
 function startWatchdog(): ReturnType<typeof setInterval> | undefined {
