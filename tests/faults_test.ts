@@ -873,7 +873,7 @@ Deno.test({
 
 // ---------------------------------------------------------------------------
 // The control channel (wrong secret, garbage, 10 MB lines, slow clients:
-// src/restart/control_test.ts; intruders during a real restart: restart_test.ts)
+// src/restart/control_server_test.ts; intruders during a real restart: restart_test.ts)
 
 Deno.test({
   name:

@@ -30,11 +30,6 @@ let madeDir: string | undefined;
  * private temporary directory, named to later generations by
  * {@linkcode KEEPER_ENV}. Makes this process the keeper when it is the first
  * with `--watch` in a terminal.
- *
- * @example
- * ```ts ignore
- * const pidfile = watchPidfile(values.watch === true, values.pidfile);
- * ```
  */
 export function watchPidfile(
   watch: boolean,
@@ -54,11 +49,6 @@ export function watchPidfile(
 
 /**
  * Whether this process keeps the terminal after its handover.
- *
- * @example
- * ```ts ignore
- * if (keepsForeground()) keepForeground();
- * ```
  */
 export function keepsForeground(): boolean {
   return keeper;
@@ -67,11 +57,6 @@ export function keepsForeground(): boolean {
 /**
  * Passes a stop (Ctrl-C, SIGTERM) that reaches the keeper while it still
  * drains its own handover on to the generation the pidfile names.
- *
- * @example
- * ```ts ignore
- * if (keepsForeground()) passStop();
- * ```
  */
 export function passStop(): void {
   stopPassed = true;
@@ -87,11 +72,6 @@ export function passStop(): void {
 /**
  * Stays in the foreground until the serving generation is gone, passing
  * SIGINT and SIGTERM on to it; then exits 0.
- *
- * @example
- * ```ts ignore
- * keepForeground();
- * ```
  */
 export async function keepForeground(): Promise<never> {
   const pidfile = Deno.env.get(KEEPER_ENV)!;

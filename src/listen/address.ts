@@ -10,13 +10,6 @@ import { quoteValue } from "../util/quote.ts";
 
 /**
  * Where to listen: a TCP host and port, or a unix socket path.
- *
- * @example Parse a configured address
- * ```ts
- * import { type ListenSpec, parseListenAddress } from "./address.ts";
- *
- * const spec: ListenSpec = parseListenAddress("127.0.0.1:8000");
- * ```
  */
 export type ListenSpec =
   | { transport: "tcp"; hostname: string; port: number }
@@ -55,27 +48,6 @@ const IPV4_PATTERN = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
  * @returns The parsed address.
  * @throws {TypeError} When `spec` is not one of the accepted forms; the message
  * quotes `spec` and lists the accepted forms.
- *
- * @example Parse TCP and unix addresses
- * ```ts
- * import { parseListenAddress } from "./address.ts";
- * import assert from "node:assert/strict";
- *
- * assert.deepStrictEqual(parseListenAddress("[::1]:8001"), {
- *   transport: "tcp",
- *   hostname: "::1",
- *   port: 8001,
- * });
- * assert.deepStrictEqual(parseListenAddress("8000"), {
- *   transport: "tcp",
- *   hostname: "0.0.0.0",
- *   port: 8000,
- * });
- * assert.deepStrictEqual(parseListenAddress("unix:/run/app.sock"), {
- *   transport: "unix",
- *   path: "/run/app.sock",
- * });
- * ```
  */
 export function parseListenAddress(spec: string): ListenSpec {
   if (typeof spec !== "string") {
@@ -163,25 +135,6 @@ export function parseListenAddress(spec: string): ListenSpec {
  *
  * @param addr A socket address as Deno reports it, or a parsed listen address.
  * @returns The printable address.
- *
- * @example Format socket addresses
- * ```ts
- * import { formatAddr } from "./address.ts";
- * import assert from "node:assert/strict";
- *
- * assert.deepStrictEqual(
- *   formatAddr({ transport: "tcp", hostname: "127.0.0.1", port: 8000 }),
- *   "127.0.0.1:8000",
- * );
- * assert.deepStrictEqual(
- *   formatAddr({ transport: "tcp", hostname: "::1", port: 8001 }),
- *   "[::1]:8001",
- * );
- * assert.deepStrictEqual(
- *   formatAddr({ transport: "unix", path: "/run/app.sock" }),
- *   "unix:/run/app.sock",
- * );
- * ```
  */
 export function formatAddr(addr: Addr | ListenSpec): string {
   if ("path" in addr) {
@@ -212,17 +165,6 @@ export function formatAddr(addr: Addr | ListenSpec): string {
  * @param spec The wanted address.
  * @param addr The address of an existing listening socket.
  * @returns True when the socket satisfies `spec`.
- *
- * @example Match inherited sockets against configured addresses
- * ```ts
- * import { addrMatches, parseListenAddress } from "./address.ts";
- * import assert from "node:assert/strict";
- *
- * const inherited = { transport: "tcp" as const, hostname: "::", port: 80 };
- * assert.ok(addrMatches(parseListenAddress("0.0.0.0:80"), inherited));
- * assert.ok(addrMatches(parseListenAddress(":80"), inherited));
- * assert.ok(!addrMatches(parseListenAddress("127.0.0.1:80"), inherited));
- * ```
  */
 export function addrMatches(spec: ListenSpec, addr: Addr): boolean {
   if (spec.transport === "unix") {
@@ -247,14 +189,6 @@ export function addrMatches(spec: ListenSpec, addr: Addr): boolean {
  *
  * @param groups Eight numbers from 0 to 0xffff, most significant first.
  * @returns The address, without brackets.
- *
- * @example Format the loopback address
- * ```ts
- * import { formatIpv6 } from "./address.ts";
- * import assert from "node:assert/strict";
- *
- * assert.deepStrictEqual(formatIpv6([0, 0, 0, 0, 0, 0, 0, 1]), "::1");
- * ```
  */
 export function formatIpv6(groups: readonly number[]): string {
   if (groups.length !== 8) {

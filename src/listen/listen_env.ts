@@ -16,21 +16,6 @@ export const DEFAULT_FD_NAME = "unknown";
 /**
  * The socket activation environment is inconsistent, or a passed fd is not a
  * listening stream socket. The message names the variable or the fd at fault.
- *
- * @example Report a misconfigured unit
- * ```ts
- * import { ListenFdsError } from "./listen_env.ts";
- * import { readListenFds } from "./listen_fds.ts";
- *
- * try {
- *   readListenFds();
- * } catch (error) {
- *   if (error instanceof ListenFdsError) {
- *     console.error(`socket activation: ${error.message}`);
- *   }
- *   throw error;
- * }
- * ```
  */
 export class ListenFdsError extends Error {
   /**
@@ -49,13 +34,6 @@ export class ListenFdsError extends Error {
  * What the socket activation variables say, for this process.
  *
  * @internal Exported for tests.
- *
- * @example
- * ```ts
- * import type { ListenEnv } from "./listen_env.ts";
- *
- * const passed: ListenEnv = { count: 2, names: ["web", "admin"] };
- * ```
  */
 export interface ListenEnv {
   /** How many fds were passed (fds 3 to 3 + count - 1); 0 when none. */
@@ -70,13 +48,6 @@ export interface ListenEnv {
  * for another process. Empty names in LISTEN_FDNAMES become "unknown".
  *
  * @internal Exported for tests.
- *
- * @example Two named fds
- * ```ts
- * import { parseListenEnv } from "./listen_env.ts";
- *
- * parseListenEnv("42", "2", "web:admin", 42); // { count: 2, names: ["web", "admin"] }
- * ```
  */
 export function parseListenEnv(
   pidText: string | undefined,

@@ -28,16 +28,6 @@ import { errorMessage } from "../util/error_message.ts";
 
 /**
  * A listening socket passed to this process by its service manager.
- *
- * @example Print the inherited sockets
- * ```ts
- * import { type InheritedFd, readListenFds } from "./listen_fds.ts";
- *
- * const inherited: InheritedFd[] = readListenFds();
- * for (const { fd, name, addr } of inherited) {
- *   console.log(fd, name, addr);
- * }
- * ```
  */
 export interface InheritedFd {
   /** The file descriptor number (3 for the first socket). */
@@ -51,14 +41,6 @@ export interface InheritedFd {
 /**
  * The environment {@linkcode readListenFds} reads and cleans; `Deno.env`
  * satisfies it.
- *
- * @example Use a plain map as the environment
- * ```ts
- * import { type ListenFdsEnv, readListenFds } from "./listen_fds.ts";
- *
- * const env: ListenFdsEnv = new Map([["LISTEN_FDS", "0"]]);
- * readListenFds({ env, pid: Deno.pid }); // []
- * ```
  */
 export interface ListenFdsEnv {
   /** Returns the value of `key`, or undefined when it is not set. */
@@ -69,14 +51,6 @@ export interface ListenFdsEnv {
 
 /**
  * Options of {@linkcode readListenFds}.
- *
- * @example Read another environment
- * ```ts
- * import { readListenFds, type ReadListenFdsOptions } from "./listen_fds.ts";
- *
- * const options: ReadListenFdsOptions = { env: new Map(), pid: Deno.pid };
- * readListenFds(options); // []
- * ```
  */
 export interface ReadListenFdsOptions {
   /** Where to read LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES. Default: `Deno.env`. */
@@ -103,15 +77,6 @@ export interface ReadListenFdsOptions {
  * @throws {ListenFdsError} When a variable is malformed, the names do not match
  * the count, or an fd is not a listening stream socket; the message names the
  * variable or the fd.
- *
- * @example Serve on the sockets systemd passed
- * ```ts
- * import { readListenFds } from "./listen_fds.ts";
- *
- * for (const { fd, name, addr } of readListenFds()) {
- *   console.log(`fd ${fd} (${name}) listens on`, addr);
- * }
- * ```
  */
 export function readListenFds(options?: ReadListenFdsOptions): InheritedFd[] {
   const env = options?.env ?? Deno.env;
@@ -263,19 +228,6 @@ function describeFd(fd: number): string {
  * not a socket.
  *
  * @internal Exported for tests.
- *
- * @example Inspect fd 3
- * ```ts
- * import { ListenFdsError } from "./listen_env.ts";
- * import { readSocketInode } from "./listen_fds.ts";
- *
- * try {
- *   console.log(`fd 3 is socket:[${readSocketInode(3)}]`);
- * } catch (error) {
- *   if (!(error instanceof ListenFdsError)) throw error;
- *   console.log(error.message); // e.g. "fd 3 (from LISTEN_FDS) is not open"
- * }
- * ```
  */
 export function readSocketInode(fd: number): number {
   let target: string;

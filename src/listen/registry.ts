@@ -36,11 +36,6 @@ const active = new Set<Listener>();
 /**
  * The sockets passed to this process through LISTEN_FDS (read, validated and
  * removed from the environment on first call).
- *
- * @example
- * ```ts ignore
- * for (const { fd, name, addr } of inheritedFds()) console.log(fd, name, addr);
- * ```
  */
 export function inheritedFds(): readonly InheritedFd[] {
   inherited ??= readListenFds();
@@ -50,11 +45,6 @@ export function inheritedFds(): readonly InheritedFd[] {
 /**
  * Every listener currently open in this process, in claim order: what a new
  * generation inherits.
- *
- * @example
- * ```ts ignore
- * const fds = activeListeners().map((l) => l.fd);
- * ```
  */
 export function activeListeners(): Listener[] {
   return [...active];
@@ -62,11 +52,6 @@ export function activeListeners(): Listener[] {
 
 /**
  * Inherited sockets that no server has claimed yet.
- *
- * @example
- * ```ts ignore
- * if (unclaimedInheritedFds().length === 0) console.log("all served");
- * ```
  */
 export function unclaimedInheritedFds(): InheritedFd[] {
   return inheritedFds().filter((f) => !claimed.has(f.fd));
@@ -89,15 +74,6 @@ export interface ListenerRequest {
  * `onListening` is called for each listener once it listens (connections
  * wait in the kernel's queue until an engine accepts). On failure, every
  * listener it opened is closed again and the error names the address or fd.
- *
- * @example
- * ```ts ignore
- * const listeners = await acquireListeners({
- *   name: "web",
- *   specs: [],
- *   fallback: { transport: "tcp", hostname: "0.0.0.0", port: 8000 },
- * }, (listener) => attachEngine(listener));
- * ```
  */
 export function acquireListeners(
   request: ListenerRequest,
@@ -168,11 +144,6 @@ function acquireNow(
  * Forgets a listener: closes its fd (the inherited one, or the duplicate a
  * self-opened listener holds). The engine that served it has stopped
  * accepting on its own copy by then.
- *
- * @example
- * ```ts ignore
- * releaseListener(listener);
- * ```
  */
 export function releaseListener(listener: Listener): void {
   if (!active.delete(listener) && listener.fd < 0) return;

@@ -21,13 +21,6 @@ const HOST_IS_LITTLE_ENDIAN =
 /**
  * An IP address in network order (4 or 16 bytes) in Deno's notation: dotted
  * IPv4, compressed IPv6.
- *
- * @example
- * ```ts
- * import { formatIp } from "./sockaddr.ts";
- *
- * formatIp(new Uint8Array([127, 0, 0, 1])); // "127.0.0.1"
- * ```
  */
 export function formatIp(ip: Uint8Array): string {
   if (ip.length === 4) return ip.join(".");
@@ -47,14 +40,6 @@ export function formatIp(ip: Uint8Array): string {
  * undefined for another family or a truncated address.
  *
  * @internal Exported for tests.
- *
- * @example Decode an IPv4 address
- * ```ts
- * import { decodeSockaddr } from "./sockaddr.ts";
- *
- * decodeSockaddr(new Uint8Array([2, 0, 0x1f, 0x40, 127, 0, 0, 1]));
- * // { transport: "tcp", hostname: "127.0.0.1", port: 8000 }
- * ```
  */
 export function decodeSockaddr(
   bytes: Uint8Array,

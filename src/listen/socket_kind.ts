@@ -60,20 +60,6 @@ export function listeningAddressOf(fd: number): Addr | undefined {
  * Finds the socket with `inode` in `tables` and returns its address if it is a
  * listening TCP or unix stream socket; otherwise throws a ListenFdsError that
  * names `fd` and says what the socket is instead.
- *
- * @example Classify a listening TCP socket
- * ```ts
- * import { classifySocket } from "./socket_kind.ts";
- * import { parseProcNetInet } from "../os/proc_net.ts";
- *
- * const tcp = parseProcNetInet(
- *   "  1: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 " +
- *     "00000000     0        0 6617 1",
- *   true,
- * );
- * const tables = { tcp, udp: new Map(), unix: new Map() };
- * classifySocket(3, 6617, tables); // { transport: "tcp", hostname: "127.0.0.1", port: 8000 }
- * ```
  */
 export function classifySocket(
   fd: number,

@@ -177,13 +177,6 @@ export const DARWIN: LibcConstants = {
 
 /**
  * The table for `os`, or undefined when the seam has none (then no FFI).
- *
- * @example
- * ```ts
- * import { constantsFor } from "./constants.ts";
- *
- * constantsFor("darwin")?.AF_INET6; // 30
- * ```
  */
 export function constantsFor(
   os: typeof Deno.build.os,

@@ -11,12 +11,6 @@ export const MIN_DENO_VERSION = "2.8.0";
 
 /**
  * Compares dotted versions numerically: negative when `a < b`.
- *
- * @example
- * ```ts
- * import { compareVersions } from "./deno_version.ts";
- * console.log(compareVersions("2.10.0", "2.9.6") > 0); // true
- * ```
  */
 export function compareVersions(a: string, b: string): number {
   const pa = a.split(/[.+-]/).slice(0, 3).map(Number);
@@ -31,12 +25,6 @@ export function compareVersions(a: string, b: string): number {
 /**
  * Throws when `version` (default: this Deno) is older than
  * {@linkcode MIN_DENO_VERSION}; the message names both.
- *
- * @example
- * ```ts
- * import { assertDenoVersion } from "./deno_version.ts";
- * assertDenoVersion(); // throws on Deno < 2.8
- * ```
  */
 export function assertDenoVersion(version: string = Deno.version.deno): void {
   if (compareVersions(version, MIN_DENO_VERSION) < 0) {

@@ -21,11 +21,6 @@ const epollCalls = lazyBinding(EPOLL_SYMBOLS);
 /**
  * Whether the calls the transplant makes (dup2, fcntl, epoll_ctl) are
  * available (FFI permitted, libc found).
- *
- * @example
- * ```ts ignore
- * if (!engineCallsAvailable()) console.warn(libcUnavailableReason());
- * ```
  */
 export function engineCallsAvailable(): boolean {
   return fdCallsAvailable() && epollCalls() !== undefined;
@@ -35,11 +30,6 @@ export function engineCallsAvailable(): boolean {
  * epoll_ctl(EPOLL_CTL_ADD): registers `fd` in the epoll instance `epollFd`
  * with the event mask and the 64-bit user data given. Returns false when it
  * failed.
- *
- * @example
- * ```ts ignore
- * epollAdd(epollFd, fd, { events: 0x8000201d, data: 0x55d0c0ffee00n });
- * ```
  */
 export function epollAdd(
   epollFd: number,
@@ -60,11 +50,6 @@ export function epollAdd(
 
 /**
  * epoll_ctl(EPOLL_CTL_DEL). Returns false when it failed (not registered).
- *
- * @example
- * ```ts ignore
- * epollDelete(epollFd, fd);
- * ```
  */
 export function epollDelete(epollFd: number, fd: number): boolean {
   const calls = epollCalls();

@@ -25,11 +25,6 @@ const fdCalls = lazyBinding(FD_SYMBOLS);
 
 /**
  * Whether {@linkcode dupFdOver} and friends can make their calls.
- *
- * @example
- * ```ts ignore
- * if (!fdCallsAvailable()) console.warn(libcUnavailableReason());
- * ```
  */
 export function fdCallsAvailable(): boolean {
   return fdCalls() !== undefined;
@@ -38,11 +33,6 @@ export function fdCallsAvailable(): boolean {
 /**
  * Closes a raw file descriptor that Deno does not track (for example a dup
  * from `fdForIpc()`). Returns false when it could not.
- *
- * @example
- * ```ts ignore
- * closeFd(dupFd);
- * ```
  */
 export function closeFd(fd: number): boolean {
   const c = libc();
@@ -52,11 +42,6 @@ export function closeFd(fd: number): boolean {
 /**
  * Sets O_NONBLOCK on `fd` if it is not set. Returns the flags found before,
  * or -1 when they could not be read.
- *
- * @example
- * ```ts ignore
- * ensureNonBlocking(3);
- * ```
  */
 export function ensureNonBlocking(fd: number): number {
   const c = libc();
@@ -70,12 +55,6 @@ export function ensureNonBlocking(fd: number): number {
 
 /**
  * Whether `fd` is open in this process (/proc: Linux).
- *
- * @example
- * ```ts
- * import { isFdOpen } from "./fd.ts";
- * console.log(isFdOpen(0));
- * ```
  */
 export function isFdOpen(fd: number): boolean {
   try {
@@ -89,11 +68,6 @@ export function isFdOpen(fd: number): boolean {
 /**
  * dup2(2): makes `to` refer to the file `from` refers to (closing what `to`
  * was). Returns false when it failed.
- *
- * @example
- * ```ts ignore
- * dupFdOver(inheritedFd, placeholderFd);
- * ```
  */
 export function dupFdOver(from: number, to: number): boolean {
   const calls = fdCalls();
@@ -103,11 +77,6 @@ export function dupFdOver(from: number, to: number): boolean {
 /**
  * A close-on-exec duplicate of `fd` (the lowest free number >= `minimum`),
  * or -1.
- *
- * @example
- * ```ts ignore
- * const copy = dupFd(3);
- * ```
  */
 export function dupFd(fd: number, minimum = 0): number {
   const calls = fdCalls();
@@ -117,11 +86,6 @@ export function dupFd(fd: number, minimum = 0): number {
 /**
  * Sets O_NONBLOCK on `fd`. Returns false when the flags cannot be read or
  * set.
- *
- * @example
- * ```ts ignore
- * setNonBlocking(3);
- * ```
  */
 export function setNonBlocking(fd: number): boolean {
   const calls = fdCalls();
@@ -135,11 +99,6 @@ export function setNonBlocking(fd: number): boolean {
 /**
  * Sets or clears FD_CLOEXEC on `fd`. Returns false when `fd` is not open or
  * FFI is not available.
- *
- * @example
- * ```ts ignore
- * setCloseOnExec(3, false); // kept across execve
- * ```
  */
 export function setCloseOnExec(fd: number, on: boolean): boolean {
   const calls = fdCalls();

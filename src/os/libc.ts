@@ -23,12 +23,6 @@ const bound = new Set<string>();
  * Binds `symbols` of this OS's libc. Returns null, keeping the reason for
  * {@linkcode libcUnavailableReason}, when FFI is not permitted, the OS has
  * no constant table, or libc cannot be loaded.
- *
- * @example
- * ```ts ignore
- * const lib = bind({ getpid: { parameters: [], result: "i32" } });
- * lib?.symbols.getpid();
- * ```
  */
 export function bind<S extends Deno.ForeignLibraryInterface>(
   symbols: S,
@@ -50,12 +44,6 @@ export function bind<S extends Deno.ForeignLibraryInterface>(
 /**
  * A binding made on first use, once: the function returns its symbols, or
  * undefined when {@linkcode bind} could not make it.
- *
- * @example
- * ```ts ignore
- * const calls = lazyBinding({ getpid: { parameters: [], result: "i32" } });
- * calls()?.getpid();
- * ```
  */
 export function lazyBinding<S extends Deno.ForeignLibraryInterface>(
   symbols: S,
@@ -70,13 +58,6 @@ export function lazyBinding<S extends Deno.ForeignLibraryInterface>(
 /**
  * The names of every symbol this process has bound so far (the keys of the
  * bindings' symbol tables): what a mode is seen to load.
- *
- * @example
- * ```ts
- * import { boundSymbols } from "./libc.ts";
- *
- * console.log(boundSymbols().includes("epoll_ctl"));
- * ```
  */
 export function boundSymbols(): string[] {
   return [...bound];
@@ -84,11 +65,6 @@ export function boundSymbols(): string[] {
 
 /**
  * Why a binding could not be made (empty before the first failure).
- *
- * @example
- * ```ts ignore
- * if (!libc()) console.warn(libcUnavailableReason());
- * ```
  */
 export function libcUnavailableReason(): string {
   return whyNot;
@@ -97,11 +73,6 @@ export function libcUnavailableReason(): string {
 /**
  * The path of this OS's libc (for Deno.dlopen): the first of its table's
  * paths that exists, else the last (a name the loader searches for).
- *
- * @example
- * ```ts ignore
- * Deno.dlopen(libcPath(), { getpid: { parameters: [], result: "i32" } });
- * ```
  */
 export function libcPath(): string {
   const paths = constantsFor(Deno.build.os)?.libcPaths ?? ["libc.so.6"];
@@ -143,11 +114,6 @@ let cached: Libc | null | undefined;
 /**
  * The general binding, made once; `undefined` when it cannot be
  * ({@linkcode libcUnavailableReason} says why).
- *
- * @example
- * ```ts ignore
- * libc()?.close(fd);
- * ```
  */
 export function libc(): Libc | undefined {
   if (cached === undefined) {
@@ -174,11 +140,6 @@ const encoder = new TextEncoder();
 
 /**
  * A NUL-terminated copy of `text`.
- *
- * @example
- * ```ts ignore
- * const path = cString("/bin/sh");
- * ```
  */
 export function cString(text: string): Uint8Array<ArrayBuffer> {
   return encoder.encode(`${text}\0`);
@@ -186,11 +147,6 @@ export function cString(text: string): Uint8Array<ArrayBuffer> {
 
 /**
  * The address of `buffer`'s first byte, as a C pointer value.
- *
- * @example
- * ```ts ignore
- * view.setBigUint64(0, addressOf(data), true);
- * ```
  */
 export function addressOf(buffer: Uint8Array<ArrayBuffer>): bigint {
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
@@ -198,11 +154,6 @@ export function addressOf(buffer: Uint8Array<ArrayBuffer>): bigint {
 
 /**
  * A NULL-terminated array of pointers to `strings` (which must stay alive).
- *
- * @example
- * ```ts ignore
- * const argv = pointerArray(["sh", "-c", "true"].map(cString));
- * ```
  */
 export function pointerArray(
   strings: Uint8Array<ArrayBuffer>[],

@@ -61,14 +61,6 @@ const WINDOWS_MISSING = [
  * Decides the mode for an OS and a `GRACEFUL_PORTABLE` value; throws a
  * one-line error naming the variable when the value is not a mode, or asks
  * for more than the OS has.
- *
- * @example
- * ```ts
- * import { decidePlatform } from "./platform.ts";
- *
- * decidePlatform("linux", "posix").mode; // "posix"
- * decidePlatform("darwin", undefined).mode; // "posix"
- * ```
  */
 export function decidePlatform(
   os: typeof Deno.build.os,
@@ -118,13 +110,6 @@ let decided: Platform | undefined;
 /**
  * This process's platform: `Deno.build.os` and `GRACEFUL_PORTABLE`, decided
  * once. Without `--allow-env`, the variable counts as unset.
- *
- * @example
- * ```ts
- * import { platform } from "./platform.ts";
- *
- * if (platform().mode === "linux") console.log("everything works here");
- * ```
  */
 export function platform(): Platform {
   if (decided) return decided;
@@ -140,13 +125,6 @@ export function platform(): Platform {
 
 /**
  * The one line that says what this mode leaves out, or undefined on Linux.
- *
- * @example
- * ```ts
- * import { decidePlatform, platformWarning } from "./platform.ts";
- *
- * console.log(platformWarning(decidePlatform("darwin", undefined)));
- * ```
  */
 export function platformWarning(decision: Platform): string | undefined {
   if (decision.mode === "linux") return undefined;
@@ -173,11 +151,6 @@ const RESTARTED = (() => {
  * Prints {@linkcode platformWarning} once (to stderr): in the first
  * generation only, since a restarted one has the same mode (its previous
  * generation set `GRACEFUL_CONTROL_ADDR`).
- *
- * @example
- * ```ts ignore
- * warnPlatformOnce();
- * ```
  */
 export function warnPlatformOnce(): void {
   if (warned) return;
@@ -190,11 +163,6 @@ export function warnPlatformOnce(): void {
 /**
  * Whether this process may use Linux-only facilities (/proc, sock_diag,
  * epoll).
- *
- * @example
- * ```ts ignore
- * if (isLinuxMode()) checkOwnership();
- * ```
  */
 export function isLinuxMode(): boolean {
   return platform().mode === "linux";
@@ -204,11 +172,6 @@ export function isLinuxMode(): boolean {
  * Whether servers open their addresses themselves, with Deno.serve (the
  * windows mode): the registry then only reserves an address, and no fd
  * exists to pass on.
- *
- * @example
- * ```ts ignore
- * if (opensOwnAddresses()) console.log("Deno.serve listens by itself");
- * ```
  */
 export function opensOwnAddresses(): boolean {
   return platform().mode === "windows";
@@ -221,11 +184,6 @@ export function opensOwnAddresses(): boolean {
  * listener ({@linkcode opensOwnAddresses}) whether "auto" or "native" was
  * asked for (this returns "node": no transplant to try), and "node" (which
  * serves fds) is refused with one line.
- *
- * @example
- * ```ts ignore
- * const engine = portableEngine(options.engine ?? "auto");
- * ```
  */
 export function portableEngine<E extends "auto" | "native" | "node">(
   wanted: E,
@@ -252,13 +210,6 @@ export function portableEngine<E extends "auto" | "native" | "node">(
  * of it. Deno's own flags are not in `Deno.args`, so a `deno run` is
  * rebuilt as `deno run -A MAIN ARGS` (the module needs -A anyway); flags such
  * as `--config` are lost, which the README says.
- *
- * @example
- * ```ts
- * import { commandLineWithoutProc } from "./platform.ts";
- *
- * console.log(commandLineWithoutProc());
- * ```
  */
 export function commandLineWithoutProc(): string[] {
   if (Deno.build.standalone) return [Deno.execPath(), ...Deno.args];
@@ -270,16 +221,6 @@ export function commandLineWithoutProc(): string[] {
  * (Windows has no HUP, USR1 or USR2), and shuts down on what Windows can
  * deliver (SIGINT, SIGBREAK; on Linux, where it is simulated, SIGINT and
  * SIGTERM).
- *
- * @example
- * ```ts
- * import { decidePlatform, portableSignals } from "./platform.ts";
- *
- * portableSignals(
- *   { shutdown: ["SIGTERM", "SIGINT"], restart: ["SIGUSR2"] },
- *   decidePlatform("windows", undefined),
- * ); // { shutdown: ["SIGINT", "SIGBREAK"], restart: [] }
- * ```
  */
 export function portableSignals(
   signals: { shutdown: Deno.Signal[]; restart: Deno.Signal[] },
@@ -296,11 +237,6 @@ export function portableSignals(
 /**
  * Throws the one line that refuses an operator command made of signals
  * (`reload`, `stop`) in the windows mode, where `Deno.kill` terminates.
- *
- * @example
- * ```ts ignore
- * refuseSignalCommand("reload");
- * ```
  */
 export function refuseSignalCommand(command: string): void {
   if (command === "status" || platform().mode !== "windows") return;
@@ -314,11 +250,6 @@ export function refuseSignalCommand(command: string): void {
  * The CLI's `--portable MODE`: checks it as `GRACEFUL_PORTABLE` would be
  * checked (the error names the flag) and sets the variable, for this process
  * (before anything asks {@linkcode platform}) and every later generation.
- *
- * @example
- * ```ts ignore
- * setPortable("posix");
- * ```
  */
 export function setPortable(mode: string): void {
   try {

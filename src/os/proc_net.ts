@@ -21,13 +21,6 @@ const LOOPBACK = [127, 0, 0, 1];
 
 /**
  * An address column of /proc/net/tcp, tcp6, udp or udp6.
- *
- * @example
- * ```ts
- * import type { ProcInetAddress } from "./proc_net.ts";
- *
- * const local: ProcInetAddress = { ip: new Uint8Array([127, 0, 0, 1]), port: 8000 };
- * ```
  */
 export interface ProcInetAddress {
   /** The IP address in network order: 4 bytes (IPv4) or 16 (IPv6). */
@@ -38,18 +31,6 @@ export interface ProcInetAddress {
 
 /**
  * A socket listed in /proc/net/tcp, tcp6, udp or udp6.
- *
- * @example
- * ```ts
- * import type { ProcInetSocket } from "./proc_net.ts";
- *
- * const socket: ProcInetSocket = {
- *   inode: 6617,
- *   local: { ip: new Uint8Array([127, 0, 0, 1]), port: 8000 },
- *   remote: { ip: new Uint8Array(4), port: 0 },
- *   state: 0x0a,
- * };
- * ```
  */
 export interface ProcInetSocket {
   /** The socket's inode number. */
@@ -64,18 +45,6 @@ export interface ProcInetSocket {
 
 /**
  * A socket listed in /proc/net/unix.
- *
- * @example
- * ```ts
- * import type { ProcUnixSocket } from "./proc_net.ts";
- *
- * const socket: ProcUnixSocket = {
- *   inode: 6621,
- *   type: 1,
- *   flags: 0x10000,
- *   path: "/run/app.sock",
- * };
- * ```
  */
 export interface ProcUnixSocket {
   /** The socket's inode number. */
@@ -90,13 +59,6 @@ export interface ProcUnixSocket {
 
 /**
  * The sockets of this network namespace, by inode.
- *
- * @example
- * ```ts
- * import { type ProcNetTables, readProcNetTables } from "./proc_net.ts";
- *
- * const tables: ProcNetTables = readProcNetTables();
- * ```
  */
 export interface ProcNetTables {
   /** From /proc/net/tcp and /proc/net/tcp6. */
@@ -111,13 +73,6 @@ export interface ProcNetTables {
  * Decodes an address column of /proc/net/tcp, tcp6, udp or udp6: the IP as
  * native-endian 32-bit words in hex, a colon, and the port in big-endian hex.
  * Returns undefined when `text` is not such a column.
- *
- * @example Decode an IPv4 address on a little-endian machine
- * ```ts
- * import { decodeProcInetAddress } from "./proc_net.ts";
- *
- * decodeProcInetAddress("0100007F:1F40", true); // { ip: [127, 0, 0, 1], port: 8000 }
- * ```
  */
 export function decodeProcInetAddress(
   text: string,
@@ -141,13 +96,6 @@ export function decodeProcInetAddress(
  * Parses /proc/net/tcp, tcp6, udp or udp6 into its sockets by inode. Lines
  * that are not socket entries (the header), and entries without an inode
  * (TIME_WAIT), are skipped.
- *
- * @example
- * ```ts
- * import { parseProcNetInet } from "./proc_net.ts";
- *
- * const table = parseProcNetInet(Deno.readTextFileSync("/proc/net/tcp"));
- * ```
  */
 export function parseProcNetInet(
   text: string,
@@ -178,13 +126,6 @@ export function parseProcNetInet(
 
 /**
  * Parses /proc/net/unix into its sockets by inode. The header is skipped.
- *
- * @example
- * ```ts
- * import { parseProcNetUnix } from "./proc_net.ts";
- *
- * const table = parseProcNetUnix(Deno.readTextFileSync("/proc/net/unix"));
- * ```
  */
 export function parseProcNetUnix(text: string): Map<number, ProcUnixSocket> {
   const sockets = new Map<number, ProcUnixSocket>();
@@ -209,14 +150,6 @@ export function parseProcNetUnix(text: string): Map<number, ProcUnixSocket> {
 /**
  * Reads the socket tables of this network namespace. A missing table (IPv6
  * disabled) counts as empty; any other failure throws, naming the file.
- *
- * @example
- * ```ts
- * import { readProcNetTables } from "./proc_net.ts";
- *
- * const tables = readProcNetTables();
- * console.log(tables.tcp.size, tables.udp.size, tables.unix.size);
- * ```
  */
 export function readProcNetTables(): ProcNetTables {
   const tcp = new Map([
@@ -248,11 +181,6 @@ function readProcNetFile(name: string): string {
  * The inode of the 127.0.0.1:`localPort` → 127.0.0.1:`peerPort` TCP socket
  * according to /proc/net/tcp, or null when it is not listed (or the table
  * cannot be read).
- *
- * @example
- * ```ts ignore
- * const inode = procNetTcpInode(conn.localAddr.port, conn.remoteAddr.port);
- * ```
  */
 export function procNetTcpInode(
   localPort: number,
@@ -283,14 +211,6 @@ function isLoopback(address: ProcInetAddress, port: number): boolean {
 /**
  * Returns the inode of a `socket:[INODE]` link target of /proc/PID/fd, or
  * undefined when the target is something else (a file, a pipe...).
- *
- * @example
- * ```ts
- * import { parseSocketInode } from "./proc_net.ts";
- *
- * parseSocketInode("socket:[6617]"); // 6617
- * parseSocketInode("/etc/hostname"); // undefined
- * ```
  */
 export function parseSocketInode(target: string): number | undefined {
   const match = /^socket:\[(\d+)\]$/.exec(target);
@@ -300,11 +220,6 @@ export function parseSocketInode(target: string): number | undefined {
 /**
  * Whether one of the fds of process `pid` is the socket `inode` (false when
  * its /proc/PID/fd cannot be listed).
- *
- * @example
- * ```ts ignore
- * if (!processHoldsSocket(child.pid, inode)) refuse();
- * ```
  */
 export function processHoldsSocket(pid: number, inode: number): boolean {
   try {

@@ -37,11 +37,6 @@ function calls(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
 /**
  * A copy, in this process, of fd `fd` of process `pid` (pidfd_getfd(2)), with
  * close-on-exec set. Throws an error naming the pid and fd when it fails.
- *
- * @example
- * ```ts ignore
- * const mine = takeFd(workerPid, 3);
- * ```
  */
 export function takeFd(pid: number, fd: number): number {
   const c = calls();
@@ -73,11 +68,6 @@ const SIG_SETMASK = Deno.build.os === "darwin" ? 3 : 2;
  * children), keeping the fds `keep` open (close-on-exec cleared) and no
  * signal blocked. Returns only when it failed: then it throws, and `keep`
  * are close-on-exec again.
- *
- * @example
- * ```ts ignore
- * execInPlace(["/usr/bin/deno", "run", "-A", "mod.ts"], Deno.env.toObject(), [3]);
- * ```
  */
 export function execInPlace(
   argv: string[],
@@ -102,12 +92,6 @@ export function execInPlace(
 /**
  * Whether this process runs in the foreground of a terminal: stdin is a
  * terminal whose foreground process group is this process's group.
- *
- * @example
- * ```ts
- * import { inForegroundTerminal } from "./process.ts";
- * console.log(inForegroundTerminal());
- * ```
  */
 export function inForegroundTerminal(): boolean {
   if (!Deno.stdin.isTerminal()) return false;
@@ -123,12 +107,6 @@ export function inForegroundTerminal(): boolean {
 
 /**
  * Whether this process is PID 1 of its pid namespace (a container's init).
- *
- * @example
- * ```ts
- * import { isPid1 } from "./process.ts";
- * console.log(isPid1());
- * ```
  */
 export function isPid1(): boolean {
   return Deno.pid === 1;
@@ -138,12 +116,6 @@ export function isPid1(): boolean {
  * Whether process `pid` is alive and not a zombie: /proc/PID/stat on Linux
  * (PID 1 may not reap orphans, and a zombie answers signals), a signal-0
  * probe elsewhere (where a zombie counts as alive).
- *
- * @example
- * ```ts
- * import { isAlive } from "./process.ts";
- * console.log(isAlive(Deno.pid)); // true
- * ```
  */
 export function isAlive(pid: number): boolean {
   if (Deno.build.os !== "linux") {

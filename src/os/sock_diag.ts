@@ -57,11 +57,6 @@ const netlinkCalls = lazyBinding(NETLINK_SYMBOLS);
  * Returns null when the kernel has no such socket, and undefined when the
  * lookup cannot be made here (no FFI, netlink refused): then use
  * /proc/net/tcp.
- *
- * @example
- * ```ts ignore
- * const inode = loopbackTcpInode(conn.localAddr.port, conn.remoteAddr.port);
- * ```
  */
 export function loopbackTcpInode(
   localPort: number,

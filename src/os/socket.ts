@@ -67,14 +67,6 @@ export interface SocketFacts {
 /**
  * The address family of a raw sockaddr, read as `layout`'s OS lays it out;
  * undefined when it is too short.
- *
- * @example
- * ```ts
- * import { sockaddrFamily } from "./socket.ts";
- * import { DARWIN } from "./constants.ts";
- *
- * sockaddrFamily(new Uint8Array([28, 30, 0, 80]), true, DARWIN); // 30
- * ```
  */
 export function sockaddrFamily(
   bytes: Uint8Array,
@@ -109,12 +101,6 @@ function socketName(
  * open as `fd` is: microseconds, where the /proc/net tables take
  * milliseconds (they list every socket of the network namespace). Returns
  * undefined when FFI is not available or `fd` is not a socket.
- *
- * @example
- * ```ts ignore
- * const facts = socketFacts(3);
- * if (facts?.listening) console.log("fd 3 listens");
- * ```
  */
 export function socketFacts(fd: number): SocketFacts | undefined {
   const calls = socketCalls();
@@ -148,11 +134,6 @@ export function socketFacts(fd: number): SocketFacts | undefined {
 /**
  * getsockname(2) and getpeername(2) of `fd`, as raw sockaddr bytes (peer
  * undefined when not connected); undefined when `fd` is not a socket.
- *
- * @example
- * ```ts ignore
- * const names = socketNames(5);
- * ```
  */
 export function socketNames(
   fd: number,
@@ -168,11 +149,6 @@ export function socketNames(
 /**
  * shutdown(fd, SHUT_RDWR): cuts a connection whose fd the runtime owns; its
  * next read sees the end, its next write fails, and it closes the fd itself.
- *
- * @example
- * ```ts ignore
- * shutdownSocket(7);
- * ```
  */
 export function shutdownSocket(fd: number): boolean {
   const calls = makeCalls();
@@ -217,11 +193,6 @@ function sockaddrUn(name: Uint8Array): Uint8Array<ArrayBuffer> {
  * namespace (autobind; Linux only), non-blocking, close-on-exec: something
  * that can stand in for a listening socket and never gets a connection from
  * a client that does not know the name. Returns its fd, or -1.
- *
- * @example
- * ```ts ignore
- * const fd = inertListeningSocket();
- * ```
  */
 export function inertListeningSocket(): number {
   const calls = makeCalls();
@@ -242,11 +213,6 @@ export function inertListeningSocket(): number {
  * socket(2), bind(2) and listen(2): Deno.listen's unix listener removes its
  * path when it closes, which a socket passed on to the next generation must
  * survive. Returns the fd, or a string saying which call failed.
- *
- * @example
- * ```ts ignore
- * const fd = listenUnix("/run/app.sock");
- * ```
  */
 export function listenUnix(path: string, backlog = 511): number | string {
   const calls = makeCalls();

@@ -66,11 +66,6 @@ const spawnCalls = lazyBinding(SPAWN_SYMBOLS);
  * Loads posix_spawn(3) and waitpid(2) through FFI ahead of the first spawn
  * (a restart loads it once the generation serves). Returns whether they are
  * available.
- *
- * @example
- * ```ts ignore
- * loadSpawnCalls();
- * ```
  */
 export function loadSpawnCalls(): boolean {
   return spawnCalls() !== undefined;
@@ -123,16 +118,6 @@ export interface SessionSpawn {
  * POSIX_SPAWN_SETSID, or `cwd` without posix_spawn_file_actions_addchdir_np),
  * so that the caller starts the process another way. Throws when
  * posix_spawn fails.
- *
- * @example
- * ```ts ignore
- * const pid = spawnInNewSession({
- *   path: "/bin/sh",
- *   argv: ["sh", "-c", "exec sleep 1"],
- *   env: {},
- *   dups: [],
- * });
- * ```
  */
 export function spawnInNewSession(spec: SessionSpawn): number | undefined {
   const calls = spawnCalls();
@@ -221,11 +206,6 @@ const SIGINFO_BYTES = 128;
  * none. The child stays a zombie, so its pid and process group id stay
  * reserved: its group can still be signalled safely, then it is reaped
  * ({@linkcode reapChild}).
- *
- * @example
- * ```ts ignore
- * if (endedChild(pid)) { Deno.kill(-pid, "SIGKILL"); reapChild(pid); }
- * ```
  */
 export function endedChild(pid?: number): number | undefined {
   const calls = spawnCalls();
@@ -257,12 +237,6 @@ export interface ChildExit {
  * waitpid(pid, WNOHANG): reaps child `pid` if it has ended and says how;
  * undefined while it runs. A pid that is not (or no longer) this process's
  * child counts as ended, status unknown.
- *
- * @example
- * ```ts ignore
- * const exit = reapChild(pid);
- * if (exit) console.log(exit.code, exit.signal);
- * ```
  */
 export function reapChild(pid: number): ChildExit | undefined {
   const calls = spawnCalls();
@@ -288,11 +262,6 @@ const EXEC_SYMBOLS = {
  * same fds but those marked close-on-exec (Deno marks its own), signals that
  * are ignored stay ignored, handled ones return to their defaults. Returns
  * only by throwing, when FFI is not available or execve fails.
- *
- * @example
- * ```ts ignore
- * execInPlace(Deno.execPath(), [Deno.execPath(), "run", "main.ts"], Deno.env.toObject());
- * ```
  */
 export function execInPlace(
   path: string,

@@ -29,13 +29,6 @@ const notifyCalls = lazyBinding(NOTIFY_SYMBOLS);
 /**
  * Why {@linkcode sendUnixDatagram} and {@linkcode monotonicClockUsec} cannot
  * make their calls (empty when they can, or before the first try).
- *
- * @example
- * ```ts ignore
- * if (sendUnixDatagram(address, data) === undefined) {
- *   console.warn(notifyCallsUnavailableReason());
- * }
- * ```
  */
 export function notifyCallsUnavailableReason(): string {
   return notifyCalls() === undefined ? libcUnavailableReason() : "";
@@ -59,11 +52,6 @@ const CMSGHDR_BYTES = 16;
  * does. Returns 0 when it was sent, -1 when socket(2) or sendmsg(2)
  * failed, and undefined when FFI is not available
  * ({@linkcode notifyCallsUnavailableReason} says why).
- *
- * @example
- * ```ts ignore
- * sendUnixDatagram(sockaddrUn("/run/notify"), bytes("FDSTORE=1"), [3]);
- * ```
  */
 export function sendUnixDatagram(
   address: Uint8Array<ArrayBuffer>,
@@ -109,11 +97,6 @@ export function sendUnixDatagram(
 
 /**
  * clock_gettime(CLOCK_MONOTONIC) in µs; undefined when FFI is not available.
- *
- * @example
- * ```ts ignore
- * const now = monotonicClockUsec();
- * ```
  */
 export function monotonicClockUsec(): bigint | undefined {
   const calls = notifyCalls();

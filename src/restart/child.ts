@@ -11,13 +11,6 @@ import { endedChild, reapChild } from "../os/spawn.ts";
 
 /**
  * How a generation ended: its exit code, or the signal that killed it.
- *
- * @example
- * ```ts
- * import type { GenerationExit } from "./child.ts";
- *
- * const killed: GenerationExit = { code: null, signal: "SIGKILL" };
- * ```
  */
 export interface GenerationExit {
   /** The exit status, or null when a signal ended it. */
@@ -28,12 +21,6 @@ export interface GenerationExit {
 
 /**
  * A spawned generation: a child process in its own process group.
- *
- * @example
- * ```ts ignore
- * const generation: Generation = spawnGeneration(options);
- * const { code, signal } = await generation.exited;
- * ```
  */
 export interface Generation {
   /** The child's pid, which is also its process group id. */
@@ -123,12 +110,6 @@ const SIGNAL_NAMES: readonly string[] = [
 
 /**
  * The name of signal `signal` ("SIGKILL"), or "SIG" and its number.
- *
- * @example
- * ```ts
- * import { signalName } from "./child.ts";
- * console.log(signalName(9)); // "SIGKILL"
- * ```
  */
 export function signalName(signal: number): string {
   return SIGNAL_NAMES[signal] || `SIG${signal}`;

@@ -15,17 +15,6 @@ const DELETED_SUFFIX = " (deleted)";
 
 /**
  * The command line that started this process.
- *
- * @example
- * ```ts
- * import type { CurrentCommand } from "./command_line.ts";
- *
- * const command: CurrentCommand = {
- *   execPath: "/usr/bin/deno",
- *   args: ["run", "-A", "main.ts"],
- *   compiled: false,
- * };
- * ```
  */
 export interface CurrentCommand {
   /** The executable to run: the deno binary, or the compiled program. */
@@ -38,13 +27,6 @@ export interface CurrentCommand {
 
 /**
  * A command line to start: an executable and its arguments.
- *
- * @example
- * ```ts
- * import type { Command } from "./command_line.ts";
- *
- * const command: Command = { execPath: "/usr/bin/deno", args: ["run", "-A", "v2.ts"] };
- * ```
  */
 export interface Command {
   /** The executable. */
@@ -55,13 +37,6 @@ export interface Command {
 
 /**
  * What {@linkcode buildCommand} changes in the current command line.
- *
- * @example
- * ```ts
- * import type { CommandOverrides } from "./command_line.ts";
- *
- * const overrides: CommandOverrides = { entry: "releases/v2/main.ts" };
- * ```
  */
 export interface CommandOverrides {
   /** Another executable (a new deno, or a new compiled binary). */
@@ -98,14 +73,6 @@ export interface CommandOverrides {
  * @returns The executable, its arguments and whether it is compiled.
  * @throws {Error} When /proc/self/cmdline cannot be read (not Linux, or no
  * `--allow-all`).
- *
- * @example Restart with the same command line
- * ```ts ignore
- * import { currentCommand } from "./command_line.ts";
- *
- * const { execPath, args, compiled } = currentCommand();
- * console.log(compiled ? "binary" : "deno", execPath, args);
- * ```
  */
 export function currentCommand(): CurrentCommand {
   if (!isLinuxMode()) {
@@ -142,14 +109,6 @@ export function currentCommand(): CurrentCommand {
  * into arguments, argv[0] first. Empty arguments are kept.
  *
  * @internal Exported for tests.
- *
- * @example
- * ```ts
- * import { parseCmdline } from "./command_line.ts";
- *
- * parseCmdline(new TextEncoder().encode("deno\0run\0\0main.ts\0"));
- * // ["deno", "run", "", "main.ts"]
- * ```
  */
 export function parseCmdline(bytes: Uint8Array): string[] {
   const text = new TextDecoder().decode(bytes);
@@ -169,13 +128,6 @@ export function parseCmdline(bytes: Uint8Array): string[] {
  * `Deno.execPath()`) once the executable file was replaced or removed.
  *
  * @internal Exported for tests.
- *
- * @example
- * ```ts
- * import { stripDeletedSuffix } from "./command_line.ts";
- *
- * stripDeletedSuffix("/srv/app (deleted)"); // "/srv/app"
- * ```
  */
 export function stripDeletedSuffix(path: string): string {
   return path.endsWith(DELETED_SUFFIX)
@@ -190,18 +142,6 @@ export function stripDeletedSuffix(path: string): string {
  * path is a file.
  *
  * @internal Exported for tests.
- *
- * @example A compiled binary started by an absolute path
- * ```ts
- * import { resolveCommand } from "./command_line.ts";
- *
- * resolveCommand(
- *   ["/srv/app/current/app", "--port", "80"],
- *   "/srv/app/releases/7/app (deleted)",
- *   true,
- *   () => true,
- * ); // { execPath: "/srv/app/current/app", args: ["--port", "80"], compiled: true }
- * ```
  */
 export function resolveCommand(
   cmdline: string[],
@@ -238,21 +178,6 @@ export function resolveCommand(
  * @returns A new command line (`current` is not modified).
  * @throws {Error} When `entry` is given for a compiled binary, or for a
  * command line with no main module (`deno task start`, `deno serve`...).
- *
- * @example Run a new release of the app with the same flags
- * ```ts
- * import { buildCommand } from "./command_line.ts";
- *
- * const next = buildCommand(
- *   {
- *     execPath: "/usr/bin/deno",
- *     args: ["run", "-A", "--config", "deno.json", "v1/main.ts", "--port", "80"],
- *     compiled: false,
- *   },
- *   { entry: "v2/main.ts" },
- * );
- * // next.args: ["run", "-A", "--config", "deno.json", "v2/main.ts", "--port", "80"]
- * ```
  */
 export function buildCommand(
   current: CurrentCommand,
@@ -297,16 +222,6 @@ export function buildCommand(
  * readable by every local user (`ps`, /proc/PID/cmdline).
  *
  * @internal Exported for tests.
- *
- * @example
- * ```ts
- * import { withoutAdminToken } from "./command_line.ts";
- *
- * withoutAdminToken({
- *   execPath: "/usr/bin/deno",
- *   args: ["run", "-A", "mod.ts", "--admin", "--admin-token", "T", "-p", "80"],
- * }, false).args; // ["run", "-A", "mod.ts", "--admin", "-p", "80"]
- * ```
  */
 export function withoutAdminToken(
   command: Command,

@@ -18,11 +18,6 @@ import { opensOwnAddresses } from "../os/platform.ts";
 
 /**
  * Whether restarts are complete ones here (the windows mode).
- *
- * @example
- * ```ts ignore
- * if (completeRestarts()) await vacateAll();
- * ```
  */
 export function completeRestarts(): boolean {
   return opensOwnAddresses();
@@ -31,11 +26,6 @@ export function completeRestarts(): boolean {
 /**
  * The addresses the previous generation listened on for server `name`, for
  * this one to open: in the windows mode, after a restart; else undefined.
- *
- * @example
- * ```ts ignore
- * const specs = reopenedSpecs("http", state) ?? configured;
- * ```
  */
 export function reopenedSpecs(
   name: string,
@@ -49,13 +39,6 @@ export function reopenedSpecs(
 
 /**
  * The spec that listens on `addr` again.
- *
- * @example
- * ```ts
- * import { specOf } from "./complete_restart.ts";
- *
- * specOf({ transport: "tcp", hostname: "127.0.0.1", port: 8000 });
- * ```
  */
 export function specOf(addr: Addr): ListenSpec {
   return "path" in addr

@@ -26,13 +26,6 @@ import {
 /**
  * The environment {@linkcode connectControl} reads; `Deno.env` satisfies it.
  * When it can `delete`, the two control variables are removed from it.
- *
- * @example A plain map as the environment
- * ```ts
- * import type { ControlEnv } from "./control_connect.ts";
- *
- * const env: ControlEnv = new Map<string, string>();
- * ```
  */
 export interface ControlEnv {
   /** Returns the value of `key`, or undefined when it is not set. */
@@ -43,13 +36,6 @@ export interface ControlEnv {
 
 /**
  * Options of {@linkcode connectControl}.
- *
- * @example
- * ```ts
- * import type { ConnectControlOptions } from "./control_connect.ts";
- *
- * const options: ConnectControlOptions = { receiveTimeoutMs: 60_000 };
- * ```
  */
 export interface ConnectControlOptions {
   /**
@@ -80,20 +66,6 @@ export interface ConnectControlOptions {
  * @throws {ControlError} `"env"` when only one variable is set or either is
  * malformed (the address must be `127.0.0.1:PORT`).
  * @throws {Deno.errors.ConnectionRefused} When nothing listens there any more.
- *
- * @example
- * ```ts
- * import { connectControl } from "./control_connect.ts";
- *
- * const old = await connectControl();
- * if (old === undefined) {
- *   console.log("a first start: no old generation to take over from");
- * } else {
- *   const message = await old.receive();
- *   console.log(message.type);
- *   await old.close();
- * }
- * ```
  */
 export async function connectControl(
   env: ControlEnv = Deno.env,

@@ -9,13 +9,6 @@
 /**
  * new → old, first line on the connection: the secret and the new process's
  * pid.
- *
- * @example
- * ```ts
- * import type { HelloMessage } from "./control_messages.ts";
- *
- * const hello: HelloMessage = { type: "hello", token: "ab12…", pid: Deno.pid };
- * ```
  */
 export interface HelloMessage {
   /** The message type. */
@@ -29,13 +22,6 @@ export interface HelloMessage {
 /**
  * old → new: the state the old process hands over, an opaque JSON value
  * chosen by the caller (it must not be `undefined`).
- *
- * @example
- * ```ts
- * import type { StateMessage } from "./control_messages.ts";
- *
- * const message: StateMessage = { type: "state", state: { sessions: 3 } };
- * ```
  */
 export interface StateMessage {
   /** The message type. */
@@ -46,13 +32,6 @@ export interface StateMessage {
 
 /**
  * new → old: the new process is serving.
- *
- * @example
- * ```ts
- * import type { ReadyMessage } from "./control_messages.ts";
- *
- * const message: ReadyMessage = { type: "ready", pid: Deno.pid };
- * ```
  */
 export interface ReadyMessage {
   /** The message type. */
@@ -69,13 +48,6 @@ export interface ReadyMessage {
 /**
  * supervisor → worker: send the app state (the `handover.save()` hooks) for
  * the worker that replaces you.
- *
- * @example
- * ```ts
- * import type { SaveMessage } from "./control_messages.ts";
- *
- * const message: SaveMessage = { type: "save" };
- * ```
  */
 export interface SaveMessage {
   /** The message type. */
@@ -85,13 +57,6 @@ export interface SaveMessage {
 /**
  * supervisor → worker: the supervisor's status (its pid, generation, rolls,
  * workers...), for the admin API of whichever worker is asked.
- *
- * @example
- * ```ts
- * import type { ViewMessage } from "./control_messages.ts";
- *
- * const message: ViewMessage = { type: "view", status: { pid: 1 } };
- * ```
  */
 export interface ViewMessage {
   /** The message type. */
@@ -102,13 +67,6 @@ export interface ViewMessage {
 
 /**
  * worker → supervisor: its request counts, for the status.
- *
- * @example
- * ```ts
- * import type { StatsMessage } from "./control_messages.ts";
- *
- * const message: StatsMessage = { type: "stats", inFlight: 2, served: 140 };
- * ```
  */
 export interface StatsMessage {
   /** The message type. */
@@ -122,13 +80,6 @@ export interface StatsMessage {
 /**
  * worker → supervisor: roll every worker (a restart asked of a worker: the
  * admin API, `server.restart()`).
- *
- * @example
- * ```ts
- * import type { RollMessage } from "./control_messages.ts";
- *
- * const message: RollMessage = { type: "roll", trigger: "admin" };
- * ```
  */
 export interface RollMessage {
   /** The message type. */
@@ -140,13 +91,6 @@ export interface RollMessage {
 /**
  * supervisor → worker: the outcome of the roll a {@linkcode RollMessage}
  * asked for.
- *
- * @example
- * ```ts
- * import type { RolledMessage } from "./control_messages.ts";
- *
- * const message: RolledMessage = { type: "rolled", ok: true, generation: 2 };
- * ```
  */
 export interface RolledMessage {
   /** The message type. */
@@ -162,13 +106,6 @@ export interface RolledMessage {
 /**
  * worker → supervisor: the app state asked for by a {@linkcode SaveMessage},
  * by server name.
- *
- * @example
- * ```ts
- * import type { SavedMessage } from "./control_messages.ts";
- *
- * const message: SavedMessage = { type: "saved", app: { http: { hits: 3 } } };
- * ```
  */
 export interface SavedMessage {
   /** The message type. */
@@ -179,13 +116,6 @@ export interface SavedMessage {
 
 /**
  * old → new: the old process has stopped accepting and is draining.
- *
- * @example
- * ```ts
- * import type { DrainingMessage } from "./control_messages.ts";
- *
- * const message: DrainingMessage = { type: "draining" };
- * ```
  */
 export interface DrainingMessage {
   /** The message type. */
@@ -194,13 +124,6 @@ export interface DrainingMessage {
 
 /**
  * old → new: the old process has finished; the handover is complete.
- *
- * @example
- * ```ts
- * import type { DoneMessage } from "./control_messages.ts";
- *
- * const message: DoneMessage = { type: "done" };
- * ```
  */
 export interface DoneMessage {
   /** The message type. */
@@ -209,13 +132,6 @@ export interface DoneMessage {
 
 /**
  * Either direction: abort the handover, saying why.
- *
- * @example
- * ```ts
- * import type { FailMessage } from "./control_messages.ts";
- *
- * const message: FailMessage = { type: "fail", reason: "port 8000 is busy" };
- * ```
  */
 export interface FailMessage {
   /** The message type. */
@@ -226,27 +142,6 @@ export interface FailMessage {
 
 /**
  * What the old process sends (and the new one receives).
- *
- * @example Handle a message in the new process
- * ```ts
- * import type { OldToNewMessage } from "./control_messages.ts";
- *
- * function describe(message: OldToNewMessage): string {
- *   switch (message.type) {
- *     case "state":
- *       return `state ${JSON.stringify(message.state)}`;
- *     case "draining":
- *     case "done":
- *     case "save":
- *     case "rolled":
- *     case "view":
- *       return message.type;
- *     case "fail":
- *       return `failed: ${message.reason}`;
- *   }
- * }
- * console.log(describe({ type: "done" }));
- * ```
  */
 export type OldToNewMessage =
   | StateMessage
@@ -259,13 +154,6 @@ export type OldToNewMessage =
 
 /**
  * What the new process sends after its hello (and the old one receives).
- *
- * @example
- * ```ts
- * import type { NewToOldMessage } from "./control_messages.ts";
- *
- * const ready: NewToOldMessage = { type: "ready", pid: Deno.pid };
- * ```
  */
 export type NewToOldMessage =
   | ReadyMessage
@@ -276,12 +164,5 @@ export type NewToOldMessage =
 
 /**
  * Every message of the protocol.
- *
- * @example
- * ```ts
- * import type { ControlMessage } from "./control_messages.ts";
- *
- * const messages: ControlMessage[] = [{ type: "draining" }, { type: "done" }];
- * ```
  */
 export type ControlMessage = HelloMessage | OldToNewMessage | NewToOldMessage;

@@ -74,21 +74,6 @@ export function checkReceiveTimeout(value: number | undefined): number {
  * @typeParam TSend What this side sends. Default: the new process's view.
  * @typeParam TReceive What this side receives. Default: the new process's
  * view.
- *
- * @example The new process's side of the handshake
- * ```ts
- * import { connectControl } from "./control_connect.ts";
- *
- * const old = await connectControl();
- * if (old) {
- *   const first = await old.receive();
- *   if (first.type === "state") console.log("state", first.state);
- *   await old.send({ type: "ready", pid: Deno.pid });
- *   await old.receive(); // draining
- *   await old.receive(); // done
- *   await old.close();
- * }
- * ```
  */
 export interface ControlPeer<
   TSend extends ControlMessage = NewToOldMessage,
@@ -132,16 +117,6 @@ export interface ControlPeer<
 
 /**
  * The old process's view of the new process, after a valid hello.
- *
- * @example
- * ```ts ignore
- * import { openControlServer } from "./control_server.ts";
- *
- * const server = await openControlServer();
- * // …spawn the new process with server.env()…
- * const child = await server.accept(AbortSignal.timeout(10_000));
- * console.log(`new generation: pid ${child.pid}`);
- * ```
  */
 export interface AcceptedPeer
   extends ControlPeer<OldToNewMessage, NewToOldMessage> {

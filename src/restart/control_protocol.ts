@@ -32,26 +32,12 @@ import { errorMessage } from "../util/error_message.ts";
 /**
  * The environment variable that carries the control address
  * (`"127.0.0.1:PORT"`) to the new process.
- *
- * @example Read it in the new process
- * ```ts
- * import { CONTROL_ADDR_ENV } from "./control_protocol.ts";
- *
- * const addr: string | undefined = Deno.env.get(CONTROL_ADDR_ENV);
- * ```
  */
 export const CONTROL_ADDR_ENV = "GRACEFUL_CONTROL_ADDR";
 
 /**
  * The environment variable that carries the one-time secret (64 hex digits)
  * to the new process.
- *
- * @example Check whether this process was started by an old generation
- * ```ts
- * import { CONTROL_TOKEN_ENV } from "./control_protocol.ts";
- *
- * const handover: boolean = Deno.env.has(CONTROL_TOKEN_ENV);
- * ```
  */
 export const CONTROL_TOKEN_ENV = "GRACEFUL_CONTROL_TOKEN";
 
@@ -59,41 +45,18 @@ export const CONTROL_TOKEN_ENV = "GRACEFUL_CONTROL_TOKEN";
  * The default longest line (in bytes, without the `\n`) either side accepts:
  * 1 MiB. A longer line ends the connection; at most this much (plus one read
  * chunk) is ever buffered for one connection.
- *
- * @example Allow a larger state for one server
- * ```ts
- * import { MAX_LINE_BYTES } from "./control_protocol.ts";
- * import { openControlServer } from "./control_server.ts";
- *
- * const server = await openControlServer({ maxLineBytes: 4 * MAX_LINE_BYTES });
- * await server.close();
- * ```
  */
 export const MAX_LINE_BYTES = 1024 * 1024;
 
 /**
  * The default time (ms) a new connection has to deliver a valid hello before
  * it is closed.
- *
- * @example
- * ```ts
- * import { DEFAULT_HELLO_TIMEOUT_MS } from "./control_protocol.ts";
- *
- * console.log(`hello within ${DEFAULT_HELLO_TIMEOUT_MS} ms`);
- * ```
  */
 export const DEFAULT_HELLO_TIMEOUT_MS = 5000;
 
 /**
  * The default time (ms) {@linkcode ControlPeer.receive} waits for the next
  * message when no timeout is given.
- *
- * @example
- * ```ts
- * import { DEFAULT_RECEIVE_TIMEOUT_MS } from "./control_protocol.ts";
- *
- * console.log(`receive waits ${DEFAULT_RECEIVE_TIMEOUT_MS} ms by default`);
- * ```
  */
 export const DEFAULT_RECEIVE_TIMEOUT_MS = 30_000;
 
@@ -130,13 +93,6 @@ const encoder = new TextEncoder();
  *   field, an over-long line, a message not meant for this side);
  * - `"closed"`: this side closed the connection or server;
  * - `"env"`: the control environment variables are malformed.
- *
- * @example
- * ```ts
- * import type { ControlErrorCode } from "./control_protocol.ts";
- *
- * const code: ControlErrorCode = "timeout";
- * ```
  */
 export type ControlErrorCode =
   | "timeout"
@@ -147,19 +103,6 @@ export type ControlErrorCode =
 
 /**
  * An error of the control channel; `code` says what kind.
- *
- * @example Tell a timeout from a dead peer
- * ```ts
- * import { ControlError } from "./control_protocol.ts";
- *
- * function explain(error: unknown): string {
- *   if (error instanceof ControlError && error.code === "timeout") {
- *     return "the other process is slow";
- *   }
- *   return `the handover failed: ${error}`;
- * }
- * console.log(explain(new ControlError("timeout", "no message within 5 ms")));
- * ```
  */
 export class ControlError extends Error {
   /** What kind of failure this is. */
@@ -187,18 +130,6 @@ export class ControlError extends Error {
  * @returns The message.
  * @throws {ControlError} With code `"protocol"` when the line is not JSON, not
  * an object, has an unknown type, or lacks a field of its type.
- *
- * @example
- * ```ts
- * import { parseControlMessage } from "./control_protocol.ts";
- * import assert from "node:assert/strict";
- *
- * assert.deepStrictEqual(parseControlMessage('{"type":"ready","pid":42}'), {
- *   type: "ready",
- *   pid: 42,
- * });
- * assert.throws(() => parseControlMessage("[1, 2]"));
- * ```
  */
 export function parseControlMessage(line: string): ControlMessage {
   let value: unknown;

@@ -31,18 +31,6 @@ const TOKEN_BYTES = 32;
 
 /**
  * Options of {@linkcode openControlServer}.
- *
- * @example Fast timeouts and a report of every rejected connection
- * ```ts
- * import { type ControlServerOptions, openControlServer } from "./control_server.ts";
- *
- * const options: ControlServerOptions = {
- *   helloTimeoutMs: 1000,
- *   onReject: (reason) => console.warn(`control: ${reason}`),
- * };
- * const server = await openControlServer(options);
- * await server.close();
- * ```
  */
 export interface ControlServerOptions {
   /**
@@ -71,15 +59,6 @@ export interface ControlServerOptions {
 
 /**
  * The old process's control listener; see {@linkcode openControlServer}.
- *
- * @example
- * ```ts
- * import { type ControlServer, openControlServer } from "./control_server.ts";
- *
- * const server: ControlServer = await openControlServer();
- * console.log(server.addr); // 127.0.0.1:PORT
- * await server.close();
- * ```
  */
 export interface ControlServer {
   /** Where it listens: `"127.0.0.1:PORT"`. */
@@ -359,29 +338,6 @@ function rejectionReason(error: unknown): string {
  * @param options Timeouts, the line limit, and the rejection report.
  * @returns The listening server.
  * @throws {RangeError} When an option is out of range.
- *
- * @example The old process's side of the handshake
- * ```ts ignore
- * import { openControlServer } from "./control_server.ts";
- *
- * const server = await openControlServer({ onReject: console.warn });
- * const command = new Deno.Command(Deno.execPath(), {
- *   args: ["run", "-A", "main.ts"],
- *   env: server.env(),
- * });
- * const process = command.spawn();
- * const child = await server.accept(AbortSignal.timeout(10_000));
- * await child.send({ type: "state", state: { generation: 2 } });
- * const ready = await child.receive(60_000);
- * if (ready.type === "ready") {
- *   await child.send({ type: "draining" });
- *   // …drain…
- *   await child.send({ type: "done" });
- * }
- * await child.close();
- * await server.close();
- * await process.status;
- * ```
  */
 export function openControlServer(
   options: ControlServerOptions = {},

@@ -121,15 +121,6 @@ const SHORT_FLAGS_WITH_VALUE: ReadonlySet<string> = new Set(["c", "L"]);
  * subcommand, or no script).
  *
  * @internal Exported for tests.
- *
- * @example
- * ```ts
- * import { findMainModuleIndex } from "./deno_args.ts";
- *
- * findMainModuleIndex(["run", "-A", "--seed", "1", "main.ts", "a"]); // 4
- * findMainModuleIndex(["-A", "main.ts"]); // 1
- * findMainModuleIndex(["task", "start"]); // -1
- * ```
  */
 export function findMainModuleIndex(args: readonly string[]): number {
   let seenRun = false;

@@ -81,11 +81,6 @@ export interface ProcessStatus extends GenerationInfo {
 /**
  * Records where the admin API listens apart from the app (for the status
  * file and `status`).
- *
- * @example
- * ```ts ignore
- * advertiseAdmin("unix:/run/user/1000/serve-graceful/admin-1234.sock");
- * ```
  */
 export function advertiseAdmin(address: string): void {
   processState.adminAddress = address;
@@ -95,12 +90,6 @@ export function advertiseAdmin(address: string): void {
  * Hands `token` to every later generation over the control channel (in the
  * state), so that it never has to be in their command line; the CLI, which
  * strips `--admin-token` from the next command line, carries its token.
- *
- * @example
- * ```ts ignore
- * carryAdminToken(token);
- * const next = (await joinGeneration())?.adminToken;
- * ```
  */
 export function carryAdminToken(token: string | undefined): void {
   processState.carriedAdminToken = token;
@@ -108,11 +97,6 @@ export function carryAdminToken(token: string | undefined): void {
 
 /**
  * Adds a server to the process. Returns the function that removes it.
- *
- * @example
- * ```ts ignore
- * const unregister = registerServer(server, { restartSignals: ["SIGUSR2"] });
- * ```
  */
 export function registerServer(
   server: Supervised,
@@ -167,12 +151,6 @@ function stopSignals(): void {
  * Resolves at once unless this generation is handing over; then when the
  * handover is complete (just before the process exits). After a failed start
  * it never resolves: the process exits 1 once every server has drained.
- *
- * @example
- * ```ts ignore
- * await server.finished;
- * await afterHandover();
- * ```
  */
 export function afterHandover(): Promise<void> {
   if (processState.restarter?.phase === "handing-over") {
@@ -229,11 +207,6 @@ function onRestartSignal(signal: Deno.Signal): void {
 /**
  * Restarts the whole process: resolves when the new generation serves;
  * rejects, with the reason, when it did not (this one keeps serving).
- *
- * @example
- * ```ts ignore
- * const { pid, generation } = await restartProcess({ trigger: "api" });
- * ```
  */
 export function restartProcess(
   options: RestartOptions = {},
@@ -295,11 +268,6 @@ export function restartProcess(
 
 /**
  * This process's generation, phase and last restart.
- *
- * @example
- * ```ts ignore
- * console.log(processStatus().generation);
- * ```
  */
 export function processStatus(): ProcessStatus {
   return {

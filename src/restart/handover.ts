@@ -74,12 +74,6 @@ async function stopChild(child: SeamChild): Promise<void> {
 /**
  * The old-generation side of a restart. One restart at a time: calls that
  * arrive during one join it.
- *
- * @example
- * ```ts ignore
- * const restarter = new Restarter(seam, info, { startTimeout: 10_000 });
- * const { pid } = await restarter.restart({ trigger: "signal" });
- * ```
  */
 export class Restarter {
   #seam: HandoverSeam;

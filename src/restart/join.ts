@@ -25,12 +25,6 @@ let helloWritten: Promise<void> | undefined;
 /**
  * As a new generation: joins the handover once (hello, then receives the
  * state). Resolves to undefined in a first generation.
- *
- * @example
- * ```ts ignore
- * const state = await joinGeneration();
- * if (state) restore(state.app["http"]);
- * ```
  */
 export function joinGeneration(): Promise<HandoverState | undefined> {
   if (joined === undefined) {
@@ -49,14 +43,6 @@ export function joinGeneration(): Promise<HandoverState | undefined> {
  * generation checks the hello and collects the state meanwhile, so a new
  * generation should let the hello out before it blocks its event loop
  * (loading modules, say).
- *
- * @example
- * ```ts ignore
- * const state = joinGeneration();
- * await helloSent();
- * await import("./heavy.ts");
- * restore(await state);
- * ```
  */
 export function helloSent(): Promise<void> {
   joinGeneration().catch(() => {});

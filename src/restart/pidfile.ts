@@ -55,12 +55,6 @@ export interface StatusFile {
 
 /**
  * The status file's path for a pidfile.
- *
- * @example
- * ```ts
- * import { statusPath } from "./pidfile.ts";
- * console.log(statusPath("/run/app.pid")); // "/run/app.pid.json"
- * ```
  */
 export function statusPath(pidfile: string): string {
   return `${pidfile}.json`;
@@ -110,12 +104,6 @@ function writeAtomic(path: string, text: string): void {
  * Throws, naming the directory, when the pidfile's directory may be written
  * by group or others and is not sticky: whoever can write there can replace
  * the pidfile and make the CLI signal another process.
- *
- * @example
- * ```ts
- * import { checkPidfileDir } from "./pidfile.ts";
- * checkPidfileDir("/tmp/app.pid"); // /tmp is sticky: fine
- * ```
  */
 export function checkPidfileDir(pidfile: string): void {
   checkFileDir(pidfile, "pidfile", "redirect the pidfile");
@@ -125,12 +113,6 @@ export function checkPidfileDir(pidfile: string): void {
  * Throws when the directory of `path` (a `role`: "pidfile", "admin socket")
  * may be written by group or others and is not sticky; `risk` says what
  * such a writer could do.
- *
- * @example
- * ```ts
- * import { checkFileDir } from "./pidfile.ts";
- * checkFileDir("/tmp/admin.sock", "admin socket", "replace the socket");
- * ```
  */
 export function checkFileDir(path: string, role: string, risk: string): void {
   const dir = dirname(path);
@@ -163,11 +145,6 @@ function dirname(path: string): string {
 /**
  * Writes the status file, then the pidfile, atomically; rejects (naming the
  * directory) when the directory is unsafe.
- *
- * @example
- * ```ts ignore
- * await writePidfile("/run/app.pid", status);
- * ```
  */
 export async function writePidfile(
   pidfile: string,
@@ -185,11 +162,6 @@ export async function writePidfile(
 /**
  * Records a failed (or successful) restart in the status file, if the status
  * file still belongs to `pid`.
- *
- * @example
- * ```ts ignore
- * recordRestart("/run/app.pid", Deno.pid, { ok: false, ... });
- * ```
  */
 export function recordRestart(
   pidfile: string,
@@ -206,11 +178,6 @@ export function recordRestart(
 
 /**
  * Removes the pidfile and status file if they still name `pid`.
- *
- * @example
- * ```ts ignore
- * removePidfile("/run/app.pid", Deno.pid);
- * ```
  */
 export function removePidfile(pidfile: string, pid: number): void {
   if (readPid(pidfile) !== pid) return;
@@ -229,11 +196,6 @@ export function removePidfile(pidfile: string, pid: number): void {
 /**
  * The pid in a pidfile; undefined when missing. Throws when the file holds
  * something other than a pid, naming the file.
- *
- * @example
- * ```ts ignore
- * const pid = readPid("/run/app.pid");
- * ```
  */
 export function readPid(pidfile: string): number | undefined {
   let text: string;
@@ -252,11 +214,6 @@ export function readPid(pidfile: string): number | undefined {
 
 /**
  * The status file beside a pidfile; undefined when missing or unreadable.
- *
- * @example
- * ```ts ignore
- * const status = readStatus("/run/app.pid");
- * ```
  */
 export function readStatus(pidfile: string): StatusFile | undefined {
   try {
@@ -284,12 +241,6 @@ async function identityOf(
  * Field 22 of /proc/PID/stat: when the process started, in clock ticks after
  * boot; with the pid, it names one process for the machine's uptime.
  * Undefined when there is no such process.
- *
- * @example
- * ```ts
- * import { startTimeOf } from "./pidfile.ts";
- * console.log(startTimeOf(Deno.pid)); // e.g. 1234567
- * ```
  */
 export function startTimeOf(pid: number): number | undefined {
   let stat: string;
@@ -349,11 +300,6 @@ async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
  * status file: the status file must name `pid`, record its start time (and
  * command line digest) as /proc says now, and the pidfile must belong to the
  * process's user (or root).
- *
- * @example
- * ```ts ignore
- * await verifyServer("/run/app.pid", pid, readStatus("/run/app.pid"));
- * ```
  */
 export async function verifyServer(
   pidfile: string,

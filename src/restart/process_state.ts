@@ -112,11 +112,6 @@ export const handoverEnded: PromiseWithResolvers<void> = Promise
 
 /**
  * Totals over every server of this process, for status pages.
- *
- * @example
- * ```ts ignore
- * const { inFlight, listeners } = processTotals();
- * ```
  */
 export function processTotals(): {
   inFlight: number;
@@ -155,11 +150,6 @@ export function passedListeners(): {
 /**
  * How many servers this process runs (an APP.ts that is a main module has
  * started its own when the CLI imports it).
- *
- * @example
- * ```ts ignore
- * if (serverCount() > 0) console.log("the app serves by itself");
- * ```
  */
 export function serverCount(): number {
   return servers.size;
@@ -183,12 +173,6 @@ export async function saveAppState(): Promise<Record<string, unknown>> {
 /**
  * Releases what this process advertised (the pidfile, if it still names this
  * process). Idempotent; called before this process exits.
- *
- * @example
- * ```ts ignore
- * await server.finished;
- * releaseProcess();
- * ```
  */
 export function releaseProcess(): void {
   if (processState.pidfile && !isWorker()) {

@@ -40,11 +40,6 @@ const log = logger("supervisor");
  * Says ready once everything inherited is served and every server is ready:
  * to the old generation when there is one (systemd hears READY=1 once the old
  * one has passed on MAINPID=), else straight to systemd.
- *
- * @example
- * ```ts ignore
- * server.ready.then(() => checkReady());
- * ```
  */
 export async function checkReady(): Promise<void> {
   if (processState.announced) return;
@@ -149,11 +144,6 @@ let watchingRejections = false;
  * (and with it every request the other servers, or the failed one, had
  * accepted), the failure then ends this process gracefully, as
  * {@linkcode failStart} says.
- *
- * @example
- * ```ts ignore
- * watchStartFailures(server.finished);
- * ```
  */
 export function watchStartFailures(finished: Promise<unknown>): void {
   finishedOf.add(finished);
@@ -169,11 +159,6 @@ export function watchStartFailures(finished: Promise<unknown>): void {
 /**
  * A server did not start. A new generation cannot become ready without it:
  * it fails the handover, whether or not the app handles the error.
- *
- * @example
- * ```ts ignore
- * server.ready.catch(onStartFailure);
- * ```
  */
 export function onStartFailure(error: unknown): void {
   if (processState.peer && !processState.announced) failStart(error);

@@ -87,11 +87,6 @@ function completeRestartSeam(): Pick<HandoverSeam, "vacate" | "reoccupy"> {
  * The handover machine's way to the OS and to this process's servers.
  * `stopSignals` is called when this process keeps the terminal's foreground
  * after a handover (`--watch`): the signals are passed on from then on.
- *
- * @example
- * ```ts ignore
- * const restarter = new Restarter(realSeam({ stopSignals }), processState.info, {});
- * ```
  */
 export function realSeam(hooks: { stopSignals(): void }): HandoverSeam {
   const restartLog = logger("handover");

@@ -14,11 +14,6 @@ const log = logger("supervisor");
 
 /**
  * Drains every server of this process, cancelling a restart in progress first.
- *
- * @example
- * ```ts ignore
- * await shutdownAll("by request");
- * ```
  */
 export async function shutdownAll(why: string): Promise<void> {
   processState.stopping = true;
@@ -34,11 +29,6 @@ export async function shutdownAll(why: string): Promise<void> {
 /**
  * Drains every server, releases the pidfile and exits 0: a stop that was not
  * asked for by a signal (the admin API).
- *
- * @example
- * ```ts ignore
- * stopProcess("by the admin API");
- * ```
  */
 export function stopProcess(why: string): void {
   if (processState.stopping) return;

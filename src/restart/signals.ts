@@ -54,13 +54,6 @@ const STARTUP_FACTS: SignalFacts = readSignalFacts();
 /**
  * Whether this process has a controlling terminal, and whether it started
  * with SIGHUP ignored.
- *
- * @example
- * ```ts
- * import { signalFacts } from "./signals.ts";
- * const { terminal, hangupIgnored } = signalFacts();
- * console.log(terminal ? "in a terminal" : "no terminal", hangupIgnored);
- * ```
  */
 export function signalFacts(): SignalFacts {
   return STARTUP_FACTS;
@@ -98,13 +91,6 @@ export interface SignalOptions {
  * these `facts`: the defaults where a list is not given, SIGHUP on the side
  * the terminal decides (unless the other list names it), and SIGHUP on
  * neither when it was ignored from the start.
- *
- * @example
- * ```ts
- * import { resolveSignals } from "./signals.ts";
- * const { restart } = resolveSignals({}, { terminal: false, hangupIgnored: false });
- * console.log(restart); // ["SIGUSR2", "SIGUSR1", "SIGHUP"]
- * ```
  */
 export function resolveSignals(
   options: SignalOptions,
@@ -146,14 +132,6 @@ const installed = new Map<Deno.Signal, () => void>();
  * earlier wiring by this module); SIGHUP, SIGUSR1 and SIGUSR2 in neither list
  * are logged and ignored (a SIGHUP ignored from the start is left alone).
  * Empty lists remove every listener. A signal in both lists restarts.
- *
- * @example
- * ```ts ignore
- * wireSignals(["SIGTERM"], ["SIGUSR2"], {
- *   shutdown: () => server.shutdown(),
- *   restart: () => restart(),
- * });
- * ```
  */
 export function wireSignals(
   shutdown: Deno.Signal[],

@@ -17,11 +17,6 @@ import { processHoldsSocket, procNetTcpInode } from "../os/proc_net.ts";
  * secret cannot pose as the new generation. The kernel names the socket's
  * inode (a sock_diag(7) lookup by address, or, where netlink is not
  * available, /proc/net/tcp), and /proc/PID/fd says whether `pid` holds it.
- *
- * @example
- * ```ts ignore
- * if (!socketOwnedBy(child.pid, peer.remotePort, controlPort)) refuse();
- * ```
  */
 export function socketOwnedBy(
   pid: number,

@@ -42,13 +42,6 @@ const INSPECTOR_GUARD_ENV = "GRACEFUL_INSPECTOR_FD";
 
 /**
  * A file descriptor to pass to the child, and its LISTEN_FDNAMES name.
- *
- * @example
- * ```ts
- * import type { PassedFd } from "./spawn.ts";
- *
- * const passed: PassedFd = { fd: 12, name: "http" };
- * ```
  */
 export interface PassedFd {
   /** The fd in this process. The child gets it as 3, 4, ... in list order. */
@@ -59,18 +52,6 @@ export interface PassedFd {
 
 /**
  * Options of {@linkcode spawnGeneration}.
- *
- * @example
- * ```ts
- * import type { SpawnGenerationOptions } from "./spawn.ts";
- *
- * const options: SpawnGenerationOptions = {
- *   execPath: Deno.execPath(),
- *   args: ["run", "-A", "main.ts"],
- *   fds: [{ fd: 12, name: "http" }],
- *   env: { GENERATION: "2" },
- * };
- * ```
  */
 export interface SpawnGenerationOptions {
   /** The executable: a path, or a name looked up in PATH. */
@@ -139,25 +120,6 @@ export interface SpawnGenerationOptions {
  * @throws {Error} Before spawning, when an fd is not an open file descriptor
  * or a name contains ":" (the message names the fd), or when fds are to be
  * passed but FFI is not available.
- *
- * @example Pass a listening socket to a new process
- * ```ts ignore
- * import net from "node:net";
- * import { buildCommand, currentCommand } from "./command_line.ts";
- * import { spawnGeneration } from "./spawn.ts";
- *
- * const server = net.createServer().listen(8000);
- * const fd: number = (server as any)._handle.fdForIpc();
- * const { execPath, args } = buildCommand(currentCommand());
- * const generation = spawnGeneration({
- *   execPath,
- *   args,
- *   fds: [{ fd, name: "http" }],
- *   env: {},
- * });
- * console.log("next generation:", generation.pid);
- * generation.unref();
- * ```
  */
 export function spawnGeneration(options: SpawnGenerationOptions): Generation {
   const { execPath, args, env, cwd, inspectorGuard } = options;
@@ -256,13 +218,6 @@ function inheritedStdio(): ("inherit" | "ignore")[] {
 /**
  * Whether fd `fd` is a terminal device that no longer works as one: it
  * names a tty in /proc/self/fd but isatty() fails (EIO after a hangup).
- *
- * @example
- * ```ts
- * import { isHungUpTerminal } from "./spawn.ts";
- * const dead = isHungUpTerminal(1, Deno.stdout.isTerminal());
- * console.log(dead ? "stdout: a closed terminal" : "stdout works");
- * ```
  */
 export function isHungUpTerminal(fd: number, isTerminal: boolean): boolean {
   if (isTerminal) return false;
@@ -279,11 +234,6 @@ export function isHungUpTerminal(fd: number, isTerminal: boolean): boolean {
  * Loads what {@linkcode spawnGeneration} needs through FFI (libc, and
  * posix_spawn), so that the first spawn does not: a restart calls it once the
  * generation serves.
- *
- * @example
- * ```ts ignore
- * prepareSpawning();
- * ```
  */
 export function prepareSpawning(): void {
   libc();

@@ -35,12 +35,6 @@ function readEnabled(): boolean {
 
 /**
  * Writes one timeline line for `event` to stderr when `GRACEFUL_TRACE=1`.
- *
- * @example
- * ```ts
- * import { trace } from "./trace.ts";
- * trace("control channel connected");
- * ```
  */
 export function trace(event: string): void {
   if (!enabled) return;
@@ -58,12 +52,6 @@ function writeLine(at: number, event: string): void {
 
 /**
  * Whether the timeline is on (`GRACEFUL_TRACE=1`).
- *
- * @example
- * ```ts
- * import { tracing } from "./trace.ts";
- * if (tracing()) console.error("tracing");
- * ```
  */
 export function tracing(): boolean {
   return enabled;

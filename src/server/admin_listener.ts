@@ -162,11 +162,6 @@ function defaultSocketPath(): string {
 /**
  * Removes the admin socket at `path` when it is one; not in a worker (the
  * supervisor removes it when it stops).
- *
- * @example
- * ```ts ignore
- * removeSocket("/run/myapp/admin.sock");
- * ```
  */
 export function removeSocket(path: string): void {
   if (isWorker()) return; // the supervisor's to remove

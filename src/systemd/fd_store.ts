@@ -40,12 +40,6 @@ export interface FdStoreEnv {
  * Whether systemd's fd store is on for this service: `$FDSTORE` is a count
  * above 0 and `$NOTIFY_SOCKET` is set. Throws a one-line error naming
  * `$FDSTORE` when it is not a count.
- *
- * @example
- * ```ts
- * import { fdStoreEnabled } from "./fd_store.ts";
- * console.log(fdStoreEnabled(new Map([["FDSTORE", "0"]]))); // false
- * ```
  */
 export function fdStoreEnabled(env: FdStoreEnv = Deno.env): boolean {
   let text: string | undefined;
@@ -66,12 +60,6 @@ export function fdStoreEnabled(env: FdStoreEnv = Deno.env): boolean {
 /**
  * Whether `name` can be an FDNAME= (and a LISTEN_FDNAMES entry): printable
  * ASCII without ":", 1 to 255 characters.
- *
- * @example
- * ```ts
- * import { validFdName } from "./fd_store.ts";
- * console.log(validFdName("web"), validFdName("a:b")); // true false
- * ```
  */
 export function validFdName(name: string): boolean {
   return name.length > 0 && name.length <= FDNAME_MAX &&
@@ -94,11 +82,6 @@ const removed = new Set<string>();
  * store itself), unless this process removed their name: those are stored
  * again. Does nothing when the store is off. Throws a one-line error when a
  * name cannot be an FDNAME=.
- *
- * @example
- * ```ts ignore
- * storeListeners(opened);
- * ```
  */
 export function storeListeners(
   listeners: readonly StorableListener[],
@@ -143,11 +126,6 @@ export function storeListeners(
  * the sockets named for a server are authoritative. A stored socket no
  * server asks for is left unclaimed, and dropped from the store once the
  * process is ready.
- *
- * @example
- * ```ts ignore
- * const mine = configDecides(request) ? [] : named;
- * ```
  */
 export function configDecides(
   request: { restarted?: boolean; specs: readonly ListenSpec[] },
@@ -165,11 +143,6 @@ export function configDecides(
  * open here (a server that starts later may still claim them, and is then
  * stored again); the next start no longer gets them. Returns the names
  * removed; none when the store is off.
- *
- * @example
- * ```ts ignore
- * removeUnclaimed(unclaimedInheritedFds(), activeListeners());
- * ```
  */
 export function removeUnclaimed(
   unclaimed: readonly InheritedFd[],

@@ -43,12 +43,6 @@ function warnNoFfi(): void {
  * Encodes a `$NOTIFY_SOCKET` value as a sockaddr_un: a path, or an abstract
  * name when it starts with "@". Throws a TypeError naming the variable when it
  * cannot be one.
- *
- * @example
- * ```ts
- * import { sockaddrUn } from "./notify.ts";
- * console.log(sockaddrUn("@abstract").length); // 2 + 9
- * ```
  */
 export function sockaddrUn(address: string): Uint8Array<ArrayBuffer> {
   if (!address.startsWith("/") && !address.startsWith("@")) {
@@ -74,12 +68,6 @@ export function sockaddrUn(address: string): Uint8Array<ArrayBuffer> {
  * Whether there is a service manager to notify (`$NOTIFY_SOCKET` is set):
  * what is computed only for it (a monotonic clock reading through FFI) can
  * then be skipped.
- *
- * @example
- * ```ts
- * import { notifying } from "./notify.ts";
- * console.log(notifying() ? "under systemd" : "standalone");
- * ```
  */
 export function notifying(): boolean {
   return Boolean(Deno.env.get("NOTIFY_SOCKET"));
@@ -89,11 +77,6 @@ export function notifying(): boolean {
  * Sends one notification ("READY=1", "STATUS=…", several joined by "\n").
  * Returns true when it was sent; false when there is no NOTIFY_SOCKET or it
  * could not be sent (which is logged, never thrown).
- *
- * @example
- * ```ts ignore
- * sdNotify("READY=1\nSTATUS=serving on :8000");
- * ```
  */
 export function sdNotify(
   state: string,
@@ -108,11 +91,6 @@ export function sdNotify(
  * systemd's file descriptor store. The fds stay open here. Returns true when
  * it was sent; false when there is no NOTIFY_SOCKET or it could not be sent
  * (which is logged, never thrown).
- *
- * @example
- * ```ts ignore
- * sdNotifyWithFds("FDSTORE=1\nFDNAME=web\nFDPOLL=0", [listener.fd]);
- * ```
  */
 export function sdNotifyWithFds(
   state: string,
@@ -151,11 +129,6 @@ export function sdNotifyWithFds(
  * CLOCK_MONOTONIC in µs, which systemd wants with RELOADING=1
  * (MONOTONIC_USEC=), read with clock_gettime(2). Without FFI it falls back to
  * /proc/uptime (CLOCK_BOOTTIME: equal unless the machine was suspended).
- *
- * @example
- * ```ts ignore
- * sdNotify(`RELOADING=1\nMONOTONIC_USEC=${monotonicUsec()}`);
- * ```
  */
 export function monotonicUsec(): bigint {
   const usec = monotonicClockUsec();
@@ -167,12 +140,6 @@ export function monotonicUsec(): bigint {
 /**
  * The watchdog interval systemd expects pings at (WATCHDOG_USEC, honoured only
  * when WATCHDOG_PID is unset or ours), in ms; undefined when off.
- *
- * @example
- * ```ts ignore
- * const ms = watchdogIntervalMs();
- * if (ms) setInterval(() => sdNotify("WATCHDOG=1"), ms / 2);
- * ```
  */
 export function watchdogIntervalMs(
   env: { get(key: string): string | undefined } = Deno.env,

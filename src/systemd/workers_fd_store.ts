@@ -22,11 +22,6 @@ export interface HeldSocket {
 /**
  * Stores `opened` (the supervisor's copies of the sockets its first worker
  * opened) in systemd's fd store; nothing when the store is off.
- *
- * @example
- * ```ts ignore
- * storeOpened(pool.listeners);
- * ```
  */
 export function storeOpened(opened: readonly HeldSocket[]): void {
   storeListeners(opened.map((s) => ({ ...s, addr: addrOf(s.fd) })));
@@ -36,11 +31,6 @@ export function storeOpened(opened: readonly HeldSocket[]): void {
  * Drops from the store the inherited names that the first worker's sockets
  * (`claimed`, by name) do not use; returns them. Nothing when the store is
  * off.
- *
- * @example
- * ```ts ignore
- * removeUnclaimedBy(inheritedFds(), worker.listeners ?? []);
- * ```
  */
 export function removeUnclaimedBy(
   inherited: readonly InheritedFd[],

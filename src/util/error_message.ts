@@ -7,14 +7,6 @@
 
 /**
  * An Error's message, or any other thrown value as a string.
- *
- * @example
- * ```ts
- * import { errorMessage } from "./error_message.ts";
- *
- * errorMessage(new Error("no such file")); // "no such file"
- * errorMessage("plain string"); // "plain string"
- * ```
  */
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

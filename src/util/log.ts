@@ -33,12 +33,6 @@ let loading: Promise<void> | undefined;
  * generation's way to serving) and replays what was logged meanwhile. The
  * server calls it once its listeners serve; a warning or an error loads it
  * at once.
- *
- * @example
- * ```ts
- * import { loadLogging } from "./log.ts";
- * await loadLogging();
- * ```
  */
 export function loadLogging(): Promise<void> {
   loading ??= logTape().then(({ getLogger }) => {
@@ -53,11 +47,6 @@ export function loadLogging(): Promise<void> {
 /**
  * LogTape itself, loaded on first use: for the CLI, which configures the
  * sinks, and for {@linkcode loadLogging}.
- *
- * @example
- * ```ts ignore
- * const { configure } = await logTape();
- * ```
  */
 export function logTape(): Promise<
   typeof import("npm:@logtape/logtape@^2.4.2")
@@ -69,12 +58,6 @@ export function logTape(): Promise<
 /**
  * Returns the logger for one part of the module, e.g. `logger("server")` is
  * the category `["graceful", "server"]`.
- *
- * @example
- * ```ts
- * import { logger } from "./log.ts";
- * logger("server").info("listening on {addr}", { addr: "127.0.0.1:8000" });
- * ```
  */
 export function logger(part: string): Logger {
   const emit = (level: Level) =>
@@ -102,12 +85,6 @@ export function logger(part: string): Logger {
  * Writes to the console with `write` (`console.log`, `console.error` or
  * `console.warn`), ignoring a failed write: an output that is gone (EIO from
  * a closed terminal, EPIPE) must not fail a server, a request or a start.
- *
- * @example
- * ```ts
- * import { print } from "./log.ts";
- * print(console.log, "Listening on http://127.0.0.1:8000/");
- * ```
  */
 export function print(
   write: (...data: unknown[]) => void,

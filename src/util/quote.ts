@@ -12,14 +12,6 @@ export const QUOTE_MAX_CHARS = 80;
 
 /**
  * `value` JSON-quoted; past `QUOTE_MAX_CHARS` characters cut, with its length.
- *
- * @example
- * ```ts
- * import { quoteValue } from "./quote.ts";
- *
- * quoteValue("abc"); // '"abc"'
- * quoteValue("x".repeat(100_000)); // '"xxx…xxx"… (100000 characters)'
- * ```
  */
 export function quoteValue(value: string): string {
   if (value.length <= QUOTE_MAX_CHARS) return JSON.stringify(value);

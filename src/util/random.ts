@@ -7,12 +7,6 @@
 
 /**
  * `bytes` random bytes from the system's CSPRNG, as lower-case hex.
- *
- * @example
- * ```ts
- * import { randomHex } from "./random.ts";
- * console.log(randomHex(8)); // e.g. "9f86d081884c7d65"
- * ```
  */
 export function randomHex(bytes: number): string {
   const buffer = crypto.getRandomValues(new Uint8Array(bytes));

@@ -16,12 +16,6 @@ import { isWorker } from "./worker.ts";
  * The number of workers `--workers` asks for: a positive integer, or "auto",
  * the CPUs this process may run on (its affinity, as `nproc` and
  * `deno serve --parallel` count). Throws a one-line error naming the option.
- *
- * @example
- * ```ts
- * import { parseWorkers } from "./mode.ts";
- * console.log(parseWorkers("2")); // 2
- * ```
  */
 export function parseWorkers(raw: string | undefined): number {
   if (raw === undefined) return 1;
@@ -38,11 +32,6 @@ export function parseWorkers(raw: string | undefined): number {
  * How many workers the supervisor should run, or undefined when this process
  * serves by itself (a worker; one worker outside PID 1 and terminals; or not
  * Linux with no --workers given).
- *
- * @example
- * ```ts ignore
- * const workers = supervisedWorkers(values.workers);
- * ```
  */
 export function supervisedWorkers(raw: string | undefined): number | undefined {
   if (isWorker()) return undefined;

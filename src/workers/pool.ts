@@ -97,11 +97,6 @@ export interface Pool {
 
 /**
  * RELOADING=1 for systemd at the start of a roll.
- *
- * @example
- * ```ts ignore
- * announceRoll(3);
- * ```
  */
 export function announceRoll(generation: number): void {
   sdNotify(

@@ -23,11 +23,6 @@ const SAVE_TIMEOUT_MS = 10_000;
 
 /**
  * Rolls every worker to a new generation; rejects with the first failure.
- *
- * @example
- * ```ts ignore
- * await rollWorkers(pool, "signal");
- * ```
  */
 export async function rollWorkers(
   pool: Pool,
@@ -121,11 +116,6 @@ function succeeded(
 
 /**
  * The old worker's app state (empty when it does not answer in time).
- *
- * @example
- * ```ts ignore
- * const app = await saveApp(worker);
- * ```
  */
 export async function saveApp(
   worker: WorkerProcess,

@@ -88,11 +88,6 @@ export interface SpawnWorkerOptions {
 /**
  * Spawns a worker and resolves once it is ready; rejects with the reason it
  * did not become ready (it is gone by then).
- *
- * @example
- * ```ts ignore
- * const worker = await spawnWorker({ slot: 1, state, fds, reaper, startTimeout: 30_000 });
- * ```
  */
 export async function spawnWorker(
   options: SpawnWorkerOptions,
@@ -205,12 +200,6 @@ async function stopFailed(
 
 /**
  * "with status 1", "by SIGKILL".
- *
- * @example
- * ```ts
- * import { describeExit } from "./spawn_worker.ts";
- * console.log(describeExit({ code: null, signal: "SIGKILL" })); // by SIGKILL
- * ```
  */
 export function describeExit(exit: GenerationExit): string {
   return exit.signal ? `by ${exit.signal}` : `with status ${exit.code}`;

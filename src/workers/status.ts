@@ -22,11 +22,6 @@ let pidfileWrites: Promise<void> = Promise.resolve();
 /**
  * Publishes the pool's state: STATUS= (with `extra` appended), the status
  * file when there is a pidfile, and the view each worker's admin answers.
- *
- * @example
- * ```ts ignore
- * publishStatus(pool, startedAt, "worker 2 crashed; replacing it");
- * ```
  */
 export function publishStatus(
   pool: Pool,
@@ -63,11 +58,6 @@ export function statusLine(pool: Pool): string {
 
 /**
  * The workers, for status pages.
- *
- * @example
- * ```ts ignore
- * console.log(workerList(pool));
- * ```
  */
 export function workerList(pool: Pool): WorkerStatus[] {
   return [...pool.workers].sort((a, b) => a.slot - b.slot).map((w) => ({
@@ -144,11 +134,6 @@ function adminAddr(pool: Pool): string | undefined {
 /**
  * Removes the admin API's unix socket path, when the supervisor stops (no
  * worker removes it: each of them is only ever replaced).
- *
- * @example
- * ```ts ignore
- * removeAdminSocket(pool);
- * ```
  */
 export function removeAdminSocket(pool: Pool): void {
   const addr = adminAddr(pool);

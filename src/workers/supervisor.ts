@@ -60,11 +60,6 @@ const log = logger("workers");
 /**
  * Runs the supervisor until it is stopped; resolves to the exit status: 0
  * after a clean shutdown, 1 when the workers could not be kept running.
- *
- * @example
- * ```ts ignore
- * Deno.exit(await runSupervisor({ workers: 2, restartSignals: ["SIGUSR1"] }));
- * ```
  */
 export async function runSupervisor(
   options: SupervisorOptions,

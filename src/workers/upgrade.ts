@@ -52,11 +52,6 @@ export interface UpgradeState {
 /**
  * Saves the state and execs the supervisor's program in place. Returns only
  * when that failed (it throws why; this image keeps supervising).
- *
- * @example
- * ```ts ignore
- * await upgradeInPlace(pool, "signal");
- * ```
  */
 export async function upgradeInPlace(
   pool: Pool,
@@ -116,11 +111,6 @@ export async function upgradeInPlace(
 /**
  * In a new supervisor image: the state the previous image left (read once;
  * the file and the variable are removed), or undefined.
- *
- * @example
- * ```ts ignore
- * const state = takeUpgradeState();
- * ```
  */
 export function takeUpgradeState(): UpgradeState | undefined {
   const path = Deno.env.get(UPGRADE_ENV);

@@ -31,11 +31,6 @@ export const WORKER_STORE_ENV = "GRACEFUL_WORKER_FDSTORE";
 /**
  * Whether this worker's supervisor sweeps unclaimed stored sockets (see
  * {@linkcode WORKER_STORE_ENV}).
- *
- * @example
- * ```ts ignore
- * if (supervisorSweepsStore()) console.log("no wait for unclaimed sockets");
- * ```
  */
 export function supervisorSweepsStore(): boolean {
   return isWorker() && Deno.env.get(WORKER_STORE_ENV) === "1";
@@ -46,12 +41,6 @@ let secret: string | undefined | null = null;
 /**
  * The secret the workers of this supervisor share, or undefined when this
  * process is no worker. Read once, then removed from the environment.
- *
- * @example
- * ```ts
- * import { workerSecret } from "./worker.ts";
- * console.log(workerSecret() === undefined ? "no worker" : "a worker");
- * ```
  */
 export function workerSecret(): string | undefined {
   if (secret === null) {
@@ -67,12 +56,6 @@ let slot: string | undefined | null = null;
  * The worker's slot (1..N), or undefined when this process is no worker.
  * Read once; the variable is then removed from the environment, so that the
  * app's own child processes do not take themselves for workers.
- *
- * @example
- * ```ts
- * import { workerSlot } from "./worker.ts";
- * console.log(workerSlot() ?? "not a worker");
- * ```
  */
 export function workerSlot(): string | undefined {
   if (slot === null) {
@@ -96,12 +79,6 @@ let supervisorPid = 0;
 
 /**
  * Whether this process is a worker of a supervisor.
- *
- * @example
- * ```ts
- * import { isWorker } from "./worker.ts";
- * if (isWorker()) console.log("the supervisor restarts");
- * ```
  */
 export function isWorker(): boolean {
   return workerSlot() !== undefined;
@@ -115,12 +92,6 @@ let served = 0;
 /**
  * In a worker, `handler` counting the requests it is given (for the
  * supervisor's status); elsewhere `handler` itself.
- *
- * @example
- * ```ts
- * import { countServed } from "./worker.ts";
- * const handler = countServed(() => new Response("hi"));
- * ```
  */
 export function countServed<A extends unknown[], R>(
   handler: (...args: A) => R,
@@ -148,11 +119,6 @@ export interface WorkerHooks {
 
 /**
  * Serves the supervisor's requests on the control channel until it closes.
- *
- * @example
- * ```ts ignore
- * followSupervisor(peer, { saveApp, orphaned: () => stopProcess("orphaned") });
- * ```
  */
 export async function followSupervisor(
   channel: ControlPeer,
@@ -209,11 +175,6 @@ let view: Record<string, unknown> | undefined;
  * In a worker, the supervisor's status as it last sent it (its pid,
  * generation, rolls, last roll, workers, and request totals); undefined
  * elsewhere.
- *
- * @example
- * ```ts ignore
- * const status = supervisorView() ?? localStatus();
- * ```
  */
 export function supervisorView(): Record<string, unknown> | undefined {
   return view;
@@ -223,11 +184,6 @@ const rollWaiters: PromiseWithResolvers<RolledMessage>[] = [];
 /**
  * Asks the supervisor to roll every worker; resolves with the outcome (it
  * is sent before this worker, rolled last, is told to drain).
- *
- * @example
- * ```ts ignore
- * const { ok, generation, reason } = await requestRoll("admin");
- * ```
  */
 export async function requestRoll(trigger: string): Promise<RolledMessage> {
   if (!supervisor) throw new Error("this worker has no supervisor channel");
@@ -240,11 +196,6 @@ export async function requestRoll(trigger: string): Promise<RolledMessage> {
 /**
  * A restart asked of a worker goes to its supervisor, as the restart signal
  * the supervisor listens to. Returns the supervisor's pid.
- *
- * @example
- * ```ts ignore
- * askSupervisorToRoll("SIGUSR1");
- * ```
  */
 export function askSupervisorToRoll(signal: Deno.Signal): number {
   workerSlot();
