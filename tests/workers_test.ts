@@ -212,16 +212,22 @@ catch (e) { if (e.message.includes("twice")) throw e; Deno.writeTextFileSync(mar
     assert(alive(second.pid), "slot 2 keeps its old worker");
     assertEquals(now.workers.map((w) => w.generation), [2, 1]);
     assertEquals(now.generation, 1);
-    // Both keep serving.
+    // Both keep serving. Requests go 8 at a time: one at a time, an idle
+    // worker is woken before a busy one (EPOLLEXCLUSIVE), always the same
+    // one, and would reach only it.
     const versions = new Set<string>();
-    await until(async () => {
+    const one = async () => {
       versions.add(
         (await get(t.port, "/version", {
           headers: { connection: "close" },
         })).text,
       );
+    };
+    await until(async () => {
+      await Promise.all(Array.from({ length: 8 }, one));
       return versions.size === 2;
     });
+    assertEquals([...versions].sort(), ["v1", "v2"]);
   } finally {
     await t.stop();
   }
