@@ -10,7 +10,7 @@ import type {
   GracefulServer,
 } from "../src/server/options.ts";
 import type { GracefulHandler } from "../src/listen/types.ts";
-import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "./assert.ts";
 import { MOD } from "./helpers.ts";
 import { selfSignedCert } from "../bench/lib/tls_cert.ts";
 import { socketFacts } from "../src/os/socket.ts";
@@ -123,6 +123,20 @@ Deno.test("engine: a unix socket is served, and remoteAddr names its path", asyn
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("engine: an abstract unix socket (unix:@name) is opened, served natively and named", async () => {
+  const name = `@graceful-test-${Deno.pid}-${crypto.randomUUID()}`;
+  await using server = start({ listen: [`unix:${name}`] });
+  await server.ready;
+  assertEquals(server.engines, ["native"]);
+  assertEquals(server.addrs, [{ transport: "unix", path: name }]);
+  const seen = await curl([
+    "--abstract-unix-socket",
+    name.slice(1),
+    "http://x/",
+  ]);
+  assertEquals(JSON.parse(seen.body).transport, "unix");
 });
 
 Deno.test("engine: the placeholder leaves no socket, fd or directory behind", async () => {

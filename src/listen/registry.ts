@@ -193,6 +193,7 @@ function openSpec(spec: ListenSpec, name: string): Listener {
 function openUnix(path: string, name: string): Listener {
   const fail = (reason: string) =>
     new Error(`cannot listen on unix:${path}: ${reason}`);
+  if (path.startsWith("@")) return openAbstract(path, name, fail);
   let exists = false;
   try {
     Deno.lstatSync(path);
@@ -214,6 +215,21 @@ function openUnix(path: string, name: string): Listener {
     }
     throw error;
   }
+  const fd = listenUnix(path);
+  if (typeof fd === "string") throw fail(fd);
+  return { name, fd, addr: { transport: "unix", path }, inherited: false };
+}
+
+/**
+ * An abstract unix socket ("@name"): no file, so nothing to check first; a
+ * name in use is bind(2)'s EADDRINUSE.
+ */
+function openAbstract(
+  path: string,
+  name: string,
+  fail: (reason: string) => Error,
+): Listener {
+  if (path === "@") throw fail("the abstract socket name is empty");
   const fd = listenUnix(path);
   if (typeof fd === "string") throw fail(fd);
   return { name, fd, addr: { transport: "unix", path }, inherited: false };

@@ -209,24 +209,33 @@ export function inertListeningSocket(): number {
 }
 
 /**
- * A unix stream socket listening on `path` (non-blocking, close-on-exec), by
- * socket(2), bind(2) and listen(2): Deno.listen's unix listener removes its
+ * A unix stream socket listening on `path` ("@name" for an abstract one, as
+ * getsockname(2) is shown), non-blocking, close-on-exec, by socket(2), bind(2)
+ * and listen(2): Deno.listen's unix listener removes its
  * path when it closes, which a socket passed on to the next generation must
  * survive. Returns the fd, or a string saying which call failed.
  */
 export function listenUnix(path: string, backlog = 511): number | string {
   const calls = makeCalls();
   if (calls === undefined) return `no FFI (${libcUnavailableReason()})`;
-  const name = new TextEncoder().encode(path);
+  // "@name" is Linux's abstract namespace: a NUL, then the name, and an
+  // address exactly that long (a trailing NUL would be part of the name).
+  const abstract = path.startsWith("@");
+  if (abstract && C.sockaddrHasLength) {
+    return "abstract unix sockets are Linux only";
+  }
+  const name = new TextEncoder().encode(abstract ? `\0${path.slice(1)}` : path);
   if (name.length >= C.sunPathBytes) {
     return `the path is longer than ${C.sunPathBytes - 1} bytes`;
   }
-  const address = sockaddrUn(name);
+  const address = abstract
+    ? sockaddrUn(name).subarray(0, 2 + name.length)
+    : sockaddrUn(name);
   const fd = unixStreamSocket(calls);
   if (fd < 0) return "socket(2) failed";
   if (calls.bind(fd, address, address.length) !== 0) {
     calls.close(fd);
-    return "bind(2) failed";
+    return abstract ? "bind(2) failed (is the name in use?)" : "bind(2) failed";
   }
   if (calls.listen(fd, backlog) !== 0) {
     calls.close(fd);
