@@ -12,7 +12,7 @@ import { LINUX } from "./constants.ts";
 /** Netlink and sock_diag(7) constants (Linux). */
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0o2000000;
+const { SOCK_CLOEXEC } = LINUX;
 const NETLINK_SOCK_DIAG = 4;
 const SOCK_DIAG_BY_FAMILY = 20;
 const NLM_F_REQUEST = 1;

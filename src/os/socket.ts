@@ -175,9 +175,20 @@ function unixStreamSocket(
   return fd;
 }
 
-/** The sockaddr_un of `name` (with sun_len where the OS has it). */
-function sockaddrUn(name: Uint8Array): Uint8Array<ArrayBuffer> {
-  const address = new Uint8Array(2 + name.length + 1);
+/**
+ * The sockaddr_un of a unix socket address as it is written and shown: a
+ * path (NUL-terminated); "@name", Linux's abstract namespace (a NUL, then the
+ * name, and an address exactly that long: a trailing NUL would be part of the
+ * name); or "" (the family alone, which asks bind(2) for autobind). sun_len is
+ * set where the OS has it. The caller checks the length against
+ * `sunPathBytes`.
+ */
+export function unixSockaddr(path: string): Uint8Array<ArrayBuffer> {
+  const abstract = path.startsWith("@");
+  const name = new TextEncoder().encode(abstract ? `\0${path.slice(1)}` : path);
+  const address = new Uint8Array(
+    2 + name.length + (abstract || path === "" ? 0 : 1),
+  );
   if (C.sockaddrHasLength) {
     address[0] = address.length;
     address[1] = C.AF_UNIX;
@@ -199,9 +210,10 @@ export function inertListeningSocket(): number {
   if (calls === undefined || C.sockaddrHasLength) return -1;
   const fd = unixStreamSocket(calls);
   if (fd < 0) return -1;
-  // sizeof(sa_family_t) alone asks for autobind.
-  const address = sockaddrUn(new Uint8Array()).subarray(0, 2);
-  if (calls.bind(fd, address, 2) !== 0 || calls.listen(fd, 1) !== 0) {
+  const address = unixSockaddr("");
+  if (
+    calls.bind(fd, address, address.length) !== 0 || calls.listen(fd, 1) !== 0
+  ) {
     calls.close(fd);
     return -1;
   }
@@ -218,19 +230,14 @@ export function inertListeningSocket(): number {
 export function listenUnix(path: string, backlog = 511): number | string {
   const calls = makeCalls();
   if (calls === undefined) return `no FFI (${libcUnavailableReason()})`;
-  // "@name" is Linux's abstract namespace: a NUL, then the name, and an
-  // address exactly that long (a trailing NUL would be part of the name).
   const abstract = path.startsWith("@");
   if (abstract && C.sockaddrHasLength) {
     return "abstract unix sockets are Linux only";
   }
-  const name = new TextEncoder().encode(abstract ? `\0${path.slice(1)}` : path);
-  if (name.length >= C.sunPathBytes) {
+  const address = unixSockaddr(path);
+  if (address.length - 2 > C.sunPathBytes) {
     return `the path is longer than ${C.sunPathBytes - 1} bytes`;
   }
-  const address = abstract
-    ? sockaddrUn(name).subarray(0, 2 + name.length)
-    : sockaddrUn(name);
   const fd = unixStreamSocket(calls);
   if (fd < 0) return "socket(2) failed";
   if (calls.bind(fd, address, address.length) !== 0) {

@@ -12,6 +12,7 @@ import {
   lazyBinding,
   libcUnavailableReason,
 } from "./libc.ts";
+import { LINUX } from "./constants.ts";
 
 const NOTIFY_SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -34,10 +35,7 @@ export function notifyCallsUnavailableReason(): string {
   return notifyCalls() === undefined ? libcUnavailableReason() : "";
 }
 
-const AF_UNIX = 1;
-const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1;
+const { AF_UNIX, SOCK_DGRAM, SOCK_CLOEXEC, SOL_SOCKET } = LINUX;
 const SCM_RIGHTS = 1;
 const CLOCK_MONOTONIC = 1;
 /** struct msghdr, struct iovec and struct cmsghdr on a 64-bit Linux. */
@@ -47,7 +45,7 @@ const CMSGHDR_BYTES = 16;
 
 /**
  * Sends one datagram to the unix socket at `address` (a sockaddr_un, as
- * notify.ts's `sockaddrUn` encodes it) from a fresh socket, with `fds`
+ * socket.ts's `unixSockaddr` encodes it) from a fresh socket, with `fds`
  * attached as SCM_RIGHTS when there are any: what sd_pid_notify_with_fds(3)
  * does. Returns 0 when it was sent, -1 when socket(2) or sendmsg(2)
  * failed, and undefined when FFI is not available

@@ -17,11 +17,12 @@ import {
   notifyCallsUnavailableReason,
   sendUnixDatagram,
 } from "../os/unix_datagram.ts";
+import { unixSockaddr } from "../os/socket.ts";
+import { LINUX } from "../os/constants.ts";
 
 const log = logger("notify");
 
-const AF_UNIX = 1;
-const SUN_PATH_MAX = 108;
+const SUN_PATH_BYTES = LINUX.sunPathBytes;
 
 let warned = false;
 
@@ -50,18 +51,11 @@ export function sockaddrUn(address: string): Uint8Array<ArrayBuffer> {
       `NOTIFY_SOCKET="${address}" is neither an absolute path nor an abstract name (@...)`,
     );
   }
-  const path = new TextEncoder().encode(address);
-  if (path.length >= SUN_PATH_MAX) {
+  const encoded = unixSockaddr(address);
+  if (encoded.length - 2 > SUN_PATH_BYTES) {
     throw new TypeError(`NOTIFY_SOCKET="${address}" is too long`);
   }
-  const abstract = address.startsWith("@");
-  // family (2 bytes), then the path; a path is NUL-terminated, an abstract
-  // name starts with NUL and is exactly as long as given.
-  const out = new Uint8Array(2 + path.length + (abstract ? 0 : 1));
-  new DataView(out.buffer).setUint16(0, AF_UNIX, true);
-  out.set(path, 2);
-  if (abstract) out[2] = 0;
-  return out;
+  return encoded;
 }
 
 /**
