@@ -10,7 +10,7 @@ import type {
   GracefulServer,
 } from "../src/server/options.ts";
 import type { GracefulHandler } from "../src/listen/types.ts";
-import { assert, assertEquals, assertMatch, assertThrows } from "./assert.ts";
+import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { MOD } from "./helpers.ts";
 import { selfSignedCert } from "../bench/lib/tls_cert.ts";
 import { socketFacts } from "../src/os/socket.ts";
