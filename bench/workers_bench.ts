@@ -19,6 +19,7 @@
 import { killAllChildren, track } from "./lib/children.ts";
 import { readFlags } from "./lib/flags.ts";
 import { clockTicksPerSecond, readProcessCpuTicks } from "./lib/proc.ts";
+import { freePort } from "./lib/server_process.ts";
 import { sleep, waitUntil } from "./lib/time.ts";
 import { runWrk, totalErrors } from "./lib/wrk.ts";
 
@@ -94,13 +95,6 @@ async function up(port: number): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 async function start(

@@ -12,13 +12,8 @@ export const MOD = `${ROOT}/mod.ts`;
 /** The inspector guard's address (127.0.0.1:9229) as /proc/net/tcp prints it. */
 const INSPECTOR_GUARD = "0100007F:240D";
 
-/** A port that was free a moment ago (bind :0, read it, close). */
-export function freePort(hostname = "127.0.0.1"): number {
-  const listener = Deno.listen({ hostname, port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
+import { freePort } from "./ports.ts";
+export { freePort };
 
 /** A running child process whose output is collected line by line. */
 export class Child {
@@ -200,16 +195,7 @@ export function pidsWith(marker: string): number[] {
   return pids.filter((pid) => pid !== Deno.pid);
 }
 
-/** Whether process `pid` exists (and is not a zombie). */
-export function alive(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !==
-      "Z";
-  } catch {
-    return false;
-  }
-}
+export { alive } from "./proc.ts";
 
 /** SIGKILLs every process whose command line contains `marker`. */
 export function killAllWith(marker: string): void {

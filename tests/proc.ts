@@ -78,3 +78,18 @@ export function loopbackListeningInodes(
     tcpListeners(table).filter((l) => l.local === local).map((l) => l.inode),
   );
 }
+
+/**
+ * Whether process `pid` exists and has not ended: its /proc/PID/stat state
+ * is neither Z (a zombie nobody reaped: PID 1 here reaps no orphans) nor X.
+ */
+export function alive(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  } catch {
+    return false;
+  }
+  const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+  return state !== "Z" && state !== "X";
+}

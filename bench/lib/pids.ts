@@ -5,19 +5,8 @@
  * @module
  */
 
-import { statFields } from "./proc.ts";
-
-/** Whether `pid` exists and is not a zombie (synchronous). */
-export function isAlive(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  } catch {
-    return false;
-  }
-  const state = statFields(stat)[0];
-  return state !== "Z" && state !== "X";
-}
+/** Whether `pid` exists and has not ended (tests/proc.ts: the one reader). */
+export { alive as isAlive } from "../../tests/proc.ts";
 
 /** Sends `signal` to `pid`; false when it is gone. */
 export function signalPid(pid: number, signal: Deno.Signal): boolean {

@@ -47,13 +47,8 @@ export interface StartOptions {
 
 const OUTPUT_LIMIT = 16_384;
 
-/** Finds a free TCP port on 127.0.0.1 by binding port 0 and reading it. */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
-}
+import { freePort } from "../../tests/ports.ts";
+export { freePort };
 
 /**
  * Starts `deno run -A <script> <port>` under `taskset -c <cpu>`, and resolves

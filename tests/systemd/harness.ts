@@ -745,13 +745,8 @@ function randomHex(): string {
 
 let containerCount = 0;
 
-/** A port on 127.0.0.1 that was free a moment ago (the container shares it). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
+import { freePort } from "../ports.ts";
+export { freePort };
 
 /**
  * Starts `socketUnit` on a port that was free a moment ago, and returns the
