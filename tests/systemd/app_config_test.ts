@@ -12,7 +12,7 @@ import { assertEquals, assertNotEquals } from "../assert.ts";
 import {
   bootContainer,
   type Container,
-  freePort,
+  startOnFreePort,
   systemdIgnore,
 } from "./harness.ts";
 import { ROOT } from "../helpers.ts";
@@ -60,11 +60,13 @@ Deno.test({
     "systemd suite (nspawn, systemd 252): an app with its own deno.json is re-executed in place (MainPID unchanged) and reloads under it",
   ignore: await systemdIgnore(),
   async fn() {
-    const port = freePort();
     const c = await bootContainer({ denoDir: "/var/cache/myapp/deno" });
     try {
-      await installApp(c, port);
-      await c.systemctl("start", "myapp.socket");
+      const port = await startOnFreePort(
+        c,
+        "myapp.socket",
+        (port) => installApp(c, port),
+      );
       const first = await pidOf(port);
       const start = await c.show("myapp.service", [
         "MainPID",

@@ -11,7 +11,7 @@
 import { assertEquals } from "../assert.ts";
 import {
   bootContainer,
-  freePort,
+  startOnFreePort,
   type Suite,
   systemdIgnore,
 } from "./harness.ts";
@@ -31,14 +31,16 @@ for (
       `systemd suite (nspawn, ${suite}): ${RELOADS} reloads of ${unit} under wrk fail no request`,
     ignore: !SLOW || await systemdIgnore(),
     async fn() {
-      const port = freePort();
       const c = await bootContainer({
         suite,
         denoDir: "/var/cache/myapp/deno",
       });
       try {
-        await installStandalone(c, unit, port);
-        await c.systemctl("start", unit);
+        const port = await startOnFreePort(
+          c,
+          unit,
+          (port) => installStandalone(c, unit, port),
+        );
         const report = await reloadsUnderWrk(c, unit, port, RELOADS);
         console.log(
           `${unit} (${suite}), ${RELOADS} reloads under wrk:\n${report}`,

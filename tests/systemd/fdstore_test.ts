@@ -15,7 +15,12 @@ import {
   assertMatch,
   assertNotEquals,
 } from "../assert.ts";
-import { bootContainer, freePort, systemdIgnore } from "./harness.ts";
+import {
+  bootContainer,
+  freePort,
+  startOnFreePort,
+  systemdIgnore,
+} from "./harness.ts";
 import { clientLoop, type LoopStats } from "./client_loop.ts";
 import {
   installStandalone,
@@ -41,11 +46,13 @@ Deno.test({
     "systemd suite (nspawn, systemd 252): with the fd store, restart and a crash refuse no connection; a moved port is dropped from the store; stop closes the port",
   ignore: await systemdIgnore(),
   async fn() {
-    const port = freePort();
     const c = await bootContainer({ denoDir: "/var/cache/myapp/deno" });
     try {
-      await installStandalone(c, STANDALONE, port);
-      await c.systemctl("start", STANDALONE);
+      const port = await startOnFreePort(
+        c,
+        STANDALONE,
+        (port) => installStandalone(c, STANDALONE, port),
+      );
       const first = await show(c, STANDALONE);
       assertEquals(await pidOf(port), first.MainPID);
       assertMatch(
@@ -182,7 +189,6 @@ Deno.test({
     "systemd suite (nspawn, systemd 257): Type=notify-reload reloads under wrk, a failed reload keeps the old generation, the fd store keeps the port through restart",
   ignore: await systemdIgnore(),
   async fn() {
-    const port = freePort();
     const c = await bootContainer({
       suite: "trixie",
       denoDir: "/var/cache/myapp/deno",
@@ -190,7 +196,11 @@ Deno.test({
     try {
       const version = await c.exec(["systemctl", "--version"], { check: true });
       assertMatch(version.stdout, /^systemd 25[3-9]|^systemd 2[6-9]\d/);
-      await installStandalone(c, NOTIFY_RELOAD, port);
+      const port = await startOnFreePort(
+        c,
+        NOTIFY_RELOAD,
+        (port) => installStandalone(c, NOTIFY_RELOAD, port),
+      );
       const verify = await c.exec([
         "systemd-analyze",
         "verify",
@@ -198,7 +208,6 @@ Deno.test({
         `/etc/systemd/system/${NOTIFY_RELOAD}`,
       ]);
       assertEquals(verify.code, 0, verify.stdout + verify.stderr);
-      await c.systemctl("start", NOTIFY_RELOAD);
       const start = await show(c, NOTIFY_RELOAD);
       assertEquals(await pidOf(port), start.MainPID);
 

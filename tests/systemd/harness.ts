@@ -134,7 +134,7 @@
  *   bus" until /run/systemd/private exists.
  * - The service's network is the host's: a port a unit listens on inside is
  *   reachable as 127.0.0.1:PORT on the host (curl, fetch, wrk run on the
- *   host). Pick free ports and bind them at once (`startSocketOnFreePort()`);
+ *   host). Pick free ports and bind them at once (`startOnFreePort()`);
  *   never assume a fixed one.
  * - `apt-get install systemd-container` upgrades the host's systemd packages
  *   to the same point release (it depends on the exact version); harmless on
@@ -749,15 +749,16 @@ import { freePort } from "../ports.ts";
 export { freePort };
 
 /**
- * Starts `socketUnit` on a port that was free a moment ago, and returns the
- * port: `install(port)` writes the units for it, then the socket is started
- * at once (systemd cannot bind port 0). Should another process take the
- * port in between, the socket fails with EADDRINUSE and another port is
+ * Starts `unit` (a socket unit, or a service that opens its own port) on a
+ * port that was free a moment ago, and returns the port: `install(port)`
+ * writes the units for it, then the unit is started at once (systemd cannot
+ * bind port 0, and the app is told its port). Should another process take
+ * the port in between, the start fails with EADDRINUSE and another port is
  * tried, up to `tries` times.
  */
-export async function startSocketOnFreePort(
+export async function startOnFreePort(
   c: Container,
-  socketUnit: string,
+  unit: string,
   install: (port: number) => Promise<void>,
   tries = 5,
 ): Promise<number> {
@@ -765,16 +766,16 @@ export async function startSocketOnFreePort(
     const port = freePort();
     await install(port);
     await c.systemctl("daemon-reload");
-    const started = await c.exec(["systemctl", "start", socketUnit]);
+    const started = await c.exec(["systemctl", "start", unit]);
     if (started.code === 0) return port;
-    const journal = await c.journal(socketUnit);
-    if (attempt >= tries || !/Address already in use/.test(journal)) {
+    const journal = await c.journal(unit);
+    if (attempt >= tries || !/address (already )?in use/i.test(journal)) {
       throw new Error(
-        `systemctl start ${socketUnit} on 127.0.0.1:${port}: ` +
+        `systemctl start ${unit} on 127.0.0.1:${port}: ` +
           `${started.stderr.trim()}\n${journal}`,
       );
     }
-    await c.exec(["systemctl", "reset-failed", socketUnit]);
+    await c.exec(["systemctl", "reset-failed", unit]);
   }
 }
 

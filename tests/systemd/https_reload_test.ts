@@ -16,7 +16,7 @@ import {
 import {
   bootContainer,
   type Container,
-  freePort,
+  startOnFreePort,
   systemdIgnore,
 } from "./harness.ts";
 import { ROOT } from "../helpers.ts";
@@ -29,7 +29,7 @@ Deno.test({
     "systemd suite (nspawn, systemd 252): a socket-activated HTTPS service reloads under load with 0 failed requests",
   ignore: await systemdIgnore(),
   async fn() {
-    const port = freePort();
+    let port = 0;
     const tls = await selfSignedCert();
     const client = Deno.createHttpClient({ caCerts: [tls.cert] });
     const pidOf = async () => {
@@ -45,17 +45,25 @@ Deno.test({
     try {
       await c.writeFile("/opt/myapp/tls/cert.pem", tls.cert);
       await c.writeFile("/opt/myapp/tls/key.pem", tls.key, 0o600);
-      const socket = Deno.readTextFileSync(`${ROOT}/systemd/myapp.socket`)
-        .replace(/^ListenStream=.*$/m, `ListenStream=127.0.0.1:${port}`);
+      const socket = Deno.readTextFileSync(`${ROOT}/systemd/myapp.socket`);
       const service = Deno.readTextFileSync(`${ROOT}/systemd/myapp.service`)
         .replace(
           /^(ExecStart=.*)$/m,
           "$1 --cert /opt/myapp/tls/cert.pem --key /opt/myapp/tls/key.pem",
         );
-      await c.writeFile("/etc/systemd/system/myapp.socket", socket);
       await c.writeFile("/etc/systemd/system/myapp.service", service);
-      await c.systemctl("daemon-reload");
-      await c.systemctl("start", "myapp.socket");
+      port = await startOnFreePort(
+        c,
+        "myapp.socket",
+        (port) =>
+          c.writeFile(
+            "/etc/systemd/system/myapp.socket",
+            socket.replace(
+              /^ListenStream=.*$/m,
+              `ListenStream=127.0.0.1:${port}`,
+            ),
+          ),
+      );
       let previous = await pidOf();
       assertMatch(
         await c.journal("myapp.service"),

@@ -18,7 +18,7 @@ import {
 import {
   bootContainer,
   type Container,
-  startSocketOnFreePort,
+  startOnFreePort,
   systemdIgnore,
 } from "./harness.ts";
 import { ROOT } from "../helpers.ts";
@@ -38,7 +38,7 @@ async function installUnits(c: Container): Promise<number> {
     Deno.readTextFileSync(`${ROOT}/systemd/myapp.service`),
   );
   const socket = Deno.readTextFileSync(`${ROOT}/systemd/myapp.socket`);
-  return await startSocketOnFreePort(
+  return await startOnFreePort(
     c,
     "myapp.socket",
     (port) =>

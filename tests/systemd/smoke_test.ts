@@ -7,11 +7,7 @@
  */
 
 import { assert, assertEquals } from "../assert.ts";
-import {
-  bootContainer,
-  startSocketOnFreePort,
-  systemdIgnore,
-} from "./harness.ts";
+import { bootContainer, startOnFreePort, systemdIgnore } from "./harness.ts";
 
 const UNIT = "graceful-smoke";
 
@@ -37,7 +33,7 @@ Environment=NO_COLOR=1
 ExecStart=/usr/local/bin/deno run -A /opt/myapp/mod.ts
 `,
       );
-      const port = await startSocketOnFreePort(
+      const port = await startOnFreePort(
         c,
         `${UNIT}.socket`,
         (port) =>

@@ -13,7 +13,7 @@ import {
   assertMatch,
   assertNotEquals,
 } from "../assert.ts";
-import { bootContainer, freePort, systemdIgnore } from "./harness.ts";
+import { bootContainer, startOnFreePort, systemdIgnore } from "./harness.ts";
 import { ROOT } from "../helpers.ts";
 
 const RELOADS = 2;
@@ -30,18 +30,25 @@ Deno.test({
     "systemd suite (nspawn, systemd 252): --workers 2 reloads roll the workers under wrk, MAINPID stays the supervisor",
   ignore: await systemdIgnore(),
   async fn() {
-    const port = freePort();
     const c = await bootContainer({ denoDir: "/var/cache/myapp/deno" });
     try {
-      const socket = Deno.readTextFileSync(`${ROOT}/systemd/myapp.socket`)
-        .replace(/^ListenStream=.*$/m, `ListenStream=127.0.0.1:${port}`);
-      await c.writeFile("/etc/systemd/system/myapp.socket", socket);
       await c.writeFile(
         "/etc/systemd/system/myapp.service",
         Deno.readTextFileSync(`${ROOT}/systemd/myapp-workers.service`),
       );
-      await c.systemctl("daemon-reload");
-      await c.systemctl("start", "myapp.socket");
+      const socket = Deno.readTextFileSync(`${ROOT}/systemd/myapp.socket`);
+      const port = await startOnFreePort(
+        c,
+        "myapp.socket",
+        (port) =>
+          c.writeFile(
+            "/etc/systemd/system/myapp.socket",
+            socket.replace(
+              /^ListenStream=.*$/m,
+              `ListenStream=127.0.0.1:${port}`,
+            ),
+          ),
+      );
       const first = await pidOf(port); // activates the service
       const start = await c.show("myapp.service", [
         "MainPID",
