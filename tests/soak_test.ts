@@ -17,6 +17,7 @@
  * @module
  */
 
+import { SLOW } from "./slow.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { raceIgnored, raceRestarts } from "./inspector_race.ts";
 import {
@@ -29,13 +30,6 @@ import {
   until,
 } from "./helpers.ts";
 import { versionedAppSource } from "./fixtures/versioned_app.ts";
-
-const SLOW = Deno.env.get("GRACEFUL_SLOW_TESTS") === "1";
-if (!SLOW) {
-  console.log(
-    "slow suite skipped (on purpose): run it on its own with `deno task test:slow`",
-  );
-}
 
 interface App {
   dir: string;

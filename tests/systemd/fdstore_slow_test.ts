@@ -8,6 +8,7 @@
  * @module
  */
 
+import { SLOW } from "../slow.ts";
 import { assertEquals } from "../assert.ts";
 import {
   bootContainer,
@@ -17,7 +18,6 @@ import {
 } from "./harness.ts";
 import { installStandalone, reloadsUnderWrk, show } from "./standalone.ts";
 
-const SLOW = Deno.env.get("GRACEFUL_SLOW_TESTS") === "1";
 const RELOADS = 50;
 
 for (
