@@ -1,8 +1,7 @@
 /**
  * systemd's fd store under `--workers`, against a real unix datagram socket
- * standing in for systemd's notify socket (python3, with SO_PASSCRED so that
- * each datagram says which process sent it): the supervisor, not a worker,
- * stores the socket the first worker opened, once.
+ * standing in for systemd's notify socket (tests/notify_receiver.ts): the
+ * supervisor, not a worker, stores the socket the first worker opened, once.
  *
  * @module
  */
@@ -10,41 +9,7 @@
 import { assertEquals, assertMatch } from "./assert.ts";
 import { ignoreWithout, PYTHON } from "./capabilities.ts";
 import { Child, MOD, until } from "./helpers.ts";
-
-/** Prints one JSON line per datagram: its text, sender pid, attached fds. */
-const RECEIVER = `import array,json,socket,struct,sys
-s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET,socket.SO_PASSCRED,1)
-s.bind(sys.argv[1])
-print("bound",flush=True)
-while True:
-  data,anc,_,_=s.recvmsg(4096,socket.CMSG_SPACE(16*4)+socket.CMSG_SPACE(12))
-  pid=0
-  seen=[]
-  for level,kind,payload in anc:
-    if level==socket.SOL_SOCKET and kind==socket.SCM_CREDENTIALS:
-      pid=struct.unpack("iII",payload[:12])[0]
-    if level==socket.SOL_SOCKET and kind==socket.SCM_RIGHTS:
-      fds=array.array("i")
-      fds.frombytes(payload[:len(payload)-len(payload)%4])
-      for fd in fds:
-        f=socket.socket(fileno=fd)
-        seen.append({"port":f.getsockname()[1],"listening":f.getsockopt(socket.SOL_SOCKET,socket.SO_ACCEPTCONN)})
-        f.close()
-  print(json.dumps({"text":data.decode(),"pid":pid,"fds":seen}),flush=True)
-`;
-
-interface Datagram {
-  text: string;
-  pid: number;
-  fds: { port: number; listening: number }[];
-}
-
-function datagrams(receiver: Child): Datagram[] {
-  return receiver.lines.filter((l) => l.startsWith("{")).map((l) =>
-    JSON.parse(l)
-  );
-}
+import { datagrams, startNotifyReceiver } from "./notify_receiver.ts";
 
 Deno.test({
   name:
@@ -54,10 +19,9 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "graceful-workers-store-" });
     const notify = `${dir}/notify.sock`;
     const pidfile = `${dir}/app.pid`;
-    const receiver = new Child("python3", ["-c", RECEIVER, notify]);
+    const receiver = await startNotifyReceiver(notify);
     let server: Child | undefined;
     try {
-      await receiver.waitFor(/^bound$/);
       server = new Child(Deno.execPath(), [
         "run",
         "-A",
