@@ -16,26 +16,12 @@ import {
   TempApp,
   until,
 } from "./helpers.ts";
+import { versionedAppSource } from "./fixtures/versioned_app.ts";
 import { assertNoFailures, Load } from "./load.ts";
 
-const APP = `
-const VERSION = "__VERSION__";
-export default {
-  async fetch(req) {
-    const url = new URL(req.url);
-    if (url.pathname === "/pid") return new Response(String(Deno.pid));
-    if (url.pathname === "/version") return new Response(VERSION);
-    if (url.pathname === "/sleep") {
-      await new Promise((r) => setTimeout(r, Number(url.searchParams.get("ms"))));
-      return new Response("slept in " + Deno.pid);
-    }
-    return new Response("hello " + VERSION);
-  },
-};
-`;
-
+/** The versioned test app (tests/fixtures/versioned_app.ts) at `version`. */
 function app(version: string): string {
-  return APP.replace("__VERSION__", version);
+  return versionedAppSource(version);
 }
 
 async function pidOf(port: number): Promise<number> {
