@@ -320,3 +320,61 @@ Deno.test("cli reload: a server of an older version (its status file without sta
     await s.stop();
   }
 });
+
+/**
+ * A stand-in for a 0.1.x server on its default signals: it restarts on
+ * SIGUSR1 only (so SIGUSR2 is not caught: it would end it), and writes its
+ * pidfile and a status file of that version (no startTime, cmdlineSha256 or
+ * restartSignals). Prints "ready" once both are written.
+ */
+const OLD_SERVER = `
+const pidfile = Deno.args[0];
+Deno.addSignalListener("SIGUSR1", () => console.log("SIGUSR1"));
+const now = Date.now();
+Deno.writeTextFileSync(pidfile + ".json", JSON.stringify({
+  pid: Deno.pid, generation: 1, startedAt: now, firstStartedAt: now,
+  restarts: 0, listeners: ["127.0.0.1:1"],
+}));
+Deno.writeTextFileSync(pidfile, Deno.pid + "\\n");
+console.log("ready");
+setInterval(() => {}, 60_000);
+`;
+
+Deno.test("cli reload: an older server whose status file lists no restart signals and that does not catch SIGUSR2 is refused, and it lives", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-pid-" });
+  const pidfile = `${dir}/app.pid`;
+  Deno.writeTextFileSync(`${dir}/old_server.ts`, OLD_SERVER);
+  const old = new Child(Deno.execPath(), [
+    "run",
+    "-A",
+    `${dir}/old_server.ts`,
+    pidfile,
+  ]);
+  try {
+    await old.waitFor(/^ready$/);
+    const caught = Deno.readTextFileSync(`/proc/${old.pid}/status`)
+      .match(/^SigCgt:\s*([0-9a-f]+)$/m)![1];
+    // The stand-in is what it claims: SIGUSR1 (10) caught, SIGUSR2 (12) not.
+    assertEquals((BigInt(`0x${caught}`) >> 9n) & 1n, 1n);
+    assertEquals((BigInt(`0x${caught}`) >> 11n) & 1n, 0n);
+    for (const extra of [[], ["--signal", "SIGUSR2"]]) {
+      const r = await cli(["reload", "--pidfile", pidfile, ...extra]);
+      assertNotEquals(r.code, 0, r.text);
+      assertEquals(r.text.trim().split("\n").length, 1, r.text);
+      assertMatch(
+        r.text,
+        new RegExp(
+          `^error: pid ${old.pid}'s status file lists no restart signals .*` +
+            `does not catch SIGUSR2 .*: refused; .*--signal SIGUSR1$`,
+          "m",
+        ),
+      );
+      assert(alive(old.pid), `${extra.join(" ")}: it was signalled`);
+    }
+    assertEquals(old.lines, ["ready"]);
+  } finally {
+    old.kill("SIGKILL");
+    await old.done;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
