@@ -11,7 +11,8 @@
  *
  * A pidfile is not trusted blindly: before a signal, the pid must be the
  * process that wrote the status file (its start time and command line, see
- * src/restart/pidfile.ts), in a directory others cannot write. `reload` sends only a
+ * src/restart/pidfile.ts), both files its user's (or root's), in a directory
+ * others cannot write. `reload` sends only a
  * signal the status file lists as a restart signal.
  *
  * @module
@@ -59,7 +60,8 @@ const HELP =
       exits 1 when nothing is running (no pidfile, a stale one, or a dead pid)
 
 Before signalling, the pid must be the server that wrote F.json (start time
-and command line); a pidfile in a directory others may write is refused.
+and command line), F and F.json its user's (or root's); a pidfile in a
+directory others may write is refused.
 --timeout defaults to 120000 ms.`;
 
 /**
