@@ -1,8 +1,9 @@
 /**
  * Facts about processes and the calls a supervisor needs that Deno has no
- * API for: whether a pid is alive (zombies are not), pidfd_open(2) and
- * pidfd_getfd(2) (take a worker's listening sockets; Linux), execve(2)
- * keeping chosen fds (upgrade in place), and the terminal and PID 1 checks.
+ * API for: whether a pid is alive (zombies are not) and which signals it
+ * catches (SigCgt), pidfd_open(2) and pidfd_getfd(2) (take a worker's
+ * listening sockets; Linux), execve(2) keeping chosen fds (upgrade in place),
+ * and the terminal and PID 1 checks.
  *
  * @module
  */
