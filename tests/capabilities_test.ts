@@ -85,3 +85,26 @@ Deno.test("capabilities: in strict mode (CI=true) a missing tool fails the run, 
   );
   assertMatch(output, /1 passed \| 1 failed \| 2 ignored/);
 });
+
+Deno.test("capabilities: no test is skipped on a bare tool probe (onPath, canRun), which strict mode would not see", async () => {
+  const bypasses: string[] = [];
+  for (const dir of ["tests", "src", "bench"]) {
+    for await (const path of testFiles(`${ROOT}/${dir}`)) {
+      const lines = (await Deno.readTextFile(path)).split("\n");
+      lines.forEach((line, i) => {
+        if (/\bignore:.*\b(onPath|canRun)\(/.test(line)) {
+          bypasses.push(`${path.slice(ROOT.length + 1)}:${i + 1}: ${line}`);
+        }
+      });
+    }
+  }
+  assertEquals(bypasses, [], "use ignoreWithout(CAPABILITY) instead");
+});
+
+async function* testFiles(dir: string): AsyncGenerator<string> {
+  for await (const entry of Deno.readDir(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) yield* testFiles(path);
+    else if (entry.name.endsWith("_test.ts")) yield path;
+  }
+}

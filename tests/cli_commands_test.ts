@@ -10,6 +10,7 @@ import {
   assertNotEquals,
 } from "./assert.ts";
 import { alive, Child, get, MOD, runCli, TempApp, until } from "./helpers.ts";
+import { ignoreWithout, ROOT_USER } from "./capabilities.ts";
 
 async function cli(args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -319,4 +320,144 @@ Deno.test("cli reload: a server of an older version (its status file without sta
   } finally {
     await s.stop();
   }
+});
+
+/**
+ * A stand-in for a 0.1.x server on its default signals: it restarts on
+ * SIGUSR1 only (so SIGUSR2 is not caught: it would end it), and writes its
+ * pidfile and a status file of that version (no startTime, cmdlineSha256 or
+ * restartSignals). Prints "ready" once both are written.
+ */
+const OLD_SERVER = `
+const pidfile = Deno.args[0];
+Deno.addSignalListener("SIGUSR1", () => console.log("SIGUSR1"));
+const now = Date.now();
+Deno.writeTextFileSync(pidfile + ".json", JSON.stringify({
+  pid: Deno.pid, generation: 1, startedAt: now, firstStartedAt: now,
+  restarts: 0, listeners: ["127.0.0.1:1"],
+}));
+Deno.writeTextFileSync(pidfile, Deno.pid + "\\n");
+console.log("ready");
+setInterval(() => {}, 60_000);
+`;
+
+Deno.test("cli reload: an older server whose status file lists no restart signals and that does not catch SIGUSR2 is refused, and it lives", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-pid-" });
+  const pidfile = `${dir}/app.pid`;
+  Deno.writeTextFileSync(`${dir}/old_server.ts`, OLD_SERVER);
+  const old = new Child(Deno.execPath(), [
+    "run",
+    "-A",
+    `${dir}/old_server.ts`,
+    pidfile,
+  ]);
+  try {
+    await old.waitFor(/^ready$/);
+    const caught = Deno.readTextFileSync(`/proc/${old.pid}/status`)
+      .match(/^SigCgt:\s*([0-9a-f]+)$/m)![1];
+    // The stand-in is what it claims: SIGUSR1 (10) caught, SIGUSR2 (12) not.
+    assertEquals((BigInt(`0x${caught}`) >> 9n) & 1n, 1n);
+    assertEquals((BigInt(`0x${caught}`) >> 11n) & 1n, 0n);
+    for (const extra of [[], ["--signal", "SIGUSR2"]]) {
+      const r = await cli(["reload", "--pidfile", pidfile, ...extra]);
+      assertNotEquals(r.code, 0, r.text);
+      assertEquals(r.text.trim().split("\n").length, 1, r.text);
+      assertMatch(
+        r.text,
+        new RegExp(
+          `^error: pid ${old.pid}'s status file lists no restart signals .*` +
+            `does not catch SIGUSR2 .*: refused; .*--signal SIGUSR1$`,
+          "m",
+        ),
+      );
+      assert(alive(old.pid), `${extra.join(" ")}: it was signalled`);
+    }
+    assertEquals(old.lines, ["ready"]);
+  } finally {
+    old.kill("SIGKILL");
+    await old.done;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name:
+    "cli reload and stop: a pidfile or status file of another user (uid 65534) naming a root process is refused, even with its true start time and command line, and it lives",
+  ignore: ignoreWithout(ROOT_USER),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "graceful-pid-" });
+    const pidfile = `${dir}/app.pid`;
+    const victim = new Deno.Command("sleep", { args: ["600"] }).spawn();
+    try {
+      // (spawn may return before the child's execve)
+      await until(() =>
+        Deno.readTextFileSync(`/proc/${victim.pid}/cmdline`).endsWith(
+          "sleep\x00600\x00",
+        )
+      );
+      // A forger who can read /proc knows everything the status file records.
+      const stat = Deno.readTextFileSync(`/proc/${victim.pid}/stat`);
+      const startTime = Number(
+        stat.slice(stat.lastIndexOf(")") + 2).split(" ")[22 - 3],
+      );
+      const digest = new Uint8Array(
+        await crypto.subtle.digest(
+          "SHA-256",
+          Deno.readFileSync(`/proc/${victim.pid}/cmdline`),
+        ),
+      );
+      const now = Date.now();
+      Deno.writeTextFileSync(
+        `${pidfile}.json`,
+        JSON.stringify({
+          pid: victim.pid,
+          generation: 1,
+          startedAt: now,
+          firstStartedAt: now,
+          restarts: 0,
+          listeners: ["127.0.0.1:1"],
+          startTime,
+          cmdlineSha256: Array.from(
+            digest,
+            (b) => b.toString(16).padStart(2, "0"),
+          ).join(""),
+          restartSignals: ["SIGUSR2"],
+        }),
+      );
+      Deno.writeTextFileSync(pidfile, `${victim.pid}\n`);
+      const cases: [string, number, number][] = [
+        ["the pidfile", 65534, 0],
+        ["its status file", 0, 65534],
+      ];
+      for (const [what, pidUid, statusUid] of cases) {
+        Deno.chownSync(pidfile, pidUid, pidUid);
+        Deno.chownSync(`${pidfile}.json`, statusUid, statusUid);
+        for (const command of ["stop", "reload"]) {
+          const r = await cli([command, "--pidfile", pidfile]);
+          assertEquals(r.code, 1, `${what} ${command}: ${r.text}`);
+          assertEquals(r.text.trim().split("\n").length, 1, r.text);
+          assertMatch(
+            r.text,
+            new RegExp(
+              `^error: pidfile \\S+ names pid ${victim.pid}, but ${what} ` +
+                `belongs to uid 65534 and the process to uid 0: refused$`,
+              "m",
+            ),
+          );
+          assert(alive(victim.pid), `${what} ${command}: it was signalled`);
+        }
+      }
+      // The control: with both files root's, the forgery passes every other
+      // check, and stop signals the process (SIGTERM ends sleep).
+      Deno.chownSync(pidfile, 0, 0);
+      Deno.chownSync(`${pidfile}.json`, 0, 0);
+      const stop = await cli(["stop", "--pidfile", pidfile]);
+      assertEquals(stop.code, 0, stop.text);
+      assertEquals((await victim.status).signal, "SIGTERM");
+    } finally {
+      if (alive(victim.pid)) victim.kill("SIGKILL");
+      await victim.status;
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

@@ -14,7 +14,8 @@ import {
   MOD,
   until,
 } from "./helpers.ts";
-import { childIn, installPackages, onPath, tempProject } from "./project.ts";
+import { childIn, installPackages, tempProject } from "./project.ts";
+import { ignoreWithout, SOCKET_ACTIVATE } from "./capabilities.ts";
 
 const HONO_APP = `import { Hono } from "hono";
 const app = new Hono();
@@ -113,7 +114,7 @@ Deno.test("the CLI's --config chooses the app's configuration", async () => {
 Deno.test({
   name:
     "the re-execution keeps the sockets of socket activation (LISTEN_PID is the same pid)",
-  ignore: !onPath("systemd-socket-activate"),
+  ignore: ignoreWithout(SOCKET_ACTIVATE),
 }, async () => {
   const dir = await honoProject();
   const port = freePort();

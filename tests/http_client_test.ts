@@ -94,18 +94,22 @@ for (
 }
 
 Deno.test("http client: bytes already received past `count` responses are reported", async () => {
+  // One write: the 204 and the bytes after it arrive together, and the
+  // connection stays open, so only the check of what is left after `count`
+  // responses can report them (not the end of the connection, nor a
+  // time-out).
   await withRawServer(
     "HTTP/1.1 204 No Content\r\n\r\nHello!",
     { hold: true },
     async (port) => {
       const request = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      // A follow-up on the same connection: what came after the 204 is
-      // where the next response should start.
       const error = await assertRejects(() =>
-        rawExchange(conn, request + request, { count: 2, timeoutMs: 1000 })
+        rawExchange(port, request, { count: 1 })
       );
-      assertMatch(error.message, /"Hello!"/);
+      assertMatch(
+        error.message,
+        /^bytes that are no complete response after 1 complete response\(s\) \(last: 204\), 6 byte\(s\) left: "Hello!"$/,
+      );
     },
   );
 });

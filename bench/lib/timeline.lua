@@ -1,5 +1,5 @@
--- wrk script shared by bench/restart_bench.ts and bench/peers_bench.ts: a
--- timeline of the run. Read by bench/lib/timeline.ts.
+-- wrk script of bench/restart_bench.ts: a timeline of the run. Read by
+-- bench/lib/timeline.ts.
 --
 -- Usage: wrk ... -s bench/lib/timeline.lua URL -- OUT_PATH [BUCKET_MS]
 --

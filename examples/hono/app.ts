@@ -5,7 +5,7 @@
  *
  *   deno run -A mod.ts examples/hono/app.ts --port 8080
  *   cd examples/hono && deno run -A ../../mod.ts app.ts --port 8080
- *   kill -USR1 <pid>    # restart: the new generation serves the same port
+ *   kill -USR2 <pid>    # restart: the new generation serves the same port
  *
  * @module
  */

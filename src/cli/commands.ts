@@ -11,7 +11,8 @@
  *
  * A pidfile is not trusted blindly: before a signal, the pid must be the
  * process that wrote the status file (its start time and command line, see
- * src/restart/pidfile.ts), in a directory others cannot write. `reload` sends only a
+ * src/restart/pidfile.ts), both files its user's (or root's), in a directory
+ * others cannot write. `reload` sends only a
  * signal the status file lists as a restart signal.
  *
  * @module
@@ -21,7 +22,7 @@ import { parseArgs } from "./args.ts";
 import type { WorkerStatus } from "../workers/pool.ts";
 import { quoteValue } from "../util/quote.ts";
 import { refuseSignalCommand } from "../os/platform.ts";
-import { isAlive } from "../os/process.ts";
+import { catchesSignal, isAlive } from "../os/process.ts";
 import {
   checkPidfileDir,
   readPid,
@@ -50,14 +51,17 @@ const HELP =
       restart with zero downtime; returns once the new generation serves;
       exits 1 with the reason when the restart failed (the old one still serves)
       the signal: one the server lists as a restart signal in F.json
-      (SIGUSR2, else SIGHUP, else SIGUSR1); --signal must be one of them
+      (SIGUSR2, else SIGHUP, else SIGUSR1); --signal must be one of them;
+      an older server whose F.json lists none gets SIGUSR2 only if it
+      catches it (else: refused; --signal SIGUSR1 if it restarts on that)
   deno run -A mod.ts stop (--pidfile F | --pid N) [--timeout MS]
       graceful stop (SIGTERM); returns once the process is gone
   deno run -A mod.ts status (--pidfile F | --pid N) [--json]
       exits 1 when nothing is running (no pidfile, a stale one, or a dead pid)
 
 Before signalling, the pid must be the server that wrote F.json (start time
-and command line); a pidfile in a directory others may write is refused.
+and command line), F and F.json its user's (or root's); a pidfile in a
+directory others may write is refused.
 --timeout defaults to 120000 ms.`;
 
 /**
@@ -161,8 +165,13 @@ const RELOAD_PREFERENCE = ["SIGUSR2", "SIGHUP", "SIGUSR1"];
 
 /**
  * The signal `reload` sends: `--signal` if the server restarts on it, else
- * the first of {@linkcode RELOAD_PREFERENCE} it restarts on; SIGUSR2 when
- * the status file does not list its restart signals (an older version).
+ * the first of {@linkcode RELOAD_PREFERENCE} it restarts on. When the status
+ * file does not list its restart signals (an older version), the process
+ * must catch the signal (SigCgt in /proc/PID/status): SIGUSR2 if it does,
+ * else a refusal, since an uncaught SIGUSR2 would end it (a 0.1.x server on
+ * its default signals restarts on SIGUSR1 only). SIGUSR1 is never picked on
+ * a guess: it can open the inspector on old versions; `--signal SIGUSR1`
+ * asks for it.
  */
 function reloadSignal(
   pid: number,
@@ -170,7 +179,22 @@ function reloadSignal(
   status: StatusFile | undefined,
 ): Deno.Signal {
   const listed = status?.restartSignals;
-  if (listed === undefined) return explicit ?? "SIGUSR2";
+  if (listed === undefined) {
+    const signal = explicit ?? "SIGUSR2";
+    const caught = catchesSignal(pid, signal);
+    if (caught === true || (caught === undefined && explicit !== undefined)) {
+      return signal;
+    }
+    const why = caught === false
+      ? `does not catch ${signal} (it would end it)`
+      : `may not catch ${signal} (its caught signals cannot be read)`;
+    throw new Error(
+      `pid ${pid}'s status file lists no restart signals (an older version) ` +
+        `and it ${why}: refused` +
+        (signal === "SIGUSR1" ? "" : `; if it restarts on SIGUSR1, run ` +
+          `reload again with --signal SIGUSR1`),
+    );
+  }
   const shown = listed.length > 0 ? listed.join(", ") : "none";
   if (explicit !== undefined) {
     if (listed.includes(explicit)) return explicit;

@@ -1,8 +1,9 @@
 /**
  * Facts about processes and the calls a supervisor needs that Deno has no
- * API for: whether a pid is alive (zombies are not), pidfd_open(2) and
- * pidfd_getfd(2) (take a worker's listening sockets; Linux), execve(2)
- * keeping chosen fds (upgrade in place), and the terminal and PID 1 checks.
+ * API for: whether a pid is alive (zombies are not) and which signals it
+ * catches (SigCgt), pidfd_open(2) and pidfd_getfd(2) (take a worker's
+ * listening sockets; Linux), execve(2) keeping chosen fds (upgrade in place),
+ * and the terminal and PID 1 checks.
  *
  * @module
  */
@@ -132,4 +133,35 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Linux's numbers of the signals `reload` may send. */
+const LINUX_SIGNAL_NUMBERS: Partial<Record<Deno.Signal, number>> = {
+  SIGHUP: 1,
+  SIGUSR1: 10,
+  SIGUSR2: 12,
+};
+
+/**
+ * Whether process `pid` has a handler for `signal` (its SigCgt mask in
+ * /proc/PID/status: without one, SIGHUP, SIGUSR1 and SIGUSR2 end it).
+ * Undefined when that cannot be told: not Linux, no such process, or a
+ * signal not listed above.
+ */
+export function catchesSignal(
+  pid: number,
+  signal: Deno.Signal,
+): boolean | undefined {
+  const number = LINUX_SIGNAL_NUMBERS[signal];
+  if (Deno.build.os !== "linux" || number === undefined) return undefined;
+  let mask: string | undefined;
+  try {
+    mask = Deno.readTextFileSync(`/proc/${pid}/status`)
+      .match(/^SigCgt:\s*([0-9a-f]+)$/m)?.[1];
+  } catch {
+    return undefined;
+  }
+  if (mask === undefined) return undefined;
+  // Bit n - 1 is signal n.
+  return ((BigInt(`0x${mask}`) >> BigInt(number - 1)) & 1n) === 1n;
 }

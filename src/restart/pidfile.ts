@@ -298,8 +298,8 @@ async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
 /**
  * Throws a one-line error unless process `pid` is the server that wrote the
  * status file: the status file must name `pid`, record its start time (and
- * command line digest) as /proc says now, and the pidfile must belong to the
- * process's user (or root).
+ * command line digest) as /proc says now, and the pidfile and the status
+ * file must belong to the process's user (or root).
  */
 export async function verifyServer(
   pidfile: string,
@@ -347,20 +347,31 @@ export async function verifyServer(
   ) {
     throw refuse("that process's command line is not the server's");
   }
+  // Both files: the status file vouches for the pid as much as the pidfile
+  // names it, so a forged one of another user's must not pass either.
   let owner: number | null = null;
-  let fileOwner: number | null = null;
   try {
     owner = Deno.statSync(`/proc/${pid}`).uid;
-    fileOwner = Deno.statSync(pidfile).uid;
   } catch {
     // gone meanwhile: the signal will say so
   }
-  if (
-    owner !== null && fileOwner !== null && fileOwner !== owner &&
-    fileOwner !== 0
+  if (owner === null) return;
+  for (
+    const [what, path] of [
+      ["the pidfile", pidfile],
+      ["its status file", statusPath(pidfile)],
+    ]
   ) {
-    throw refuse(
-      `the pidfile belongs to uid ${fileOwner} and the process to uid ${owner}`,
-    );
+    let fileOwner: number | null = null;
+    try {
+      fileOwner = Deno.statSync(path).uid;
+    } catch {
+      // replaced meanwhile: the next read says so
+    }
+    if (fileOwner !== null && fileOwner !== owner && fileOwner !== 0) {
+      throw refuse(
+        `${what} belongs to uid ${fileOwner} and the process to uid ${owner}`,
+      );
+    }
   }
 }

@@ -61,6 +61,16 @@ export async function readJsonBody(
   request: Request,
   max: number,
 ): Promise<Record<string, unknown> | Response> {
+  // A declared type must be JSON even on an empty body: an HTML form can
+  // send only form or text types, so refusing them closes that door for
+  // every action whatever it carries. No Content-Type at all (a plain
+  // `curl -X POST`) is not a form's and stays accepted when the body is
+  // empty.
+  const declaredType = request.headers.get("content-type");
+  if (declaredType !== null && !isJsonType(declaredType)) {
+    await request.body?.cancel().catch(() => {});
+    return json(415, { error: "the body must be application/json" });
+  }
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > max) {
     return json(413, { error: `body larger than ${max} bytes` });
@@ -81,9 +91,7 @@ export async function readJsonBody(
     }
   }
   if (size === 0) return {};
-  const type = (request.headers.get("content-type") ?? "").split(";")[0]
-    .trim().toLowerCase();
-  if (type !== "application/json") {
+  if (declaredType === null) {
     return json(415, { error: "the body must be application/json" });
   }
   const bytes = new Uint8Array(size);
@@ -102,6 +110,11 @@ export async function readJsonBody(
     return json(400, { error: "the body must be a JSON object" });
   }
   return value as Record<string, unknown>;
+}
+
+/** Whether a Content-Type header names JSON (`application/json`, any parameters). */
+function isJsonType(header: string): boolean {
+  return header.split(";")[0].trim().toLowerCase() === "application/json";
 }
 
 /** A JSON response with the admin headers. */

@@ -317,18 +317,42 @@ async function rawRequest(origin: string, head: string): Promise<string> {
   return out;
 }
 
-Deno.test("admin: an action with an empty body is accepted whatever its Content-Type", async () => {
+Deno.test("admin: a non-JSON Content-Type on an action is refused even with an empty body", async () => {
   await withAdmin({}, async (h) => {
     const csrf = await h.csrf();
-    for (const type of ["text/plain", "application/x-www-form-urlencoded"]) {
-      const reply = await rawRequest(
+    const post = (headers: string) =>
+      rawRequest(
         h.origin,
         `POST /debug/admin/restart HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
-          `X-Admin-CSRF: ${csrf}\r\nContent-Type: ${type}\r\nContent-Length: 0`,
+          `X-Admin-CSRF: ${csrf}\r\n${headers}Content-Length: 0`,
       );
-      assertMatch(reply, /^HTTP\/1\.1 200 /, `${type}: ${reply}`);
+    for (
+      const type of [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonx",
+        "",
+      ]
+    ) {
+      const reply = await post(`Content-Type: ${type}\r\n`);
+      assertMatch(reply, /^HTTP\/1\.1 415 /, `${type}: ${reply}`);
+      assertMatch(reply, /application\/json/);
     }
-    assertEquals(h.fake.restartCalls.length, 2);
+    assertEquals(h.fake.restartCalls.length, 0);
+    // JSON, with or without parameters, and no Content-Type at all (a plain
+    // `curl -X POST`) are accepted on an empty body.
+    for (
+      const header of [
+        "Content-Type: application/json\r\n",
+        "Content-Type: Application/JSON; charset=utf-8\r\n",
+        "",
+      ]
+    ) {
+      const reply = await post(header);
+      assertMatch(reply, /^HTTP\/1\.1 200 /, `${header}: ${reply}`);
+    }
+    assertEquals(h.fake.restartCalls.length, 3);
   });
 });
 

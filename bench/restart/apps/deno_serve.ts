@@ -1,5 +1,5 @@
 /**
- * The naive baseline of bench/peers_bench.ts: plain `Deno.serve`, restarted
+ * The naive baseline of bench/restart_bench.ts: plain `Deno.serve`, restarted
  * by killing it (SIGTERM: Deno.serve has no handler, so the process ends at
  * once) and starting a new one on the same port, as a file watcher would.
  *

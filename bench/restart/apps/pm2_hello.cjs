@@ -1,4 +1,4 @@
-// Hello server for bench/peers_bench.ts under pm2 in cluster mode: plain
+// Hello server for bench/restart_bench.ts under pm2 in cluster mode: plain
 // node:http on HOST:PORT (from the environment). On SIGINT, which `pm2 reload`
 // sends to the old worker once the new one listens, it stops accepting and
 // exits when its connections have closed (pm2's usual graceful pattern).

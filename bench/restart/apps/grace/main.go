@@ -1,4 +1,4 @@
-// Hello server for bench/peers_bench.ts on facebookgo/grace (gracehttp):
+// Hello server for bench/restart_bench.ts on facebookgo/grace (gracehttp):
 // restarts (re-executes itself with the listener) on SIGUSR2, drains and
 // exits on SIGTERM.
 //

@@ -1,4 +1,4 @@
-// Hello server for bench/peers_bench.ts on cloudflare/tableflip: upgrades
+// Hello server for bench/restart_bench.ts on cloudflare/tableflip: upgrades
 // (re-executes itself, handing the listener over) on SIGHUP, stops on SIGTERM.
 //
 //	tableflip-hello -listen 127.0.0.1:8080 [-tag MARKER]
