@@ -32,6 +32,9 @@ import { ADMIN_SERVER_NAME } from "../listen/types.ts";
 import { resolveSignals, wireSignals } from "../restart/signals.ts";
 import type { PassedFd } from "../restart/spawn.ts";
 import { takeFd } from "../os/process.ts";
+import { closeFd } from "../os/fd.ts";
+import type { AcceptedPeer } from "../restart/control_peer.ts";
+import { adoptChannel } from "./channel.ts";
 import { Reaper } from "./reaper.ts";
 import {
   describeExit,
@@ -303,17 +306,19 @@ function adoptAdminListener(pool: Pool, worker: WorkerProcess): boolean {
   return true;
 }
 
-/** The new image takes the previous image's workers over (no channels). */
+/** The new image takes the previous image's workers over, with their channels. */
 function adoptWorkers(pool: Pool, upgrade: UpgradeState): void {
-  for (const adopted of upgrade.workers) {
+  for (const { channel, app, ...adopted } of upgrade.workers) {
     const worker: WorkerProcess = {
       ...adopted,
       exited: pool.reaper.watch(adopted.pid),
       phase: "ready",
-      adoptedApp: adopted.app,
+      peer: channel === undefined ? undefined : takeChannel(channel, adopted),
+      adoptedApp: app,
     };
     pool.workers.add(worker);
     worker.exited.then(() => onExit(pool, worker));
+    if (worker.peer) followWorker(pool, worker);
   }
   log.info(
     "supervisor upgraded in place (pid {pid}): {count} worker(s) adopted",
@@ -322,6 +327,23 @@ function adoptWorkers(pool: Pool, upgrade: UpgradeState): void {
       count: pool.workers.size,
     },
   );
+}
+
+/** The channel kept across the execve, or none when it cannot be taken up. */
+function takeChannel(
+  fd: number,
+  worker: { slot: number; pid: number },
+): AcceptedPeer | undefined {
+  try {
+    return adoptChannel(fd, worker.pid);
+  } catch (error) {
+    closeFd(fd);
+    log.warn("worker {slot} (pid {pid}): its channel is lost: {error}", {
+      ...worker,
+      error: errorMessage(error),
+    });
+    return undefined;
+  }
 }
 
 async function startAll(pool: Pool): Promise<void> {
