@@ -1,11 +1,11 @@
 /**
- * Workers across a signal reload (the supervisor's execve, then its roll),
- * end to end: real `deno run -A mod.ts APP.ts --workers 2` processes,
- * `reload` and the admin API.
+ * Workers across a signal reload (the supervisor's execve, then its roll)
+ * and a stop in the middle of a roll, end to end: real `deno run -A mod.ts
+ * APP.ts --workers 2` processes, `reload`, signals and the admin API.
  */
 
 import { assertEquals } from "./assert.ts";
-import { get, until, type WorkersStatus } from "./helpers.ts";
+import { get, pidsWith, until, type WorkersStatus } from "./helpers.ts";
 import {
   ADMIN_TOKEN,
   adminRestart,
@@ -90,6 +90,82 @@ Deno.test("workers: after a signal reload whose roll fails, the adopted workers 
       (view) => view.generation === 4 && view.restarts === 3,
     );
     assertEquals((await get(t.port, "/version")).text, "v5");
+  } finally {
+    await t.stop();
+  }
+});
+
+/**
+ * /hold answers its pid at once, and the rest of its body once the file
+ * `release` beside the app exists.
+ */
+const HOLD_APP = `
+const release = new URL("./release", import.meta.url).pathname;
+const released = async () => {
+  while (true) {
+    try {
+      Deno.statSync(release);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+};
+export default {
+  fetch(req) {
+    if (new URL(req.url).pathname !== "/hold") return new Response("hello");
+    const encoder = new TextEncoder();
+    let sent = false;
+    return new Response(new ReadableStream({
+      async pull(controller) {
+        if (!sent) {
+          sent = true;
+          controller.enqueue(encoder.encode(Deno.pid + "\\n"));
+          return;
+        }
+        await released();
+        controller.enqueue(encoder.encode("done"));
+        controller.close();
+      },
+    }));
+  },
+};
+`;
+
+Deno.test("workers: a stop during a roll lets the worker being drained finish its requests, and exits 0", async () => {
+  const { t } = await startWorkers(HOLD_APP, 2);
+  try {
+    const res = await fetch(`http://127.0.0.1:${t.port}/hold`, {
+      headers: { connection: "close" },
+    });
+    assertEquals(res.status, 200);
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let body = (await reader.read()).value ?? "";
+    const holder = Number(body.trim());
+    // The roll reaches the worker holding the request: it drains, and the
+    // roll waits for its exit.
+    Deno.kill(t.child.pid, "SIGUSR1");
+    await t.child.waitFor(
+      new RegExp(`\\[pid ${holder} gen \\d+\\] graceful·server: draining`),
+    );
+    t.child.kill("SIGTERM");
+    await t.child.waitFor(/SIGTERM: stopping \d+ worker\(s\) gracefully/);
+    // Every other worker got its SIGTERM in the same stroke, and has exited.
+    await until(() =>
+      pidsWith(t.dir).every((pid) => pid === t.child.pid || pid === holder)
+    );
+    await Deno.writeTextFile(`${t.dir}/release`, "");
+    try {
+      for (let r = await reader.read(); !r.done; r = await reader.read()) {
+        body += r.value;
+      }
+    } catch (error) {
+      throw new Error(`the request was cut after ${JSON.stringify(body)}`, {
+        cause: error,
+      });
+    }
+    assertEquals(body, `${holder}\ndone`);
+    assertEquals((await t.child.exited).code, 0, t.child.output);
   } finally {
     await t.stop();
   }

@@ -365,7 +365,11 @@ async function stopAll(pool: Pool): Promise<number> {
       `STATUS=stopping ${pool.workers.size} worker(s)`,
   );
   const workers = [...pool.workers];
-  for (const w of workers) pool.reaper.signal(w.pid, "SIGTERM");
+  // A worker that drains (retired by a roll) was told already: a second
+  // SIGTERM would make it exit at once, cutting its requests.
+  for (const w of workers) {
+    if (w.phase !== "draining") pool.reaper.signal(w.pid, "SIGTERM");
+  }
   let killed = false;
   const timer = setTimeout(() => {
     killed = true;
