@@ -75,6 +75,10 @@ export async function runSupervisor(
     adminToken: options.adminToken ?? upgrade?.adminToken,
   };
   const pool = createPool(options, upgrade);
+  // The adopted workers are watched before anything is reaped: one that
+  // died meanwhile (a zombie since) must be reaped as the worker it is, not
+  // as an unknown orphan whose watch never ends.
+  if (upgrade) adoptWorkers(pool, upgrade);
   pool.reaper.start();
   const finished = Promise.withResolvers<number>();
   let started = false;
@@ -154,8 +158,7 @@ export async function runSupervisor(
   // The first workers get the guard's socket, so none binds its own.
   await inspectorGuardSettled();
   try {
-    if (upgrade) adoptWorkers(pool, upgrade);
-    else await startAll(pool);
+    if (!upgrade) await startAll(pool);
   } catch (error) {
     log.error("{error}", { error: errorMessage(error) });
     await stopAll(pool);

@@ -73,7 +73,10 @@ export async function upgradeInPlace(
   }
   const path = await Deno.makeTempFile({ prefix: "graceful-supervisor-" });
   // From here to the execve nothing awaits: each fd looked up stays the
-  // connection it is (none is closed, and its number reused, meanwhile).
+  // connection it is (none is closed, and its number reused, meanwhile),
+  // and a worker that exits is not reaped by this image (it stays a zombie,
+  // which the new image reaps as the adopted worker it is), so every worker
+  // handed over is still this process's child.
   const workers: UpgradeState["workers"] = [...pool.workers]
     .sort((a, b) => a.slot - b.slot).map((worker) => {
       const channel = keptChannel(worker);
