@@ -16,51 +16,17 @@ import {
   MOD,
   pidsWith,
   readStatus,
-  TempApp,
   until,
   type WorkersStatus,
 } from "./helpers.ts";
-
-const APP = `
-const VERSION = "__VERSION__";
-let served = 0;
-export default {
-  async fetch(req) {
-    served++;
-    const url = new URL(req.url);
-    if (url.pathname === "/pid") return new Response(String(Deno.pid));
-    if (url.pathname === "/version") return new Response(VERSION);
-    if (url.pathname === "/sleep") {
-      await new Promise((r) => setTimeout(r, Number(url.searchParams.get("ms") ?? 1000)));
-      return new Response("slept in " + Deno.pid);
-    }
-    return new Response("hello " + VERSION);
-  },
-};
-`;
-
-function app(version = "v1", prelude = ""): string {
-  return prelude + APP.replace("__VERSION__", version);
-}
-
-/** Starts the app with a supervisor and N workers; waits until all are ready. */
-async function startWorkers(
-  source: string,
-  workers: number,
-  extra: string[] = [],
-): Promise<{ t: TempApp; pidfile: string; status: () => WorkersStatus }> {
-  const dir = await Deno.makeTempDir({ prefix: "graceful-workers-" });
-  const pidfile = `${dir}/app.pid`;
-  const t = await TempApp.start(source, [
-    "--workers",
-    String(workers),
-    "--pidfile",
-    pidfile,
-    ...extra,
-  ]);
-  await until(() => readStatus(pidfile)?.workers.length === workers);
-  return { t, pidfile, status: () => readStatus(pidfile)! };
-}
+import {
+  ADMIN_TOKEN,
+  adminRestart,
+  app,
+  reload,
+  startWorkers,
+  text,
+} from "./workers_harness.ts";
 
 /** `deno run -A mod.ts APP --port 0 --hostname 127.0.0.1`. */
 function cliCommand(appPath: string): string[] {
@@ -95,16 +61,6 @@ async function startMainModule(
   await until(() => readStatus(pidfile)?.workers.length === 2);
   return child;
 }
-
-function reload(pidfile: string): Promise<Deno.CommandOutput> {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MOD, "reload", "--pidfile", pidfile],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-}
-
-const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
 Deno.test("workers: 2 workers share the supervisor's socket; SIGTERM drains them all and exits 0", async () => {
   const { t, status } = await startWorkers(app(), 2);
@@ -514,20 +470,6 @@ Deno.test("workers: --workers takes a number or auto; anything else is a one-lin
     'error: --workers "two" must be a number of workers (1-1024) or auto',
   );
 });
-
-/** POSTs the admin API's restart with its CSRF header (shared by the workers). */
-const ADMIN_TOKEN = "workers-admin-token-0123456789abcdef";
-
-/** With a token, the bearer header alone authorises an action. */
-async function adminRestart(port: number): Promise<Response> {
-  return await fetch(`http://127.0.0.1:${port}/debug/admin/restart`, {
-    method: "POST",
-    headers: {
-      authorization: `Bearer ${ADMIN_TOKEN}`,
-      connection: "close",
-    },
-  });
-}
 
 function cmdlineOf(pid: number): string {
   return Deno.readTextFileSync(`/proc/${pid}/cmdline`);

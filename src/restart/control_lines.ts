@@ -13,9 +13,15 @@ const READ_CHUNK_BYTES = 64 * 1024;
 /** "\n". */
 const NEWLINE = 0x0a;
 
+/**
+ * What the channel needs of a connection: a Deno.Conn, or a connection this
+ * process took over by its fd (../workers/channel.ts).
+ */
+export type LineConn = Pick<Deno.Conn, "read" | "write" | "close">;
+
 /** Reads `\n`-terminated lines from a connection, never buffering more than one line's limit. */
 export class LineReader {
-  readonly #conn: Deno.Conn;
+  readonly #conn: LineConn;
   readonly #maxLineBytes: number;
   readonly #decoder = new TextDecoder("utf-8", { fatal: true });
   /** Bytes read; those from `#start` to `#end` are not consumed yet. */
@@ -25,7 +31,7 @@ export class LineReader {
   /** Bytes before this index are known to hold no newline. */
   #scanned = 0;
 
-  constructor(conn: Deno.Conn, maxLineBytes: number) {
+  constructor(conn: LineConn, maxLineBytes: number) {
     this.#conn = conn;
     this.#maxLineBytes = maxLineBytes;
     this.#buffer = new Uint8Array(
@@ -114,7 +120,7 @@ export class LineReader {
 
 /** Writes every byte (a write may be partial). */
 export async function writeAll(
-  conn: Deno.Conn,
+  conn: LineConn,
   bytes: Uint8Array,
 ): Promise<void> {
   let offset = 0;

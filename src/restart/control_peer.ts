@@ -5,7 +5,12 @@
  * @module
  */
 
-import { closeQuietly, type LineReader, writeAll } from "./control_lines.ts";
+import {
+  closeQuietly,
+  type LineConn,
+  type LineReader,
+  writeAll,
+} from "./control_lines.ts";
 import type {
   ControlMessage,
   NewToOldMessage,
@@ -124,6 +129,8 @@ export interface AcceptedPeer
   readonly pid: number;
   /** The client's TCP port on 127.0.0.1, to find who really holds the socket. */
   readonly remotePort: number;
+  /** This side's TCP port on 127.0.0.1 (the control listener's). */
+  readonly localPort: number;
 }
 
 export interface PeerOptions {
@@ -145,7 +152,7 @@ interface Waiter<T> {
 export class Peer<TSend extends ControlMessage, TReceive extends ControlMessage>
   implements ControlPeer<TSend, TReceive> {
   readonly closed: Promise<void>;
-  readonly #conn: Deno.Conn;
+  readonly #conn: LineConn;
   readonly #reader: LineReader;
   readonly #options: PeerOptions;
   readonly #queue: TReceive[] = [];
@@ -157,7 +164,7 @@ export class Peer<TSend extends ControlMessage, TReceive extends ControlMessage>
   #closing = false;
   #connClosed = false;
 
-  constructor(conn: Deno.Conn, reader: LineReader, options: PeerOptions) {
+  constructor(conn: LineConn, reader: LineReader, options: PeerOptions) {
     this.#conn = conn;
     this.#reader = reader;
     this.#options = options;
@@ -318,9 +325,10 @@ export class OldSidePeer extends Peer<OldToNewMessage, NewToOldMessage>
   implements AcceptedPeer {
   readonly pid: number;
   readonly remotePort: number;
+  readonly localPort: number;
 
   constructor(
-    conn: Deno.Conn,
+    conn: LineConn & Pick<Deno.Conn, "localAddr" | "remoteAddr">,
     reader: LineReader,
     pid: number,
     options: PeerOptions,
@@ -328,5 +336,6 @@ export class OldSidePeer extends Peer<OldToNewMessage, NewToOldMessage>
     super(conn, reader, options);
     this.pid = pid;
     this.remotePort = (conn.remoteAddr as Deno.NetAddr).port;
+    this.localPort = (conn.localAddr as Deno.NetAddr).port;
   }
 }

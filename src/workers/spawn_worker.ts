@@ -55,8 +55,8 @@ export interface WorkerProcess {
   /** Resolves once it has ended and been reaped. */
   exited: Promise<GenerationExit>;
   /**
-   * The control channel, open while it runs; none for a worker adopted
-   * from the previous supervisor image.
+   * The control channel, open while it runs (kept across the supervisor's
+   * execve); none for an adopted worker whose channel could not be kept.
    */
   peer?: AcceptedPeer;
   /** An adopted worker's app state, as the previous image collected it. */

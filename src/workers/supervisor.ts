@@ -32,6 +32,9 @@ import { ADMIN_SERVER_NAME } from "../listen/types.ts";
 import { resolveSignals, wireSignals } from "../restart/signals.ts";
 import type { PassedFd } from "../restart/spawn.ts";
 import { takeFd } from "../os/process.ts";
+import { closeFd } from "../os/fd.ts";
+import type { AcceptedPeer } from "../restart/control_peer.ts";
+import { adoptChannel } from "./channel.ts";
 import { Reaper } from "./reaper.ts";
 import {
   describeExit,
@@ -72,6 +75,10 @@ export async function runSupervisor(
     adminToken: options.adminToken ?? upgrade?.adminToken,
   };
   const pool = createPool(options, upgrade);
+  // The adopted workers are watched before anything is reaped: one that
+  // died meanwhile (a zombie since) must be reaped as the worker it is, not
+  // as an unknown orphan whose watch never ends.
+  if (upgrade) adoptWorkers(pool, upgrade);
   pool.reaper.start();
   const finished = Promise.withResolvers<number>();
   let started = false;
@@ -151,8 +158,7 @@ export async function runSupervisor(
   // The first workers get the guard's socket, so none binds its own.
   await inspectorGuardSettled();
   try {
-    if (upgrade) adoptWorkers(pool, upgrade);
-    else await startAll(pool);
+    if (!upgrade) await startAll(pool);
   } catch (error) {
     log.error("{error}", { error: errorMessage(error) });
     await stopAll(pool);
@@ -303,17 +309,19 @@ function adoptAdminListener(pool: Pool, worker: WorkerProcess): boolean {
   return true;
 }
 
-/** The new image takes the previous image's workers over (no channels). */
+/** The new image takes the previous image's workers over, with their channels. */
 function adoptWorkers(pool: Pool, upgrade: UpgradeState): void {
-  for (const adopted of upgrade.workers) {
+  for (const { channel, app, ...adopted } of upgrade.workers) {
     const worker: WorkerProcess = {
       ...adopted,
       exited: pool.reaper.watch(adopted.pid),
       phase: "ready",
-      adoptedApp: adopted.app,
+      peer: channel === undefined ? undefined : takeChannel(channel, adopted),
+      adoptedApp: app,
     };
     pool.workers.add(worker);
     worker.exited.then(() => onExit(pool, worker));
+    if (worker.peer) followWorker(pool, worker);
   }
   log.info(
     "supervisor upgraded in place (pid {pid}): {count} worker(s) adopted",
@@ -322,6 +330,23 @@ function adoptWorkers(pool: Pool, upgrade: UpgradeState): void {
       count: pool.workers.size,
     },
   );
+}
+
+/** The channel kept across the execve, or none when it cannot be taken up. */
+function takeChannel(
+  fd: number,
+  worker: { slot: number; pid: number },
+): AcceptedPeer | undefined {
+  try {
+    return adoptChannel(fd, worker.pid);
+  } catch (error) {
+    closeFd(fd);
+    log.warn("worker {slot} (pid {pid}): its channel is lost: {error}", {
+      ...worker,
+      error: errorMessage(error),
+    });
+    return undefined;
+  }
 }
 
 async function startAll(pool: Pool): Promise<void> {
@@ -343,7 +368,11 @@ async function stopAll(pool: Pool): Promise<number> {
       `STATUS=stopping ${pool.workers.size} worker(s)`,
   );
   const workers = [...pool.workers];
-  for (const w of workers) pool.reaper.signal(w.pid, "SIGTERM");
+  // A worker that drains (retired by a roll) was told already: a second
+  // SIGTERM would make it exit at once, cutting its requests.
+  for (const w of workers) {
+    if (w.phase !== "draining") pool.reaper.signal(w.pid, "SIGTERM");
+  }
   let killed = false;
   const timer = setTimeout(() => {
     killed = true;

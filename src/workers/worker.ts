@@ -156,9 +156,10 @@ export async function followSupervisor(
     waiter.reject(new Error("the supervisor is gone"));
   }
   channel.close();
-  // Still its child: the supervisor upgraded itself in place (execve), and
-  // its new image stops this worker once a replacement serves. Otherwise
-  // (this worker was reparented) the supervisor is gone.
+  // Still its child: the supervisor upgraded itself in place (execve)
+  // without keeping this channel, and its new image stops this worker once
+  // a replacement serves. Otherwise (this worker was reparented) the
+  // supervisor is gone.
   while (Deno.ppid === parent) {
     await new Promise((resolve) => setTimeout(resolve, ORPHAN_POLL_MS));
   }
