@@ -75,7 +75,7 @@ Installs what the chosen systems need (Debian: golang-go, the two Go
 libraries, nginx; npm: pm2 into a temporary directory). Linux, root (for
 apt-get), 2+ CPUs, wrk, openssl (the HTTPS system's certificate).
 
-  --quick          a short run (about 2.5 minutes): 1 cold start, 2 restarts
+  --quick          a short run (about 4 minutes): 1 cold start, 2 restarts
                    per system and mode, 2 s steady runs, a soak of 10
   --out DIR        where restart.json goes (default bench/results); a
                    quick run also writes restart.md and the charts there
