@@ -1,6 +1,7 @@
 /**
  * Zero-downtime restarts under load, ours against the peers, side by side in
- * one run: ours (native and node engine), plain Deno.serve killed and
+ * one run: ours (native engine over TCP, HTTPS and a unix socket, node
+ * engine), plain Deno.serve killed and
  * started again, cloudflare/tableflip and facebookgo/grace (Go, from
  * Debian), nginx (`nginx -s reload`) and pm2 (cluster mode, `pm2 reload`).
  * For each: cold starts and idle restarts (ours with `GRACEFUL_TRACE=1`:
@@ -29,6 +30,7 @@ import { writeSection } from "./lib/markdown_section.ts";
 import { clockTicksPerSecond } from "./lib/proc.ts";
 import { readMachine } from "./lib/machine.ts";
 import { round } from "./lib/stats.ts";
+import { selfSignedCert } from "./lib/tls_cert.ts";
 import { soakSvg, timelineSvg } from "./restart/charts.ts";
 import {
   allDescendants,
@@ -47,7 +49,12 @@ import { MARKERS, renderSection } from "./restart/report.ts";
 import { benchSystem, log } from "./restart/runs.ts";
 import { soakRun } from "./restart/soak.ts";
 import { evaluateTargets } from "./restart/targets.ts";
-import { prepareToolchain, type Toolchain } from "./restart/setup.ts";
+import {
+  PM2_VERSION,
+  prepareToolchain,
+  type Toolchain,
+  toolNeeds,
+} from "./restart/setup.ts";
 import { SPECS, SYSTEM_IDS, type SystemId } from "./restart/specs.ts";
 import type { SystemContext } from "./restart/systems.ts";
 
@@ -60,13 +67,15 @@ const TIMELINE_SVG = `${REPO_DIR}docs/peers_timeline.svg`;
 const SOAK_SVG = `${REPO_DIR}docs/soak.svg`;
 const USAGE = `Usage: deno run -A bench/restart_bench.ts [options]
 
-Restarts under load, ours (with the timeline of each handover) against the
-peers (Deno.serve kill + start, Go tableflip, Go grace, nginx reload, pm2
-cluster reload), plus a soak of ours.
-Installs what it needs (Debian: golang-go, the two Go libraries, nginx; npm:
-pm2 into a temporary directory). Linux, root (for apt-get), 2+ CPUs, wrk.
+Restarts under load, ours (with the timeline of each handover; the native
+engine also over HTTPS and a unix socket) against the peers (Deno.serve kill
++ start, Go tableflip, Go grace, nginx reload, pm2 cluster reload), plus a
+soak of ours.
+Installs what the chosen systems need (Debian: golang-go, the two Go
+libraries, nginx; npm: pm2 into a temporary directory). Linux, root (for
+apt-get), 2+ CPUs, wrk, openssl (the HTTPS system's certificate).
 
-  --quick          a short run (about 2.5 minutes): 1 cold start, 2 restarts
+  --quick          a short run (about 4 minutes): 1 cold start, 2 restarts
                    per system and mode, 2 s steady runs, a soak of 10
   --out DIR        where restart.json goes (default bench/results); a
                    quick run also writes restart.md and the charts there
@@ -155,7 +164,7 @@ function reproduceLines(config: BenchConfig, toolchain: Toolchain | null) {
       "apt-get update && apt-get install -y golang-go golang-github-cloudflare-tableflip-dev golang-github-facebookgo-grace-dev nginx",
       "GO111MODULE=off GOPATH=$TMP/gopath:/usr/share/gocode go build -o $TMP/tableflip-hello bench/restart/apps/tableflip/main.go",
       "GO111MODULE=off GOPATH=$TMP/gopath:/usr/share/gocode go build -o $TMP/grace-hello bench/restart/apps/grace/main.go",
-      `npm install --prefix $TMP/pm2 --no-audit --no-fund pm2@${toolchain.versions.pm2}`,
+      `npm install --prefix $TMP/pm2 --no-audit --no-fund pm2@${PM2_VERSION}`,
     );
   }
   return lines;
@@ -289,7 +298,12 @@ async function main(args: string[]): Promise<number> {
   let soak: SoakRecord | null = null;
   const notes: string[] = [];
   try {
-    toolchain = await prepareToolchain(APPS_DIR, workDir, log);
+    toolchain = await prepareToolchain(
+      APPS_DIR,
+      workDir,
+      log,
+      toolNeeds(config.systems),
+    );
     if (toolchain.installed.length > 0) {
       notes.push(
         `This run installed Debian packages: ${
@@ -298,11 +312,20 @@ async function main(args: string[]): Promise<number> {
       );
     }
     await pinSelf(config.clientCpu);
+    const { cert, key } = await selfSignedCert();
+    const tls = {
+      cert,
+      certFile: `${workDir}/cert.pem`,
+      keyFile: `${workDir}/key.pem`,
+    };
+    await Deno.writeTextFile(tls.certFile, cert);
+    await Deno.writeTextFile(tls.keyFile, key);
     const context: SystemContext = {
       repoDir: REPO_DIR,
       workDir,
       toolchain,
       cpu: config.serverCpu,
+      tls,
     };
     for (const id of config.systems as SystemId[]) {
       log(`${id}: ${SPECS[id].label}`);

@@ -2,12 +2,14 @@
  * Hello-world serving cost of `serveGraceful` (native and node engines) next
  * to plain `Deno.serve` and plain `node:http`, with keep-alive and with
  * `Connection: close`, over TCP, HTTPS and a unix socket, in one run: server
- * CPU per request, req/s, latency and RSS after the load; then the cold
- * start (spawn → first 200) of a bare Deno.serve script, serveGraceful and
- * the CLI (`mod.ts APP.ts`).
+ * CPU per request, req/s, latency and RSS after the load; then the RSS of
+ * serveGraceful native and Deno.serve after a long (20 s) close load
+ * (serve/rss_phase.ts); then the cold start (spawn → first 200) of a bare
+ * Deno.serve script, serveGraceful and the CLI (`mod.ts APP.ts`).
  *
  *   deno run -A bench/serve_bench.ts [--duration S] [--rounds R] [--quick]
- *     [--out DIR] [--only name,name] [--no-markdown] [--render FILE]
+ *     [--rss-rounds N] [--rss-seconds S] [--out DIR] [--only name,name]
+ *     [--no-markdown] [--render FILE]
  *
  * Each server runs pinned to CPU 1, wrk (or, for unix sockets, which wrk
  * cannot reach, bench/lib/unix_load.ts) pinned to CPU 0. Runs go round-robin
@@ -40,6 +42,7 @@ import type {
 import { buildReport, formatErrors, formatInteger } from "./serve/summary.ts";
 import { MARKERS, renderMarkdown } from "./serve/markdown.ts";
 import { type ColdStartSpec, measureColdStarts } from "./serve/cold_start.ts";
+import { runRssPhase } from "./serve/rss_phase.ts";
 import {
   CLIENT_CPU,
   CONNECTIONS,
@@ -129,9 +132,13 @@ with Connection: close. Needs Linux, wrk, taskset and at least 2 CPUs.
 Options:
   --duration S       seconds of measured load per run (default 5)
   --rounds R         round-robin rounds; medians are reported (default 5)
-  --quick            --duration 3 --rounds 1 --cold-starts 3 (explicit
-                     flags still win)
+  --quick            --duration 3 --rounds 1 --cold-starts 3 --rss-rounds 1
+                     --rss-seconds 5 (explicit flags still win)
   --cold-starts N    cold starts of each system (default 9; 0: none)
+  --rss-rounds N     rounds of the RSS phase: serveGraceful native and
+                     Deno.serve alternating, RSS read after a long
+                     Connection: close load (default 3; 0: none)
+  --rss-seconds S    that load's length, warm-up included (default 20)
   --out DIR          directory for serve.json (default bench/results)
   --only a,b         only these systems: ${
   SYSTEMS.map((s) => s.name).join(", ")
@@ -160,6 +167,10 @@ interface Flags {
   attempts: number;
   /** Cold starts of each of COLD_STARTS. */
   coldStarts: number;
+  /** Rounds of the RSS phase (serve/rss_phase.ts). */
+  rssRounds: number;
+  /** Seconds of close load before its RSS reading, warm-up included. */
+  rssSeconds: number;
   /** A private directory for the certificate and the unix sockets. */
   workDir: string;
   /** The TLS certificate (PEM) the HTTPS systems serve. */
@@ -193,6 +204,8 @@ function parseFlags(args: string[]): Flags | "help" {
       "quiet-wait": { type: "string" },
       attempts: { type: "string" },
       "cold-starts": { type: "string" },
+      "rss-rounds": { type: "string" },
+      "rss-seconds": { type: "string" },
       "no-markdown": { type: "boolean" },
       render: { type: "string" },
     },
@@ -251,6 +264,18 @@ function parseFlags(args: string[]): Flags | "help" {
       quick ? 3 : 9,
       count,
       "--cold-starts must be an integer ≥ 0",
+    ),
+    rssRounds: numberFlag(
+      v["rss-rounds"],
+      quick ? 1 : 3,
+      count,
+      "--rss-rounds must be an integer ≥ 0",
+    ),
+    rssSeconds: numberFlag(
+      v["rss-seconds"],
+      quick ? 5 : 20,
+      (n) => Number.isFinite(n) && n > WARMUP_SECONDS,
+      `--rss-seconds must be more than the ${WARMUP_SECONDS} s warm-up`,
     ),
     workDir: "",
     cert: "",
@@ -335,10 +360,12 @@ async function main(args: string[]): Promise<number> {
   const environment = await readEnvironment(clockTicks);
   const plans = planRuns(flags);
   const perRun = WARMUP_SECONDS + flags.duration + 2;
+  const rssS = flags.rssRounds * 2 * (flags.rssSeconds + 2);
   console.log(
     `serve bench: ${flags.systems.map((s) => s.name).join(", ")}; ` +
       `${flags.rounds} round(s) × ${flags.duration} s; ${plans.length} runs, ` +
-      `about ${Math.ceil(plans.length * perRun / 60)} min`,
+      `RSS phase ${flags.rssRounds} round(s) × ${flags.rssSeconds} s; ` +
+      `about ${Math.ceil((plans.length * perRun + rssS) / 60)} min`,
   );
 
   const runs: RunRecord[] = [];
@@ -355,6 +382,14 @@ async function main(args: string[]): Promise<number> {
         `errors ${formatErrors(run.wrk.errors)}`,
     );
   }
+
+  const rssRuns = await runRssPhase(
+    flags.systems,
+    MODES.find((m) => m.name === "close")!,
+    flags,
+    clockTicks,
+    plans.length,
+  );
 
   const coldStarts = flags.coldStarts > 0
     ? await measureColdStarts(COLD_STARTS, {
@@ -377,9 +412,19 @@ async function main(args: string[]): Promise<number> {
     maxAttempts: flags.attempts,
     systems: flags.systems.map((s) => s.name),
     modes: MODES.map((m) => m.name),
+    rssRounds: rssRuns.length > 0 ? flags.rssRounds : 0,
+    rssSeconds: flags.rssSeconds,
   };
   await writeOutputs(
-    buildReport(environment, config, runs, coldStarts, SYSTEMS, MODES),
+    buildReport(
+      environment,
+      config,
+      runs,
+      coldStarts,
+      SYSTEMS,
+      MODES,
+      rssRuns,
+    ),
     flags,
   );
   await Deno.remove(flags.workDir, { recursive: true });
@@ -403,6 +448,7 @@ async function render(file: string, flags: Flags): Promise<number> {
       old.coldStarts ?? [],
       SYSTEMS,
       MODES,
+      old.rssRuns ?? [],
     ),
     flags,
   );

@@ -5,10 +5,12 @@
  * rolling reloads under wrk (keep-alive and `Connection: close`), with their
  * failed requests: `--workers 2` rolled by `reload`, pm2 cluster (2
  * instances of a plain node:http app) by `pm2 reload`, and
- * `deno serve --parallel` killed and started.
+ * `deno serve --parallel` killed and started; then SIGKILL of one worker of
+ * `--workers 2` under wrk (keep-alive and close), with the connections
+ * refused (connect errors) and the other failed requests.
  *
  *   deno run -A bench/workers_bench.ts [--duration S] [--rounds R]
- *     [--reloads N] [--server-cpus 1] [--pm2 PATH]
+ *     [--reloads N] [--kills N] [--server-cpus 1] [--pm2 PATH]
  *
  * pm2 is found on PATH, or at `--pm2` (`npm i pm2` in a temp dir); without
  * it the pm2 rows are skipped.
@@ -18,7 +20,11 @@
 
 import { killAllChildren, track } from "./lib/children.ts";
 import { readFlags } from "./lib/flags.ts";
-import { clockTicksPerSecond, readProcessCpuTicks } from "./lib/proc.ts";
+import {
+  clockTicksPerSecond,
+  readProcessCpuTicks,
+  readProcessFacts,
+} from "./lib/proc.ts";
 import { freePort } from "./lib/server_process.ts";
 import { sleep, waitUntil } from "./lib/time.ts";
 import { runWrk, totalErrors } from "./lib/wrk.ts";
@@ -316,6 +322,89 @@ async function rolling(
   };
 }
 
+/** Seconds of wrk in a kill run, and when in it the worker is killed. */
+const KILL_RUN_S = 6;
+const KILL_AT_MS = 2_000;
+
+/**
+ * SIGKILL of the busier worker of `--workers 2` under wrk: the supervisor holds the
+ * shared socket, so no connection may be refused while the other worker
+ * serves and a new one starts; the requests in flight on the killed worker's
+ * own connections are lost (a SIGKILL cannot drain).
+ */
+async function killOneWorker(close: boolean) {
+  const server = await start("workers");
+  try {
+    const wrk = runWrk({
+      url: `http://127.0.0.1:${server.port}/`,
+      duration: KILL_RUN_S,
+      threads: 1,
+      connections: 50,
+      headers: close ? ["Connection: close"] : [],
+      cpu: WRK_CPU,
+    });
+    await sleep(KILL_AT_MS);
+    // The busier worker (the counts are a second old at most): the one
+    // holding connections, when one holds them all.
+    const victim = status(server).workers.reduce((a, b) =>
+      b.served > a.served ? b : a
+    ).pid;
+    const supervisor = await readProcessFacts(server.child!.pid);
+    if (!supervisor.children.includes(victim)) {
+      throw new Error(`no worker of pid ${server.child!.pid} to kill`);
+    }
+    Deno.kill(victim, "SIGKILL");
+    const killedAt = performance.now();
+    const replaced = await waitUntil(
+      () => {
+        const pids = workerPids(server);
+        return pids.length === 2 && !pids.includes(victim);
+      },
+      KILL_RUN_S * 1000,
+      10,
+    );
+    const replacedMs = replaced ? performance.now() - killedAt : null;
+    const { result } = await wrk;
+    return {
+      victim,
+      replacedMs,
+      requests: result.requests,
+      rps: result.requestsPerSecond,
+      errors: result.errors,
+    };
+  } finally {
+    await stop(server);
+  }
+}
+
+async function reportKills(kills: number): Promise<void> {
+  console.log(
+    `SIGKILL of the busier worker of --workers 2 under wrk (-c50, ${KILL_RUN_S} s, ` +
+      `the kill ${
+        KILL_AT_MS / 1000
+      } s in), servers on CPU ${serverCpus}, wrk on CPU ${WRK_CPU}:`,
+  );
+  console.log(
+    "| load | kill | requests (req/s) | refused (connect errors) | other failed (read / write / timeout / non-2xx) | replacement worker up after |",
+  );
+  console.log("| --- | --: | --: | --: | --: | --: |");
+  for (const close of [false, true]) {
+    for (let i = 1; i <= kills; i++) {
+      const r = await killOneWorker(close);
+      const e = r.errors;
+      console.log(
+        `| ${
+          close ? "Connection: close" : "keep-alive"
+        } | ${i} | ${r.requests} (${Math.round(r.rps)}) | **${e.connect}** | ${
+          e.read + e.write + e.timeout + e.status
+        } (${e.read} / ${e.write} / ${e.timeout} / ${e.status}) | ${
+          r.replacedMs === null ? "not seen" : `${Math.round(r.replacedMs)} ms`
+        } |`,
+      );
+    }
+  }
+}
+
 async function reportSteady(duration: number, rounds: number) {
   const rows = await steady(duration, rounds);
   const w = rows.workers;
@@ -366,10 +455,12 @@ if (import.meta.main) {
   let duration = 5;
   let rounds = 3;
   let reloads = 4;
+  let kills = 3;
   for (const flag of readFlags(Deno.args)) {
     if (flag.name === "--duration") duration = Number(flag.value());
     else if (flag.name === "--rounds") rounds = Number(flag.value());
     else if (flag.name === "--reloads") reloads = Number(flag.value());
+    else if (flag.name === "--kills") kills = Number(flag.value());
     else if (flag.name === "--server-cpus") serverCpus = flag.value();
     else if (flag.name === "--pm2") pm2 = flag.value();
     else throw new TypeError(`unknown flag ${flag.arg}`);
@@ -377,8 +468,10 @@ if (import.meta.main) {
   globalThis.addEventListener("unload", killAllChildren);
   try {
     if (rounds > 0) await reportSteady(duration, rounds);
-    const withPm2 = await pm2Available();
-    if (!withPm2) console.log(`pm2 (${pm2}) not found: its rows skipped`);
+    const withPm2 = reloads > 0 && await pm2Available();
+    if (reloads > 0 && !withPm2) {
+      console.log(`pm2 (${pm2}) not found: its rows skipped`);
+    }
     const systems: System[] = withPm2
       ? ["workers", "pm2", "deno_serve"]
       : ["workers", "deno_serve"];
@@ -395,6 +488,7 @@ if (import.meta.main) {
         );
       }
     }
+    if (kills > 0) await reportKills(kills);
   } finally {
     killAllChildren();
   }

@@ -1,5 +1,6 @@
 /**
- * A one-shot HTTP/1.1 GET on a fresh TCP connection (`Connection: close`).
+ * A one-shot HTTP/1.1 GET on a fresh connection (`Connection: close`): TCP
+ * to 127.0.0.1, TLS there, or a unix socket.
  *
  * The handover probe must not reuse a connection: a kept-alive connection
  * stays with the process that accepted it, so it would keep seeing the old
@@ -15,20 +16,32 @@ export interface HttpAnswer {
   body: string;
 }
 
+/** Where a GET goes: 127.0.0.1:`port`, over TLS, or a unix socket. */
+export interface Endpoint {
+  port: number;
+  /** HTTPS, trusting this PEM certificate (for 127.0.0.1). */
+  caCert?: string;
+  /** This unix socket instead of the port. */
+  unixPath?: string;
+}
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /**
- * GETs `path` from 127.0.0.1:`port` on a new connection; rejects on any
- * socket error, a malformed answer, or when it takes longer than `timeoutMs`.
+ * GETs `path` from `to` (a port on 127.0.0.1, or an {@linkcode Endpoint}) on
+ * a new connection; rejects on any socket error, a malformed answer, or when
+ * it takes longer than `timeoutMs`.
  */
 export async function httpGet(
-  port: number,
+  to: number | Endpoint,
   path: string,
   timeoutMs: number,
 ): Promise<HttpAnswer> {
+  const endpoint = typeof to === "number" ? { port: to } : to;
+  const port = endpoint.port;
   const timedOut = { value: false };
-  const conn = await connectWithin(port, timeoutMs);
+  const conn = await connectWithin(endpoint, timeoutMs);
   const timer = setTimeout(() => {
     timedOut.value = true;
     closeQuietly(conn);
@@ -55,8 +68,11 @@ export async function httpGet(
 }
 
 /** GETs /pid and returns the pid it names. */
-export async function getPid(port: number, timeoutMs: number): Promise<number> {
-  const answer = await httpGet(port, "/pid", timeoutMs);
+export async function getPid(
+  to: number | Endpoint,
+  timeoutMs: number,
+): Promise<number> {
+  const answer = await httpGet(to, "/pid", timeoutMs);
   const pid = Number(answer.body.trim());
   if (answer.status !== 200 || !Number.isInteger(pid) || pid <= 0) {
     throw new Error(
@@ -140,8 +156,22 @@ function closeQuietly(conn: Deno.Conn): void {
   }
 }
 
-async function connectWithin(port: number, ms: number): Promise<Deno.Conn> {
-  const connecting = Deno.connect({ hostname: "127.0.0.1", port });
+function connect(endpoint: Endpoint): Promise<Deno.Conn> {
+  const { port, caCert, unixPath } = endpoint;
+  if (unixPath !== undefined) {
+    return Deno.connect({ transport: "unix", path: unixPath });
+  }
+  if (caCert !== undefined) {
+    return Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [caCert] });
+  }
+  return Deno.connect({ hostname: "127.0.0.1", port });
+}
+
+async function connectWithin(
+  endpoint: Endpoint,
+  ms: number,
+): Promise<Deno.Conn> {
+  const connecting = connect(endpoint);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<"timeout">((resolve) => {
     timer = setTimeout(() => resolve("timeout"), ms);

@@ -3,6 +3,7 @@ import {
   throws as assertThrows,
 } from "node:assert/strict";
 import { getPid, httpGet, parseAnswer } from "./http_get.ts";
+import { selfSignedCert } from "./tls_cert.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
 
@@ -49,5 +50,32 @@ Deno.test("httpGet and getPid on a fresh connection each", async () => {
     assertEquals(await getPid(port, 2_000), Deno.pid);
   } finally {
     await server.shutdown();
+  }
+});
+
+Deno.test("httpGet over TLS and over a unix socket", async () => {
+  const { cert, key } = await selfSignedCert();
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/s.sock`;
+  const hello = () => new Response("Hello!\n");
+  const tls = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, cert, key, onListen() {} },
+    hello,
+  );
+  const unix = Deno.serve({ path, onListen() {} }, hello);
+  try {
+    const expected = { status: 200, body: "Hello!\n" };
+    assertEquals(
+      await httpGet({ port: tls.addr.port, caCert: cert }, "/", 2_000),
+      expected,
+    );
+    assertEquals(
+      await httpGet({ port: 0, unixPath: path }, "/", 2_000),
+      expected,
+    );
+  } finally {
+    await tls.shutdown();
+    await unix.shutdown();
+    await Deno.remove(dir, { recursive: true });
   }
 });

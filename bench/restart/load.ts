@@ -2,11 +2,14 @@
  * wrk, pinned to the client CPU: a plain fixed-length run (steady state), and
  * a run with bench/lib/timeline.lua that lasts until the bench stops it with
  * SIGINT (wrk then prints its summary and runs the Lua `done()` as at the end
- * of `-d`).
+ * of `-d`). A unix socket, which wrk cannot reach, gets bench/lib/unix_load.ts
+ * instead, pinned the same way, which keeps the same timeline.
  *
  * @module
  */
 
+import { denoRunCommand, pinnedToCpu } from "../lib/commands.ts";
+import type { Endpoint } from "../lib/http_get.ts";
 import {
   type LuaTimeline,
   readTimeline,
@@ -23,7 +26,8 @@ import { type Spawned, spawnProcess } from "./spawn.ts";
 
 /** What every wrk run shares. */
 export interface WrkSetup {
-  port: number;
+  /** What is loaded: a port on 127.0.0.1 (HTTP or HTTPS) or a unix socket. */
+  endpoint: Endpoint;
   threads: number;
   connections: number;
   /** e.g. `["Connection: close"]`. */
@@ -38,7 +42,9 @@ function wrkOptions(
   script?: WrkScript,
 ): WrkOptions {
   return {
-    url: `http://127.0.0.1:${setup.port}/`,
+    url: `${
+      setup.endpoint.caCert ? "https" : "http"
+    }://127.0.0.1:${setup.endpoint.port}/`,
     duration: seconds,
     threads: setup.threads,
     connections: setup.connections,
@@ -48,17 +54,48 @@ function wrkOptions(
   };
 }
 
+/**
+ * The load command: wrk, or for a unix socket unix_load.ts (with `script`,
+ * the timeline's arguments go to it: OUT and BUCKET_MS).
+ */
+function loadCommand(
+  setup: WrkSetup,
+  seconds: number,
+  script?: WrkScript,
+): string[] {
+  const path = setup.endpoint.unixPath;
+  if (path === undefined) return wrkCommand(wrkOptions(setup, seconds, script));
+  return pinnedToCpu(
+    setup.cpu,
+    denoRunCommand([
+      UNIX_LOAD_PATH,
+      path,
+      String(setup.connections),
+      String(seconds),
+      setup.headers.some((h) => /close/i.test(h)) ? "close" : "keep-alive",
+      ...script?.args ?? [],
+    ]),
+  );
+}
+
+const UNIX_LOAD_PATH = decodeURIComponent(
+  new URL("../lib/unix_load.ts", import.meta.url).pathname,
+);
+
 /** Runs wrk for `seconds` without Lua; resolves with its parsed summary. */
 export async function runPlainWrk(
   setup: WrkSetup,
   seconds: number,
 ): Promise<{ result: WrkResult; output: string; pid: number }> {
-  const command = wrkCommand(wrkOptions(setup, seconds));
+  const command = loadCommand(setup, seconds);
   const spawned = spawnProcess(command, { tool: true });
   return { ...await wrkFinished(spawned), pid: spawned.pid };
 }
 
-/** Waits for a spawned wrk to end; resolves with its parsed summary. */
+/**
+ * Waits for a spawned wrk (or unix_load.ts) to end; resolves with its
+ * parsed summary.
+ */
 async function wrkFinished(
   spawned: Spawned,
 ): Promise<{ result: WrkResult; output: string }> {
@@ -66,7 +103,11 @@ async function wrkFinished(
   await spawned.drained;
   const output = spawned.lines.join("\n");
   if (!status.success) throw new Error(`wrk failed:\n${output}`);
-  return { result: parseWrkOutput(output), output };
+  const json = spawned.lines.find((line) => line.startsWith("{"));
+  return {
+    result: json === undefined ? parseWrkOutput(output) : JSON.parse(json),
+    output,
+  };
 }
 
 /** A wrk run with the timeline script, until {@linkcode TimelineRun.stop}. */
@@ -87,12 +128,10 @@ export function startTimelineRun(
   bucketMs: number,
   maxSeconds: number,
 ): TimelineRun {
-  const command = wrkCommand(
-    wrkOptions(setup, maxSeconds, {
-      path: TIMELINE_LUA_PATH,
-      args: [outPath, String(bucketMs)],
-    }),
-  );
+  const command = loadCommand(setup, maxSeconds, {
+    path: TIMELINE_LUA_PATH,
+    args: [outPath, String(bucketMs)],
+  });
   const spawned: Spawned = spawnProcess(command, { tool: true });
   return {
     command,

@@ -8,7 +8,7 @@
  */
 
 import { round } from "../lib/stats.ts";
-import { getPid } from "../lib/http_get.ts";
+import { type Endpoint, getPid } from "../lib/http_get.ts";
 import { isAlive } from "../lib/pids.ts";
 import { epochNow, sleep } from "../lib/time.ts";
 import { markSeen } from "./procs.ts";
@@ -53,13 +53,13 @@ export interface RestartTiming {
 
 /** GET /pid, tried up to 3 times. */
 export async function currentPid(
-  port: number,
+  endpoint: Endpoint,
   timing: RestartTiming,
 ): Promise<number> {
   let last: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      return await getPid(port, timing.probeTimeoutMs);
+      return await getPid(endpoint, timing.probeTimeoutMs);
     } catch (error) {
       last = error;
       await sleep(timing.pollMs);
@@ -74,7 +74,7 @@ export async function restartOnce(
   index: number,
   timing: RestartTiming,
 ): Promise<RestartRecord> {
-  const oldPid = await currentPid(system.port, timing);
+  const oldPid = await currentPid(system.endpoint, timing);
   markSeen(oldPid);
   const record: RestartRecord = {
     index,
@@ -102,7 +102,7 @@ export async function restartOnce(
   while (true) {
     record.probes++;
     try {
-      const pid = await getPid(system.port, timing.probeTimeoutMs);
+      const pid = await getPid(system.endpoint, timing.probeTimeoutMs);
       if (pid !== oldPid) {
         record.handoverMs = round(performance.now() - t0);
         record.newPid = pid;

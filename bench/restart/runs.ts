@@ -317,7 +317,7 @@ export async function benchSystem(
       const spawnedAt = epochNow();
       const ms = await system.start();
       record.coldStartsMs.push(round(ms));
-      const pid = await currentPid(port, TIMING);
+      const pid = await currentPid(system.endpoint, TIMING);
       record.coldSteps.push(stepsOf(system.output(), spawnedAt, null, pid));
       log(`  ${id}: cold start ${i + 1}: ${round(ms)} ms`);
       if (i < config.coldStarts - 1) {
@@ -347,7 +347,7 @@ export async function benchSystem(
     }
     for (const { mode, headers } of MODES) {
       const setup: WrkSetup = {
-        port,
+        endpoint: system.endpoint,
         threads: config.threads,
         connections: config.connections,
         headers,
@@ -361,7 +361,7 @@ export async function benchSystem(
       };
       record.modes.push(modeRecord);
       try {
-        await currentPid(port, TIMING);
+        await currentPid(system.endpoint, TIMING);
         modeRecord.steady = await steadyRun(setup, config, ticksPerS);
         log(
           `  ${id} ${mode}: steady ${modeRecord.steady.rps} req/s, ` +

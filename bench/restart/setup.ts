@@ -39,6 +39,30 @@ export interface Toolchain {
   installed: string[];
 }
 
+/** What the systems of a run need besides Deno and wrk. */
+export interface ToolNeeds {
+  /** Go and the two libraries (tableflip, grace). */
+  go: boolean;
+  nginx: boolean;
+  pm2: boolean;
+}
+
+/** What the systems with these ids need. */
+export function toolNeeds(systems: string[]): ToolNeeds {
+  return {
+    go: systems.includes("tableflip") || systems.includes("grace"),
+    nginx: systems.includes("nginx"),
+    pm2: systems.includes("pm2"),
+  };
+}
+
+/** The Debian packages behind `needs`. */
+function debianPackages(needs: ToolNeeds): string[] {
+  return DEBIAN_PACKAGES.filter((name) =>
+    name === "nginx" ? needs.nginx : needs.go
+  );
+}
+
 /** Which of `packages` are not installed (dpkg-query). */
 export async function missingPackages(packages: string[]): Promise<string[]> {
   const missing: string[] = [];
@@ -59,8 +83,9 @@ export async function missingPackages(packages: string[]): Promise<string[]> {
 /** Installs the missing Debian packages (apt-get update, then install). */
 export async function ensureDebianPackages(
   log: (line: string) => void,
+  packages: string[] = DEBIAN_PACKAGES,
 ): Promise<string[]> {
-  const missing = await missingPackages(DEBIAN_PACKAGES);
+  const missing = await missingPackages(packages);
   if (missing.length === 0) return [];
   log(`installing Debian packages: ${missing.join(" ")}`);
   const env = { DEBIAN_FRONTEND: "noninteractive" };
@@ -99,29 +124,40 @@ export async function installPm2(dir: string): Promise<string> {
   return `${dir}/node_modules/pm2/bin/pm2`;
 }
 
-/** Installs and builds everything; `appsDir` holds the hello servers. */
+/**
+ * Installs and builds what `needs` asks for (all of it by default; the rest
+ * of the {@linkcode Toolchain} is left empty); `appsDir` holds the hello
+ * servers.
+ */
 export async function prepareToolchain(
   appsDir: string,
   workDir: string,
   log: (line: string) => void,
+  needs: ToolNeeds = { go: true, nginx: true, pm2: true },
 ): Promise<Toolchain> {
-  const installed = await ensureDebianPackages(log);
-  log("building the Go hello servers (GO111MODULE=off)");
-  const gopath = `${workDir}/gopath`;
-  await Deno.mkdir(gopath, { recursive: true });
+  const installed = await ensureDebianPackages(log, debianPackages(needs));
   const tableflipBinary = `${workDir}/tableflip-hello`;
   const graceBinary = `${workDir}/grace-hello`;
-  await buildGo(`${appsDir}/tableflip/main.go`, tableflipBinary, gopath);
-  await buildGo(`${appsDir}/grace/main.go`, graceBinary, gopath);
-  log(`installing pm2@${PM2_VERSION} from npm into ${workDir}/pm2`);
-  const pm2Script = await installPm2(`${workDir}/pm2`);
-  const versions: Record<string, string> = {
-    go: (await runTool(["go", "version"])).trim(),
-    nginx: (await runTool(["/usr/sbin/nginx", "-v"])).trim(),
-    node: (await runTool(["node", "--version"])).trim(),
-    pm2: PM2_VERSION,
-  };
-  for (const name of DEBIAN_PACKAGES.slice(1)) {
+  const versions: Record<string, string> = {};
+  if (needs.go) {
+    log("building the Go hello servers (GO111MODULE=off)");
+    const gopath = `${workDir}/gopath`;
+    await Deno.mkdir(gopath, { recursive: true });
+    await buildGo(`${appsDir}/tableflip/main.go`, tableflipBinary, gopath);
+    await buildGo(`${appsDir}/grace/main.go`, graceBinary, gopath);
+    versions.go = (await runTool(["go", "version"])).trim();
+  }
+  if (needs.nginx) {
+    versions.nginx = (await runTool(["/usr/sbin/nginx", "-v"])).trim();
+  }
+  let pm2Script = "";
+  if (needs.pm2) {
+    log(`installing pm2@${PM2_VERSION} from npm into ${workDir}/pm2`);
+    pm2Script = await installPm2(`${workDir}/pm2`);
+    versions.node = (await runTool(["node", "--version"])).trim();
+    versions.pm2 = PM2_VERSION;
+  }
+  for (const name of debianPackages(needs).filter((n) => n !== "golang-go")) {
     versions[name] = (await runTool([
       "dpkg-query",
       "-W",

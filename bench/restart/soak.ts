@@ -37,7 +37,7 @@ export async function soakRun(
   const port = freePort();
   const system = createSystem("ours-native", port, context);
   const setup: WrkSetup = {
-    port,
+    endpoint: system.endpoint,
     threads: config.threads,
     connections: config.connections,
     headers: [],
@@ -70,7 +70,7 @@ export async function soakRun(
   let analysis: TimelineAnalysis;
   try {
     await sleep(config.leadMs);
-    let pid = await currentPid(port, TIMING);
+    let pid = await currentPid(system.endpoint, TIMING);
     sample(1, pid);
     let consecutiveFailures = 0;
     for (let i = 0; i < config.soakRestarts; i++) {

@@ -8,6 +8,8 @@
 /** The systems, in report order. */
 export const SYSTEM_IDS = [
   "ours-native",
+  "ours-native-tls",
+  "ours-native-unix",
   "ours-node",
   "ours-posix",
   "ours-windows",
@@ -44,6 +46,22 @@ export const SPECS: Record<SystemId, SystemSpec> = {
     ours: true,
     color: "#1f5fbf",
     trigger: "`kill -USR2 <pid from /pid>`",
+    processes: "one Deno process per generation",
+  },
+  "ours-native-tls": {
+    id: "ours-native-tls",
+    label: "ours, native engine, HTTPS",
+    ours: true,
+    color: "#0b3d91",
+    trigger: "`kill -USR2 <pid from /pid>` (`/pid` over TLS)",
+    processes: "one Deno process per generation",
+  },
+  "ours-native-unix": {
+    id: "ours-native-unix",
+    label: "ours, native engine, unix socket",
+    ours: true,
+    color: "#7fa7e0",
+    trigger: "`kill -USR2 <pid from /pid>` (`/pid` over the unix socket)",
     processes: "one Deno process per generation",
   },
   "ours-node": {

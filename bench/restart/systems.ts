@@ -8,7 +8,7 @@
  */
 
 import { denoRunCommand, pinnedToCpu } from "../lib/commands.ts";
-import { httpGet } from "../lib/http_get.ts";
+import { type Endpoint, httpGet } from "../lib/http_get.ts";
 import { isAlive, signalPid } from "../lib/pids.ts";
 import { sleep, waitUntil } from "../lib/time.ts";
 import { serverPids } from "./procs.ts";
@@ -26,12 +26,16 @@ export interface SystemContext {
   cpu: number;
   /** Added to the environment of the signalled systems (ours: `GRACEFUL_TRACE`). */
   env?: Record<string, string>;
+  /** The certificate ours serves HTTPS with (PEM, and its files). */
+  tls: { cert: string; certFile: string; keyFile: string };
 }
 
 /** A system on one port. */
 export interface SystemInstance {
   spec: SystemSpec;
   port: number;
+  /** Where the load and the /pid probes go: the port, over TLS, or a unix socket. */
+  endpoint: Endpoint;
   /** The command that starts it, as run (for the reproduction notes). */
   command: string[];
   /** Starts it; resolves with the ms from the spawn to the first 200 on GET /. */
@@ -53,6 +57,10 @@ export function createSystem(
   switch (id) {
     case "ours-native":
       return oursSystem(SPECS[id], "native", port, context);
+    case "ours-native-tls":
+      return oursSystem(SPECS[id], "native", port, context, {}, "tls");
+    case "ours-native-unix":
+      return oursSystem(SPECS[id], "native", port, context, {}, "unix");
     case "ours-node":
       return oursSystem(SPECS[id], "node", port, context);
     case "ours-posix":
@@ -98,12 +106,14 @@ function signalledSystem(
   port: number,
   context: SystemContext,
   env: Record<string, string> = {},
+  endpoint: Endpoint = { port },
 ): SystemInstance {
   const command = pinned(context, argv);
   let first: Spawned | null = null;
   return {
     spec,
     port,
+    endpoint,
     command,
     async start() {
       const started = performance.now();
@@ -113,7 +123,7 @@ function signalledSystem(
         tool: false,
         keepLines: 2_000,
       });
-      await waitServing(port, () => first!.status === null, first);
+      await waitServing(endpoint, () => first!.status === null, first);
       return performance.now() - started;
     },
     trigger(pid) {
@@ -143,13 +153,15 @@ function goSystem(
   return signalledSystem(spec, signal, argv, port, context);
 }
 
-function oursCommand(engine: string, port: number, context: SystemContext) {
+function oursCommand(
+  engine: string,
+  port: number,
+  context: SystemContext,
+  listen = ["--port", String(port), "--hostname", "127.0.0.1"],
+) {
   return denoRunCommand([
     `${context.repoDir}mod.ts`,
-    "--port",
-    String(port),
-    "--hostname",
-    "127.0.0.1",
+    ...listen,
     "--engine",
     engine,
     "--restart-signal",
@@ -157,20 +169,46 @@ function oursCommand(engine: string, port: number, context: SystemContext) {
   ]);
 }
 
+/** Unix socket paths: one per instance (a stopped server may leave its file). */
+let unixSockets = 0;
+
+/**
+ * Ours on `port`, or serving HTTPS there (`tls`: the context's certificate),
+ * or on a unix socket of its own in the work directory instead (`unix`).
+ */
 function oursSystem(
   spec: SystemSpec,
   engine: string,
   port: number,
   context: SystemContext,
   env: Record<string, string> = {},
+  transport: "tcp" | "tls" | "unix" = "tcp",
 ): SystemInstance {
+  const { cert, certFile, keyFile } = context.tls;
+  const unixPath = `${context.workDir}/ours-${port}-${++unixSockets}.sock`;
+  const command = transport === "unix"
+    ? oursCommand(engine, port, context, ["--listen", `unix:${unixPath}`])
+    : transport === "tls"
+    ? [
+      ...oursCommand(engine, port, context),
+      "--cert",
+      certFile,
+      "--key",
+      keyFile,
+    ]
+    : oursCommand(engine, port, context);
   return signalledSystem(
     spec,
     "SIGUSR2",
-    oursCommand(engine, port, context),
+    command,
     port,
     context,
     { NO_COLOR: "1", ...env },
+    transport === "unix"
+      ? { port, unixPath }
+      : transport === "tls"
+      ? { port, caCert: cert }
+      : { port },
   );
 }
 
@@ -236,11 +274,12 @@ function denoKillSystem(port: number, context: SystemContext): SystemInstance {
   return {
     spec: SPECS["deno-kill"],
     port,
+    endpoint: { port },
     command,
     async start() {
       const started = performance.now();
       const spawned = spawn();
-      await waitServing(port, () => spawned.status === null, spawned);
+      await waitServing({ port }, () => spawned.status === null, spawned);
       return performance.now() - started;
     },
     async trigger(pid) {
@@ -308,13 +347,14 @@ function nginxSystem(port: number, context: SystemContext): SystemInstance {
   return {
     spec: SPECS.nginx,
     port,
+    endpoint: { port },
     command,
     async start() {
       await Deno.mkdir(`${prefix}/tmp`, { recursive: true });
       await Deno.writeTextFile(conf, nginxConfig(prefix, port));
       const started = performance.now();
       master = spawnProcess(command, { tool: false });
-      await waitServing(port, () => master!.status === null, master);
+      await waitServing({ port }, () => master!.status === null, master);
       return performance.now() - started;
     },
     async trigger() {
@@ -361,6 +401,7 @@ function pm2System(port: number, context: SystemContext): SystemInstance {
   return {
     spec: SPECS.pm2,
     port,
+    endpoint: { port },
     command,
     async start() {
       await Deno.mkdir(home, { recursive: true });
@@ -373,7 +414,7 @@ function pm2System(port: number, context: SystemContext): SystemInstance {
       );
       const started = performance.now();
       const cli = spawnProcess(command, { env, tool: true });
-      await waitServing(port, () => true, cli);
+      await waitServing({ port }, () => true, cli);
       const elapsed = performance.now() - started;
       const status = await cli.done;
       lines.push(...cli.lines);
@@ -404,7 +445,7 @@ function pm2System(port: number, context: SystemContext): SystemInstance {
  * throws when `alive()` turns false or 30 s pass.
  */
 async function waitServing(
-  port: number,
+  endpoint: Endpoint,
   alive: () => boolean,
   spawned: Spawned,
 ): Promise<void> {
@@ -412,7 +453,7 @@ async function waitServing(
   let last = "";
   while (performance.now() < deadline) {
     try {
-      const answer = await httpGet(port, "/", 1_000);
+      const answer = await httpGet(endpoint, "/", 1_000);
       if (answer.status === 200 && answer.body === "Hello!\n") return;
       last = `answered ${answer.status} ${JSON.stringify(answer.body)}`;
     } catch (error) {

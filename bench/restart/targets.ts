@@ -18,6 +18,11 @@ const TARGET_COLD_RATIO = 1.2;
 const TARGET_WINDOW_RATIO = 0.8;
 /** The engines the window, p95 and processes-left targets are for. */
 const ENGINES: string[] = ["ours-native", "ours-node"];
+/**
+ * Ours over HTTPS and a unix socket: the failed-requests and window-against-
+ * the-peers targets only (their handover is the native engine's, above).
+ */
+const TRANSPORTS: string[] = ["ours-native-tls", "ours-native-unix"];
 
 /** A number for a table ("—" when unknown). */
 export function fmt(value: number | null | undefined, digits = 0): string {
@@ -137,6 +142,7 @@ export function evaluateTargets(report: RestartReport): TargetResult[] {
     }
   }
   for (const system of ours) {
+    if (TRANSPORTS.includes(system.spec.id)) continue;
     const cold = system.coldStartMedianMs;
     for (const mode of ["keep-alive", "close"] as ModeName[]) {
       const run = runOf(system, mode);

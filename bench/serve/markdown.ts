@@ -9,6 +9,7 @@ import {
   sectionMarkers,
 } from "../lib/markdown_section.ts";
 import type { BenchReport, ModeSpec, SystemSpec } from "./records.ts";
+import { rssPhaseLines } from "./rss_phase.ts";
 import { COMPARISONS, formatErrors, formatInteger } from "./summary.ts";
 
 function formatRatio(value: number | null): string {
@@ -129,6 +130,7 @@ export function renderMarkdown(
     }
     lines.push(`| ${cells.join(" | ")} |`);
   }
+  lines.push(...rssPhaseLines(report.rssRuns ?? [], config, labels));
   if (report.coldStarts?.length > 0) {
     lines.push("");
     lines.push("### Cold start");

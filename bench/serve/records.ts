@@ -181,6 +181,9 @@ export interface BenchConfig {
   maxAttempts: number;
   systems: string[];
   modes: ModeName[];
+  /** The RSS phase (serve/rss_phase.ts): rounds, and seconds of load before the reading (absent in older reports). */
+  rssRounds?: number;
+  rssSeconds?: number;
 }
 
 /** Everything written to serve.json. */
@@ -194,4 +197,6 @@ export interface BenchReport {
   notes: string[];
   coldStarts: ColdStartRecord[];
   runs: RunRecord[];
+  /** The runs of the RSS phase (absent in older reports). */
+  rssRuns?: RunRecord[];
 }

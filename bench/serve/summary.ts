@@ -90,17 +90,12 @@ export const TARGETS: Omit<
     metric: "throughput",
     threshold: 0.9,
   },
-  {
-    description:
-      "native RSS after the Connection: close load ≤ 1.3× Deno.serve's",
-    system: "graceful_native",
-    baseline: "deno_serve",
-    mode: "close",
-    metric: "rss",
-    threshold: 1.3,
-    atMost: true,
-  },
 ];
+
+/** The RSS phase's system and its baseline (serve/rss_phase.ts). */
+export const RSS_SYSTEMS = ["graceful_native", "deno_serve"] as const;
+/** The RSS target: the system's median RSS at most this × the baseline's. */
+const RSS_THRESHOLD = 1.3;
 
 /** The cold-start target: the CLI (`mod.ts APP.ts`) against a bare script. */
 const COLD_TARGET = {
@@ -123,7 +118,8 @@ function spread(values: number[]): Spread {
   };
 }
 
-function sumErrors(list: WrkErrors[]): WrkErrors {
+/** Errors summed. */
+export function sumErrors(list: WrkErrors[]): WrkErrors {
   const sum: WrkErrors = {
     connect: 0,
     read: 0,
@@ -269,6 +265,38 @@ export function coldStartTarget(coldStarts: ColdStartRecord[]): Target {
   };
 }
 
+/** The RSS readings of `system`'s runs (MiB). */
+export function rssOf(runs: RunRecord[], system: string): number[] {
+  return runs.filter((r) => r.system === system).flatMap((r) => r.rssMiB ?? []);
+}
+
+/**
+ * The RSS target, from the runs of the RSS phase (serve/rss_phase.ts; not
+ * measured without them).
+ */
+export function rssTarget(runs: RunRecord[], config: BenchConfig): Target {
+  const [system, baseline] = RSS_SYSTEMS;
+  const value = median(rssOf(runs, system)) / median(rssOf(runs, baseline));
+  const measured = Number.isFinite(value);
+  return {
+    description: `native RSS after ${
+      config.rssSeconds ?? 20
+    } s of Connection: close load ≤ ${RSS_THRESHOLD}× Deno.serve's`,
+    system,
+    baseline,
+    mode: "close",
+    metric: "rss",
+    threshold: RSS_THRESHOLD,
+    atMost: true,
+    value: measured ? value : null,
+    pass: measured ? value <= RSS_THRESHOLD : null,
+    runs: runs.length,
+    disturbedRuns:
+      runs.filter((r) => r.cpu.foreignPercent > config.maxForeignPercent)
+        .length,
+  };
+}
+
 /** Everything derived from the runs: summaries, ratios, targets, notes. */
 export function buildReport(
   environment: Environment,
@@ -277,6 +305,7 @@ export function buildReport(
   coldStarts: ColdStartRecord[],
   systems: SystemSpec[],
   modes: ModeSpec[],
+  rssRuns: RunRecord[] = [],
 ): BenchReport {
   const measured = systems.filter((s) => config.systems.includes(s.name));
   const summaries = summarize(runs, measured, modes);
@@ -290,11 +319,13 @@ export function buildReport(
     ratios,
     targets: [
       ...evaluateTargets(ratios, runs, config),
+      rssTarget(rssRuns, config),
       ...(coldStarts.length > 0 ? [coldStartTarget(coldStarts)] : []),
     ],
     notes: collectNotes(summaries, runs, labels, modes, config),
     coldStarts,
     runs,
+    rssRuns,
   };
 }
 

@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import type { BenchConfig, Ratio, RunRecord } from "./records.ts";
-import { coldStartTarget, evaluateTargets } from "./summary.ts";
+import { coldStartTarget, evaluateTargets, rssTarget } from "./summary.ts";
 
 function fakeRun(
   system: string,
@@ -10,7 +10,7 @@ function fakeRun(
   return { system, mode, cpu: { foreignPercent } } as unknown as RunRecord;
 }
 
-Deno.test("evaluateTargets compares with the thresholds (RSS: at most)", () => {
+Deno.test("evaluateTargets compares with the thresholds", () => {
   const ratios: Ratio[] = [
     {
       system: "graceful_native",
@@ -44,7 +44,6 @@ Deno.test("evaluateTargets compares with the thresholds (RSS: at most)", () => {
     null,
     null,
     null,
-    false,
   ]);
   assertEquals(targets.map((t) => [t.disturbedRuns, t.runs]), [
     [1, 2],
@@ -53,8 +52,33 @@ Deno.test("evaluateTargets compares with the thresholds (RSS: at most)", () => {
     [0, 0],
     [1, 1],
     [0, 0],
-    [0, 1],
   ]);
+});
+
+Deno.test("rssTarget: the RSS phase's medians, native ÷ Deno.serve, at most 1.3×", () => {
+  const run = (system: string, rssMiB: number, foreignPercent = 0) =>
+    ({ system, rssMiB, cpu: { foreignPercent } }) as unknown as RunRecord;
+  const config = { maxForeignPercent: 5, rssSeconds: 20 } as BenchConfig;
+  const miss = rssTarget([
+    run("graceful_native", 60),
+    run("deno_serve", 40, 9),
+    run("graceful_native", 64),
+    run("deno_serve", 40),
+  ], config);
+  assertEquals(
+    [miss.value, miss.pass, miss.runs, miss.disturbedRuns],
+    [1.55, false, 4, 1],
+  );
+  assertEquals(
+    miss.description,
+    "native RSS after 20 s of Connection: close load ≤ 1.3× Deno.serve's",
+  );
+  const met = rssTarget(
+    [run("graceful_native", 50), run("deno_serve", 40)],
+    config,
+  );
+  assertEquals([met.value, met.pass], [1.25, true]);
+  assertEquals(rssTarget([], config).pass, null);
 });
 
 Deno.test("coldStartTarget: the CLI's median ÷ Deno.serve's, at most 1.3×", () => {
