@@ -48,7 +48,7 @@ import {
   upgradeInPlace,
   type UpgradeState,
 } from "./upgrade.ts";
-import type { Pool, SupervisorOptions } from "./pool.ts";
+import { announceRoll, type Pool, type SupervisorOptions } from "./pool.ts";
 import { errorMessage } from "../util/error_message.ts";
 import {
   pidfileWritten,
@@ -145,6 +145,9 @@ export async function runSupervisor(
       rollAgain = true;
       return;
     }
+    // The reload starts now, for systemd: before the execve, whose new
+    // image rolls the workers.
+    announceRoll(pool.generation + 1);
     // The supervisor upgrades its own code first (execve, same pid); the
     // new image rolls the workers. Without execve, the workers only.
     upgradeInPlace(pool, "signal").catch((error) => {
@@ -168,7 +171,13 @@ export async function runSupervisor(
   let extra: { close(): void } | undefined;
   started = true;
   if (!pool.stopping.signal.aborted) {
-    sdNotify(`READY=1\nSTATUS=${statusLine(pool)}`);
+    // An upgraded image is mid-reload: the roll that follows says READY=1
+    // when it ends, as systemd's RELOADING=1 (sent on the signal) expects.
+    sdNotify(
+      upgrade
+        ? `STATUS=${statusLine(pool)}`
+        : `READY=1\nSTATUS=${statusLine(pool)}`,
+    );
     pool.publish();
     extra = await options.onReady?.(roll);
     // The roll that made this image: the workers now.
