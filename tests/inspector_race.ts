@@ -17,7 +17,9 @@
  *   signalled generation stays alive meanwhile;
  * - the oracles are read from /proc: the serving process itself holds the
  *   only socket listening on 127.0.0.1:9229 in the namespace, and it is the
- *   same socket in every generation (never released during a handover).
+ *   same socket in every generation (never released during a handover);
+ *   and a client connecting there is closed at once in every generation
+ *   (the guard accepts, bound or inherited).
  *
  * @module
  */
@@ -195,6 +197,35 @@ export function assertHoldsGuard(
   return listening[0];
 }
 
+/** What a client connecting to 127.0.0.1:9229 gets: "closed" from a guard. */
+const CONNECT_PROBE = `
+let seen = "timeout";
+try {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: 9229 });
+  const timer = setTimeout(() => conn.close(), 2000);
+  const read = await conn.read(new Uint8Array(1)).catch(() => null);
+  clearTimeout(timer);
+  seen = read === null ? "closed" : "data";
+} catch (error) {
+  seen = String(error);
+}
+console.log(seen);
+Deno.exit(0);`;
+
+/**
+ * Asserts that the guard in `pid`'s namespace accepts and closes (bound or
+ * inherited): a client reads the end at once instead of waiting in the
+ * backlog.
+ */
+export async function assertGuardCloses(
+  pid: number,
+  what: string,
+): Promise<void> {
+  const probe = inNetworkOf(pid, [Deno.execPath(), "eval", CONNECT_PROBE]);
+  await probe.done;
+  assertEquals(probe.lines.at(-1), "closed", `${what}: ${probe.output}`);
+}
+
 /**
  * Sends SIGUSR1 to `pid` every 100 ms until Deno says it tried to open the
  * inspector (refused, or opened) once more than `before` says.
@@ -301,6 +332,7 @@ export async function raceRestarts(
         guard,
         `${what}: another socket`,
       );
+      await assertGuardCloses(pid, what);
       await Deno.remove(app.gate);
       await signalUntilDenoTries(app, pid);
       assertEquals(inspectorAttempts(app).opened, 0, app.child.output);
@@ -317,6 +349,7 @@ export async function raceRestarts(
       guard,
       `generation ${restarts + 1}: another socket`,
     );
+    await assertGuardCloses(pid, `generation ${restarts + 1}`);
     const report = await racer.stop();
     racer = undefined;
     assertEquals(inspectorAttempts(app).opened, 0, app.child.output);

@@ -24,6 +24,10 @@
  * This relies on how the runtime registers a listener, so the server checks
  * each transplant (check.ts) before it counts on it.
  *
+ * Steps 2 to 4 ({@linkcode swapListener}) work on a Deno.listen placeholder
+ * as well, which the runtime registers the same way: the inspector guard
+ * has its inherited socket accepted by a Deno.listen with them.
+ *
  * Stopping accepting, without ending the server: the fd is taken out of the
  * epoll instance, and an inert socket is dup2()ed over it, so that the
  * runtime's fd number stays valid (it closes it with the server) while this
@@ -69,6 +73,68 @@ export function transplantUnavailable(): string | undefined {
     return `/proc/self/fdinfo is not readable (${errorMessage(error)})`;
   }
   return undefined;
+}
+
+/** Where a swapped-in listening socket is: the runtime's fd, and its registration. */
+export interface SwappedListener {
+  /** The runtime's fd for the listener (the placeholder's number). */
+  readonly fd: number;
+  /** How it is registered now. */
+  readonly registration: EpollRegistration;
+}
+
+/**
+ * Steps 2 to 4 above: puts the listening socket `real` in place of the
+ * runtime's listener bound to `placeholder` (a Deno.serve's or a
+ * Deno.listen's), so that the runtime's accept loop for it accepts from
+ * `real`, under the placeholder's fd number. `real` stays open: the caller
+ * closes it when it keeps no copy of its own. Throws naming the step that
+ * failed; once the placeholder is gone, the runtime's fd is left inert.
+ */
+export function swapListener(
+  real: number,
+  placeholder: Addr,
+): SwappedListener {
+  const fd = listeningFdFor(placeholder, [real]);
+  if (fd === undefined) {
+    throw new Error(
+      `the placeholder's fd (${formatAddr(placeholder)}) is not in ` +
+        `/proc/self/fd`,
+    );
+  }
+  const registration = epollRegistrationOf(fd);
+  if (registration === undefined) {
+    throw new Error(
+      `the runtime's epoll registration of fd ${fd} is not in ` +
+        `/proc/self/fdinfo`,
+    );
+  }
+  if (!setNonBlocking(real)) {
+    throw new Error(`cannot set O_NONBLOCK on fd ${real}`);
+  }
+  if (!dupFdOver(real, fd)) throw new Error(`dup2(${real}, ${fd}) failed`);
+  const exclusive = exclusiveRegistration(registration);
+  if (!epollAdd(registration.epollFd, fd, exclusive)) {
+    // The placeholder is gone and the runtime's fd is the real socket, but
+    // unregistered: this process must not hold the socket there.
+    makeInert(registration.epollFd, fd);
+    throw new Error(`epoll_ctl(ADD) of fd ${fd} failed`);
+  }
+  return { fd, registration: exclusive };
+}
+
+/**
+ * This process stops holding the listening socket at the runtime's `fd`:
+ * out of the epoll instance, and an inert socket in its place, so that the
+ * fd number stays valid (the runtime closes it with its listener).
+ */
+export function makeInert(epollFd: number, fd: number): void {
+  epollDelete(epollFd, fd);
+  const inert = inertListeningSocket();
+  if (inert >= 0) {
+    dupFdOver(inert, fd);
+    closeFd(inert);
+  }
 }
 
 /** A transplanted listener: what the check and the server may ask of it. */
@@ -161,37 +227,9 @@ class Transplant implements TransplantBinding {
     const placeholder = this.#startPlaceholder();
     this.#server = placeholder.server;
     try {
-      const fd = listeningFdFor(placeholder.addr, [listener.fd]);
-      if (fd === undefined) {
-        throw new Error(
-          `the placeholder's fd (${formatAddr(placeholder.addr)}) is not in ` +
-            `/proc/self/fd`,
-        );
-      }
-      const registration = epollRegistrationOf(fd);
-      if (registration === undefined) {
-        throw new Error(
-          `the runtime's epoll registration of fd ${fd} is not in ` +
-            `/proc/self/fdinfo`,
-        );
-      }
-      if (!setNonBlocking(listener.fd)) {
-        throw new Error(`cannot set O_NONBLOCK on fd ${listener.fd}`);
-      }
-      if (!dupFdOver(listener.fd, fd)) {
-        throw new Error(`dup2(${listener.fd}, ${fd}) failed`);
-      }
-      const exclusive = exclusiveRegistration(registration);
-      if (!epollAdd(registration.epollFd, fd, exclusive)) {
-        // The placeholder is gone and the runtime's fd is the real socket,
-        // but unregistered: make it inert before the server is ended.
-        this.fd = fd;
-        this.registration = registration;
-        this.#makeInert();
-        throw new Error(`epoll_ctl(ADD) of fd ${fd} failed`);
-      }
-      this.fd = fd;
-      this.registration = exclusive;
+      const swapped = swapListener(listener.fd, placeholder.addr);
+      this.fd = swapped.fd;
+      this.registration = swapped.registration;
       this.#swapped = true;
       trace("transplant: swapped");
     } catch (error) {
@@ -322,20 +360,10 @@ class Transplant implements TransplantBinding {
     }, { once: true });
   }
 
-  /** This process stops holding the listening socket; the runtime's fd stays valid. */
-  #makeInert(): void {
-    epollDelete(this.registration.epollFd, this.fd);
-    const inert = inertListeningSocket();
-    if (inert >= 0) {
-      dupFdOver(inert, this.fd);
-      closeFd(inert);
-    }
-  }
-
   stopAccepting(): Promise<void> {
     if (!this.#stopped) {
       this.#stopped = true;
-      if (this.#swapped) this.#makeInert();
+      if (this.#swapped) makeInert(this.registration.epollFd, this.fd);
       trace("transplant: stopped accepting");
     }
     return Promise.resolve();

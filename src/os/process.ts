@@ -8,7 +8,6 @@
  * @module
  */
 
-import nodeProcess from "node:process";
 import { lazyBinding } from "./libc.ts";
 import { setCloseOnExec } from "./fd.ts";
 import { execInPlace as osExecInPlace } from "./spawn.ts";
@@ -116,14 +115,18 @@ export function isPid1(): boolean {
 /**
  * Whether process `pid` is alive and not a zombie: /proc/PID/stat on Linux
  * (PID 1 may not reap orphans, and a zombie answers signals), a signal-0
- * probe elsewhere (where a zombie counts as alive).
+ * probe elsewhere (where a zombie counts as alive). The probe is Deno.kill's:
+ * this module is on every generation's way to serving (watch_keeper.ts
+ * imports it), which loads no node: module.
  */
 export function isAlive(pid: number): boolean {
   if (Deno.build.os !== "linux") {
     try {
-      return nodeProcess.kill(pid, 0);
-    } catch {
-      return false;
+      Deno.kill(pid, 0);
+      return true;
+    } catch (error) {
+      // EPERM: it exists, under another user (as /proc says on Linux).
+      return error instanceof Deno.errors.PermissionDenied;
     }
   }
   try {

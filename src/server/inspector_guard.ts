@@ -18,7 +18,15 @@
  *
  * The guard accepts and closes at once: a client (chrome://inspect polling
  * 9229, a curious `curl`) gets an empty reply instead of hanging in a full
- * backlog, and it costs nothing while nobody connects.
+ * backlog, and it costs nothing while nobody connects. It binds with
+ * Deno.listen and accepts with an unref'd Deno listener, so that no
+ * generation loads node:net on its way to serving. Deno.listen sets
+ * SO_REUSEADDR, which on Linux still lets no other socket bind an address
+ * that a socket listens on: Deno's SIGUSR1 inspector fails as it did with
+ * node:net. An inherited guard is put under a Deno.listen the way the
+ * native engine serves an inherited socket (engine/transplant.ts); where
+ * that cannot be done (no FFI, no /proc), the fd is only held, which is
+ * what keeps the inspector out.
  *
  * When another process holds the port, Deno cannot open the inspector either.
  * The guard says so once, and retries in case the port is freed; meanwhile, a
@@ -33,12 +41,13 @@
  * @module
  */
 
-import inspector from "node:inspector";
-import net from "node:net";
 import { closeFd } from "../os/fd.ts";
 import { socketFacts } from "../os/socket.ts";
 import { decodeSockaddr } from "../listen/sockaddr.ts";
+import { listeningFdFor } from "../engine/fds.ts";
+import { swapListener, transplantUnavailable } from "../engine/transplant.ts";
 import { logger } from "../util/log.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 const log = logger("inspector");
 
@@ -61,10 +70,12 @@ const RETRY_MS = 2000;
 export type GuardState = "unstarted" | "off" | "held" | "waiting";
 
 let state: GuardState = "unstarted";
-let server: net.Server | undefined;
-/** The fd to pass on: the inherited one, or a dup of the bound socket's. */
+/** The listener that accepts and closes; closing it closes its fd. */
+let listener: Deno.Listener | undefined;
+/** The fd to pass on: the listener's, or an inherited one only held. */
 let guardFd = -1;
-let ownsDup = false;
+/** An inherited fd held without a listener: closed when the guard stops. */
+let heldFd = -1;
 let retry: ReturnType<typeof setTimeout> | undefined;
 let warnedTaken = false;
 let warnedSignal = false;
@@ -154,16 +165,24 @@ export function onInspectorSignal(): void {
       { host: INSPECTOR_HOST, port: INSPECTOR_PORT },
     );
   }
-  let tries = 0;
-  const timer = setInterval(() => {
-    tries++;
-    if (inspector.url()) {
-      inspector.close();
-      clearInterval(timer);
-    } else if (tries > 1000) {
-      clearInterval(timer);
-    }
-  }, 1);
+  // Loaded here only: nothing else needs node:inspector, and a generation
+  // whose guard holds the port never does.
+  import("node:inspector").then(({ default: inspector }) => {
+    let tries = 0;
+    const timer = setInterval(() => {
+      tries++;
+      if (inspector.url()) {
+        inspector.close();
+        clearInterval(timer);
+      } else if (tries > 1000) {
+        clearInterval(timer);
+      }
+    }, 1);
+  }, (error) => {
+    log.warn("inspector guard: cannot load node:inspector: {error}", {
+      error: errorMessage(error),
+    });
+  });
 }
 
 /** Whether this process was started with an --inspect flag (then it stays). */
@@ -220,59 +239,54 @@ function takeInheritedFd(): number | undefined {
   return fd;
 }
 
-function newServer(): net.Server {
-  // Accept and close: the guard serves nothing.
-  return net.createServer((socket) => socket.destroy());
-}
-
+/**
+ * Holds the inherited guard `fd`, and has a Deno listener accept from it:
+ * a placeholder on 127.0.0.1:0 whose fd becomes the guard's (then the
+ * inherited fd is closed: one fd, which a restart passes on).
+ */
 function adopt(fd: number): void {
-  const guard = newServer();
-  listenOn(guard, { fd }).then(() => {
-    if (state === "off") return void guard.close();
-    server = guard;
-    guardFd = fd;
-    ownsDup = false;
-    state = "held";
-    firstAttempt.resolve();
-  }, (error) => {
-    closeFd(fd);
-    log.warn("cannot keep the inherited inspector guard (fd {fd}): {error}", {
+  state = "held";
+  guardFd = fd;
+  heldFd = fd;
+  firstAttempt.resolve();
+  const why = transplantUnavailable();
+  if (why !== undefined) {
+    log.debug("inspector guard: holding fd {fd} without accepting ({why})", {
       fd,
-      error: String(error),
+      why,
     });
-    bind();
-  });
+    return;
+  }
+  let placeholder: Deno.Listener | undefined;
+  try {
+    placeholder = Deno.listen({ hostname: INSPECTOR_HOST, port: 0 });
+    const { port } = placeholder.addr as Deno.NetAddr;
+    const swapped = swapListener(fd, {
+      transport: "tcp",
+      hostname: INSPECTOR_HOST,
+      port,
+    });
+    closeFd(fd);
+    heldFd = -1;
+    guardFd = swapped.fd;
+    listener = placeholder;
+    acceptAndClose(placeholder);
+  } catch (error) {
+    placeholder?.close();
+    // Still held: the inspector stays out; a client waits in the backlog.
+    log.info(
+      "inspector guard: holds fd {fd}, but cannot accept on it: {error}",
+      { fd, error: errorMessage(error) },
+    );
+  }
 }
 
 function bind(): void {
   if (state !== "waiting") return;
-  const guard = newServer();
-  listenOn(guard, {
-    host: INSPECTOR_HOST,
-    port: INSPECTOR_PORT,
-    backlog: 16,
-    exclusive: true,
-  }).then(() => {
-    // deno-lint-ignore no-explicit-any
-    const fd = (guard as any)._handle?.fdForIpc?.() ?? -1;
-    if (state === "off" || typeof fd !== "number" || fd < 0) {
-      guard.close();
-      if (state !== "off") retryLater();
-      firstAttempt.resolve();
-      return;
-    }
-    server = guard;
-    guardFd = fd;
-    ownsDup = true;
-    state = "held";
-    firstAttempt.resolve();
-    if (warnedTaken) {
-      log.info("inspector guard: now holds {host}:{port}", {
-        host: INSPECTOR_HOST,
-        port: INSPECTOR_PORT,
-      });
-    }
-  }, (error) => {
+  let bound: Deno.Listener;
+  try {
+    bound = Deno.listen({ hostname: INSPECTOR_HOST, port: INSPECTOR_PORT });
+  } catch (error) {
     if (!warnedTaken) {
       warnedTaken = true;
       // (Who holds it is for `ss`: /proc/net/tcp lists every socket of the
@@ -285,14 +299,61 @@ function bind(): void {
         {
           host: INSPECTOR_HOST,
           port: INSPECTOR_PORT,
-          error: (error as { code?: string }).code ?? String(error),
+          error: (error as { code?: string }).code ?? errorMessage(error),
           seconds: RETRY_MS / 1000,
         },
       );
     }
     retryLater();
     firstAttempt.resolve();
-  });
+    return;
+  }
+  // The runtime's own fd, passed on as it is (a restart copies it into the
+  // next generation). Without it (no FFI) the port is still held here.
+  guardFd = listeningFdFor({
+    transport: "tcp",
+    hostname: INSPECTOR_HOST,
+    port: INSPECTOR_PORT,
+  }) ?? -1;
+  listener = bound;
+  state = "held";
+  firstAttempt.resolve();
+  acceptAndClose(bound);
+  if (warnedTaken) {
+    log.info("inspector guard: now holds {host}:{port}", {
+      host: INSPECTOR_HOST,
+      port: INSPECTOR_PORT,
+    });
+  }
+}
+
+/**
+ * Accepts and closes until `guard` is closed, without keeping the process
+ * alive.
+ */
+async function acceptAndClose(guard: Deno.Listener): Promise<void> {
+  guard.unref();
+  while (listener === guard) {
+    let conn: Deno.Conn;
+    try {
+      conn = await guard.accept();
+    } catch (error) {
+      if (listener !== guard || error instanceof Deno.errors.BadResource) {
+        return;
+      }
+      // Out of fds, say: the socket still holds the port meanwhile.
+      log.warn("inspector guard: {error}", { error: errorMessage(error) });
+      await new Promise((resolve) => {
+        Deno.unrefTimer(setTimeout(resolve, RETRY_MS));
+      });
+      continue;
+    }
+    try {
+      conn.close();
+    } catch {
+      // closed by the peer already
+    }
+  }
 }
 
 function retryLater(): void {
@@ -302,38 +363,17 @@ function retryLater(): void {
     bind();
   }, RETRY_MS);
   retry = timer;
-  Deno.unrefTimer(timer as unknown as number);
-}
-
-function listenOn(
-  guard: net.Server,
-  options: net.ListenOptions | { fd: number },
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error) => {
-      guard.off("listening", onListening);
-      reject(error);
-    };
-    const onListening = () => {
-      guard.off("error", onError);
-      guard.on("error", (error) => {
-        log.warn("inspector guard: {error}", { error: String(error) });
-      });
-      guard.unref();
-      resolve();
-    };
-    guard.once("error", onError);
-    guard.once("listening", onListening);
-    guard.listen(options as net.ListenOptions);
-  });
+  Deno.unrefTimer(timer);
 }
 
 function stopGuard(): void {
   state = "off";
   if (retry !== undefined) clearTimeout(retry);
   retry = undefined;
-  server?.close();
-  server = undefined;
-  if (ownsDup && guardFd >= 0) closeFd(guardFd);
+  const open = listener;
+  listener = undefined;
+  open?.close();
+  if (heldFd >= 0) closeFd(heldFd);
+  heldFd = -1;
   guardFd = -1;
 }
