@@ -10,8 +10,9 @@
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import type { Child } from "./helpers.ts";
-import { MOD } from "./helpers.ts";
+import { MOD, until } from "./helpers.ts";
 import {
+  assertGuardCloses,
   assertHoldsGuard,
   generationPid,
   inNetworkOf,
@@ -123,6 +124,70 @@ setInterval(() => {}, 1000);`,
       await holder.done;
       server?.kill("SIGKILL");
       await server?.done;
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "inspector guard: a SIGUSR1 right after another process freed 127.0.0.1:9229 (the guard still waiting): the inspector Deno opens is closed at once, and the guard takes the port",
+  ignore: raceIgnored(),
+  async fn() {
+    // The guard retries every 2 s: a SIGUSR1 sent as the holder dies finds
+    // the port free and the guard still waiting, so Deno opens the inspector
+    // and only the close-at-once fallback stands between it and a client.
+    // Should the guard's retry come first, Deno is refused instead; the
+    // scenario is then run again.
+    for (let attempt = 1;; attempt++) {
+      const holder = inOwnNetwork([
+        Deno.execPath(),
+        "eval",
+        `Deno.listen({ hostname: "127.0.0.1", port: 9229 }); console.log("held");
+setInterval(() => {}, 1000);`,
+      ]);
+      let server: Child | undefined;
+      try {
+        await holder.waitFor(/^held$/);
+        // SIGUSR1 is not a restart signal here: one process throughout.
+        server = inNetworkOf(
+          holder.pid,
+          cli(["--restart-signal", "SIGUSR2"]),
+        );
+        await server.waitFor(/Listening on/);
+        await server.waitFor(/inspector guard: cannot hold 127\.0\.0\.1:9229/);
+        // Deno opens the inspector on SIGUSR1 only once its runtime has run
+        // a while: a SIGUSR1 it refuses (the port is held) says it would.
+        while (!/Failed to start inspector server/.test(server.output)) {
+          Deno.kill(server.pid, "SIGUSR1");
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        const refusals = () =>
+          server!.lines.filter((l) =>
+            /Failed to start inspector server/.test(l)
+          )
+            .length;
+        const refused = refusals();
+        holder.kill("SIGKILL");
+        await holder.done;
+        Deno.kill(server.pid, "SIGUSR1");
+        await until(() =>
+          /Debugger listening on ws:/.test(server!.output) ||
+          refusals() > refused
+        );
+        if (!/Debugger listening on ws:/.test(server.output)) {
+          assert(attempt < 3, `the guard's retry came first 3 times`);
+          continue;
+        }
+        await server.waitFor(/inspector guard: now holds 127\.0\.0\.1:9229/);
+        assertHoldsGuard(server.pid, "after the fallback closed the inspector");
+        await assertGuardCloses(server.pid, "after the fallback");
+        return;
+      } finally {
+        holder.kill("SIGKILL");
+        await holder.done;
+        server?.kill("SIGKILL");
+        await server?.done;
+      }
     }
   },
 });
