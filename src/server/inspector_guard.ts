@@ -29,8 +29,9 @@
  * what keeps the inspector out.
  *
  * When another process holds the port, Deno cannot open the inspector either.
- * The guard says so once, and retries in case the port is freed; meanwhile, a
- * SIGUSR1 also closes any inspector that does appear, as soon as it appears.
+ * The guard retries in case the port is freed, and says so once if it is
+ * still taken at the first retry; meanwhile, a SIGUSR1 also closes any
+ * inspector that does appear, as soon as it appears.
  *
  * The guard stands aside when the process runs with --inspect (the inspector
  * is wanted, and holds its port itself), and when it is turned off
@@ -78,6 +79,8 @@ let guardFd = -1;
 let heldFd = -1;
 let retry: ReturnType<typeof setTimeout> | undefined;
 let warnedTaken = false;
+/** Failed attempts to bind the port, until one succeeds. */
+let failedBinds = 0;
 let warnedSignal = false;
 /** Resolved once the first attempt is over (held, failed and retrying, off). */
 const firstAttempt = Promise.withResolvers<void>();
@@ -287,7 +290,11 @@ function bind(): void {
   try {
     bound = Deno.listen({ hostname: INSPECTOR_HOST, port: INSPECTOR_PORT });
   } catch (error) {
-    if (!warnedTaken) {
+    // Said at the first retry, not at once: a port freed within that time
+    // needs no word, and a process that stops at once on bad input says its
+    // error alone.
+    failedBinds++;
+    if (!warnedTaken && failedBinds > 1) {
       warnedTaken = true;
       // (Who holds it is for `ss`: /proc/net/tcp lists every socket of the
       // namespace, megabytes on a busy host, for one log line.)
