@@ -12,14 +12,15 @@ import { assertEquals, assertNotEquals } from "../assert.ts";
 import {
   bootContainer,
   type Container,
-  startOnFreePort,
+  startSocketUnits,
   systemdIgnore,
 } from "./harness.ts";
 import { ROOT } from "../helpers.ts";
 
 const APP_DIR = "/srv/hono";
 
-async function installApp(c: Container, port: number): Promise<void> {
+/** Writes the app; returns the service that serves it from its directory. */
+async function installApp(c: Container): Promise<string> {
   await c.writeFile(
     `${APP_DIR}/deno.json`,
     JSON.stringify({ imports: { hono: "npm:hono@^4.6.0" } }),
@@ -32,14 +33,9 @@ app.get("/pid", (c) => c.text(\`\${Deno.pid}\`));
 export default app;
 `,
   );
-  const socket = Deno.readTextFileSync(`${ROOT}/systemd/myapp.socket`)
-    .replace(/^ListenStream=.*$/m, `ListenStream=127.0.0.1:${port}`);
-  const service = Deno.readTextFileSync(`${ROOT}/systemd/myapp.service`)
+  return Deno.readTextFileSync(`${ROOT}/systemd/myapp.service`)
     .replace(/^WorkingDirectory=.*$/m, `WorkingDirectory=${APP_DIR}`)
     .replace(/^(ExecStart=\S+ run -A \/opt\/myapp\/mod\.ts)/m, "$1 app.ts");
-  await c.writeFile("/etc/systemd/system/myapp.socket", socket);
-  await c.writeFile("/etc/systemd/system/myapp.service", service);
-  await c.systemctl("daemon-reload");
 }
 
 async function pidOf(port: number): Promise<number> {
@@ -62,11 +58,7 @@ Deno.test({
   async fn() {
     const c = await bootContainer({ denoDir: "/var/cache/myapp/deno" });
     try {
-      const port = await startOnFreePort(
-        c,
-        "myapp.socket",
-        (port) => installApp(c, port),
-      );
+      const port = await startSocketUnits(c, await installApp(c));
       const first = await pidOf(port);
       const start = await c.show("myapp.service", [
         "MainPID",

@@ -780,6 +780,31 @@ export async function startOnFreePort(
 }
 
 /**
+ * Installs the shipped socket-activated pair: `myapp.service` as `service`
+ * (the shipped text, changed by the test as it needs), and `myapp.socket`
+ * listening on a free 127.0.0.1 port, which is started at once (see
+ * {@linkcode startOnFreePort}). Returns the port.
+ */
+export async function startSocketUnits(
+  c: Container,
+  service: string = Deno.readTextFileSync(
+    `${PROJECT_ROOT}/systemd/myapp.service`,
+  ),
+): Promise<number> {
+  await c.writeFile("/etc/systemd/system/myapp.service", service);
+  const socket = Deno.readTextFileSync(`${PROJECT_ROOT}/systemd/myapp.socket`);
+  return await startOnFreePort(
+    c,
+    "myapp.socket",
+    (port) =>
+      c.writeFile(
+        "/etc/systemd/system/myapp.socket",
+        socket.replace(/^ListenStream=.*$/m, `ListenStream=127.0.0.1:${port}`),
+      ),
+  );
+}
+
+/**
  * Boots systemd in a fresh container over the cached rootfs; by default with
  * deno, the project and a populated DENO_DIR inside. Always `stop()` it.
  */

@@ -16,7 +16,7 @@ import {
 import {
   bootContainer,
   type Container,
-  startOnFreePort,
+  startSocketUnits,
   systemdIgnore,
 } from "./harness.ts";
 import { ROOT } from "../helpers.ts";
@@ -45,24 +45,12 @@ Deno.test({
     try {
       await c.writeFile("/opt/myapp/tls/cert.pem", tls.cert);
       await c.writeFile("/opt/myapp/tls/key.pem", tls.key, 0o600);
-      const socket = Deno.readTextFileSync(`${ROOT}/systemd/myapp.socket`);
-      const service = Deno.readTextFileSync(`${ROOT}/systemd/myapp.service`)
-        .replace(
+      port = await startSocketUnits(
+        c,
+        Deno.readTextFileSync(`${ROOT}/systemd/myapp.service`).replace(
           /^(ExecStart=.*)$/m,
           "$1 --cert /opt/myapp/tls/cert.pem --key /opt/myapp/tls/key.pem",
-        );
-      await c.writeFile("/etc/systemd/system/myapp.service", service);
-      port = await startOnFreePort(
-        c,
-        "myapp.socket",
-        (port) =>
-          c.writeFile(
-            "/etc/systemd/system/myapp.socket",
-            socket.replace(
-              /^ListenStream=.*$/m,
-              `ListenStream=127.0.0.1:${port}`,
-            ),
-          ),
+        ),
       );
       let previous = await pidOf();
       assertMatch(

@@ -18,10 +18,9 @@ import {
 import {
   bootContainer,
   type Container,
-  startOnFreePort,
+  startSocketUnits,
   systemdIgnore,
 } from "./harness.ts";
-import { ROOT } from "../helpers.ts";
 import { rawExchange, type RawResponse } from "../http_client.ts";
 import { assertNoFailures, Load } from "../load.ts";
 
@@ -32,21 +31,8 @@ const CONNECTIONS = 10;
 const MINIMUM_REQUESTS = 1000;
 
 /** Installs the units; starts the socket on a free port, and returns it. */
-async function installUnits(c: Container): Promise<number> {
-  await c.writeFile(
-    "/etc/systemd/system/myapp.service",
-    Deno.readTextFileSync(`${ROOT}/systemd/myapp.service`),
-  );
-  const socket = Deno.readTextFileSync(`${ROOT}/systemd/myapp.socket`);
-  return await startOnFreePort(
-    c,
-    "myapp.socket",
-    (port) =>
-      c.writeFile(
-        "/etc/systemd/system/myapp.socket",
-        socket.replace(/^ListenStream=.*$/m, `ListenStream=127.0.0.1:${port}`),
-      ),
-  );
+function installUnits(c: Container): Promise<number> {
+  return startSocketUnits(c);
 }
 
 /**

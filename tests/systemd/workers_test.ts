@@ -13,7 +13,7 @@ import {
   assertMatch,
   assertNotEquals,
 } from "../assert.ts";
-import { bootContainer, startOnFreePort, systemdIgnore } from "./harness.ts";
+import { bootContainer, startSocketUnits, systemdIgnore } from "./harness.ts";
 import { ROOT } from "../helpers.ts";
 
 const RELOADS = 2;
@@ -32,22 +32,9 @@ Deno.test({
   async fn() {
     const c = await bootContainer({ denoDir: "/var/cache/myapp/deno" });
     try {
-      await c.writeFile(
-        "/etc/systemd/system/myapp.service",
-        Deno.readTextFileSync(`${ROOT}/systemd/myapp-workers.service`),
-      );
-      const socket = Deno.readTextFileSync(`${ROOT}/systemd/myapp.socket`);
-      const port = await startOnFreePort(
+      const port = await startSocketUnits(
         c,
-        "myapp.socket",
-        (port) =>
-          c.writeFile(
-            "/etc/systemd/system/myapp.socket",
-            socket.replace(
-              /^ListenStream=.*$/m,
-              `ListenStream=127.0.0.1:${port}`,
-            ),
-          ),
+        Deno.readTextFileSync(`${ROOT}/systemd/myapp-workers.service`),
       );
       const first = await pidOf(port); // activates the service
       const start = await c.show("myapp.service", [
