@@ -9,7 +9,7 @@
 import { assert, assertEquals, assertNotEquals } from "./assert.ts";
 import { curl, header } from "./curl.ts";
 import { ignoreWithout, NGINX, NGINX_PATHS } from "./capabilities.ts";
-import { Child, freePort, TempApp, until } from "./helpers.ts";
+import { Child, freePort, listeningInodes, TempApp, until } from "./helpers.ts";
 
 const NGINX_BIN = NGINX_PATHS.find((path) => {
   try {
@@ -21,11 +21,25 @@ const NGINX_BIN = NGINX_PATHS.find((path) => {
 
 const APP = `export default { fetch: () => new Response("app " + Deno.pid) };`;
 
-/** nginx proxying 127.0.0.1:`port` to the app on `upstream`. */
+/** nginx proxying a free 127.0.0.1 port (retried on EADDRINUSE) to the app on `upstream`. */
 async function startNginx(
+  upstream: number,
+): Promise<{ child: Child; dir: string; port: number }> {
+  for (let attempt = 1;; attempt++) {
+    const started = await startNginxOn(freePort(), upstream);
+    if (started.child !== undefined) {
+      return { child: started.child, dir: started.dir, port: started.port };
+    }
+    // Another process took the port before nginx bound it: another port.
+    if (attempt >= 5) throw new Error(`nginx did not start:\n${started.log}`);
+  }
+}
+
+/** nginx on `port`; no child when it could not bind the port. */
+async function startNginxOn(
   port: number,
   upstream: number,
-): Promise<{ child: Child; dir: string }> {
+): Promise<{ child?: Child; dir: string; port: number; log: string }> {
   const dir = await Deno.makeTempDir({ prefix: "graceful-nginx-" });
   await Deno.writeTextFile(
     `${dir}/nginx.conf`,
@@ -70,15 +84,21 @@ http {
     "-e",
     `${dir}/error.log`,
   ]);
-  await until(async () => {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return true;
-    } catch {
-      return false;
-    }
-  });
-  return { child, dir };
+  // Listening is nginx's own socket on the port (/proc), not whatever else
+  // may have taken it; an nginx that could not bind exits.
+  let exited = false;
+  child.exited.then(() => exited = true);
+  await until(() =>
+    exited || listeningInodes(child.pid).some((l) => l.port === port)
+  );
+  if (!exited) return { child, dir, port, log: "" };
+  const log = await Deno.readTextFile(`${dir}/error.log`).catch(() => "");
+  await child.done;
+  if (!/Address already in use/.test(log)) {
+    throw new Error(`nginx did not start:\n${log}${child.output}`);
+  }
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  return { dir, port, log };
 }
 
 Deno.test({
@@ -87,8 +107,8 @@ Deno.test({
   ignore: ignoreWithout(NGINX),
   async fn() {
     const t = await TempApp.start(APP, ["--admin"]);
-    const proxyPort = freePort();
-    const nginx = await startNginx(proxyPort, t.port);
+    const nginx = await startNginx(t.port);
+    const proxyPort = nginx.port;
     try {
       const through = (path: string, args: string[] = []) =>
         curl([...args, `http://127.0.0.1:${proxyPort}/debug/admin${path}`]);

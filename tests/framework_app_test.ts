@@ -8,10 +8,10 @@
 import { assertEquals, assertMatch } from "./assert.ts";
 import {
   type Child,
-  freePort,
   get,
   killAllWith,
   MOD,
+  socketActivate,
   until,
 } from "./helpers.ts";
 import { childIn, installPackages, tempProject } from "./project.ts";
@@ -117,12 +117,8 @@ Deno.test({
   ignore: ignoreWithout(SOCKET_ACTIVATE),
 }, async () => {
   const dir = await honoProject();
-  const port = freePort();
   // systemd-socket-activate starts the command on the first connection.
-  const child = childIn("/", [
-    "systemd-socket-activate",
-    "-l",
-    `127.0.0.1:${port}`,
+  const { child, ports: [port] } = await socketActivate(1, [
     "/bin/sh",
     "-c",
     'cd "$0" && exec "$@"',
@@ -130,7 +126,6 @@ Deno.test({
     ...SERVE.slice(0, 5),
   ]);
   try {
-    await child.waitFor(/Listening on/);
     // A first connection starts it; it then serves the socket as fd 3.
     const first = await Deno.connect({ hostname: "127.0.0.1", port });
     await child.waitFor(/listening on 127\.0\.0\.1:\d+ \(fd 3, inherited/);
