@@ -78,8 +78,7 @@ let guardFd = -1;
 /** An inherited fd held without a listener: closed when the guard stops. */
 let heldFd = -1;
 let retry: ReturnType<typeof setTimeout> | undefined;
-let warnedTaken = false;
-/** Failed attempts to bind the port, until one succeeds. */
+/** Failed attempts to bind the port; said (once) at the second. */
 let failedBinds = 0;
 let warnedSignal = false;
 /** Resolved once the first attempt is over (held, failed and retrying, off). */
@@ -294,8 +293,7 @@ function bind(): void {
     // needs no word, and a process that stops at once on bad input says its
     // error alone.
     failedBinds++;
-    if (!warnedTaken && failedBinds > 1) {
-      warnedTaken = true;
+    if (failedBinds === 2) {
       // (Who holds it is for `ss`: /proc/net/tcp lists every socket of the
       // namespace, megabytes on a busy host, for one log line.)
       log.warn(
@@ -326,7 +324,7 @@ function bind(): void {
   state = "held";
   firstAttempt.resolve();
   acceptAndClose(bound);
-  if (warnedTaken) {
+  if (failedBinds > 1) {
     log.info("inspector guard: now holds {host}:{port}", {
       host: INSPECTOR_HOST,
       port: INSPECTOR_PORT,
