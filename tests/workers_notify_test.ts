@@ -12,9 +12,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { ignoreWithout, PYTHON } from "./capabilities.ts";
 import { readStatus, runCli, TempApp, until } from "./helpers.ts";
 import { datagrams, startNotifyReceiver } from "./notify_receiver.ts";
-
-const APP = (version: string, prelude = "") =>
-  `${prelude}export default { fetch: () => new Response("${version}") };\n`;
+import { app } from "./workers_harness.ts";
 
 Deno.test({
   name:
@@ -28,7 +26,7 @@ Deno.test({
     let t: TempApp | undefined;
     try {
       t = await TempApp.start(
-        APP("v1"),
+        app("v1"),
         ["--workers", "2", "--pidfile", pidfile],
         { NOTIFY_SOCKET: notify },
       );
@@ -55,7 +53,7 @@ Deno.test({
 
       // A roll that fails: READY=1 all the same (systemd leaves "reloading"),
       // and STATUS= says why.
-      await t.write(APP("v2", 'throw new Error("v2 cannot start");\n'));
+      await t.write(app("v2", 'throw new Error("v2 cannot start");\n'));
       const failedAt = texts().length;
       const failed = await runCli(["reload", "--pidfile", pidfile]);
       assertEquals(failed.code, 1, failed.stdout);

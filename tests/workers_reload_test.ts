@@ -100,17 +100,10 @@ Deno.test("workers: after a signal reload whose roll fails, the adopted workers 
  * `release` beside the app exists.
  */
 const HOLD_APP = `
-const release = new URL("./release", import.meta.url).pathname;
-const released = async () => {
-  while (true) {
-    try {
-      Deno.statSync(release);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
+import { gate } from ${
+  JSON.stringify(new URL("./fixtures/hold_app.ts", import.meta.url).href)
 };
+const release = new URL("./release", import.meta.url).pathname;
 export default {
   fetch(req) {
     if (new URL(req.url).pathname !== "/hold") return new Response("hello");
@@ -123,7 +116,7 @@ export default {
           controller.enqueue(encoder.encode(Deno.pid + "\\n"));
           return;
         }
-        await released();
+        await gate(release);
         controller.enqueue(encoder.encode("done"));
         controller.close();
       },
